@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh clone:
+#   make demo   -- create .venv if missing, install, run the whole pipeline on the embedded digits data
+#   make test   -- same self-installing set-up, then the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test install lint clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# An old pip can spend many minutes resolving this dependency set; upgrade it first.
+	$(PY) -m pip install -q -U pip
+	# Pin torch to the wheels that lie on this machine's disk (a fresh resolve would fetch GBs).
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(PY) -m pip install -q torch torchvision
+	$(PY) -m pip install -q -e ".[dev]"
+	# torchattacks 3.5.1 pins requests~=2.25.1 (it never imports requests); installing it as a
+	# normal dependency would drag MLflow back to 2.x and numpy to 1.x, so: --no-deps. Its wheel
+	# also ships a stray top-level `robustbench` package, which unlearnbench never imports.
+	$(PY) -m pip install -q --no-deps "torchattacks==3.5.1"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/unlearnbench demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -x --timeout=900 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check unlearnbench tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,61 @@
+"""Shared fixtures. Expensive things (trained digits model, MLflow store) are session-scoped."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from unlearnbench.core.data import prepare
+from unlearnbench.core.models import create_model
+from unlearnbench.core.train import TrainConfig, fit
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def digits_splits():
+    splits, _ = prepare("digits", split_seed=0)
+    return splits
+
+
+@pytest.fixture(scope="session")
+def digits_class3():
+    """UnlearnData for forgetting class 3 of digits (split_seed 0)."""
+    _, data = prepare("digits", "class:3", split_seed=0)
+    return data
+
+
+@pytest.fixture(scope="session")
+def digits_random():
+    _, data = prepare("digits", "random:0.1", split_seed=0)
+    return data
+
+
+def train_digits_cnn(train_set, splits, epochs: int = 20, seed: int = 0):
+    info = splits.info
+    model = create_model("cnn", info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
+    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, seed=seed, device="cpu")
+    fit(model, train_set, splits.val, info, cfg)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def digits_cnn(digits_splits):
+    """A cnn trained on the full digits training split (the 'original' model). Do not mutate."""
+    return train_digits_cnn(digits_splits.train, digits_splits)
+
+
+@pytest.fixture(scope="session")
+def digits_cnn_retrain_class3(digits_splits, digits_class3):
+    """The retrain-from-scratch reference for forgetting class 3."""
+    return train_digits_cnn(digits_class3.retain, digits_splits)
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory):
+    """One SQLite MLflow store per test session (schema migrations take seconds); isolate runs
+    by experiment name."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    return f"sqlite:///{path}"

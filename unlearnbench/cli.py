@@ -1,0 +1,33 @@
+"""The ``unlearnbench`` command line: parse → build config → call the library → print/log.
+
+Commands live in ``unlearnbench.commands``; importing them registers them on the app.
+"""
+
+from __future__ import annotations
+
+import typer
+
+import unlearnbench
+from unlearnbench.commands import train as _train  # noqa: F401  (registers train, ls)
+from unlearnbench.commands._common import app, console
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"unlearnbench {unlearnbench.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Machine-unlearning and adversarial-robustness evaluation for image classifiers."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

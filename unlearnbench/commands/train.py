@@ -1,0 +1,127 @@
+"""``unlearnbench train`` and ``unlearnbench ls``."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from unlearnbench.commands._common import (
+    ConfigOpt, DataRootOpt, DeviceOpt, DownloadOpt, ExperimentOpt, NoTrackOpt, QuietOpt, SetOpt,
+    TrackingOpt, app, build_config, console, handle_errors, setup_output,
+)
+from unlearnbench.core.checkpoint import save_checkpoint
+from unlearnbench.core.config import flatten
+from unlearnbench.core.data import DataSource
+from unlearnbench.core.jobs import train_model
+from unlearnbench.core.train import TrainConfig, recipe_for
+
+# Which registry `ls KIND` shows; modules are imported lazily so `ls models` stays fast.
+LISTABLE = {
+    "datasets": ("unlearnbench.core.data", "DATASETS"),
+    "models": ("unlearnbench.core.models", "MODELS"),
+    "methods": ("unlearnbench.unlearn", "METHODS"),
+    "attacks": ("unlearnbench.robust.attacks", "ATTACKS"),
+    "metrics": ("unlearnbench.eval.metrics", "METRICS"),
+    "presets": ("unlearnbench.unlearn.presets", "PRESETS"),
+}
+
+
+def _registry(kind: str):
+    module, attr = LISTABLE[kind]
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+@app.command("ls")
+@handle_errors
+def ls(kind: str = typer.Argument("all", help=f"One of: all, {', '.join(LISTABLE)}.")) -> None:
+    """List registered datasets, models, methods, attacks, metrics or presets."""
+    from unlearnbench.core.errors import UnknownNameError
+
+    if kind != "all" and kind not in LISTABLE:
+        raise UnknownNameError(f"Unknown list {kind!r}; choose all or one of: {', '.join(LISTABLE)}.")
+    for k in LISTABLE if kind == "all" else [kind]:
+        reg = _registry(k)
+        if reg is None:
+            continue
+        table = Table(title=k, title_justify="left")
+        extra_cols = sorted({c for e in reg.entries() for c in e.info if c != "summary"})
+        table.add_column("name", style="bold")
+        table.add_column("summary")
+        for c in extra_cols:
+            table.add_column(c)
+        for e in reg.entries():
+            vals = []
+            for c in extra_cols:
+                v = e.info.get(c, "")
+                vals.append(", ".join(map(str, v)) if isinstance(v, (list, tuple, set, frozenset)) else str(v))
+            table.add_row(e.name, e.summary, *vals)
+        console.print(table)
+
+
+@app.command()
+@handle_errors
+def train(
+    dataset: str = typer.Option("digits", "--dataset", "-d", help="Registered dataset (see `ls datasets`)."),
+    model: str = typer.Option("cnn", "--model", "-m", help="Registered model (see `ls models`)."),
+    out: Path = typer.Option(Path("runs/original.pt"), "--out", "-o", help="Checkpoint to write."),
+    exclude: str | None = typer.Option(None, "--exclude", help="Train without this forget spec (the retrain reference)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default: the dataset recipe)."),
+    lr: float | None = typer.Option(None, "--lr"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    seed: int = typer.Option(0, "--seed", help="Training seed (init, data order, augmentation)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val and forget splits."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction"),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
+    config: Path | None = ConfigOpt,
+    set_: list[str] | None = SetOpt,
+    device: str = DeviceOpt,
+    data_root: Path | None = DataRootOpt,
+    download: bool = DownloadOpt,
+    tracking_uri: str | None = TrackingOpt,
+    experiment: str = ExperimentOpt,
+    no_track: bool = NoTrackOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Train an original model (or, with --exclude, the retrain-from-scratch reference)."""
+    setup_output(quiet)
+    from unlearnbench.core.data import DATASETS
+    from unlearnbench.core.models import MODELS
+
+    DATASETS.get(dataset), MODELS.get(model)  # unknown names fail before any work
+    cfg = build_config(
+        TrainConfig, config, set_, base=recipe_for(dataset),
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device, compile=compile or None,
+    )
+    if out.exists() and out.is_dir():
+        raise typer.BadParameter(f"--out {out} is a folder; give a file path such as {out}/model.pt")
+    track = None
+    if not no_track:
+        from unlearnbench.eval import tracking
+
+        track = tracking
+        tracking.setup(tracking_uri, experiment)
+    outcome = train_model(
+        dataset, model, cfg, exclude=exclude, split_seed=split_seed, val_fraction=val_fraction,
+        source=DataSource.from_env(data_root, download),
+    )
+    save_checkpoint(out, outcome.model, outcome.meta)
+    metrics = outcome.meta["metrics"]
+    if track is not None:
+        tags = {"kind": outcome.meta["kind"], "dataset": dataset, "model": model, "seed": seed,
+                "split_seed": split_seed, "exclude": exclude or "", "git_sha": outcome.meta["provenance"]["git_sha"]}
+        params = {**flatten(cfg), "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed}
+        with track.run(f"{outcome.meta['kind']}-{model}-{dataset}", params=params, tags=tags):
+            track.log_history(outcome.history)
+            track.log_metrics(metrics)
+            track.log_artifact(out, "checkpoint")
+    console.print(
+        f"Saved {out}  test acc {metrics['test_acc']:.2f}%  val acc {metrics['val_acc']:.2f}%"
+        + (f"  forget acc {metrics['forget_acc']:.2f}%" if "forget_acc" in metrics else "")
+        + f"  ({metrics['train_seconds']:.1f} s)"
+    )

@@ -1,0 +1,1 @@
+"""Evaluation engine: metrics, membership inference, robustness metrics, reports and tracking."""
