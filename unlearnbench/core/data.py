@@ -125,8 +125,8 @@ def load_dataset(name: str, source: DataSource | None = None) -> RawDataset:
 
 
 def _make_set(x: np.ndarray | torch.Tensor, y, name: str, sub=None) -> TensorSet:
-    x_t = torch.as_tensor(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x)
-    y_t = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    x_t = torch.as_tensor(np.array(x, copy=True, order="C") if isinstance(x, np.ndarray) else x)
+    y_t = torch.as_tensor(np.array(y, dtype=np.int64))
     sub_t = None if sub is None else torch.as_tensor(np.asarray(sub), dtype=torch.int64)
     return TensorSet(x_t, y_t, torch.arange(len(y_t)), sub_t, name)
 
@@ -622,7 +622,7 @@ def forget_mask(splits: Splits, spec: ForgetSpec) -> np.ndarray:
         fine = _class_index(spec.classes[1], info.subclass_names, len(info.subclass_names), "subclass")
         sub = train.sub.cpu().numpy()
         mask = (y == sup) & (sub == fine)
-        if mask.any() and not (y[sub == fine] == sup).all():
+        if (sub == fine).any() and not (y[sub == fine] == sup).all():
             raise DataError(f"Subclass {spec.classes[1]!r} does not belong to class {spec.classes[0]!r}.")
     else:
         mask = _indices_mask(splits, spec)

@@ -12,7 +12,7 @@ from unlearnbench.core.checkpoint import Checkpoint
 from unlearnbench.core.config import to_dict
 from unlearnbench.core.data import DataSource, Splits, UnlearnData, prepare
 from unlearnbench.core.models import create_model
-from unlearnbench.core.runtime import resolve_device
+from unlearnbench.core.runtime import resolve_device, seed_everything
 from unlearnbench.core.train import LossFn, TrainConfig, accuracy, fit
 
 
@@ -63,6 +63,7 @@ def train_model(
     device = resolve_device(config.device)
     splits, data = prepare(dataset, exclude, split_seed=split_seed, val_fraction=val_fraction, source=source, device=device)
     info = splits.info
+    seed_everything(config.seed)  # the init depends on the training seed, not on global state
     model = create_model(model_name, info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
     train_set = data.retain if data is not None else splits.train
     result = fit(model, train_set, splits.val, info, config, loss_fn=loss_fn, epoch_end=epoch_end,
