@@ -109,3 +109,18 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save({"format": "unlearnbench-checkpoint-v1", "state_dict": {}, "meta": Evil()}, path)
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
+
+
+def test_cpu_bf16_path_trains(digits_splits):
+    from unlearnbench.core.train import cpu_has_bf16
+
+    info = digits_splits.info
+    model = create_model("cnn", 10, 1, 8, info.mean, info.std)
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05, cpu_bf16=True, device="cpu")
+    from unlearnbench.core.train import fit
+
+    result = fit(model, digits_splits.train, digits_splits.val, info, cfg)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert next(model.parameters()).dtype == torch.float32  # autocast never casts the weights
+    assert model.body[0].weight.is_contiguous()  # channels_last undone for checkpoints
+    assert result.best_val_acc > 80 or not cpu_has_bf16()
