@@ -99,10 +99,11 @@ def main() -> None:
     y = rng.integers(0, 10, n).astype(np.int64)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads (native bf16: {cpu_has_bf16()})"
     print(f"device: {name}; {n} CIFAR-10-shaped images, ResNet-18, {args.epochs} epochs each (first untimed)")
-    ref = reference(x, y, device, args.epochs, args.workers)
-    print(f"reference (PIL per image + DataLoader[{args.workers} workers], fp32, batch 256): {ref:10.1f} img/s")
+    # Platform first: the reference's worker processes were seen to slow a later run by ~10 %.
     plat = platform(x, y, device, args.epochs, compile=False)
     print(f"platform  (device-resident uint8, on-device aug, bf16 + channels_last, batch 512): {plat:10.1f} img/s")
+    ref = reference(x, y, device, args.epochs, args.workers)
+    print(f"reference (PIL per image + DataLoader[{args.workers} workers], fp32, batch 256): {ref:10.1f} img/s")
     print(f"ratio platform/reference: {plat / ref:.2f}x")
     if args.compile:
         comp = platform(x, y, device, args.epochs, compile=True)
