@@ -1,0 +1,110 @@
+"""MIA-Efficacy, threshold attacks and signals against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from eval_helpers import binary_logits
+
+from unlearnbench.eval import signals
+from unlearnbench.eval.engine import Evaluator
+from unlearnbench.eval.metrics.mia_svc import svc_attack
+from unlearnbench.eval.roc import attack_stats
+
+
+def test_attack_stats_hand_computed():
+    st = attack_stats(np.array([0.9, 0.8, 0.4]), np.array([0.7, 0.3, 0.2, 0.1]))
+    assert st.auc == pytest.approx(11 / 12)  # 11 of the 12 (member, non-member) pairs ordered right
+    # threshold 0.4: TPR 1, FPR 1/4 -> (1 + 1 - 0.25) / 2
+    assert st.bal_acc == pytest.approx(0.875)
+    # the last ROC point with FPR <= 1 % is threshold 0.8 (FPR 0, TPR 2/3)
+    assert st.tpr_at_fpr[0.01] == pytest.approx(2 / 3)
+    assert st.tpr_at_fpr[0.001] == pytest.approx(2 / 3)
+    assert st.values().keys() == {"auc", "bal_acc", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"}
+    assert st.fpr[0] == 0 and st.tpr[-1] == 1
+
+
+def test_attack_stats_ties_and_chance():
+    st = attack_stats(np.zeros(5), np.zeros(7))
+    assert st.auc == pytest.approx(0.5) and st.bal_acc == pytest.approx(0.5)
+    assert st.tpr_at_fpr[0.01] == 0.0
+
+
+def test_signals_hand_computed():
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.7, 0.2, 0.1]], dtype=torch.float64)
+    logits = p.log().float()
+    y = torch.tensor([0, 1])
+    conf = signals.confidence(logits, y)
+    assert conf.tolist() == pytest.approx([0.7, 0.2], abs=1e-6)
+    assert signals.loss(logits, y).tolist() == pytest.approx([-math.log(0.7), -math.log(0.2)], abs=1e-6)
+    h = -(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1))
+    assert signals.entropy(logits).tolist() == pytest.approx([h, h], abs=1e-6)
+    # Song & Mittal: -(1 - p_y) log p_y - sum_{i != y} p_i log(1 - p_i)
+    m0 = -0.3 * math.log(0.7) - 0.2 * math.log(0.8) - 0.1 * math.log(0.9)
+    m1 = -0.8 * math.log(0.2) - 0.7 * math.log(0.3) - 0.1 * math.log(0.9)
+    assert signals.modified_entropy(logits, y).tolist() == pytest.approx([m0, m1], abs=1e-6)
+    assert signals.scaled_logit(logits, y).tolist() == pytest.approx([math.log(0.7 / 0.3), math.log(0.2 / 0.8)], abs=1e-5)
+
+
+def test_scaled_logit_stays_finite_when_confidence_saturates():
+    logits = torch.tensor([[60.0, 0.0, 0.0]])
+    assert signals.confidence(logits, torch.tensor([0])).item() == 1.0  # float32 softmax saturates
+    phi = signals.scaled_logit(logits, torch.tensor([0])).item()
+    assert phi == pytest.approx(60.0 - math.log(2), rel=1e-9)
+
+
+def test_svc_attack_matches_sklearn_and_dedup_is_exact():
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(0)
+    # saturated confidences, as float32 softmax produces for a well-trained model
+    members = np.where(rng.random(600) < 0.6, 1.0, rng.beta(30, 1, 600).astype(np.float32))
+    nonmembers = np.where(rng.random(600) < 0.3, 1.0, rng.beta(8, 2, 600).astype(np.float32))
+    target = np.where(rng.random(300) < 0.5, 1.0, rng.beta(10, 2, 300).astype(np.float32))
+    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(np.r_[members, nonmembers][:, None], np.r_[np.ones(600), np.zeros(600)])
+    expected = 1 - clf.predict(target[:, None]).mean()
+    assert svc_attack(members, nonmembers, target, dedup=False) == pytest.approx(expected)
+    assert svc_attack(members, nonmembers, target, dedup=True) == pytest.approx(expected)
+
+
+def test_mia_efficacy_uses_the_first_test_size_retain_samples(constructed):
+    # retain: the first 4 (= |test|) samples are confident members, the last 6 look like test.
+    retain = binary_logits([0.99] * 4 + [0.2] * 6)
+    test = binary_logits([0.2] * 4)
+    forget = binary_logits([0.99] * 3 + [0.2] * 2)
+    model, data = constructed(forget, retain, test)
+    report = Evaluator(metrics=["mia_efficacy", "mia_threshold"]).evaluate(model, data)
+    # SVC on {0.99: member x4, 0.2: non-member x4}; the two 0.2 forget samples are non-members.
+    # (Using all of retain would put six 0.2 "members" in the fit and give 0.)
+    assert report["mia_efficacy"] == pytest.approx(40.0)
+    for attack in ("loss", "confidence", "entropy", "m_entropy"):
+        # forget vs test: 3x4 pairs ordered + 2x4 ties at half -> 16/20
+        assert report[f"mia/{attack}/forget_test/auc"] == pytest.approx(0.8)
+        assert report[f"mia/{attack}/forget_test/bal_acc"] == pytest.approx(0.8)
+        assert report[f"mia/{attack}/forget_test/tpr_at_fpr_0.01"] == pytest.approx(0.6)
+        # retain vs test: 4x4 ordered + 6x4 ties -> 28/40
+        assert report[f"mia/{attack}/retain_test/auc"] == pytest.approx(0.7)
+        assert report[f"mia/{attack}/retain_test/tpr_at_fpr_0.001"] == pytest.approx(0.4)
+    assert report.directions["mia_efficacy"] == "reference"
+    assert set(report.curves) == {f"mia/{a}/{p}" for a in ("loss", "confidence", "entropy", "m_entropy")
+                                  for p in ("forget_test", "retain_test")}
+
+
+def test_entropy_variants_use_their_own_feature(constructed):
+    # Same true-class confidence for members and non-members, different entropies (3 classes,
+    # the remaining mass spread evenly or not): the entropy features must separate them.
+    def three(p_true, spread):
+        rest = (1 - p_true)
+        p = torch.tensor([[p_true, rest * spread, rest * (1 - spread)]], dtype=torch.float64).log()
+        return p.float()
+
+    mem = torch.cat([three(0.6, 0.5)] * 8)
+    non = torch.cat([three(0.6, 0.01)] * 8)
+    y = torch.zeros(8, dtype=torch.int64)
+    model, data = constructed((torch.cat([mem[:2], non[:2]]), y[:4]), (mem, y), (non, y))
+    r = Evaluator(metrics=["mia_efficacy", "mia_entropy", "mia_m_entropy"]).evaluate(model, data)
+    assert r["mia_entropy"] == pytest.approx(50.0)  # the two non-member-like forget samples
+    assert r["mia_m_entropy"] == pytest.approx(50.0)

@@ -1,0 +1,149 @@
+"""Shadow pools, LiRA and U-LiRA."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from eval_helpers import SHADOW_CFG
+
+from unlearnbench.core.checkpoint import load_checkpoint
+from unlearnbench.core.data import prepare
+from unlearnbench.core.errors import UserError
+from unlearnbench.core.train import TrainConfig
+from unlearnbench.eval.engine import Evaluator
+from unlearnbench.eval.lira import balanced_masks, fit_gaussians
+from unlearnbench.eval.roc import attack_stats
+from unlearnbench.eval.shadow import ShadowPool, lira_holdout, population, train_pool
+
+
+def test_balanced_masks_put_every_example_in_half_the_models():
+    m = balanced_masks(8, 1000, seed=3)
+    assert m.shape == (8, 1000) and (m.sum(0) == 4).all()
+    assert not np.array_equal(m, balanced_masks(8, 1000, seed=4))
+
+
+def test_gaussian_likelihood_ratio_on_synthetic_signals():
+    """IN ~ N(mu_x + 2, 1), OUT ~ N(mu_x, 1) with per-example offsets mu_x: the online test
+    should reach the Bayes AUC Phi(2 / sqrt(2)) = 0.921; a global threshold cannot, because the
+    example offsets swamp the membership shift."""
+    rng = np.random.default_rng(0)
+    n_models, n = 64, 4000
+    mu = rng.normal(0, 5, n)
+    member = balanced_masks(n_models, n, seed=0)
+    phi = mu + rng.normal(0, 1, (n_models, n)) + 2.0 * member
+    target_member = rng.random(n) < 0.5
+    target = mu + rng.normal(0, 1, n) + 2.0 * target_member
+    for variance in ("per_example", "global"):
+        fit = fit_gaussians(phi, member, variance=variance)
+        st = attack_stats(fit.online(target)[target_member], fit.online(target)[~target_member])
+        assert st.auc == pytest.approx(0.921, abs=0.02)
+        off = fit.offline(target)
+        assert attack_stats(off[target_member], off[~target_member]).auc == pytest.approx(0.921, abs=0.02)
+    assert attack_stats(target[target_member], target[~target_member]).auc < 0.65
+    assert fit_gaussians(phi, member).variance == "per_example"  # 32 IN and 32 OUT per example
+    assert fit_gaussians(phi[:16], member[:16]).variance == "global"
+
+
+def test_lira_beats_the_loss_threshold_at_low_fpr(lira_pool):
+    """Leave-one-out on a digits pool of 8 MLPs: each of 4 shadows is the target, the other 7 the
+    attacker's pool. The loss attack ranks exactly like ``threshold`` (a global threshold on phi)."""
+    hold = lira_holdout(lira_pool, targets=4)
+    base = hold["threshold"]
+    assert base.n_members > 3000 and base.n_nonmembers > 3000
+    for name in ("lira_online", "lira_offline"):
+        st = hold[name]
+        assert st.tpr_at_fpr[0.01] > 2 * base.tpr_at_fpr[0.01], (name, st, base)
+        assert st.auc > base.auc + 0.015, (name, st.auc, base.auc)
+    assert lira_pool.manifest["holdout"]["lira_online"]["auc"] == pytest.approx(hold["lira_online"].auc)
+
+
+def test_pool_layout_and_reuse(lira_pool):
+    m = lira_pool.manifest
+    assert m["kind"] == "lira" and lira_pool.n == 8 and len(m["shadows"]) == 8
+    splits, _ = prepare("digits", split_seed=0)
+    assert lira_pool.phi.shape == lira_pool.masks.shape == (8, len(population(splits)))
+    assert (lira_pool.masks.sum(0) == 4).all()
+    ck = load_checkpoint(lira_pool.path / m["shadows"][0]["checkpoint"])
+    assert ck.meta["kind"] == "shadow" and ck.meta["model"] == "mlp"
+    # phi stored in the pool is what the shadow checkpoint predicts
+    from unlearnbench.eval.predictions import Predictions
+
+    again = Predictions.of(ck.build("cpu"), population(splits)).phi.numpy()
+    assert np.allclose(again, lira_pool.phi[0], atol=1e-4)
+    # re-running the same command finds every shadow done and trains nothing
+    before = (lira_pool.path / "manifest.json").stat().st_mtime_ns
+    pool = train_pool(lira_pool.path, dataset="digits", model="mlp", n=8, config=TrainConfig(**SHADOW_CFG), seed=0)
+    assert pool.n == 8 and [s["seconds"] for s in pool.manifest["shadows"]] == [s["seconds"] for s in m["shadows"]]
+    assert (lira_pool.path / "manifest.json").stat().st_mtime_ns >= before
+    with pytest.raises(UserError, match="different settings"):
+        train_pool(lira_pool.path, dataset="digits", model="mlp", n=6, config=TrainConfig(**SHADOW_CFG), seed=0)
+
+
+def test_evaluator_runs_lira_against_a_target(lira_pool, digits_random):
+    from unlearnbench.core.models import create_model
+    from unlearnbench.core.train import fit
+
+    info = digits_random.info
+    target = create_model("mlp", 10, 1, 8, info.mean, info.std)
+    splits, _ = prepare("digits", split_seed=0)  # the target trains on retain + forget
+    fit(target, splits.train, None, info, TrainConfig(**{**SHADOW_CFG, "seed": 123}))
+    r = Evaluator(metrics=["lira", "mia_threshold"], shadow_pool=lira_pool.path).evaluate(target, digits_random)
+    for name in ("lira_online", "lira_offline"):
+        for pair in ("forget_test", "retain_test"):
+            for stat in ("auc", "bal_acc", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"):
+                assert 0 <= r[f"mia/{name}/{pair}/{stat}"] <= 1
+        # the target trained on both forget and retain: LiRA sees them as members
+        assert r[f"mia/{name}/retain_test/auc"] > 0.52 and r[f"mia/{name}/forget_test/auc"] > 0.52
+    assert r.directions["mia/lira_online/forget_test/auc"] == "reference"
+    _, other_split = prepare("digits", "random:0.1", split_seed=1)
+    with pytest.raises(UserError, match="split_seed 0"):
+        Evaluator(metrics=["lira"], shadow_pool=lira_pool).evaluate(target, other_split)
+
+
+def test_pool_errors(tmp_path):
+    with pytest.raises(UserError, match="not a shadow pool"):
+        ShadowPool.load(tmp_path)
+    (tmp_path / "junk.txt").write_text("x")
+    with pytest.raises(UserError, match="exists and is not a shadow pool"):
+        train_pool(tmp_path, dataset="digits", model="mlp", n=2, config=TrainConfig(epochs=1, device="cpu"))
+    with pytest.raises(UserError, match="--forget"):
+        train_pool(tmp_path / "u", dataset="digits", model="mlp", n=2, config=TrainConfig(epochs=1, device="cpu"),
+                   ulira_method="finetune")
+
+
+def test_ulira_pool_detects_an_unlearning_that_changes_nothing(tmp_path_factory, digits_random):
+    """U-LiRA on digits with 4 (unlearned, retrained) pairs. The method is fine-tuning with a
+    learning rate too small to move the weights, so the forget set stays memorised: the
+    per-example attack must tell the "unlearned" models from the retrained ones."""
+    from unlearnbench import unlearn
+    from unlearnbench.core.models import create_model
+    from unlearnbench.core.train import fit
+
+    cfg = TrainConfig(**{**SHADOW_CFG, "epochs": 20})
+    noop = {"epochs": 1, "lr": 1e-6}
+    pool = train_pool(tmp_path_factory.mktemp("upool") / "u", dataset="digits", model="mlp", n=4, config=cfg,
+                      ulira_method="finetune", forget="random:0.1", method_config=noop)
+    m = pool.manifest
+    assert m["kind"] == "ulira" and m["method"] == "finetune" and m["forget"] == "random:0.1"
+    assert pool.phi_unlearned.shape == pool.phi_retrained.shape == (4, len(digits_random.forget))
+    assert all(s["forget_acc"] > s["retrained_forget_acc"] for s in m["shadows"])
+    hold = m["holdout"]["ulira"]
+    assert hold["auc"] > 0.6 and hold["bal_acc"] > 0.55
+    assert json.loads((pool.path / "manifest.json").read_text())["holdout"]["ulira"] == hold
+
+    # a fresh target pair (seed outside the pool) evaluated through the engine
+    info = digits_random.info
+    original = create_model("mlp", 10, 1, 8, info.mean, info.std)
+    splits, _ = prepare("digits", split_seed=0)
+    fit(original, splits.train, splits.val, info, TrainConfig(**{**SHADOW_CFG, "epochs": 20, "seed": 777}))
+    unlearned = unlearn.run("finetune", original, digits_random, noop, seed=777, device="cpu").model
+    retrained = create_model("mlp", 10, 1, 8, info.mean, info.std)
+    fit(retrained, digits_random.retain, splits.val, info, TrainConfig(**{**SHADOW_CFG, "epochs": 20, "seed": 777}))
+    r = Evaluator(metrics=["ulira"], shadow_pool=pool.path).evaluate(unlearned, digits_random, reference=retrained)
+    assert r["mia/ulira/forget/auc"] > 0.6
+    assert r.directions["mia/ulira/forget/bal_acc"] == "lower"
+    _, classwise = prepare("digits", "class:3", split_seed=0)
+    with pytest.raises(UserError, match="forget spec 'random:0.1'"):
+        Evaluator(metrics=["ulira"], shadow_pool=pool).evaluate(unlearned, classwise, reference=retrained)

@@ -1,0 +1,137 @@
+"""The typed result of an evaluation, with a lossless JSON round trip.
+
+``values`` is flat ``{metric_key: float}`` (the MLflow metrics); ``per_class`` a DataFrame
+(split, class, name, n, acc[, reference_acc]); ``curves`` ROC points by name
+(``{"fpr": [...], "tpr": [...]}``); ``config`` what was evaluated and how (flattened into MLflow
+params); ``provenance`` git sha, versions, device, seed, host, time; ``timings`` seconds per
+metric plus ``predictions`` and ``total``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+TAG_KEYS = ("kind", "method", "dataset", "model", "forget", "seed")
+PER_CLASS_COLUMNS = ["split", "class", "name", "n", "acc"]
+
+
+def _clean(value: Any) -> Any:
+    """JSON cannot hold NaN/inf portably: store them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _floats(d: dict[str, Any] | None) -> dict[str, float]:
+    return {k: float("nan") if v is None else float(v) for k, v in (d or {}).items()}
+
+
+@dataclass
+class Report:
+    values: dict[str, float] = field(default_factory=dict)
+    per_class: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PER_CLASS_COLUMNS))
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    name: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # kind, method, dataset, model, forget, seed
+    directions: dict[str, str] = field(default_factory=dict)  # value key -> higher | lower | reference
+    reference_values: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+
+    def __getitem__(self, key: str) -> float:
+        return self.values[key]
+
+    def tags(self) -> dict[str, str]:
+        """MLflow tags: kind, method, dataset, model, forget, seed, git_sha."""
+        tags = {k: str(self.meta.get(k, "")) for k in TAG_KEYS}
+        tags["git_sha"] = str(self.provenance.get("git_sha", "unknown"))
+        return tags
+
+    def rows(self) -> list[tuple[str, float, float | None, float | None, str]]:
+        """(key, value, reference value, |gap|, direction) for every value except the gaps."""
+        out = []
+        for k, v in self.values.items():
+            if k.startswith("gap/"):
+                continue
+            ref = self.reference_values.get(k)
+            gap = self.values.get(f"gap/{k}")
+            out.append((k, v, ref, gap, self.directions.get(k, "")))
+        return out
+
+    # -- JSON -----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({
+            "name": self.name,
+            "meta": self.meta,
+            "values": self.values,
+            "directions": self.directions,
+            "reference_values": self.reference_values,
+            "per_class": self.per_class.to_dict(orient="records"),
+            "per_class_columns": list(self.per_class.columns),
+            "curves": self.curves,
+            "config": self.config,
+            "provenance": self.provenance,
+            "timings": self.timings,
+            "skipped": self.skipped,
+        })
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        columns = d.get("per_class_columns") or PER_CLASS_COLUMNS
+        per_class = pd.DataFrame(d.get("per_class") or [], columns=columns)
+        curves = {k: {a: [float("nan") if x is None else float(x) for x in xs] for a, xs in c.items()}
+                  for k, c in (d.get("curves") or {}).items()}
+        return cls(
+            values=_floats(d.get("values")), per_class=per_class, curves=curves,
+            config=d.get("config") or {}, provenance=d.get("provenance") or {}, timings=_floats(d.get("timings")),
+            name=d.get("name", ""), meta=d.get("meta") or {}, directions=d.get("directions") or {},
+            reference_values=_floats(d.get("reference_values")), skipped=d.get("skipped") or {},
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON atomically (temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(self.to_json())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        from unlearnbench.core.errors import UserError
+
+        path = Path(path)
+        try:
+            return cls.from_json(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"Report {str(path)!r} does not exist.") from None
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON ({exc}).") from None

@@ -1,0 +1,76 @@
+"""Attack statistics from member / non-member scores (higher score = "member").
+
+Conventions (LiRA, Carlini et al. 2022, ``plot.py::sweep``):
+
+- ``auc``: area under the ROC curve (ties count one half), in [0, 1];
+- ``bal_acc``: the best balanced accuracy over all thresholds, max (1 + TPR - FPR) / 2, so 0.5
+  is chance and 1 is perfect separation;
+- ``tpr_at_fpr_<a>``: the TPR of the last ROC point whose FPR is at most ``a`` (0 when no
+  threshold reaches that FPR, e.g. with fewer than 1/a non-members the resolution is coarser
+  than ``a`` and the value reflects FPR = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LOW_FPRS = (0.01, 0.001)
+
+
+def fpr_key(a: float) -> str:
+    """``0.001`` -> ``tpr_at_fpr_0.001`` (MLflow-safe, no ``%`` or ``@``)."""
+    return f"tpr_at_fpr_{a:g}"
+
+
+@dataclass(frozen=True)
+class AttackStats:
+    auc: float
+    bal_acc: float
+    tpr_at_fpr: dict[float, float]
+    n_members: int
+    n_nonmembers: int
+    fpr: list[float] = field(default_factory=list)  # thinned ROC curve for plots and reports
+    tpr: list[float] = field(default_factory=list)
+
+    def values(self) -> dict[str, float]:
+        out = {"auc": self.auc, "bal_acc": self.bal_acc}
+        out.update({fpr_key(a): t for a, t in self.tpr_at_fpr.items()})
+        return out
+
+    def curve(self) -> dict[str, list[float]]:
+        return {"fpr": self.fpr, "tpr": self.tpr}
+
+
+def attack_stats(
+    member_scores: np.ndarray, nonmember_scores: np.ndarray, fprs: tuple[float, ...] = LOW_FPRS
+) -> AttackStats:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    m = np.asarray(member_scores, dtype=np.float64).ravel()
+    n = np.asarray(nonmember_scores, dtype=np.float64).ravel()
+    if len(m) == 0 or len(n) == 0:
+        nan = float("nan")
+        return AttackStats(nan, nan, {a: nan for a in fprs}, len(m), len(n))
+    if not (np.isfinite(m).all() and np.isfinite(n).all()):
+        raise ValueError("attack scores must be finite")
+    y = np.r_[np.ones(len(m)), np.zeros(len(n))]
+    s = np.r_[m, n]
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    auc = float(roc_auc_score(y, s))
+    bal = float(np.max(1 + tpr - fpr) / 2)
+    low = {}
+    for a in fprs:
+        ok = np.flatnonzero(fpr <= a + 1e-12)
+        low[a] = float(tpr[ok[-1]]) if len(ok) else 0.0
+    tf, tt, _ = roc_curve(y, s, drop_intermediate=True)
+    return AttackStats(auc, bal, low, len(m), len(n), _thin(tf), _thin(tt))
+
+
+def _thin(a: np.ndarray, max_points: int = 2000) -> list[float]:
+    # Curves go into report JSON; keep them small but dense enough for a log-log plot.
+    if len(a) > max_points:
+        a = a[np.unique(np.r_[np.geomspace(1, len(a), max_points).astype(int) - 1, len(a) - 1])]
+    return [round(float(v), 6) for v in a]
+

@@ -1,0 +1,453 @@
+"""Shadow-model pools for LiRA and U-LiRA: trained once, stored on disk, reused by evaluations.
+
+Two kinds of pool, both a folder with ``manifest.json`` plus one ``.pt`` checkpoint (written by
+``core.checkpoint``) and one ``.npz`` signal file per shadow:
+
+``lira`` (``unlearnbench shadow train --n N``)
+    The *population* is the training split followed by the test set (the validation split stays
+    out: shadows use it for best-epoch selection, like the target). ``N`` keep-masks make every
+    population example IN for exactly ``N // 2`` shadows (the LiRA reference construction).
+    Shadow ``j`` is trained on its IN half with the target's recipe. Each ``.npz`` stores its
+    ``mask`` and ``phi``: the logit-scaled confidence of every population example under that
+    shadow, so an evaluation only needs the target's own predictions.
+
+``ulira`` (``... --ulira-method METHOD --forget SPEC``)
+    Unlearned / retrained *pairs* for one forget set ``F`` and one unlearning method
+    (the per-example U-MIA of Hayes et al., 2024). Shadow ``j`` (seed ``s_j``):
+
+    1. ``original_j``: trained on the full training split (retain + ``F``), seed ``s_j``;
+    2. ``unlearned_j = unlearn.run(METHOD, original_j, data)``: trained with ``F``, then unlearned;
+    3. ``retrained_j``: trained on the retain set only (never saw ``F``), seed ``s_j``.
+
+    The ``.npz`` stores ``phi`` of every forget example under ``unlearned_j`` and ``retrained_j``;
+    both checkpoints are kept. For each forget example U-LiRA fits a Gaussian to its unlearned
+    signals (IN) and one to its retrained signals (OUT) and scores a model by the likelihood
+    ratio. The attacker knows the forget set (the strongest per-example attacker), so a pool
+    serves one (dataset, split, forget spec, method and config). Cost per shadow: two trainings
+    and one unlearning run. ``holdout`` in the manifest is the attack on each shadow's own pair
+    with the other shadows as the pool (bal_acc 0.5 = indistinguishable from retraining).
+
+Every shadow is an independent job run through ``core.executor.run_jobs`` (local or Ray); jobs
+return weights and signals, and only this driver writes files. Re-running the same command
+resumes a partly built pool; different settings for an existing folder are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unlearnbench.core import provenance
+from unlearnbench.core.checkpoint import save_checkpoint
+from unlearnbench.core.config import from_dict, to_dict
+from unlearnbench.core.data import DataSource, Splits, TensorSet, UnlearnData, prepare
+from unlearnbench.core.errors import ConfigError, UserError
+from unlearnbench.core.executor import ExecutorConfig, JobOutcome, run_jobs
+from unlearnbench.core.jobs import checkpoint_meta
+from unlearnbench.core.models import create_model
+from unlearnbench.core.runtime import resolve_device
+from unlearnbench.core.train import TrainConfig, accuracy, fit
+from unlearnbench.eval.lira import Variance, balanced_masks, fit_gaussians, usable
+from unlearnbench.eval.predictions import Predictions
+from unlearnbench.eval.roc import AttackStats, attack_stats
+
+log = logging.getLogger(__name__)
+
+FORMAT = "unlearnbench-shadow-pool-v1"
+KINDS = ("lira", "ulira")
+
+
+# ----------------------------------------------------------------------------- population
+
+
+def population(splits: Splits) -> TensorSet:
+    """The LiRA population: the training split followed by the test set."""
+    tr, te = splits.train, splits.test.to(splits.train.device)
+    return TensorSet(torch.cat([tr.x, te.x]), torch.cat([tr.y, te.y]), torch.cat([tr.idx, te.idx]), name="population")
+
+
+def _fingerprint(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def shadow_seed(pool_seed: int, j: int) -> int:
+    """Independent, reproducible training seed of shadow ``j``."""
+    return int(np.random.SeedSequence([pool_seed, j]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+# ----------------------------------------------------------------------------- the pool on disk
+
+
+@dataclass(frozen=True)
+class ShadowPool:
+    path: Path
+    manifest: dict[str, Any]
+    masks: np.ndarray | None = None  # lira: (shadows, population) keep-masks
+    phi: np.ndarray | None = None  # lira: (shadows, population)
+    phi_unlearned: np.ndarray | None = None  # ulira: (shadows, forget)
+    phi_retrained: np.ndarray | None = None  # ulira: (shadows, forget)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def n(self) -> int:
+        return len(self.manifest["shadows"])
+
+    @property
+    def train_idx(self) -> np.ndarray:
+        return np.asarray(self.manifest["population"]["train_idx"], dtype=np.int64)
+
+    @property
+    def test_idx(self) -> np.ndarray:
+        return np.asarray(self.manifest["population"]["test_idx"], dtype=np.int64)
+
+    @property
+    def forget_idx(self) -> np.ndarray:
+        return np.asarray(self.manifest["population"]["forget_idx"], dtype=np.int64)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ShadowPool:
+        path = Path(path)
+        manifest_path = path / "manifest.json"
+        if not manifest_path.is_file():
+            raise UserError(f"{str(path)!r} is not a shadow pool (no manifest.json); build one with `unlearnbench shadow train`.")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"Shadow-pool manifest {manifest_path} is corrupt ({exc.msg}); rebuild the pool.") from None
+        if manifest.get("format") != FORMAT or manifest.get("kind") not in KINDS:
+            raise UserError(f"{manifest_path} is not an unlearnbench shadow-pool manifest; rebuild the pool.")
+        shadows = sorted(manifest["shadows"], key=lambda s: s["index"])
+        if len(shadows) < 2:
+            raise UserError(f"Shadow pool {path} holds {len(shadows)} finished shadow(s); finish it by re-running `shadow train`.")
+        arrays: dict[str, list[np.ndarray]] = {}
+        for s in shadows:
+            try:
+                with np.load(path / s["signals"], allow_pickle=False) as z:
+                    for k in z.files:
+                        arrays.setdefault(k, []).append(z[k])
+            except (OSError, ValueError) as exc:
+                raise UserError(f"Shadow signals {path / s['signals']} are unreadable ({exc}); rebuild the pool.") from None
+        manifest = {**manifest, "shadows": shadows}
+        stack = lambda k: np.stack(arrays[k]) if k in arrays else None  # noqa: E731
+        return cls(path, manifest, masks=stack("mask"), phi=stack("phi"),
+                   phi_unlearned=stack("phi_unlearned"), phi_retrained=stack("phi_retrained"))
+
+    # -- matching a target's data -------------------------------------------------------------
+
+    def check_data(self, data: UnlearnData) -> None:
+        """The pool must come from the same dataset and split (and forget set for U-LiRA)."""
+        m = self.manifest
+        if m["dataset"] != data.info.name:
+            raise UserError(f"Shadow pool {self.path} was built on {m['dataset']!r}, not {data.info.name!r}; use a matching pool.")
+        train = np.sort(np.r_[data.retain.idx.cpu().numpy(), data.forget.idx.cpu().numpy()])
+        test = data.test.idx.cpu().numpy()
+        if not (np.array_equal(np.sort(self.train_idx), train) and np.array_equal(np.sort(self.test_idx), np.sort(test))):
+            raise UserError(
+                f"Shadow pool {self.path} was built with split_seed {m['split_seed']} and val_fraction "
+                f"{m['val_fraction']}, which do not match this data; build a pool with the same split."
+            )
+        if self.kind == "ulira":
+            if not np.array_equal(np.sort(self.forget_idx), np.sort(data.forget.idx.cpu().numpy())):
+                raise UserError(
+                    f"U-LiRA pool {self.path} was built for forget spec {m['forget']!r}, not {str(data.spec)!r}; "
+                    "build one for this forget set."
+                )
+
+    def positions(self, idx: torch.Tensor | np.ndarray, source: str) -> np.ndarray:
+        """Positions in the pool's signal arrays of the samples with source indices ``idx``
+        (``source`` = "train" for forget/retain, "test" for test sets, "forget" for U-LiRA)."""
+        ref = getattr(self, f"{source}_idx")
+        offset = len(self.train_idx) if source == "test" else 0
+        idx = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64)
+        order = np.argsort(ref)
+        found = np.searchsorted(ref, idx, sorter=order)
+        found = np.clip(found, 0, len(ref) - 1)
+        pos = order[found]
+        if not np.array_equal(ref[pos], idx):
+            raise UserError(f"Shadow pool {self.path} does not cover these {source} samples; build it on the same split.")
+        return pos + offset
+
+    def fit(self, variance: Variance = "auto"):
+        """Per-example Gaussians over the whole pool (cached per variance mode)."""
+        if variance not in self._cache:
+            if self.kind == "lira":
+                self._cache[variance] = fit_gaussians(self.phi, self.masks, variance=variance)
+            else:
+                ones = np.ones_like(self.phi_unlearned, dtype=bool)
+                self._cache[variance] = fit_gaussians(self.phi_unlearned, ones, self.phi_retrained, ones, variance=variance)
+        return self._cache[variance]
+
+
+# ----------------------------------------------------------------------------- hold-out checks
+
+
+def lira_holdout(pool: ShadowPool, targets: int = 4, variance: Variance = "auto") -> dict[str, AttackStats]:
+    """Attack shadows ``0..targets-1`` in turn with the other shadows as the attacker's pool.
+
+    Returns pooled stats for ``lira_online``, ``lira_offline`` and ``threshold``: one global
+    threshold on phi, which ranks examples exactly like the loss attack (phi and -loss are both
+    increasing in p_y).
+    """
+    if pool.kind != "lira":
+        raise ValueError("lira_holdout needs a lira pool")
+    scores: dict[str, tuple[list, list]] = {k: ([], []) for k in ("lira_online", "lira_offline", "threshold")}
+    for k in range(min(targets, pool.n)):
+        others = np.arange(pool.n) != k
+        fit = fit_gaussians(pool.phi[others], pool.masks[others], variance=variance)
+        member = pool.masks[k]
+        target = pool.phi[k]
+        for name, s, ok in (
+            ("lira_online", fit.online(target), usable(fit, True)),
+            ("lira_offline", fit.offline(target), usable(fit, False)),
+            ("threshold", target, np.ones_like(member)),
+        ):
+            scores[name][0].append(s[member & ok])
+            scores[name][1].append(s[~member & ok])
+    return {k: attack_stats(np.concatenate(m), np.concatenate(n)) for k, (m, n) in scores.items()}
+
+
+def ulira_holdout(pool: ShadowPool, variance: Variance = "auto") -> AttackStats:
+    """Each shadow's (unlearned, retrained) pair attacked with the other shadows as the pool:
+    positives = forget examples under ``unlearned_k``, negatives = the same under ``retrained_k``."""
+    if pool.kind != "ulira":
+        raise ValueError("ulira_holdout needs a ulira pool")
+    pos, neg = [], []
+    for k in range(pool.n):
+        others = np.arange(pool.n) != k
+        u, r = pool.phi_unlearned[others], pool.phi_retrained[others]
+        fit = fit_gaussians(u, np.ones_like(u, bool), r, np.ones_like(r, bool), variance=variance)
+        pos.append(fit.online(pool.phi_unlearned[k]))
+        neg.append(fit.online(pool.phi_retrained[k]))
+    return attack_stats(np.concatenate(pos), np.concatenate(neg))
+
+
+# ----------------------------------------------------------------------------- jobs (run anywhere)
+
+
+def _job_data(spec: dict[str, Any], device: torch.device) -> tuple[Splits, UnlearnData | None]:
+    source = DataSource(Path(spec["data_root"]) if spec.get("data_root") else None, False)
+    return prepare(spec["dataset"], spec.get("forget"), split_seed=spec["split_seed"],
+                   val_fraction=spec["val_fraction"], source=source, device=device)
+
+
+def _new_model(spec: dict[str, Any], splits: Splits):
+    info = splits.info
+    return create_model(spec["model"], info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def lira_shadow_job(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one LiRA shadow on its IN half of the population; return weights, mask and phi."""
+    cfg = from_dict(TrainConfig, {**spec["train_config"], "seed": spec["seed"]})
+    device = resolve_device(cfg.device)
+    splits, _ = _job_data(spec, device)
+    pop = population(splits)
+    mask = torch.as_tensor(np.asarray(spec["mask"], dtype=bool))
+    model = _new_model(spec, splits)
+    result = fit(model, pop.select(mask), splits.val, splits.info, cfg, description=f"shadow {spec['index']}")
+    phi = Predictions.of(model, pop).phi.numpy()
+    return {
+        "state_dict": _cpu_state(model), "mask": np.asarray(spec["mask"], dtype=bool), "phi": phi,
+        "seconds": result.seconds, "test_acc": accuracy(model, splits.test),
+    }
+
+
+def ulira_shadow_job(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train ``original_j``, unlearn the forget set with the pool's method, train ``retrained_j``."""
+    from unlearnbench.unlearn import run as unlearn_run
+
+    cfg = from_dict(TrainConfig, {**spec["train_config"], "seed": spec["seed"]})
+    device = resolve_device(cfg.device)
+    splits, data = _job_data(spec, device)
+    original = _new_model(spec, splits)
+    t_orig = fit(original, splits.train, splits.val, splits.info, cfg, description=f"shadow {spec['index']} original")
+    outcome = unlearn_run(spec["method"], original, data, spec.get("method_config"), seed=spec["seed"], device=str(device))
+    unlearned = outcome.model
+    retrained = _new_model(spec, splits)
+    t_ret = fit(retrained, data.retain, splits.val, splits.info, cfg, description=f"shadow {spec['index']} retrain")
+    return {
+        "state_dict": _cpu_state(unlearned), "retrained_state_dict": _cpu_state(retrained),
+        "phi_unlearned": Predictions.of(unlearned, data.forget).phi.numpy(),
+        "phi_retrained": Predictions.of(retrained, data.forget).phi.numpy(),
+        "seconds": t_orig.seconds + float(outcome.seconds) + t_ret.seconds,
+        "unlearn_seconds": float(outcome.seconds),
+        "forget_acc": accuracy(unlearned, data.forget), "retrained_forget_acc": accuracy(retrained, data.forget),
+    }
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def train_pool(
+    out: str | Path,
+    *,
+    dataset: str,
+    model: str,
+    n: int,
+    config: TrainConfig,
+    split_seed: int = 0,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    source: DataSource | None = None,
+    executor: ExecutorConfig | None = None,
+    ulira_method: str | None = None,
+    forget: str | None = None,
+    method_config: dict[str, Any] | None = None,
+) -> ShadowPool:
+    """Train (or finish) a shadow pool in ``out`` and return it loaded."""
+    from unlearnbench.core.data import DATASETS
+    from unlearnbench.core.models import MODELS
+
+    out = Path(out)
+    DATASETS.get(dataset), MODELS.get(model)
+    if n < 2:
+        raise ConfigError(f"A shadow pool needs at least 2 shadow models, got --n {n}.")
+    kind = "ulira" if ulira_method else "lira"
+    if kind == "ulira":
+        from unlearnbench.unlearn import METHODS
+
+        METHODS.get(ulira_method)
+        if not forget:
+            raise ConfigError("A U-LiRA pool needs the forget set it unlearns: pass --forget SPEC.")
+    elif forget:
+        raise ConfigError("--forget only applies to U-LiRA pools; add --ulira-method METHOD or drop --forget.")
+    source = source or DataSource.from_env()
+    # The driver loads the data once (downloading if asked) to fix the population.
+    splits, data = prepare(dataset, forget, split_seed=split_seed, val_fraction=val_fraction, source=source)
+    train_idx = splits.train.idx.numpy()
+    test_idx = splits.test.idx.numpy()
+    pop_info: dict[str, Any] = {"train_idx": train_idx.tolist(), "test_idx": test_idx.tolist()}
+    if data is not None:
+        pop_info["forget_idx"] = data.forget.idx.numpy().tolist()
+    settings = {
+        "format": FORMAT, "kind": kind, "dataset": dataset, "model": model, "n": n, "seed": seed,
+        "split_seed": split_seed, "val_fraction": val_fraction, "train_config": to_dict(config),
+        "population_sha": _fingerprint(train_idx, test_idx, *([data.forget.idx.numpy()] if data is not None else [])),
+    }
+    if kind == "ulira":
+        settings.update(forget=str(data.spec), method=ulira_method, method_config=dict(method_config or {}))
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        old = {k: manifest.get(k) for k in settings}
+        if json.loads(json.dumps(old)) != json.loads(json.dumps(settings)):
+            diff = [k for k in settings if json.dumps(old[k]) != json.dumps(settings[k])]
+            raise UserError(f"Shadow pool {out} was built with different settings ({', '.join(diff)}); use another --out folder.")
+    else:
+        if out.exists() and any(out.iterdir()):
+            raise UserError(f"Folder {out} exists and is not a shadow pool; pick an empty or new --out folder.")
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = {**settings, "population": pop_info, "shadows": [], "provenance": provenance.collect("cpu", seed)}
+        _write_json_atomic(manifest_path, manifest)
+
+    done = {s["index"] for s in manifest["shadows"]}
+    masks = balanced_masks(n, len(train_idx) + len(test_idx), seed) if kind == "lira" else None
+    base = {
+        "dataset": dataset, "model": model, "split_seed": split_seed, "val_fraction": val_fraction,
+        "data_root": str(source.root) if source.root else None, "train_config": to_dict(config),
+    }
+    todo = [j for j in range(n) if j not in done]
+    jobs = []
+    for j in todo:
+        spec = {**base, "index": j, "seed": shadow_seed(seed, j)}
+        if kind == "lira":
+            spec["mask"] = masks[j]
+        else:
+            spec.update(forget=forget, method=ulira_method, method_config=dict(method_config or {}))
+        jobs.append((spec,))
+    meta_base = checkpoint_meta(model, splits, exclude=None, val_fraction=val_fraction)
+    failures: list[str] = []
+
+    def on_result(i: int, outcome: JobOutcome) -> None:
+        j = todo[i]
+        if not outcome.ok:
+            failures.append(f"shadow {j}: {outcome.error}")
+            log.warning("shadow %d failed: %s", j, outcome.error)
+            return
+        v = outcome.value
+        name = f"shadow_{j:03d}"
+        entry = {"index": j, "seed": jobs[i][0]["seed"], "signals": f"{name}.npz", "seconds": v["seconds"]}
+        if kind == "lira":
+            ckpt = _save_shadow(out / f"{name}.pt", model, v["state_dict"], meta_base, kind="shadow", index=j, seed=entry["seed"])
+            _save_npz_atomic(out / entry["signals"], mask=v["mask"], phi=v["phi"])
+            entry.update(checkpoint=ckpt, test_acc=v["test_acc"], n_in=int(v["mask"].sum()))
+        else:
+            extra = {"forget": forget, "method": ulira_method}
+            ck_u = _save_shadow(out / f"{name}_unlearned.pt", model, v["state_dict"], meta_base, kind="unlearn",
+                                index=j, seed=entry["seed"], **extra)
+            ck_r = _save_shadow(out / f"{name}_retrained.pt", model, v["retrained_state_dict"], meta_base,
+                                kind="retrain", index=j, seed=entry["seed"], exclude=forget)
+            _save_npz_atomic(out / entry["signals"], phi_unlearned=v["phi_unlearned"], phi_retrained=v["phi_retrained"])
+            entry.update(unlearned=ck_u, retrained=ck_r, unlearn_seconds=v["unlearn_seconds"],
+                         forget_acc=v["forget_acc"], retrained_forget_acc=v["retrained_forget_acc"])
+        manifest["shadows"] = [s for s in manifest["shadows"] if s["index"] != j] + [entry]
+        _write_json_atomic(manifest_path, manifest)
+
+    if jobs:
+        worker = lira_shadow_job if kind == "lira" else ulira_shadow_job
+        run_jobs(worker, jobs, executor or ExecutorConfig(), description=f"{kind} shadows", on_result=on_result)
+    if failures:
+        raise UserError(
+            f"{len(failures)} of {len(jobs)} shadow jobs failed (first: {failures[0][:200]}); "
+            "fix the cause and re-run the same command to finish the pool."
+        )
+    pool = ShadowPool.load(out)
+    if kind == "lira":
+        hold = lira_holdout(pool)
+        manifest["holdout"] = {k: s.values() for k, s in hold.items()}
+    else:
+        manifest["holdout"] = {"ulira": ulira_holdout(pool).values()}
+    _write_json_atomic(manifest_path, manifest)
+    return ShadowPool.load(out)
+
+
+def _save_shadow(path: Path, model_name: str, state_dict: dict, meta_base: dict, **extra: Any) -> str:
+    """Write a shadow checkpoint through ``core.checkpoint`` (atomic, weights_only-loadable)."""
+    from unlearnbench.core.checkpoint import load_weights
+
+    net = create_model(model_name, meta_base["num_classes"], meta_base["in_channels"], meta_base["image_size"])
+    load_weights(net, state_dict, str(path))
+    save_checkpoint(path, net, {**meta_base, **extra})
+    return path.name
