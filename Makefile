@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -U pip
 	# Pin torch to the wheels that lie on this machine's disk (a fresh resolve would fetch GBs).
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(PY) -m pip install -q torch torchvision
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,ray]"
 	# torchattacks 3.5.1 pins requests~=2.25.1 (it never imports requests); installing it as a
 	# normal dependency would drag MLflow back to 2.x and numpy to 1.x, so: --no-deps. Its wheel
 	# also ships a stray top-level `robustbench` package, which unlearnbench never imports.

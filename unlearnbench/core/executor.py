@@ -82,14 +82,23 @@ def run_jobs(
                     raise UserError(f"Cannot connect to Ray at {config.ray_address or 'a new local cluster'} ({exc}).") from None
             remote = ray.remote(num_cpus=config.num_cpus, num_gpus=config.num_gpus)(_safe_call)
             pending = {remote.remote(fn, args): i for i, args in enumerate(jobs)}
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    i = pending.pop(ref)
-                    results[i] = ray.get(ref)
-                    if on_result:
-                        on_result(i, results[i])
-                    bar.advance()
+            try:
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    for ref in done:
+                        i = pending.pop(ref)
+                        try:
+                            results[i] = ray.get(ref)
+                        except Exception as exc:  # the worker died (OOM, lost node): only this job failed
+                            results[i] = JobOutcome(error=f"{type(exc).__name__}: {str(exc).strip()[:500]}")
+                        if on_result:
+                            on_result(i, results[i])
+                        bar.advance()
+            except BaseException:
+                # Ctrl-C (or a failing on_result) on the driver: do not leave the cluster busy.
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                raise
     return [r for r in results if r is not None]
 
 

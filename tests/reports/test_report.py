@@ -1,0 +1,183 @@
+"""Reports from hand-made MLflow runs: numbers, regressions, files, CLI."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import re
+import statistics
+
+import pytest
+from report_helpers import BASE, log_study, records
+from typer.testing import CliRunner
+
+from unlearnbench.cli import app
+from unlearnbench.reports import build_report, load_runs, write_report
+
+runner = CliRunner()
+
+
+def _md_table(markdown: str, spec: str) -> dict[str, dict[str, str]]:
+    """Parse the Markdown table under '## Forget `spec`' into {method: {header: cell}}."""
+    section = markdown.split(f"## Forget `{spec}`", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    table = {}
+    for ln in lines[2:]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        table[cells[0]] = dict(zip(header, cells, strict=True))
+    return table
+
+
+def _fmt(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
+def test_markdown_numbers_equal_the_mlflow_metrics(mlflow_uri, experiment, tmp_path):
+    from mlflow import MlflowClient
+
+    log_study(mlflow_uri, experiment, records())
+    result = build_report(experiment, tmp_path, tracking_uri=mlflow_uri)
+    md = result.markdown.read_text()
+    table = _md_table(md, "class:3")
+    assert list(table) == ["retrain", "original", "l1_sparse", "salun"]  # references first
+
+    # Read the metrics back from MLflow (not from the fixture) and recompute mean ± sample std.
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("kind") != "study"]
+    assert len(runs) == 12
+    columns = {"UA": "ua", "RA": "retain_acc", "TA": "test_acc", "MIA-Efficacy": "mia_efficacy",
+               "Robust test pgd": "robust/test/pgd", "Avg. Gap": "avg_gap", "RTE (s)": "rte_seconds"}
+    summary = json.loads(result.summary_json.read_text())
+    for method in BASE:
+        mine = [r for r in runs if r.data.tags["method"] == method]
+        row = next(r for r in summary["rows"] if r["label"] == method)
+        assert row["seeds"] == [0, 1, 2]
+        for header, key in columns.items():
+            values = [r.data.metrics[key] for r in mine]
+            assert table[method][header] == _fmt(values), (method, header)
+            assert row["values"][key]["mean"] == pytest.approx(statistics.fmean(values), rel=1e-12, abs=1e-12)
+            assert row["values"][key]["n"] == 3
+        assert table[method]["Seeds"] == "3"
+    # The known numbers themselves (guards against reading the wrong runs consistently).
+    assert table["salun"]["UA"] == "98.83 ± 1.26"
+    assert table["salun"]["TA"] == "95.88 ± 0.33"
+    assert table["original"]["RA"] == "99.90 ± 0.00"
+    assert "No previous report" in md
+
+
+def test_classwise_ta_is_the_retained_classes_accuracy(mlflow_uri, experiment, tmp_path):
+    base = {"retrain": [dict(m, test_retained_acc=m["test_acc"] + 1.0) for m in BASE["retrain"]],
+            "salun": [dict(m, test_retained_acc=50.0 + i) for i, m in enumerate(BASE["salun"])]}
+    log_study(mlflow_uri, experiment, records(base))
+    md = build_report(experiment, tmp_path, tracking_uri=mlflow_uri).markdown.read_text()
+    table = _md_table(md, "class:3")
+    assert table["salun"]["TA"] == "51.00 ± 1.00"
+    assert table["retrain"]["TA"] == _fmt([m["test_acc"] + 1.0 for m in BASE["retrain"]])
+
+
+def test_single_seed_has_no_std(mlflow_uri, experiment, tmp_path):
+    base = {"retrain": BASE["retrain"][:1], "salun": BASE["salun"][:1]}
+    log_study(mlflow_uri, experiment, records(base))
+    md = build_report(experiment, tmp_path, tracking_uri=mlflow_uri).markdown.read_text()
+    assert _md_table(md, "class:3")["salun"]["UA"] == "99.00"
+
+
+def _worse(base: dict) -> dict:
+    worse = copy.deepcopy(base)
+    for m in worse["salun"]:
+        m["test_acc"] -= 5.0  # TA: higher is better -> regression
+    for m in worse["l1_sparse"]:
+        m["ua"] -= 10.0  # UA further from retrain's 100 -> regression
+        m["retain_acc"] += 2.0  # RA better -> improvement
+    for m in worse["original"]:
+        m["ua"] = 30.0  # a reference row is not judged by its distance to retrain
+    return worse
+
+
+def test_regressions_are_flagged_against_the_previous_report(mlflow_uri, experiment, tmp_path):
+    log_study(mlflow_uri, experiment, records())
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    first = write_report(load_runs(experiment, mlflow_uri), tmp_path, now=t0)
+    assert first.previous_created is None and first.changes == []
+
+    log_study(mlflow_uri, experiment, records(_worse(BASE)))  # the next study of the experiment
+    second = write_report(load_runs(experiment, mlflow_uri), tmp_path, now=t0 + dt.timedelta(days=1))
+    assert second.previous_created == first.summary["created"]
+    flagged = {(c.label, c.metric, c.status) for c in second.changes}
+    assert ("salun", "test_acc", "regression") in flagged
+    assert ("l1_sparse", "ua", "regression") in flagged
+    assert ("l1_sparse", "retain_acc", "improvement") in flagged
+    assert not any(c.label == "original" and c.metric == "ua" for c in second.changes)
+    # Unchanged metrics are not flagged (retrain is identical in both studies).
+    assert not any(c.label == "retrain" for c in second.changes)
+    assert {(c.label, c.metric) for c in second.regressions} == {("salun", "test_acc"), ("l1_sparse", "ua")}
+    md = second.markdown.read_text()
+    assert "**REGRESSION** salun on class:3: TA (test_acc) 95.88 → 90.88" in md
+    html = second.html.read_text()
+    assert "2 regressions" in html
+
+    # Re-rendering the same runs compares with the last report of *other* runs: same flags.
+    third = write_report(load_runs(experiment, mlflow_uri), tmp_path, now=t0 + dt.timedelta(days=2))
+    assert [c.to_dict() for c in third.changes] == [c.to_dict() for c in second.changes]
+    assert len(list((tmp_path / experiment).glob("history/*.json"))) == 3
+
+    # A small change stays within the tolerance; a larger tolerance silences the TA drop.
+    quiet = write_report(load_runs(experiment, mlflow_uri), tmp_path / "tol", tolerance=6.0, now=t0)
+    assert quiet.changes == []
+
+
+def test_missing_method_and_failed_runs_are_reported(mlflow_uri, experiment, tmp_path):
+    log_study(mlflow_uri, experiment, records())
+    write_report(load_runs(experiment, mlflow_uri), tmp_path, now=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    base = {k: v for k, v in BASE.items() if k != "l1_sparse"}
+    failed = [{"method": "l1_sparse", "forget": "class:3", "seed": s, "kind": "unlearn", "error": "RuntimeError: boom"}
+              for s in range(3)]
+    log_study(mlflow_uri, experiment, records(base), failed=failed)
+    result = write_report(load_runs(experiment, mlflow_uri), tmp_path,
+                          now=dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc))
+    assert [(c.label, c.status) for c in result.regressions] == [("l1_sparse", "missing")]
+    md = result.markdown.read_text()
+    assert "## Failed runs" in md and "RuntimeError: boom" in md
+    assert len(result.summary["failed"]) == 3
+
+
+def test_report_command_and_user_errors(mlflow_uri, experiment, tmp_path):
+    log_study(mlflow_uri, experiment, records())
+    out = tmp_path / "reports"
+    res = runner.invoke(app, ["report", "--experiment", experiment, "--out", str(out), "--tracking-uri", mlflow_uri, "-q"])
+    assert res.exit_code == 0, res.output
+    assert (out / experiment / "report.html").is_file() and (out / experiment / "summary.md").is_file()
+    assert "No previous report" in res.output
+    # The report was attached to the study run, so it opens in the MLflow UI too.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    parent = load_runs(experiment, mlflow_uri, with_artifacts=False).parent
+    assert {a.path for a in client.list_artifacts(parent["run_id"], "report")} == {"report/report.html", "report/summary.md"}
+
+    res = runner.invoke(app, ["report", "--experiment", "no-such-experiment", "--tracking-uri", mlflow_uri])
+    assert res.exit_code == 2
+    assert "does not exist" in res.output and "Traceback" not in res.output
+    from mlflow import MlflowClient as _Client
+
+    _Client(tracking_uri=mlflow_uri).create_experiment(experiment + "-empty")
+    res = runner.invoke(app, ["report", "--experiment", experiment + "-empty", "--tracking-uri", mlflow_uri,
+                              "--out", str(out)])
+    assert res.exit_code == 2 and "no evaluated runs" in res.output
+    assert not (out / (experiment + "-empty")).exists()  # nothing half-written
+    res = runner.invoke(app, ["report", "--experiment", experiment, "--tracking-uri", f"sqlite:///{tmp_path}/none.db"])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_html_is_self_contained(mlflow_uri, experiment, tmp_path):
+    log_study(mlflow_uri, experiment, records())
+    html = build_report(experiment, tmp_path, tracking_uri=mlflow_uri).html.read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) == 4  # UA vs TA, ROC, robust bars, per-class heat map
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in html and "https://" not in html  # nothing to fetch

@@ -1,0 +1,209 @@
+"""`unlearnbench schedule`: cron entries and systemd units in temporary places, the cron parser,
+and the foreground scheduler."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import stat
+import sys
+import textwrap
+
+import pytest
+from report_helpers import log_study, records
+from typer.testing import CliRunner
+
+from unlearnbench.cli import app
+from unlearnbench.core.errors import ConfigError
+from unlearnbench.reports import schedule as sched
+
+runner = CliRunner()
+
+
+def _invoke(args: list[str], **env: str):
+    res = runner.invoke(app, ["schedule", *args], env={"COLUMNS": "200", **env})
+    return res
+
+
+def test_cron_install_replace_and_remove_only_own_entries(tmp_path):
+    tab = tmp_path / "crontab"
+    tab.write_text("MAILTO=me@example.org\n30 2 * * * /usr/bin/backup # unlearnbench-schedule-lookalike\n")
+    base = ["--crontab-file", str(tab), "--workdir", str(tmp_path), "--experiment", "exp one"]
+    res = _invoke(["--cron", "0 6 * * *", "--name", "nightly", *base])
+    assert res.exit_code == 0, res.output
+    res = _invoke(["--cron", "@weekly", "--name", "weekly", *base])
+    assert res.exit_code == 0, res.output
+    lines = tab.read_text().splitlines()
+    assert lines[:2] == ["MAILTO=me@example.org", "30 2 * * * /usr/bin/backup # unlearnbench-schedule-lookalike"]
+    nightly = [ln for ln in lines if ln.endswith("# unlearnbench-schedule:nightly")]
+    assert len(nightly) == 1
+    assert nightly[0].startswith("0 6 * * * cd ")
+    assert "unlearnbench.cli report --experiment 'exp one'" in nightly[0]
+    assert f">> {tmp_path}/reports/schedule-nightly.log 2>&1" in nightly[0]
+
+    # Installing the same name again replaces its entry instead of adding a second one.
+    res = _invoke(["--cron", "15 7 * * 1-5", "--name", "nightly", *base])
+    assert res.exit_code == 0 and "Replaced" in res.output
+    lines = tab.read_text().splitlines()
+    assert [ln[:14] for ln in lines if "schedule:nightly" in ln] == ["15 7 * * 1-5 c"]
+
+    res = _invoke(["--list", "--crontab-file", str(tab), "--unit-dir", str(tmp_path / "units")])
+    assert "nightly" in res.output and "weekly" in res.output and "lookalike" not in res.output
+
+    res = _invoke(["--remove", "--name", "nightly", "--crontab-file", str(tab), "--unit-dir", str(tmp_path / "units")])
+    assert res.exit_code == 0, res.output
+    lines = tab.read_text().splitlines()
+    assert len(lines) == 3 and lines[2].endswith("schedule:weekly")
+    res = _invoke(["--remove-all", "--crontab-file", str(tab), "--unit-dir", str(tmp_path / "units")])
+    assert res.exit_code == 0
+    assert tab.read_text().splitlines() == lines[:2]
+    res = _invoke(["--remove", "--crontab-file", str(tab), "--unit-dir", str(tmp_path / "units")])
+    assert "No installed entry" in res.output
+
+
+def test_cron_through_a_crontab_command(tmp_path):
+    """The default path: `crontab -l` / `crontab -`, here a fake program keeping one file."""
+    store = tmp_path / "store"
+    fake = tmp_path / "fake-crontab"
+    fake.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        if [ "$1" = "-l" ]; then
+          [ -f {store} ] || {{ echo "no crontab for tester" >&2; exit 1; }}
+          cat {store}
+        elif [ "$1" = "-" ]; then
+          cat > {store}
+        else
+          exit 2
+        fi
+        """))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    env = {"UNLEARNBENCH_CRONTAB": str(fake)}
+    res = _invoke(["--cron", "*/30 * * * *", "--experiment", "e", "--workdir", str(tmp_path)], **env)
+    assert res.exit_code == 0, res.output
+    assert store.read_text().count("# unlearnbench-schedule:default") == 1
+    res = _invoke(["--remove", "--unit-dir", str(tmp_path / "u")], **env)
+    assert res.exit_code == 0, res.output
+    assert store.read_text() == ""
+    res = _invoke(["--cron", "0 6 * * *", "--experiment", "e"], UNLEARNBENCH_CRONTAB="/nonexistent/crontab")
+    assert res.exit_code == 2 and "not installed" in res.output
+
+
+def test_systemd_units_install_and_remove(tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    foreign = units / "unlearnbench-mine.timer"  # same prefix, written by someone else
+    foreign.write_text("[Timer]\nOnCalendar=daily\n")
+    uri = "sqlite:///rel/mlflow.db"
+    res = _invoke(["--every", "24h", "--experiment", "e", "--unit-dir", str(units), "--workdir", str(tmp_path),
+                   "--tracking-uri", uri, "--name", "daily"])
+    assert res.exit_code == 0, res.output
+    service = (units / "unlearnbench-daily.service").read_text()
+    timer = (units / "unlearnbench-daily.timer").read_text()
+    assert "Type=oneshot" in service and f"WorkingDirectory={tmp_path}" in service
+    # The relative SQLite store is pinned to the working folder the schedule was made in.
+    assert f"--tracking-uri sqlite:///{tmp_path}/rel/mlflow.db" in service
+    assert "OnUnitActiveSec=86400s" in timer and "Unit=unlearnbench-daily.service" in timer
+    assert "systemctl --user daemon-reload" in res.output  # custom unit dir: only written
+    res = _invoke(["--list", "--unit-dir", str(units), "--crontab-file", str(tmp_path / "tab")])
+    assert "daily" in res.output and "mine" not in res.output
+    # A foreign unit with the target name is never overwritten.
+    res = _invoke(["--every", "1h", "--experiment", "e", "--unit-dir", str(units), "--name", "mine"])
+    assert res.exit_code == 2 and "not written by unlearnbench" in res.output
+    res = _invoke(["--remove-all", "--unit-dir", str(units), "--crontab-file", str(tmp_path / "tab")])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in units.iterdir()) == ["unlearnbench-mine.timer"]
+
+
+def test_systemd_quoting_keeps_arguments_literal(tmp_path):
+    files = sched.systemd_units("q", 90, [["/venv/bin/python", "-m", "x", "--out", "/a b/100%", "$HOME"]], tmp_path)
+    service = files["unlearnbench-q.service"]
+    assert 'ExecStart=/venv/bin/python -m x --out "/a b/100%%" $$HOME' in service
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cron", "0 6 * * *", "--every", "1h", "--experiment", "e"], "exactly one"),
+    (["--experiment", "e"], "exactly one"),
+    (["--cron", "61 * * * *", "--experiment", "e"], "not a minute"),
+    (["--cron", "0 6 * *", "--experiment", "e"], "five fields"),
+    (["--every", "soon", "--experiment", "e"], "Bad interval"),
+    (["--every", "1h", "--no-report"], "Nothing to schedule"),
+    (["--every", "1h"], "needs an experiment"),
+    (["--every", "1h", "--experiment", "e", "--name", "a b"], "Bad schedule name"),
+    (["--every", "1h", "--experiment", "e", "--max-runs", "2"], "--foreground"),
+])
+def test_bad_input_is_one_sentence(args, message, tmp_path):
+    res = _invoke([*args, "--unit-dir", str(tmp_path), "--crontab-file", str(tmp_path / "tab")])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_cron_parser():
+    t = dt.datetime(2026, 3, 4, 5, 59)  # a Wednesday
+    assert sched.parse_cron("0 6 * * *").next_after(t) == dt.datetime(2026, 3, 4, 6, 0)
+    assert sched.parse_cron("*/15 * * * *").next_after(dt.datetime(2026, 3, 4, 6, 1)) == dt.datetime(2026, 3, 4, 6, 15)
+    assert sched.parse_cron("0 6 * * mon").next_after(t) == dt.datetime(2026, 3, 9, 6, 0)
+    assert sched.parse_cron("0 0 * * 7").next_after(t) == dt.datetime(2026, 3, 8, 0, 0)  # 7 = Sunday
+    # Both day fields restricted: either matches (Vixie cron).
+    assert sched.parse_cron("0 0 1 * fri").next_after(t) == dt.datetime(2026, 3, 6, 0, 0)
+    assert sched.parse_cron("@daily").next_after(t) == dt.datetime(2026, 3, 5, 0, 0)
+    assert sched.parse_cron("30 8-10/2 * jan-mar *").fields[1] == frozenset({8, 10})
+    for bad in ("* * * *", "0 24 * * *", "0 0 32 * *", "0 0 * 13 *", "5-1 * * * *", "*/0 * * * *", "x * * * *"):
+        with pytest.raises(ConfigError):
+            sched.parse_cron(bad)
+    assert sched.parse_duration("1h30m") == 5400 and sched.parse_duration("0.5s") == 0.5
+    assert sched.parse_duration("2d") == 172800
+
+
+def test_foreground_runs_n_times_on_a_tiny_interval(tmp_path):
+    marker = tmp_path / "ticks"
+    cmd = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"]
+    seen = []
+    runs = sched.run_foreground([cmd, cmd], every_s=0.05, max_runs=3, on_run=lambda n, codes: seen.append(codes))
+    assert runs == 3 and marker.read_text() == "x" * 6 and seen == [[0, 0]] * 3
+    # A failing command is reported and the schedule goes on.
+    bad = [sys.executable, "-c", "raise SystemExit(3)"]
+    assert sched.run_foreground([bad], every_s=0.01, max_runs=2, on_run=lambda n, c: seen.append(c)) == 2
+    assert seen[-2:] == [[3], [3]]
+    # Cron timing: the loop sleeps until the next matching minute (clock and sleep injected).
+    clock = {"t": dt.datetime(2026, 1, 1, 5, 58, 30)}
+    waits = []
+
+    def fake_sleep(s):
+        waits.append(s)
+        clock["t"] += dt.timedelta(seconds=s)
+
+    sched.run_foreground([cmd], cron="0 6 * * *", max_runs=2, sleep=fake_sleep, now=lambda: clock["t"])
+    assert waits == [90.0, 86400.0]
+
+
+def test_foreground_cli_renders_the_report(mlflow_uri, tmp_path):
+    from report_helpers import unique_experiment
+
+    experiment = unique_experiment("sched")
+    log_study(mlflow_uri, experiment, records())
+    out = tmp_path / "reports"
+    res = _invoke(["--every", "0.1s", "--foreground", "--max-runs", "1", "--experiment", experiment,
+                   "--out", str(out), "--tracking-uri", mlflow_uri])
+    assert res.exit_code == 0, res.output
+    assert "Stopped after 1 run(s)" in res.output and "exit codes [0]" in res.output
+    history = sorted((out / experiment / "history").glob("*.json"))
+    assert len(history) == 1
+    assert json.loads(history[-1].read_text())["experiment"] == experiment
+
+
+def test_schedule_a_study_and_its_report(tmp_path):
+    tab = tmp_path / "crontab"
+    study = tmp_path / "nightly.yaml"
+    study.write_text("name: nightly\nmethods: [finetune]\nforget: ['class:3']\n")
+    res = _invoke(["--cron", "0 6 * * *", "--study", str(study), "--crontab-file", str(tab), "--workdir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    line = tab.read_text().strip()
+    # A fresh study run each time, then the report of the study's experiment, output to the log.
+    assert f"unlearnbench.cli benchmark {study} --new --quiet" in line
+    assert "unlearnbench.cli report --experiment nightly" in line
+    res = _invoke(["--every", "6h", "--study", "digits", "--unit-dir", str(tmp_path / "u"), "--dry-run"])
+    assert res.exit_code == 0 and "benchmark digits --new" in res.output and not (tmp_path / "u").exists()
+    study.write_text("name: nightly\nmethods: [finetune]\nepochs: 3\n")
+    res = _invoke(["--cron", "0 6 * * *", "--study", str(study), "--crontab-file", str(tmp_path / "t2")])
+    assert res.exit_code == 2 and "Unknown config key 'epochs'" in res.output
