@@ -9,6 +9,7 @@ import torch
 
 from unlearnbench.core.data import prepare
 from unlearnbench.core.models import create_model
+from unlearnbench.core.runtime import seed_everything
 from unlearnbench.core.train import TrainConfig, fit
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -35,6 +36,7 @@ def digits_random():
 
 def train_digits_cnn(train_set, splits, epochs: int = 20, seed: int = 0):
     info = splits.info
+    seed_everything(seed)  # the init must not depend on which tests ran before
     model = create_model("cnn", info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, seed=seed, device="cpu")
     fit(model, train_set, splits.val, info, cfg)

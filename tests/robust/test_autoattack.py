@@ -1,0 +1,120 @@
+"""Fidelity of the platform's AutoAttack against pyautoattack (the faithful port of the original)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from unlearnbench.robust.aa.apgd import APGD, APGDT
+from unlearnbench.robust.aa.fab import FABT
+from unlearnbench.robust.aa.square import Square
+from unlearnbench.robust.checks import RobustnessWarning
+from unlearnbench.robust.evaluate import robust_accuracy
+from unlearnbench.robust.threat import ThreatModel
+
+pyaa = pytest.importorskip("pyautoattack")
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 0.1), ("L2", 1.0)])
+def test_stages_reproduce_the_reference_point_for_point(cnn, digits_points, norm, eps):
+    """Same seed, same batches: the same adversarial images as pyautoattack, stage by stage,
+    including when two reference batches are attacked together in one merged batch."""
+    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+    from pyautoattack.fab_pt import FABAttack_PT
+    from pyautoattack.square import SquareAttack
+
+    x, y = digits_points[0][:40], digits_points[1][:40]
+    ref = APGDAttack(cnn, n_iter=20, norm=norm, eps=eps, seed=1, loss="ce", device="cpu").perturb(x, y)
+    mine, _ = APGD(cnn, norm=norm, eps=eps, steps=20, seed=1).perturb_chunks(x, y)
+    assert torch.equal(ref, mine)
+
+    ref_t = APGDAttack_targeted(cnn, n_iter=20, norm=norm, eps=eps, seed=1, device="cpu", n_target_classes=3)
+    ref = torch.cat([ref_t.perturb(x[:15], y[:15]), ref_t.perturb(x[15:], y[15:])])
+    mine, _ = APGDT(cnn, norm=norm, eps=eps, steps=20, seed=1, n_target_classes=3).perturb_chunks(x, y, [15, 25])
+    assert torch.equal(ref, mine)
+
+    ref = FABAttack_PT(cnn, norm=norm, n_restarts=1, n_iter=20, eps=eps, seed=1, device="cpu", targeted=True,
+                       n_target_classes=3).perturb(x, y)
+    assert torch.equal(ref, FABT(cnn, norm=norm, eps=eps, steps=20, n_target_classes=3).perturb(x, y))
+
+    ref_s = SquareAttack(cnn, p_init=0.8, n_queries=150, eps=eps, norm=norm, n_restarts=1, seed=1, device="cpu",
+                         resc_schedule=False)
+    ref = torch.cat([ref_s.perturb(x[:15], y[:15]), ref_s.perturb(x[15:], y[15:])])
+    for every in (1, 7):  # re-selecting the unbroken points every query or every 7 queries
+        mine, _ = Square(cnn, norm=norm, eps=eps, n_queries=150, seed=1, compact_every=every).perturb_chunks(x, y, [15, 25])
+        assert torch.equal(ref, mine)
+
+    # Restarts continue each chunk's random stream, as the reference's do.
+    ref_s = SquareAttack(cnn, p_init=0.8, n_queries=40, eps=eps / 2, norm=norm, n_restarts=2, seed=1, device="cpu",
+                         resc_schedule=False)
+    ref = torch.cat([ref_s.perturb(x[:15], y[:15]), ref_s.perturb(x[15:], y[15:])])
+    mine, _ = Square(cnn, norm=norm, eps=eps / 2, n_queries=40, n_restarts=2, seed=1).perturb_chunks(x, y, [15, 25])
+    assert torch.equal(ref, mine)
+
+
+def test_merging_batches_does_not_change_the_result(cnn, digits_points, monkeypatch):
+    x, y = digits_points[0][:48], digits_points[1][:48]
+    cfg = {"apgd_steps": 10, "fab_steps": 10, "square_queries": 100, "chunk": 12}
+    from unlearnbench.core.data import TensorSet
+
+    tset = TensorSet((x * 255).round().to(torch.uint8), y, torch.arange(48))
+    threat = ThreatModel("Linf", 0.1)
+    one = robust_accuracy(cnn, tset, "autoattack", threat, config={**cfg, "max_batch": 12}, return_adv=True)
+    merged = robust_accuracy(cnn, tset, "autoattack", threat, config={**cfg, "max_batch": 48}, return_adv=True)
+    assert one.stages == merged.stages
+    assert torch.equal(one.x_adv, merged.x_adv)
+
+    # Out of GPU memory with several chunks together: the engine retries in halves, same result.
+    from unlearnbench.robust.aa import engine
+
+    real = engine._run_stage
+
+    def tight(stage, x, y, sizes):
+        if len(sizes) > 1:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(stage, x, y, sizes)
+
+    monkeypatch.setattr(engine, "_run_stage", tight)
+    retried = robust_accuracy(cnn, tset, "autoattack", threat, config={**cfg, "max_batch": 48}, return_adv=True)
+    assert torch.equal(one.x_adv, retried.x_adv)
+
+
+def test_autoattack_matches_pyautoattack_at_the_full_budget(cnn, digits_splits):
+    """Standard AutoAttack, original budget, 60 digits test images: the same robust points."""
+    from pyautoattack import AutoAttack
+
+    test = digits_splits.test
+    tset = test.select(torch.arange(60))
+    x, y = tset.x.float() / 255, tset.y
+    eps = 0.11  # robust accuracy ~15-20 %: APGD-T matters, the later stages run on real points
+    ref = AutoAttack(cnn, device="cpu", eps=eps, norm="Linf", seed=0, version="standard")
+    ref.logger.disabled = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x_ref, _ = ref.run_standard_evaluation(x, y, batch_size=60)
+    with torch.no_grad():
+        ref_robust = cnn(x_ref).argmax(1) == y
+    res = robust_accuracy(cnn, tset, "autoattack", ThreatModel("Linf", eps), seed=0, batch_size=60)
+    assert 0 < res.robust_acc < res.clean_acc, "pick an eps where robust accuracy is informative"
+    assert abs(res.robust_acc - 100 * ref_robust.float().mean().item()) <= 1.0
+    assert torch.equal(res.robust, ref_robust)  # exact agreement is expected on the same CPU
+    assert list(res.stages) == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
+    pgd = robust_accuracy(cnn, tset, "pgd", ThreatModel("Linf", eps), seed=0, config={"steps": 20})
+    assert res.robust_acc <= pgd.robust_acc
+
+
+def test_robust_result_and_metrics(cnn, digits_splits):
+    test = digits_splits.test
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RobustnessWarning)  # a standard eval-mode cnn raises no flag
+        res = robust_accuracy(cnn, test, "pgd", ThreatModel("Linf", 0.1), n=64, seed=5, config={"steps": 5},
+                              return_adv=True)
+    again = robust_accuracy(cnn, test, "pgd", ThreatModel("Linf", 0.1), n=64, seed=5, config={"steps": 5})
+    assert res.n == 64 and res.robust_acc == again.robust_acc and torch.equal(res.idx, again.idx)
+    assert res.robust_acc <= res.clean_acc
+    assert res.stages["clean"] == round(res.clean_acc * 64 / 100)
+    m = res.metrics("test")
+    assert m["clean/test"] == res.clean_acc and m["robust/test/pgd"] == res.robust_acc
+    assert res.x_adv.shape == (64, 1, 8, 8)

@@ -1,0 +1,134 @@
+"""Adversarial-example generators for training loops (adversarial training, ``--adv-retain``).
+
+These run inside a training step, so they are written for speed and for not disturbing training:
+
+- they compute gradients with ``torch.autograd.grad`` w.r.t. the perturbation only, so parameter
+  ``.grad`` buffers are untouched;
+- they generate in eval mode (running BatchNorm statistics, no dropout, as TRADES and MART do)
+  and restore every module's mode, so the attack does not update BN statistics;
+- their random starts come from a private generator seeded once (``seed``), so the training
+  loop's own random stream (shuffling, augmentation, dropout) is unchanged, and a run is
+  reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from unlearnbench.core.errors import ConfigError
+from unlearnbench.robust.attacks import eval_mode
+from unlearnbench.robust.threat import ThreatModel
+
+Generator = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class _Noise:
+    """Uniform / Gaussian noise from private generators (one per device, seeded with ``seed``).
+
+    Drawing on the batch's own device avoids a host-to-device copy per training step (a copy
+    from pageable memory would make the CPU wait for the GPU queue every step).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.gen = torch.Generator().manual_seed(seed)
+        self._gens: dict[torch.device, torch.Generator] = {torch.device("cpu"): self.gen}
+
+    def _gen(self, device: torch.device) -> torch.Generator:
+        if device not in self._gens:
+            self._gens[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._gens[device]
+
+    def uniform(self, like: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        u = torch.rand(like.shape, generator=self._gen(like.device), device=like.device, dtype=like.dtype)
+        return u * (high - low) + low
+
+    def normal(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(like.shape, generator=self._gen(like.device), device=like.device, dtype=like.dtype)
+
+
+def _flat_norm(d: torch.Tensor) -> torch.Tensor:
+    return d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (d.dim() - 1)))
+
+
+def project(delta: torch.Tensor, x: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
+    """Project ``delta`` onto the eps-ball and keep ``x + delta`` in [0, 1]."""
+    if threat.norm == "Linf":
+        delta = delta.clamp(-threat.eps, threat.eps)
+    else:
+        delta = delta * torch.clamp(threat.eps / _flat_norm(delta), max=1.0)
+    return (x + delta).clamp(0.0, 1.0) - x
+
+
+def _step(grad: torch.Tensor, alpha: float, norm: str) -> torch.Tensor:
+    return alpha * (grad.sign() if norm == "Linf" else grad / _flat_norm(grad))
+
+
+def random_start(noise: _Noise, x: torch.Tensor, threat: ThreatModel, scale: float = 1.0) -> torch.Tensor:
+    if threat.norm == "Linf":
+        delta = noise.uniform(x, -scale * threat.eps, scale * threat.eps)
+    else:
+        d = noise.normal(x)
+        r = noise.uniform(x[:, :1, :1, :1], 0.0, 1.0)  # radius fraction per point
+        delta = d / _flat_norm(d) * r * scale * threat.eps
+    return delta
+
+
+def pgd_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,
+                alpha: float, noise: _Noise | None, loss_fn=None) -> torch.Tensor:
+    """PGD-k maximising ``loss_fn(logits, y)`` (cross-entropy by default); returns ``x_adv``."""
+    loss_fn = loss_fn or (lambda logits, target: F.cross_entropy(logits, target))
+    x = x.detach()
+    delta = project(random_start(noise, x, threat), x, threat) if noise is not None else torch.zeros_like(x)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        with torch.enable_grad():
+            loss = loss_fn(model(x + delta), y)
+            (grad,) = torch.autograd.grad(loss, [delta])
+        delta = project(delta.detach() + _step(grad, alpha, threat.norm), x, threat)
+    return (x + delta).detach()
+
+
+def retain_attack(name: str, threat: ThreatModel, steps: int = 10, seed: int = 0) -> Generator:
+    """A generator ``fn(model, x, y) -> x_adv`` for adversarial retain batches.
+
+    ``pgd``: PGD-``steps`` (random start, step 2.5·eps/steps) — the common adversarial-training
+    choice; ``fgsm``: FGSM with a random start (Wong et al.); any other registered attack name
+    runs through ``run_attack`` (slower; its step budget is ``steps`` where it has one).
+    Each call continues a private random stream seeded with ``seed``.
+    """
+    if steps < 1:
+        raise ConfigError("steps must be at least 1.")
+    noise = _Noise(seed)
+    if name == "pgd":
+        alpha = 2.5 * threat.eps / steps
+
+        def gen(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            with eval_mode(model):
+                return pgd_perturb(model, x, y, threat, steps=steps, alpha=alpha, noise=noise)
+
+        return gen
+    if name == "fgsm":
+
+        def gen(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            with eval_mode(model):
+                return pgd_perturb(model, x, y, threat, steps=1, alpha=1.25 * threat.eps, noise=noise)
+
+        return gen
+
+    from unlearnbench.robust.attacks import ATTACKS, run_attack
+
+    entry = ATTACKS.entry(name)  # unknown names fail now, with the list of valid ones
+    fields = {f for f in entry.info["config"].__dataclass_fields__}
+    budget = next((k for k in ("steps", "apgd_steps", "n_queries") if k in fields), None)
+    config = {budget: steps} if budget else {}
+
+    def gen(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        call_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=noise.gen))
+        return run_attack(name, model, x, y, threat, config, seed=call_seed, batch_size=len(x), checks_on=False).x_adv
+
+    return gen
