@@ -8,7 +8,13 @@ from __future__ import annotations
 import typer
 
 import unlearnbench
+from unlearnbench.commands import attack as _attack  # noqa: F401
+from unlearnbench.commands import evaluate as _evaluate  # noqa: F401
+from unlearnbench.commands import report as _report  # noqa: F401  (registers report)
+from unlearnbench.commands import schedule as _schedule  # noqa: F401  (registers schedule)
+from unlearnbench.commands import study as _study  # noqa: F401  (registers benchmark, demo)
 from unlearnbench.commands import train as _train  # noqa: F401  (registers train, ls)
+from unlearnbench.commands import unlearn as _unlearn  # noqa: F401
 from unlearnbench.commands._common import app, console
 
 

@@ -9,8 +9,20 @@ import typer
 from rich.table import Table
 
 from unlearnbench.commands._common import (
-    ConfigOpt, DataRootOpt, DeviceOpt, DownloadOpt, ExperimentOpt, NoTrackOpt, QuietOpt, SetOpt,
-    TrackingOpt, app, build_config, console, handle_errors, setup_output,
+    ConfigOpt,
+    DataRootOpt,
+    DeviceOpt,
+    DownloadOpt,
+    ExperimentOpt,
+    NoTrackOpt,
+    QuietOpt,
+    SetOpt,
+    TrackingOpt,
+    app,
+    build_config,
+    console,
+    handle_errors,
+    setup_output,
 )
 from unlearnbench.core.checkpoint import save_checkpoint
 from unlearnbench.core.config import flatten
@@ -59,6 +71,8 @@ def ls(kind: str = typer.Argument("all", help=f"One of: all, {', '.join(LISTABLE
             vals = []
             for c in extra_cols:
                 v = e.info.get(c, "")
+                if isinstance(v, type):  # config classes: their name is what a user can look up
+                    v = v.__name__
                 vals.append(", ".join(map(str, v)) if isinstance(v, (list, tuple, set, frozenset)) else str(v))
             table.add_row(e.name, e.summary, *vals)
         console.print(table)
@@ -78,6 +92,10 @@ def train(
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val and forget splits."),
     val_fraction: float = typer.Option(0.1, "--val-fraction"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
+    adversarial: str | None = typer.Option(None, "--adversarial", help="Adversarial training: pgd_at, trades, mart, fast_at, nfgsm, gradalign."),
+    adv_eps: str | None = typer.Option(None, "--adv-eps", help="Adversarial-training radius, e.g. 8/255 (default per norm)."),
+    adv_norm: str = typer.Option("Linf", "--adv-norm", help="Adversarial-training norm: Linf or L2."),
+    adv_steps: int = typer.Option(10, "--adv-steps", help="Inner PGD steps (pgd_at, trades, mart)."),
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
     device: str = DeviceOpt,
@@ -106,16 +124,27 @@ def train(
 
         track = tracking
         tracking.setup(tracking_uri, experiment)
+    at = None
+    if adversarial is not None:
+        # Robust training selects its own weights (best held-out PGD accuracy), not fit's best clean val.
+        from unlearnbench.robust.train import adversarial_hooks
+
+        at, cfg = adversarial_hooks(adversarial, adv_norm, adv_eps, adv_steps, cfg, dataset, split_seed, val_fraction,
+                                    DataSource.from_env(data_root, download))
     outcome = train_model(
         dataset, model, cfg, exclude=exclude, split_seed=split_seed, val_fraction=val_fraction,
         source=DataSource.from_env(data_root, download),
+        loss_fn=at.loss_fn if at else None, epoch_end=at.epoch_end if at else None,
     )
+    if at is not None:
+        outcome.meta["adversarial"] = at.summary()
     save_checkpoint(out, outcome.model, outcome.meta)
     metrics = outcome.meta["metrics"]
     if track is not None:
         tags = {"kind": outcome.meta["kind"], "dataset": dataset, "model": model, "seed": seed,
                 "split_seed": split_seed, "exclude": exclude or "", "git_sha": outcome.meta["provenance"]["git_sha"]}
-        params = {**flatten(cfg), "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed}
+        params = {**flatten(cfg), "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
+                  **(flatten(at.cfg, "adversarial.") if at else {})}
         with track.run(f"{outcome.meta['kind']}-{model}-{dataset}", params=params, tags=tags):
             track.log_history(outcome.history)
             track.log_metrics(metrics)

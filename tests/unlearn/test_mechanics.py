@@ -1,0 +1,237 @@
+"""Exact mechanics: saliency masks, frozen weights, OMP sparsity, the l1 schedule, SCAR's distances."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+import torch.nn as nn
+
+from unlearnbench.core.errors import ConfigError, UnknownNameError
+from unlearnbench.unlearn import run
+from unlearnbench.unlearn.classstats import (
+    class_gaussians,
+    mahalanobis,
+    mahalanobis_loop,
+    nearest_wrong_class,
+    tukey,
+)
+from unlearnbench.unlearn.l1_sparse import l1_coefficient
+from unlearnbench.unlearn.loops import Stepper, make_optimizer
+from unlearnbench.unlearn.masks import saliency_mask, top_fraction_mask
+from unlearnbench.unlearn.ood import adapt_images, ood_set, synthetic_images
+from unlearnbench.unlearn.prune import conv_sparsity, conv_weights, magnitude_masks, omp
+
+# ----------------------------------------------------------------------------- SalUn mask
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.1, 0.37])
+def test_saliency_mask_keeps_exactly_the_requested_fraction(ratio, digits_cnn, digits_class3):
+    model = copy.deepcopy(digits_cnn)
+    mask = saliency_mask(model, digits_class3.forget, ratio, generator=torch.Generator().manual_seed(0))
+    n = sum(p.numel() for p in model.parameters())
+    assert set(mask) == {name for name, _ in model.named_parameters()}
+    assert sum(int(m.sum()) for m in mask.values()) == int(n * ratio)
+    assert all(p.grad is None for p in model.parameters())  # gradients left as they were
+
+
+def test_top_fraction_mask_selects_the_largest_scores():
+    g = torch.Generator().manual_seed(0)
+    scores = {"a": torch.rand(7, 5, generator=g), "b": torch.rand(13, generator=g)}
+    mask = top_fraction_mask(scores, 0.4)
+    kept = torch.cat([scores[k][mask[k]] for k in scores])
+    dropped = torch.cat([scores[k][~mask[k]] for k in scores])
+    assert len(kept) == int(48 * 0.4) and kept.min() >= dropped.max()
+
+
+def test_salun_leaves_masked_weights_bit_identical(digits_cnn, digits_class3):
+    cfg = {"epochs": 2, "mask_ratio": 0.3, "weight_decay": 5e-3, "momentum": 0.9, "lr": 0.05}
+    out = run("salun", digits_cnn, digits_class3, cfg, seed=4, device="cpu")
+    # the method's mask, recomputed the same way (original model, generator seeded with seed + 1)
+    mask = saliency_mask(copy.deepcopy(digits_cnn), digits_class3.forget, 0.3, batch_size=256,
+                         generator=torch.Generator().manual_seed(4 + 1))
+    before, after = dict(digits_cnn.named_parameters()), dict(out.model.named_parameters())
+    frozen_equal = all(torch.equal(before[n][~m], after[n][~m]) for n, m in mask.items())
+    changed = sum(int((before[n][m] != after[n][m]).sum()) for n, m in mask.items())
+    assert frozen_equal
+    assert changed > 0.5 * sum(int(m.sum()) for m in mask.values())  # the salient ones did train
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_stepper_freezes_masked_entries_despite_decay_and_momentum(kind):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    mask = {n: torch.rand(p.shape) < 0.5 for n, p in model.named_parameters()}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = make_optimizer(model, kind, lr=0.1, momentum=0.9, weight_decay=0.05)
+    stepper = Stepper(model, opt, mask=mask)
+    for _ in range(25):
+        x = torch.randn(16, 6)
+        stepper.step(nn.functional.cross_entropy(model(x), torch.randint(0, 3, (16,))))
+    for n, p in model.named_parameters():
+        assert torch.equal(p[~mask[n]], before[n][~mask[n]])
+        assert not torch.equal(p[mask[n]], before[n][mask[n]])
+        for state in opt.state[p].values():
+            if isinstance(state, torch.Tensor) and state.shape == p.shape:
+                assert bool((state[~mask[n]] == 0).all())  # nothing accumulates for frozen entries
+
+
+# ----------------------------------------------------------------------------- OMP
+
+
+@pytest.mark.parametrize("sparsity", [0.95, 0.5, 0.123])
+def test_omp_reaches_exactly_the_requested_sparsity(sparsity, digits_cnn):
+    model = copy.deepcopy(digits_cnn)
+    magnitudes = torch.cat([w.detach().abs().flatten() for _, w in conv_weights(model)])
+    masks = omp(model, sparsity)
+    n = magnitudes.numel()
+    n_pruned = int(round(sparsity * n))
+    assert sum(int((~m).sum()) for m in masks.values()) == n_pruned
+    assert conv_sparsity(model) == n_pruned / n
+    pruned = torch.cat([~masks[name].flatten() for name, _ in conv_weights(model)])
+    assert magnitudes[pruned].max() <= magnitudes[~pruned].min()  # the smallest ones went
+    head = dict(model.named_parameters())["head.weight"]
+    assert torch.equal(head, dict(digits_cnn.named_parameters())["head.weight"])  # only convs are pruned
+
+
+@pytest.mark.parametrize("rewind", [False, True])
+def test_prune_method_keeps_pruned_weights_zero_through_finetuning(rewind, digits_cnn, digits_class3):
+    masks = magnitude_masks(copy.deepcopy(digits_cnn), 0.8)
+    out = run("prune", digits_cnn, digits_class3, {"sparsity": 0.8, "epochs": 2, "rewind": rewind}, device="cpu")
+    params = dict(out.model.named_parameters())
+    assert all(bool((params[n][~m] == 0).all()) for n, m in masks.items())
+    n = sum(int(m.numel()) for m in masks.values())
+    assert conv_sparsity(out.model) * n >= round(0.8 * n)
+    survivors_moved = any(not torch.equal(params[n][m], dict(digits_cnn.named_parameters())[n][m])
+                          for n, m in masks.items())
+    assert survivors_moved
+
+
+# ----------------------------------------------------------------------------- l1 schedule
+
+
+def test_l1_coefficient_follows_the_linear_decay():
+    assert [l1_coefficient(2.0, e, 10) for e in range(10)] == [2.0 * (1 - e / 10) for e in range(10)]
+    assert l1_coefficient(2.0, 9, 10) == pytest.approx(0.2)  # never reaches 0 without no_l1_epochs
+    assert [l1_coefficient(1.0, e, 5, no_l1_epochs=2) for e in range(5)] == [1.0, 1 - 1 / 3, 1 - 2 / 3, 0.0, 0.0]
+    assert l1_coefficient(0.5, 3, 4, no_l1_epochs=4) == 0.5  # no decaying epochs: constant, as in the reference
+
+
+def test_l1_sparse_uses_the_schedule_every_step(monkeypatch, digits_cnn, digits_class3):
+    import unlearnbench.unlearn.l1_sparse as l1
+
+    calls = []
+
+    def spy(alpha, epoch, epochs, no_l1_epochs=0):
+        calls.append((alpha, epoch, epochs, no_l1_epochs))
+        return l1_coefficient(alpha, epoch, epochs, no_l1_epochs)
+
+    monkeypatch.setattr(l1, "l1_coefficient", spy)
+    run("l1_sparse", digits_cnn, digits_class3, {"epochs": 3, "alpha": 1e-3, "batch_size": 256}, device="cpu")
+    steps = -(-len(digits_class3.retain) // 256)
+    assert calls == [(1e-3, e, 3, 0) for e in range(3) for _ in range(steps)]
+
+
+# ----------------------------------------------------------------------------- SCAR
+
+
+def _gaussians(seed=0, n=60, d=12, classes=(0, 1, 2, 4)):
+    g = torch.Generator().manual_seed(seed)
+    feats = tukey(torch.rand(n, d, generator=g) * 2, 0.5)
+    labels = torch.tensor([classes[i % len(classes)] for i in range(n)])
+    return class_gaussians(feats, labels, list(classes)), feats, labels
+
+
+def test_mahalanobis_einsum_equals_a_naive_loop():
+    gauss, _, _ = _gaussians()
+    z = tukey(torch.rand(9, 12, generator=torch.Generator().manual_seed(1)), 0.5)
+    fast, slow = mahalanobis(z, gauss), mahalanobis_loop(z, gauss)
+    assert fast.shape == (9, 4)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    assert bool((fast >= -1e-4).all())  # a squared form of a PSD matrix
+
+
+def test_nearest_wrong_class_never_picks_the_own_label():
+    gauss, feats, labels = _gaussians()
+    d = mahalanobis(feats, gauss)
+    q = gauss.classes[nearest_wrong_class(d, gauss, labels)]
+    assert not bool((q == labels).any())
+    own_is_nearest = gauss.classes[d.argmin(1)] == labels
+    assert bool(own_is_nearest.any())  # the exclusion is doing something
+
+
+def test_tukey_transform_is_guarded_against_zero_and_negative_features():
+    z = torch.tensor([[-1.0, 0.0, 0.25, 4.0]], requires_grad=True)
+    out = tukey(z, 0.5)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(z.grad).all()
+    assert out[0, 2].item() == pytest.approx(0.5) and out[0, 3].item() == pytest.approx(2.0)
+
+
+def test_class_gaussians_need_two_samples():
+    with pytest.raises(ConfigError, match="samples"):
+        class_gaussians(torch.rand(3, 4), torch.tensor([0, 1, 2]), [0, 1, 2])
+
+
+# ----------------------------------------------------------------------------- OOD images
+
+
+def test_synthetic_ood_is_seeded_structured_and_shaped():
+    a, b = synthetic_images(50, 3, 16, seed=2), synthetic_images(50, 3, 16, seed=2)
+    assert a.x.shape == (50, 3, 16, 16) and a.x.dtype == torch.uint8
+    assert torch.equal(a.x, b.x) and not torch.equal(a.x, synthetic_images(50, 3, 16, seed=3).x)
+    assert set(a.y.tolist()) == {0, 1, 2, 3, 4}  # every family is present
+    assert a.x.float().std() > 20  # not flat images
+
+
+def test_ood_from_another_dataset_is_resized_and_channel_adapted(digits_class3):
+    rgb = adapt_images(synthetic_images(10, 1, 8).x, 3, 32)
+    assert rgb.shape == (10, 3, 32, 32) and torch.equal(rgb[:, 0], rgb[:, 1])
+    grey = adapt_images(torch.full((2, 3, 32, 32), 200, dtype=torch.uint8), 1, 8)
+    assert grey.shape == (2, 1, 8, 8) and int(grey.max()) == 200
+    ood = ood_set("synthetic", digits_class3.info, 30, seed=0)
+    assert ood.x.shape[1:] == (1, 8, 8)
+    with pytest.raises(ConfigError, match="cannot be 'digits'"):
+        ood_set("digits", digits_class3.info, 10)
+    with pytest.raises(UnknownNameError, match="Did you mean"):
+        ood_set("digitz", digits_class3.info, 10)
+
+
+def test_ood_from_a_registered_dataset(digits_class3):
+    info = dataclasses.replace(digits_class3.info, name="other", in_channels=3, image_size=16)
+    ood = ood_set("digits", info, 40, seed=1)
+    assert ood.x.shape == (40, 3, 16, 16) and ood.x.dtype == torch.uint8
+
+
+# ----------------------------------------------------------------------------- adversarial retain
+
+
+def test_adv_retain_replaces_retain_batches(monkeypatch, digits_cnn, digits_class3):
+    import unlearnbench.robust.adversarial as adversarial
+
+    seen = {}
+
+    def fake_retain_attack(name, threat, steps=10, seed=0):
+        seen.update(name=name, eps=threat.eps, norm=threat.norm, steps=steps, calls=0)
+
+        def gen(model, x, y):
+            seen["calls"] += 1
+            return x.flip(3)
+
+        return gen
+
+    monkeypatch.setattr(adversarial, "retain_attack", fake_retain_attack)
+    out = run("finetune", digits_cnn, digits_class3, {"epochs": 1, "adv_steps": 3}, adv_retain="pgd", device="cpu")
+    steps = -(-len(digits_class3.retain) // 64)
+    assert seen == {"name": "pgd", "eps": 0.1, "norm": "Linf", "steps": 3, "calls": steps}
+    assert out.info["adv_eps"] == 0.1
+    run("salun", digits_cnn, digits_class3, {"epochs": 1, "adv_eps": 0.05}, adv_retain="pgd", device="cpu")
+    assert seen["eps"] == 0.05 and seen["calls"] == steps  # only the retain pass is attacked
+
+
+def test_adv_retain_with_the_real_attack(digits_cnn, digits_class3):
+    out = run("finetune", digits_cnn, digits_class3, {"epochs": 1, "adv_steps": 2}, adv_retain="pgd", device="cpu")
+    assert out.info["adv_retain"] == "pgd" and out.seconds > 0
+

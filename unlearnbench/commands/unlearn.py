@@ -1,0 +1,155 @@
+"""``unlearnbench unlearn``: apply an unlearning method (or a preset) to a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from unlearnbench.commands._common import (
+    ConfigOpt,
+    DataRootOpt,
+    DeviceOpt,
+    DownloadOpt,
+    ExperimentOpt,
+    NoTrackOpt,
+    QuietOpt,
+    SetOpt,
+    TrackingOpt,
+    app,
+    console,
+    handle_errors,
+    setup_output,
+)
+from unlearnbench.core.config import flatten, load_yaml, parse_overrides
+from unlearnbench.core.data import DataSource, parse_forget_spec
+from unlearnbench.core.errors import ConfigError, UserError
+
+_ROWS = (
+    ("forget_acc", "forget acc (%)"),
+    ("retain_acc", "retain acc (%)"),
+    ("val_acc", "val acc (%)"),
+    ("test_acc", "test acc (%)"),
+    ("test_retained_acc", "test acc, kept classes (%)"),
+    ("test_forgotten_acc", "test acc, forgotten classes (%)"),
+)
+
+
+@app.command()
+@handle_errors
+def unlearn(
+    method: str | None = typer.Argument(None, help="Registered method (see `ls methods`); optional with --preset."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Original model checkpoint (from `train`)."),
+    forget: str | None = typer.Option(None, "--forget", "-f", help="What to forget: class:3, random:0.1, indices:FILE."),
+    out: Path = typer.Option(Path("runs/unlearned.pt"), "--out", "-o", help="Checkpoint to write."),
+    preset: str | None = typer.Option(None, "--preset", help="A published protocol (see `ls presets`)."),
+    prune: float | None = typer.Option(None, "--prune", help="Prune conv weights to this sparsity first (OMP), e.g. 0.95."),
+    adv_retain: str | None = typer.Option(None, "--adv-retain", help="Attack for adversarial retain batches, e.g. pgd."),
+    seed: int | None = typer.Option(None, "--seed", help="Unlearning seed (default 0)."),
+    no_eval: bool = typer.Option(False, "--no-eval", help="Skip computing accuracies."),
+    config: Path | None = ConfigOpt,
+    set_: list[str] | None = SetOpt,
+    device: str = DeviceOpt,
+    data_root: Path | None = DataRootOpt,
+    download: bool = DownloadOpt,
+    tracking_uri: str | None = TrackingOpt,
+    experiment: str = ExperimentOpt,
+    no_track: bool = NoTrackOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
+    setup_output(quiet)
+    from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
+    from unlearnbench.unlearn import METHODS
+    from unlearnbench.unlearn.jobs import unlearn_checkpoint, validate_request
+    from unlearnbench.unlearn.presets import PRESETS
+
+    # Everything a user can get wrong is checked before the (possibly long) run.
+    values: dict[str, Any] = {}
+    dataset = None
+    if preset is not None:
+        p = PRESETS.get(preset)
+        if method is not None and method != p.method:
+            raise ConfigError(f"Preset {preset!r} uses method {p.method!r}, not {method!r}; drop one of them.")
+        method, dataset, values = p.method, p.dataset, dict(p.config)
+        forget = forget or p.forget
+        prune = prune if prune is not None else p.prune
+    if method is None:
+        raise ConfigError("Name a METHOD (see `unlearnbench ls methods`) or a --preset.")
+    METHODS.get(method)
+    if forget is None:
+        raise ConfigError("Say what to forget with --forget, e.g. --forget class:3 or --forget random:0.1.")
+    parse_forget_spec(forget)
+    if config is not None:
+        values.update(load_yaml(config))
+    values.update(parse_overrides(set_ or []))
+    seed = _resolve_seed(seed, values)
+    if out.exists() and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file path such as {out}/unlearned.pt.")
+    ckpt = load_checkpoint(checkpoint)
+    validate_request(ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
+                     dataset=dataset)
+    if not no_track:
+        from unlearnbench.eval import tracking
+
+        tracking.check_reachable(tracking.resolve_uri(tracking_uri))
+
+    outcome = unlearn_checkpoint(
+        ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed, device=device,
+        source=DataSource.from_env(data_root, download), dataset=dataset, evaluate=not no_eval,
+    )
+    # The store is opened only now, after every input check, so bad input leaves nothing behind;
+    # and before the checkpoint is written, so a broken store does not leave an unlogged file.
+    if not no_track:
+        tracking.setup(tracking_uri, experiment)
+    save_checkpoint(out, outcome.model, outcome.meta)
+    if not no_track:
+        _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed)
+    _summary(method, out, outcome)
+
+
+def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_retain, seed: int) -> None:
+    meta = outcome.meta
+    method = meta["method"]
+    params = {
+        **flatten(outcome.result.config), "method": method, "forget": meta["forget"], "dataset": meta["dataset"],
+        "model": meta["model"], "prune": prune, "adv_retain": adv_retain or "", "preset": preset or "",
+        "checkpoint": str(checkpoint),
+    }
+    tags = {
+        "kind": "unlearn", "method": method, "dataset": meta["dataset"], "model": meta["model"],
+        "forget": meta["forget"], "seed": seed, "git_sha": meta["provenance"]["git_sha"], "preset": preset or "",
+    }
+    with tracking.run(f"unlearn-{method}-{meta['dataset']}", params=params, tags=tags):
+        tracking.log_metrics(outcome.metrics)
+        tracking.log_artifact(out, "checkpoint")
+
+
+def _resolve_seed(seed: int | None, values: dict[str, Any]) -> int:
+    """--seed wins; a seed in --config/--set is used when --seed is absent."""
+    if "seed" in values:
+        given = values.pop("seed")
+        try:
+            given = int(given)
+        except (TypeError, ValueError):
+            raise ConfigError(f"Bad value {given!r} for 'seed': expected int.") from None
+        if seed is not None and seed != given:
+            raise UserError(f"Two different seeds given (--seed {seed} and seed={given}); give one.")
+        return given
+    return 0 if seed is None else seed
+
+
+def _summary(method: str, out: Path, outcome) -> None:
+    metrics, before = outcome.metrics, outcome.original_metrics
+    table = Table(title=f"{method}: {outcome.meta['forget']} on {outcome.meta['dataset']}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("original", justify="right")
+    table.add_column("unlearned", justify="right")
+    for key, label in _ROWS:
+        if key in metrics:
+            table.add_row(label, f"{before[key]:.2f}" if key in before else "", f"{metrics[key]:.2f}")
+    table.add_row("run time, RTE (s)", "", f"{metrics['rte_seconds']:.2f}")
+    console.print(table)
+    console.print(f"Saved {out}")

@@ -1,0 +1,237 @@
+"""The epoch loop every iterative method composes: phases over sets, masks, extra loss terms.
+
+An epoch is a list of :class:`Phase` objects run in order (random labelling: a forget phase,
+then a retain phase; fine-tuning: one retain phase). Each step computes the phase's loss, adds
+the extra terms (e.g. an ℓ1 penalty), and takes one optimizer step through a :class:`Stepper`,
+which enforces an optional elementwise mask.
+
+Masks — "frozen means bit-identical". A mask marks which weights may change (the SalUn saliency
+mask, the fixed ``--prune`` mask, or both). Masking gradients alone is not enough: SGD's weight
+decay and momentum still move masked weights (SalUn issue #32), and so does Adam's moment state.
+Per-element weight decay is not expressible with parameter groups, so the Stepper uses a
+*restore/zero* strategy: it snapshots the frozen entries once, masks their gradients before each
+step, and after each step copies the snapshot back (``torch.where``, an exact copy, so frozen
+weights are bit-identical however many steps run) and zeroes their optimizer state (momentum,
+Adam moments) so nothing accumulates there. This is the hard constraint θ = m⊙θ' + (1−m)⊙θ₀
+of SalUn's equation and of Unlearn-Saliency PR #33; the paper-era code only masked gradients.
+BatchNorm running statistics are buffers, not weights, and still adapt (as in the reference).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from unlearnbench.core.data import DatasetInfo, Loader, TensorSet
+from unlearnbench.core.errors import UserError
+from unlearnbench.core.progress import task
+from unlearnbench.core.runtime import model_device
+from unlearnbench.core.train import autocast
+from unlearnbench.unlearn.base import Mask, RetainTransform
+
+log = logging.getLogger(__name__)
+
+# loss(model, x, y, epoch) -> scalar; the epoch lets a loss follow a schedule.
+PhaseLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]
+# term(model, epoch) -> scalar added to every step's loss (an ℓ1 penalty, say).
+ExtraTerm = Callable[[nn.Module, int], torch.Tensor]
+
+
+class UnlearningDiverged(UserError):
+    """The unlearning loss or the weights became NaN/inf (the fix: a smaller learning rate)."""
+
+
+@dataclass
+class Phase:
+    """One pass over ``data`` within an epoch."""
+
+    data: TensorSet
+    loss: PhaseLoss
+    batch_size: int
+    name: str = ""
+    shuffle: bool = True
+    augment: DatasetInfo | None = None
+    # Applied to each batch before the loss: the adversarial retain transform of --adv-retain.
+    transform: RetainTransform | None = None
+    # Per-batch relabelling (random labels), given the batch labels and the generator.
+    relabel: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+
+
+def make_optimizer(
+    model: nn.Module,
+    kind: str = "sgd",
+    *,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    nesterov: bool = False,
+) -> torch.optim.Optimizer:
+    """SGD (momentum 0.9, wd 5e-4 by default, as in the SalUn/Sparse wrapper) or Adam."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if kind == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov and momentum > 0
+        )
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {kind!r}")
+
+
+class Stepper:
+    """Zero grads, backward, mask, step, restore frozen entries, advance the lr schedule.
+
+    ``schedule(step) -> factor`` multiplies each param group's initial lr.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        mask: Mask | None = None,
+        schedule: Callable[[int], float] | None = None,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.steps = 0
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.frozen: list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = []
+        if mask:
+            params = dict(model.named_parameters())
+            unknown = sorted(set(mask) - set(params))
+            if unknown:
+                raise ValueError(f"mask names parameters the model lacks: {unknown[:3]}")
+            for name, keep in mask.items():
+                p = params[name]
+                keep = keep.to(device=p.device, dtype=torch.bool)
+                if keep.shape != p.shape:
+                    raise ValueError(f"mask for {name} has shape {tuple(keep.shape)}, not {tuple(p.shape)}")
+                if not bool(keep.all()):
+                    self.frozen.append((p, keep, p.detach().clone()))
+        self._apply_schedule()
+
+    def _apply_schedule(self) -> None:
+        if self.schedule is not None:
+            factor = self.schedule(self.steps)
+            for g, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+                g["lr"] = base * factor
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for p, keep, _ in self.frozen:
+            if p.grad is not None:
+                p.grad.mul_(keep)
+        self.optimizer.step()
+        self.restore()
+        self.steps += 1
+        self._apply_schedule()
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Copy frozen entries back exactly and clear their optimizer state."""
+        for p, keep, p0 in self.frozen:
+            p.copy_(torch.where(keep, p, p0))
+            for value in self.optimizer.state.get(p, {}).values():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                    value.mul_(keep)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    losses: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+
+
+def run_epochs(
+    model: nn.Module,
+    phases: Sequence[Phase],
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    mask: Mask | None = None,
+    extra_terms: Iterable[ExtraTerm] = (),
+    schedule: Callable[[int], float] | None = None,
+    phase_epochs: Callable[[Phase, int], bool] | None = None,
+    epoch_end: Callable[[int, nn.Module], bool | None] | None = None,
+    amp: bool = True,
+    description: str = "unlearn",
+) -> list[EpochRecord]:
+    """Train ``model`` in place for ``epochs`` epochs of ``phases``.
+
+    ``phase_epochs(phase, epoch)`` may skip a phase in some epochs (SCRUB's max-steps);
+    ``epoch_end(epoch, model)`` may return True to stop early. ``amp`` enables bf16 autocast on
+    CUDA only. Raises :class:`UnlearningDiverged` when an epoch's loss is not finite.
+    """
+    device = model_device(model)
+    terms = list(extra_terms)
+    stepper = Stepper(model, optimizer, mask=mask, schedule=schedule)
+    loaders = [
+        Loader(ph.data, ph.batch_size, shuffle=ph.shuffle, augment=ph.augment, generator=generator)
+        for ph in phases
+    ]
+    total = epochs * sum(len(ld) for ld in loaders)
+    history: list[EpochRecord] = []
+    with task(description, total) as bar:
+        for epoch in range(epochs):
+            model.train()
+            record = EpochRecord(epoch + 1, lr=optimizer.param_groups[0]["lr"])
+            for ph, loader in zip(phases, loaders, strict=True):
+                if phase_epochs is not None and not phase_epochs(ph, epoch):
+                    bar.advance(len(loader))
+                    continue
+                loss_sum = torch.zeros((), device=device)
+                n = 0
+                for x, y in loader:
+                    if ph.relabel is not None:
+                        y = ph.relabel(y, generator)
+                    if ph.transform is not None:
+                        x = ph.transform(model, x, y).detach()
+                        model.train()
+                    with autocast(device, amp):
+                        loss = ph.loss(model, x, y, epoch)
+                    for term in terms:
+                        loss = loss + term(model, epoch)
+                    stepper.step(loss)
+                    loss_sum += loss.detach().float()
+                    n += 1
+                    bar.advance()
+                mean = loss_sum.item() / max(1, n)
+                if not math.isfinite(mean):
+                    raise UnlearningDiverged(
+                        f"Unlearning diverged in epoch {epoch + 1} ({ph.name or 'phase'} loss {mean}); "
+                        "lower the learning rate with --set lr=..."
+                    )
+                record.losses[ph.name or f"phase{len(record.losses)}"] = mean
+            history.append(record)
+            log.info("epoch %d: %s", epoch + 1, record)
+            if epoch_end is not None and epoch_end(epoch + 1, model):
+                break
+    model.eval()
+    return history
+
+
+def ce_loss(label_smoothing: float = 0.0) -> PhaseLoss:
+    """Cross-entropy on the batch labels."""
+
+    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+
+    return loss
+
+
+def random_labels(num_classes: int) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """Uniform labels over all classes (they may equal the true one, as in SalUn's RL)."""
+
+    def relabel(y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(0, num_classes, y.shape, generator=generator).to(y.device)
+
+    return relabel
