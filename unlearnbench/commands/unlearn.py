@@ -48,7 +48,8 @@ def unlearn(
     prune: float | None = typer.Option(None, "--prune", help="Prune conv weights to this sparsity first (OMP), e.g. 0.95."),
     adv_retain: str | None = typer.Option(None, "--adv-retain", help="Attack for adversarial retain batches, e.g. pgd."),
     seed: int | None = typer.Option(None, "--seed", help="Unlearning seed (default 0)."),
-    no_eval: bool = typer.Option(False, "--no-eval", help="Skip computing accuracies."),
+    no_eval: bool = typer.Option(False, "--no-eval", help="Skip the evaluation (accuracies, MIA, gaps)."),
+    reference: Path | None = typer.Option(None, "--reference", "-r", help="Retrained reference checkpoint: adds gaps and Avg. Gap."),
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
     device: str = DeviceOpt,
@@ -89,6 +90,7 @@ def unlearn(
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out {out} is a folder; give a file path such as {out}/unlearned.pt.")
     ckpt = load_checkpoint(checkpoint)
+    ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     validate_request(ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
                      dataset=dataset)
     if not no_track:
@@ -104,13 +106,37 @@ def unlearn(
     # and before the checkpoint is written, so a broken store does not leave an unlogged file.
     if not no_track:
         tracking.setup(tracking_uri, experiment)
+    report = None
+    if not no_eval:
+        report = _evaluate(outcome, ref_ckpt)
     save_checkpoint(out, outcome.model, outcome.meta)
     if not no_track:
-        _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed)
+        _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed, report)
     _summary(method, out, outcome)
+    if report is not None:
+        from unlearnbench.commands.evaluate import _summary_table
+
+        console.print(_summary_table(report))
 
 
-def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_retain, seed: int) -> None:
+def _evaluate(outcome, ref_ckpt):
+    """The full evaluation engine on the fresh model (the `unlearn` default; --no-eval skips it)."""
+    from unlearnbench.core.config import to_dict
+    from unlearnbench.core.jobs import check_compatible
+    from unlearnbench.eval.jobs import evaluate_model
+
+    device = next(outcome.model.parameters()).device
+    ref = None
+    if ref_ckpt is not None:
+        check_compatible(ref_ckpt, outcome.splits)
+        ref = ref_ckpt.build(device)
+    return evaluate_model(
+        outcome.model, outcome.data, reference=ref, original=outcome.original,
+        rte_seconds=outcome.result.seconds, config=to_dict(outcome.result.config), meta=outcome.meta,
+    )
+
+
+def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_retain, seed: int, report=None) -> None:
     meta = outcome.meta
     method = meta["method"]
     params = {
@@ -124,7 +150,10 @@ def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_
     }
     with tracking.run(f"unlearn-{method}-{meta['dataset']}", params=params, tags=tags):
         tracking.log_metrics(outcome.metrics)
-        tracking.log_artifact(out, "checkpoint")
+        if report is not None:  # logs into the open run: metrics, report.json, per-class CSV, ROC plots
+            tracking.log_report(report, checkpoint=out)
+        else:
+            tracking.log_artifact(out, "checkpoint")
 
 
 def _resolve_seed(seed: int | None, values: dict[str, Any]) -> int:
