@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -12,7 +10,10 @@ from unlearnbench.core.models import create_model
 from unlearnbench.core.runtime import seed_everything
 from unlearnbench.core.train import TrainConfig, fit
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One intra-op thread for the whole suite: the models here are tiny, so a second OpenMP thread
+# barely helps and was 10-50x slower whenever the 2 cores were shared; and a fixed thread count
+# keeps the session-trained models bit-identical whichever test happens to create them first.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
