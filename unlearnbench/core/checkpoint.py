@@ -6,9 +6,7 @@ plain Python containers, never arbitrary pickled objects.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from unlearnbench.core.errors import CheckpointError
+from unlearnbench.core.io import atomic_write
 from unlearnbench.core.models import MODELS, ImageClassifier, create_model
 
 FORMAT = "unlearnbench-checkpoint-v1"
@@ -64,22 +63,13 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise ValueError(f"checkpoint metadata lacks {missing}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "meta": _plain(meta),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        torch.save(payload, fh)
     return path
 
 

@@ -18,7 +18,6 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from unlearnbench.core.config import configclass
 from unlearnbench.core.data import DatasetInfo, Loader, TensorSet

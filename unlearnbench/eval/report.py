@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from unlearnbench.core.io import atomic_write
 
 TAG_KEYS = ("kind", "method", "dataset", "model", "forget", "seed")
 PER_CLASS_COLUMNS = ["split", "class", "name", "n", "acc"]
@@ -113,15 +113,8 @@ class Report:
     def save(self, path: str | Path) -> Path:
         """Write the JSON atomically (temp file + rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "w") as fh:
+            fh.write(self.to_json())
         return path
 
     @classmethod

@@ -37,8 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +50,7 @@ from unlearnbench.core.config import from_dict, to_dict
 from unlearnbench.core.data import DataSource, Splits, TensorSet, UnlearnData, prepare
 from unlearnbench.core.errors import ConfigError, UserError
 from unlearnbench.core.executor import ExecutorConfig, JobOutcome, run_jobs
+from unlearnbench.core.io import atomic_write
 from unlearnbench.core.jobs import checkpoint_meta
 from unlearnbench.core.models import create_model
 from unlearnbench.core.runtime import resolve_device
@@ -299,25 +298,13 @@ def ulira_shadow_job(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as fh:
+        json.dump(data, fh, indent=1)
 
 
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:  # a file object: np.savez adds no ".npz" suffix
+        np.savez(fh, **arrays)
 
 
 def train_pool(

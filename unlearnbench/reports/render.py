@@ -18,15 +18,14 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from unlearnbench.core.io import atomic_write
 from unlearnbench.reports import plots
 from unlearnbench.reports.compare import Change, compare, regressions
 from unlearnbench.reports.runs import RunSet, load_runs
@@ -57,18 +56,9 @@ def slug(name: str) -> str:
     return text or "experiment"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_write(path, "w") as fh:
+        fh.write(text)
 
 
 def build_summary(runset: RunSet, created: str) -> dict[str, Any]:
@@ -318,10 +308,10 @@ def write_report(
     text = json.dumps(summary, indent=2, sort_keys=False, default=str)
     stamp = when.strftime("%Y%m%dT%H%M%S%fZ")
     out_html, out_md, out_json = directory / "report.html", directory / "summary.md", directory / "summary.json"
-    atomic_write(out_html, html)
-    atomic_write(out_md, markdown)
-    atomic_write(directory / "history" / f"{stamp}.json", text)
-    atomic_write(out_json, text)
+    write_text_atomic(out_html, html)
+    write_text_atomic(out_md, markdown)
+    write_text_atomic(directory / "history" / f"{stamp}.json", text)
+    write_text_atomic(out_json, text)
     return ReportOutput(directory, out_html, out_md, out_json, summary, changes,
                         previous["created"] if previous else None)
 

@@ -227,9 +227,9 @@ class Crontab:
     def write(self, lines: list[str]) -> None:
         text = "\n".join(lines) + ("\n" if lines else "")
         if self.file is not None:
-            from unlearnbench.reports.render import atomic_write
+            from unlearnbench.reports.render import write_text_atomic
 
-            atomic_write(self.file, text)
+            write_text_atomic(self.file, text)
             return
         res = subprocess.run([*self._argv(), "-"], input=text, capture_output=True, text=True, timeout=30)
         if res.returncode != 0:
@@ -348,14 +348,14 @@ def _ours(path: Path) -> bool:
 
 
 def install_systemd(unit_dir: Path, files: dict[str, str]) -> list[Path]:
-    from unlearnbench.reports.render import atomic_write
+    from unlearnbench.reports.render import write_text_atomic
 
     written = []
     for fname, text in files.items():
         path = unit_dir / fname
         if path.exists() and not _ours(path):
             raise UserError(f"{path} exists and was not written by unlearnbench; pick another --name.")
-        atomic_write(path, text)
+        write_text_atomic(path, text)
         written.append(path)
     return written
 

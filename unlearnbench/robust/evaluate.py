@@ -9,8 +9,6 @@ by clean accuracy to compare.)
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch.nn as nn
 
 from unlearnbench.core.data import TensorSet
 from unlearnbench.core.errors import ConfigError
+from unlearnbench.core.io import atomic_write
 from unlearnbench.core.runtime import model_device
 from unlearnbench.robust.attacks import eval_mode, run_attack
 from unlearnbench.robust.threat import ThreatModel
@@ -151,12 +150,6 @@ def save_adversarial(path: str | Path, result: RobustResult, extra: dict | None 
         "robust_acc": result.robust_acc,
         **(extra or {}),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        torch.save(payload, fh)
     return path
