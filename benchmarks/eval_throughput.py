@@ -12,11 +12,12 @@ the same ResNet-18 (CIFAR variant) on the same CIFAR-10-shaped data (random 10 %
   SVCs there; only the reported confidence one is timed, which favours the reference.)
 - platform: ``Evaluator(metrics=[accuracies, ua, mia_efficacy])`` on device-resident uint8 data
   (the copy to the device is included in the time): one forward pass per split, shared by every
-  metric, and the exact duplicate-merging SVC.
+  metric, and the default ``lowrank`` SVC solver (the same SVC problem solved in the kernel's exact
+  finite feature map; see ``benchmarks/mia_svc_speed.py`` for it alone).
 
 The data is learnable synthetic data (class prototypes + noise, ``core.data.make_synthetic``); with
 ``--train-epochs`` the model is first trained on it so confidences look like a trained model's
-(the SVC's cost depends on that distribution; it is the same in both paths up to merging).
+(libsvm's cost depends on that distribution).
 
     python benchmarks/eval_throughput.py --device auto --n 50000 --train-epochs 2
     python benchmarks/eval_throughput.py --device cpu --n 2000
@@ -169,10 +170,14 @@ def main() -> None:
           f"{plat['time_total']:.2f} s = predictions {plat['time_predictions']:.2f} + SVC {plat['time_svc']:.2f} + rest")
     fwd_ref = ref["time_accuracy"] + ref["time_mia_predictions"]
     print(f"ratio reference/platform: total {ref['time_total'] / plat['time_total']:.2f}x, "
-          f"forward passes {fwd_ref / plat['time_predictions']:.2f}x")
-    same = all(abs(ref[k] - plat[k]) < 1e-6 for k in ("forget_acc", "retain_acc", "val_acc", "test_acc", "mia_efficacy"))
+          f"forward passes {fwd_ref / plat['time_predictions']:.2f}x, SVC {ref['time_svc'] / plat['time_svc']:.0f}x")
+    same = all(abs(ref[k] - plat[k]) < 1e-9 for k in ("forget_acc", "retain_acc", "val_acc", "test_acc"))
+    # MIA-Efficacy may differ by forget points on the SVC's decision boundary: libsvm stops at
+    # tol=1e-3, the platform's solver at the optimum (benchmarks/mia_svc_speed.py shows which is which).
+    flips = round(abs(ref["mia_efficacy"] - plat["mia_efficacy"]) * sizes["forget"] / 100)
     print("values (reference | platform): " + ", ".join(f"{k} {ref[k]:.2f} | {plat[k]:.2f}" for k in
-          ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")) + f"; identical: {same}")
+          ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")) +
+          f"; accuracies identical: {same}; MIA-Efficacy off by {flips} forget point(s) of {sizes['forget']}")
     if args.amp and device.type == "cuda":
         amp = platform(model, data, device, amp=True)
         print(f"platform bf16 (--amp): {amp['time_total']:.2f} s, ratio {ref['time_total'] / amp['time_total']:.2f}x, "

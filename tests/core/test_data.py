@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from unlearnbench.core.data import (
-    DATASETS, DataSource, Loader, augment_batch, load_dataset, make_unlearn_data, parse_forget_spec, prepare,
+    DATASETS,
+    DataSource,
+    Loader,
+    augment_batch,
+    load_dataset,
+    make_unlearn_data,
+    parse_forget_spec,
+    prepare,
     split_train_val,
 )
 from unlearnbench.core.errors import DataError
@@ -220,7 +227,7 @@ def test_loader_batches_floats_and_is_seeded(digits_splits):
     a = list(Loader(tr, 100, shuffle=True, generator=torch.Generator().manual_seed(3)))
     b = list(Loader(tr, 100, shuffle=True, generator=torch.Generator().manual_seed(3)))
     assert len(a) == -(-len(tr) // 100)
-    assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
+    assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b, strict=True))
     x, y = a[0]
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     assert sorted(torch.cat([yy for _, yy in a]).tolist()) == sorted(tr.y.tolist())

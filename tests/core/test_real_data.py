@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from unlearnbench.core.data import FASHION_MNIST_SYSTEM_DIR, DataSource, load_dataset, prepare
-from unlearnbench.core.train import TrainConfig, accuracy, fit
 from unlearnbench.core.models import create_model
+from unlearnbench.core.train import TrainConfig, accuracy, fit
 
 pytestmark = pytest.mark.skipif(
     not (FASHION_MNIST_SYSTEM_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),

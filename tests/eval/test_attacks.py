@@ -56,7 +56,7 @@ def test_scaled_logit_stays_finite_when_confidence_saturates():
     assert phi == pytest.approx(60.0 - math.log(2), rel=1e-9)
 
 
-def test_svc_attack_matches_sklearn_and_dedup_is_exact():
+def test_svc_attack_matches_sklearn_with_every_solver():
     from sklearn.svm import SVC
 
     rng = np.random.default_rng(0)
@@ -66,8 +66,20 @@ def test_svc_attack_matches_sklearn_and_dedup_is_exact():
     target = np.where(rng.random(300) < 0.5, 1.0, rng.beta(10, 2, 300).astype(np.float32))
     clf = SVC(C=3, gamma="auto", kernel="rbf").fit(np.r_[members, nonmembers][:, None], np.r_[np.ones(600), np.zeros(600)])
     expected = 1 - clf.predict(target[:, None]).mean()
-    assert svc_attack(members, nonmembers, target, dedup=False) == pytest.approx(expected)
-    assert svc_attack(members, nonmembers, target, dedup=True) == pytest.approx(expected)
+    for solver in ("sklearn", "libsvm", "lowrank"):
+        assert svc_attack(members, nonmembers, target, solver=solver) == pytest.approx(expected), solver
+    with pytest.raises(ValueError, match="unknown SVC solver"):
+        svc_attack(members, nonmembers, target, solver="smo")
+
+
+def test_svc_attack_falls_back_to_libsvm_for_a_wide_feature():
+    from unlearnbench.eval import svm1d
+
+    rng = np.random.default_rng(1)
+    members, nonmembers = rng.gamma(0.5, 2.0, 300), rng.gamma(2.0, 4.0, 300)  # spans ~40 > 10
+    assert svm1d.fit(np.r_[members, nonmembers], np.r_[np.ones(300), np.zeros(300)], C=3.0) is None
+    target = rng.gamma(0.5, 2.0, 100)
+    assert svc_attack(members, nonmembers, target) == svc_attack(members, nonmembers, target, solver="libsvm")
 
 
 def test_mia_efficacy_uses_the_first_test_size_retain_samples(constructed):

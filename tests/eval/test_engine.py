@@ -83,9 +83,9 @@ def test_classwise_uses_test_without_the_forgotten_class(digits_class3, digits_c
     seen = {}
     real = mia_svc.svc_attack
 
-    def spy(members, nonmembers, target, dedup=True):
+    def spy(members, nonmembers, target, solver="lowrank"):
         seen.update(members=len(members), nonmembers=len(nonmembers), target=len(target))
-        return real(members, nonmembers, target, dedup)
+        return real(members, nonmembers, target, solver)
 
     monkeypatch.setattr(mia_svc, "svc_attack", spy)
     r = Evaluator(metrics=["mia_efficacy", "test_retained_acc", "test_forgotten_acc"]).evaluate(digits_cnn, digits_class3)

@@ -31,7 +31,7 @@ def test_log_report_and_read_it_back(report, mlflow_uri, tmp_path):
     assert list(runs["run_id"]) == [run_id]
     row = runs.iloc[0]
     assert row["params.method"] == "finetune" and row["params.lr"] == "0.01"
-    assert row["params.eval.svc_dedup"] == "True" and row["params.split_seed"] == "0"
+    assert row["params.eval.svc_solver"] == "lowrank" and row["params.split_seed"] == "0"
     for key in ("forget_acc", "retain_acc", "test_acc", "ua", "mia_efficacy", "rte_seconds",
                 "mia/loss/forget_test/auc", "mia/m_entropy/retain_test/tpr_at_fpr_0.001"):
         assert row[f"metrics.{key}"] == pytest.approx(report.values[key])

@@ -49,7 +49,7 @@ class Registry(Generic[T]):
         """Decorator: ``@REGISTRY.register("name", summary=...)``; the name defaults to ``__name__``."""
 
         def deco(obj: T) -> T:
-            self.add(name or getattr(obj, "__name__"), obj, **info)
+            self.add(name or obj.__name__, obj, **info)
             return obj
 
         return deco

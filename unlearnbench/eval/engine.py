@@ -65,7 +65,9 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 1024
     amp: bool = False  # bf16 autocast for predictions (CUDA only); fp32 by default for fidelity
-    svc_dedup: bool = True  # exact speed-up of the MIA-Efficacy SVC (see metrics/mia_svc.py)
+    # MIA-Efficacy SVC solver (metrics/mia_svc.py): "lowrank" (fast), "libsvm" (scikit-learn on merged
+    # duplicates) or "sklearn" (the papers' code verbatim); the same SVC problem in every case.
+    svc_solver: Literal["lowrank", "libsvm", "sklearn"] = "lowrank"
     lira_variance: Literal["auto", "per_example", "global"] = "auto"
 
     def __post_init__(self) -> None:
@@ -96,14 +98,14 @@ class Evaluator:
         shadow_pool: Any = None,
         batch_size: int = 1024,
         amp: bool = False,
-        svc_dedup: bool = True,
+        svc_solver: str = "lowrank",
         lira_variance: str = "auto",
     ) -> None:
         norm = getattr(threat, "norm", "Linf")
         eps = getattr(threat, "eps", 8 / 255)
         self.config = EvalConfig(
             metrics=tuple(metrics) if metrics is not None else None, robustness=tuple(robustness), norm=norm,
-            eps=eps, robust_n=robust_n, seed=seed, batch_size=batch_size, amp=amp, svc_dedup=svc_dedup,
+            eps=eps, robust_n=robust_n, seed=seed, batch_size=batch_size, amp=amp, svc_solver=svc_solver,
             lira_variance=lira_variance,
         )
         self.threat = threat
@@ -116,7 +118,7 @@ class Evaluator:
         threat = _make_threat(config.norm, config.eps) if config.robustness else None
         return cls(
             config.metrics, config.robustness, threat, config.robust_n, config.seed, shadow_pool=shadow_pool,
-            batch_size=config.batch_size, amp=config.amp, svc_dedup=config.svc_dedup,
+            batch_size=config.batch_size, amp=config.amp, svc_solver=config.svc_solver,
             lira_variance=config.lira_variance,
         )
 
