@@ -28,11 +28,11 @@ from unlearnbench.core.train import TrainConfig, cpu_has_bf16, fit
 INFO = DatasetInfo("cifar10-shaped", 10, 3, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), crop_padding=4, hflip=True)
 
 
-def platform(x: np.ndarray, y: np.ndarray, device: torch.device, epochs: int, compile: bool) -> float:
+def platform(x: np.ndarray, y: np.ndarray, device: torch.device, epochs: int, compile: bool, bf16: bool = True) -> float:
     data = TensorSet(torch.from_numpy(x), torch.from_numpy(y), torch.arange(len(y))).to(device)
     model = create_model("resnet18", 10, 3, 32, INFO.mean, INFO.std)
     cfg = TrainConfig(epochs=epochs, batch_size=512, lr=0.2, nesterov=True, warmup=1 / 15, label_smoothing=0.1,
-                      cpu_bf16=True, keep_best=False, device=str(device), seed=0, compile=compile)
+                      amp=bf16, cpu_bf16=bf16, keep_best=False, device=str(device), seed=0, compile=compile)
     result = fit(model, data, None, INFO, cfg)
     timed = result.history[1:]
     n_per_epoch = (len(y) // cfg.batch_size) * cfg.batch_size
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="epochs per pipeline; the first is a warm-up")
     ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     ap.add_argument("--compile", action="store_true", help="also time the platform loop with torch.compile")
+    ap.add_argument("--fp32", action="store_true", help="also time the platform loop without bf16 autocast")
     args = ap.parse_args()
     device = resolve_device(args.device)
     n = args.n or (50000 if device.type == "cuda" else 2048)
@@ -109,6 +110,10 @@ def main() -> None:
         comp = platform(x, y, device, args.epochs, compile=True)
         print(f"platform + torch.compile (--compile):                                  {comp:10.1f} img/s")
         print(f"ratio platform+compile/reference: {comp / ref:.2f}x")
+    if args.fp32:  # how much of the ratio is the data path alone
+        fp32 = platform(x, y, device, args.epochs, compile=False, bf16=False)
+        print(f"platform in fp32 (--fp32):                                             {fp32:10.1f} img/s")
+        print(f"ratio platform fp32/reference: {fp32 / ref:.2f}x")
 
 
 if __name__ == "__main__":

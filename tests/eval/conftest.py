@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from eval_helpers import SHADOW_CFG, make_constructed, one_thread
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread inside this folder's modules (see ``one_thread``), restored after."""
-    with one_thread():
-        yield
+from eval_helpers import SHADOW_CFG, make_constructed
 
 
 @pytest.fixture
@@ -30,10 +23,9 @@ def digits_ckpts(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("ckpts")
     cfg = TrainConfig(epochs=4, batch_size=64, lr=0.05, seed=0, device="cpu")
-    with one_thread():
-        orig = train_model("digits", "cnn", cfg)
-        ret = train_model("digits", "cnn", cfg, exclude="class:3")
-        res = unlearn.run("finetune", orig.model, ret.data, {"epochs": 1}, seed=0, device="cpu")
+    orig = train_model("digits", "cnn", cfg)
+    ret = train_model("digits", "cnn", cfg, exclude="class:3")
+    res = unlearn.run("finetune", orig.model, ret.data, {"epochs": 1}, seed=0, device="cpu")
     save_checkpoint(folder / "original.pt", orig.model, orig.meta)
     save_checkpoint(folder / "retrain.pt", ret.model, ret.meta)
     meta = {**orig.meta, "kind": "unlearn", "method": "finetune", "forget": "class:3", "rte_seconds": res.seconds}
@@ -46,6 +38,5 @@ def lira_pool(tmp_path_factory):
     from unlearnbench.core.train import TrainConfig
     from unlearnbench.eval.shadow import train_pool
 
-    with one_thread():
-        return train_pool(tmp_path_factory.mktemp("pool") / "lira8", dataset="digits", model="mlp", n=8,
-                          config=TrainConfig(**SHADOW_CFG), seed=0)
+    return train_pool(tmp_path_factory.mktemp("pool") / "lira8", dataset="digits", model="mlp", n=8,
+                      config=TrainConfig(**SHADOW_CFG), seed=0)

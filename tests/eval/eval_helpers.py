@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn as nn
 
 from unlearnbench.core.data import DatasetInfo, TensorSet, UnlearnData, parse_forget_spec
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models on a shared 2-core machine run 10-50x faster on one intra-op thread than on two
-    (OpenMP threads spin against other processes); restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 # LiRA pools in the tests: MLP shadows trained long without weight decay, so membership leaks
 # measurably on digits.

@@ -1,25 +1,13 @@
-"""Fixtures of the study tests: single-threaded torch, a shared model cache, the tiny study run
-once (interrupted, then resumed) for the tests that inspect it."""
+"""Fixtures of the study tests: a shared model cache, the tiny study run once (interrupted, then
+resumed) for the tests that inspect it."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-import torch
 import yaml
 from study_helpers import TINY, bench, runs_of, spy_run
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: these 8×8-image models run faster single-threaded, above all when
-    other processes share the cores (2-thread OpenMP spins badly under contention), and the
-    in-process executor then matches a 1-CPU Ray task's numerics."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -49,20 +37,15 @@ def interrupted_then_resumed(mlflow_uri, study_work_dir, tmp_path_factory):
     path.write_text(yaml.safe_dump(TINY))
     experiment = f"study-{uuid.uuid4().hex[:8]}"
     seen: dict = {"experiment": experiment, "path": path}
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # session fixtures are set up before the autouse one
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            def ctrl_c(method, n):
-                if n == 3:
-                    raise KeyboardInterrupt
+    with pytest.MonkeyPatch.context() as mp:
+        def ctrl_c(method, n):
+            if n == 3:
+                raise KeyboardInterrupt
 
-            spy_run(mp, ctrl_c)
-            seen["first"] = bench(path, experiment, mlflow_uri, study_work_dir)
-            seen["after_interrupt"] = runs_of(mlflow_uri, experiment)
-        with pytest.MonkeyPatch.context() as mp:
-            seen["resume_calls"] = spy_run(mp)
-            seen["second"] = bench(path, experiment, mlflow_uri, study_work_dir)
-    finally:
-        torch.set_num_threads(before)
+        spy_run(mp, ctrl_c)
+        seen["first"] = bench(path, experiment, mlflow_uri, study_work_dir)
+        seen["after_interrupt"] = runs_of(mlflow_uri, experiment)
+    with pytest.MonkeyPatch.context() as mp:
+        seen["resume_calls"] = spy_run(mp)
+        seen["second"] = bench(path, experiment, mlflow_uri, study_work_dir)
     return seen

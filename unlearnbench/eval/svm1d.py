@@ -129,47 +129,48 @@ def _interior_point(A: np.ndarray, y: np.ndarray, u: np.ndarray, tol: float = 1e
                 and 2 * n * mu < 0.1 * tol * (1.0 + abs(objective))):
             return alpha, it
         try:
-            newton = _Newton(A, y, z / alpha + v / s)
+            newton = _Newton(A, y, alpha, s, z, v, rd, rp)
         except np.linalg.LinAlgError:  # free points' D⁻¹ blew up before the tolerance was met
             return None
-
-        def direction(rz: np.ndarray, rv: np.ndarray, rd=rd, rp=rp, alpha=alpha, s=s, z=z, v=v, newton=newton):
-            da, dlam = newton.step(-rd + rz / alpha - rv / s, -rp)
-            return da, dlam, (rz - z * da) / alpha, (rv + v * da) / s
-
-        da, _, dz, dv = direction(-alpha * z, -s * v)  # affine (predictor) step
+        da, _, dz, dv = newton.direction(-alpha * z, -s * v)  # affine (predictor) step
         t = min(1.0, _max_step(alpha, s, z, v, da, dz, dv))
         mu_aff = ((alpha + t * da) @ (z + t * dz) + (s - t * da) @ (v + t * dv)) / (2 * n)
         sigma = (mu_aff / mu) ** 3
-        da, dlam, dz, dv = direction(sigma * mu - alpha * z - da * dz, sigma * mu - s * v + da * dv)
+        da, dlam, dz, dv = newton.direction(sigma * mu - alpha * z - da * dz, sigma * mu - s * v + da * dv)
         t = min(1.0, 0.995 * _max_step(alpha, s, z, v, da, dz, dv))
         alpha, s, lam, z, v = alpha + t * da, s - t * da, lam + t * dlam, z + t * dz, v + t * dv
     return None
 
 
 class _Newton:
-    """Solves (AAᵀ + D) Δα − yΔλ = r, yᵀΔα = rp, the reduced Newton system, by Woodbury."""
+    """One interior-point iterate's Newton system. Eliminating the bound multipliers leaves
+    (AAᵀ + D) Δα − yΔλ = r, yᵀΔα = −r_p with D = z/α + v/s diagonal, solved by Woodbury through an
+    r × r Cholesky factor."""
 
-    def __init__(self, A: np.ndarray, y: np.ndarray, d: np.ndarray) -> None:
-        self.A, self.d, self.dinv = A, d, 1.0 / d
+    def __init__(self, A, y, alpha, s, z, v, rd, rp) -> None:
+        self.A, self.y, self.alpha, self.s, self.z, self.v, self.rd, self.rp = A, y, alpha, s, z, v, rd, rp
+        self.d = z / alpha + v / s
+        self.dinv = 1.0 / self.d
         self.chol = np.linalg.cholesky(np.eye(A.shape[1]) + (A.T * self.dinv) @ A)
-        self.m_y = self.solve(y)
-        self.y, self.y_m_y = y, float(y @ self.m_y)
+        self.m_y = self._solve(y)
+        self.y_m_y = float(y @ self.m_y)
 
     def _woodbury(self, rhs: np.ndarray) -> np.ndarray:  # (AAᵀ + D)⁻¹ rhs
         t = self.dinv * rhs
         inner = np.linalg.solve(self.chol.T, np.linalg.solve(self.chol, self.A.T @ t))
         return t - self.dinv * (self.A @ inner)
 
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
+    def _solve(self, rhs: np.ndarray) -> np.ndarray:
         # One step of iterative refinement: D spans many orders of magnitude near the end.
         sol = self._woodbury(rhs)
         return sol + self._woodbury(rhs - self.A @ (self.A.T @ sol) - self.d * sol)
 
-    def step(self, r: np.ndarray, rp: float) -> tuple[np.ndarray, float]:
-        m_r = self.solve(r)
-        dlam = (rp - float(self.y @ m_r)) / self.y_m_y
-        return m_r + self.m_y * dlam, dlam
+    def direction(self, rz: np.ndarray, rv: np.ndarray):
+        """(Δα, Δλ, Δz, Δv) for complementarity targets α·z → α·z + rz and s·v → s·v + rv."""
+        m_r = self._solve(-self.rd + rz / self.alpha - rv / self.s)
+        dlam = (-self.rp - float(self.y @ m_r)) / self.y_m_y
+        da = m_r + self.m_y * dlam
+        return da, dlam, (rz - self.z * da) / self.alpha, (rv + self.v * da) / self.s
 
 
 def _max_step(alpha, s, z, v, da, dz, dv) -> float:
