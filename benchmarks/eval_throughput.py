@@ -1,7 +1,7 @@
 """Evaluation throughput: the platform's Evaluator vs a reference-style DataLoader path, side by side.
 
 Both compute forget / retain / val / test accuracy and MIA-Efficacy (SalUn's confidence SVC) for
-the same ResNet-18 (CIFAR variant) on the same CIFAR-10-shaped data (random 10 % forgotten,
+the same model (ResNet-18, CIFAR variant, unless --model) on the same CIFAR-10-shaped data (random 10 % forgotten,
 |test| = n / 5).
 
 - reference (the SalUn / Unlearn-Sparse code path): uint8 HWC arrays wrapped in a Dataset that
@@ -140,6 +140,8 @@ def main() -> None:
     ap.add_argument("--train-epochs", type=int, default=None, help="train the model first (default 2 on CUDA, 0 on CPU)")
     ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="reference DataLoader workers")
     ap.add_argument("--amp", action="store_true", help="also time the platform with bf16 autocast (CUDA)")
+    ap.add_argument("--model", default="resnet18",
+                    help="model (default resnet18; a small one, e.g. cnn, makes the CIFAR-size run feasible on a CPU)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     n = args.n or (50000 if device.type == "cuda" else 2000)
@@ -150,7 +152,7 @@ def main() -> None:
     splits = split_train_val(raw, split_seed=0, val_fraction=0.1)
     data = make_unlearn_data(splits, "random:0.1")
     torch.manual_seed(0)
-    model = create_model("resnet18", 10, 3, 32, splits.info.mean, splits.info.std)
+    model = create_model(args.model, 10, 3, 32, splits.info.mean, splits.info.std)
     if epochs:
         fit(model, splits.train.to(device), None, splits.info,
             TrainConfig(epochs=epochs, batch_size=512, lr=0.2, keep_best=False, device=str(device), seed=0))
@@ -158,7 +160,7 @@ def main() -> None:
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
     sizes = {k: len(getattr(data, k)) for k in ("retain", "forget", "val", "test")}
-    print(f"device: {name}; ResNet-18, CIFAR-10-shaped synthetic data {sizes}, trained {epochs} epoch(s)")
+    print(f"device: {name}; {args.model}, CIFAR-10-shaped synthetic data {sizes}, trained {epochs} epoch(s)")
     # Warm-up (cuDNN autotuning, lazy init) so neither side pays it inside the timing.
     Evaluator(metrics=["test_acc"]).evaluate(model.to(device), replace(data, test=data.test.select(torch.arange(min(256, sizes["test"])))).to(device))
     ref = reference(model, data, device, args.workers)
