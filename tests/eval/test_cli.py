@@ -166,3 +166,21 @@ def test_shadow_train_and_info(tmp_path):
     assert "at least 2" in _one_sentence_error(bad)
     assert not (tmp_path / "x").exists()
     assert os.listdir(tmp_path) == ["pool"]
+
+
+def test_evaluate_a_diverged_checkpoint_exits_2_and_writes_nothing(digits_ckpts, tmp_path):
+    import torch
+
+    from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(digits_ckpts["unlearned"])
+    model = ckpt.build()
+    with torch.no_grad():  # finite weights whose logits overflow to inf, as gradient ascent can leave them
+        model.head.weight.mul_(1e38)
+    save_checkpoint(tmp_path / "diverged.pt", model, ckpt.meta)
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["evaluate", "-c", str(tmp_path / "diverged.pt"), "--json", str(out), "--no-track",
+                                 "--device", "cpu", "-q"])
+    text = _one_sentence_error(result)
+    assert "NaN or infinite" in text and "diverged" in text, text
+    assert not out.exists()

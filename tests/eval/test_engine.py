@@ -214,3 +214,14 @@ def test_robustness_with_the_real_attack(digits_random, digits_cnn):
     for split in ("forget", "retain", "test"):
         assert 0 <= r[f"robust/{split}/pgd"] <= r[f"clean/{split}"] <= 100
     assert r["robust/test/pgd"] < r["clean/test"]  # eps 0.1 breaks a plain CNN on digits
+
+
+def test_a_diverged_model_is_refused_not_scored(digits_class3, digits_cnn):
+    # NaN logits argmax to class 0: unchecked, this model would score UA 100 ("perfect" forgetting).
+    from unlearnbench.eval.predictions import NonFiniteOutputs
+
+    model = copy.deepcopy(digits_cnn)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteOutputs, match=r"NaN or infinite on \d+ of \d+ \w+ samples"):
+        Evaluator(metrics=["ua"]).evaluate(model, digits_class3)

@@ -9,8 +9,13 @@ import torch
 import torch.nn as nn
 
 from unlearnbench.core.data import TensorSet
+from unlearnbench.core.errors import UserError
 from unlearnbench.core.train import predict
 from unlearnbench.eval import signals
+
+
+class NonFiniteOutputs(UserError):
+    """The model's logits contain NaN or inf: it has diverged, and no metric of it means anything."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,14 @@ class Predictions:
     @classmethod
     def of(cls, model: nn.Module, data: TensorSet, batch_size: int = 1024, amp: bool = False) -> Predictions:
         logits = predict(model, data, batch_size=batch_size, amp=amp).float().cpu()
+        # NaN logits argmax to class 0, so a diverged model would otherwise score near-zero forget
+        # accuracy, i.e. "perfect" unlearning, before the MIA fits fail on the NaNs.
+        bad = int((~torch.isfinite(logits)).any(1).sum())
+        if bad:
+            raise NonFiniteOutputs(
+                f"The model's outputs are NaN or infinite on {bad} of {len(logits)} {data.name or 'evaluation'} "
+                "samples: it has diverged (e.g. an unlearning learning rate too high) and cannot be evaluated."
+            )
         return cls(logits, data.y.cpu(), data.idx.cpu(), data.name)
 
     def select(self, keep: torch.Tensor, name: str | None = None) -> Predictions:
