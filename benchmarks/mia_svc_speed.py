@@ -10,7 +10,8 @@ lying on the decision boundary come out as that tighter optimum has them.
 
 Inputs: true-class confidences drawn to look like a partly trained model (members more confident
 than non-members, overlapping) and like a well-trained one (60 % / 30 % saturated at exactly 1.0,
-as float32 softmax produces), plus the softmax entropy (a feature spanning [0, ln 10]).
+as float32 softmax produces), the softmax entropy (a feature spanning [0, ln 10]) and a modified
+entropy whose misclassified points spread it over [0, 15].
 
     python benchmarks/mia_svc_speed.py            # n = 10000
     python benchmarks/mia_svc_speed.py --n 2000
@@ -38,6 +39,13 @@ def inputs(kind: str, n: int, n_forget: int, rng: np.random.Generator):
         cap = np.log(10)
         return (np.minimum(rng.gamma(0.6, 0.3, n), cap), np.minimum(rng.gamma(1.5, 0.5, n), cap),
                 np.minimum(rng.gamma(0.7, 0.3, n_forget), cap))
+    if kind == "modified entropy (wide)":
+        def draw(size, err_rate, scale):  # near 0 when right; the misclassified spread up to 15
+            v = rng.gamma(0.3, scale, size)
+            wrong = rng.random(size) < err_rate
+            v[wrong] = rng.uniform(0.5, 15, wrong.sum())
+            return v
+        return draw(n, 0.0, 0.01), draw(n, 0.07, 0.1), draw(n_forget, 0.01, 0.02)
     raise ValueError(kind)
 
 
@@ -51,7 +59,7 @@ def main() -> None:
     print(f"{args.n} members, {args.n} non-members, {args.forget} forget points; times in seconds")
     print(f"{'input':28s} {'sklearn':>8s} {'libsvm':>8s} {'lowrank':>8s} {'ratio':>7s}   "
           "MIA-Efficacy (sklearn | libsvm | lowrank || sklearn tol=1e-6)")
-    for kind in ("confidence, partly trained", "confidence, saturated", "entropy"):
+    for kind in ("confidence, partly trained", "confidence, saturated", "entropy", "modified entropy (wide)"):
         members, nonmembers, forget = inputs(kind, args.n, args.forget, rng)
         seconds, scores = {}, {}
         for solver in ("sklearn", "libsvm", "lowrank"):

@@ -72,14 +72,16 @@ def test_svc_attack_matches_sklearn_with_every_solver():
         svc_attack(members, nonmembers, target, solver="smo")
 
 
-def test_svc_attack_falls_back_to_libsvm_for_a_wide_feature():
+def test_svc_attack_falls_back_to_libsvm_when_the_rank_is_too_high(monkeypatch):
     from unlearnbench.eval import svm1d
 
     rng = np.random.default_rng(1)
-    members, nonmembers = rng.gamma(0.5, 2.0, 300), rng.gamma(2.0, 4.0, 300)  # spans ~40 > 10
+    members, nonmembers, target = rng.gamma(0.5, 2.0, 300), rng.gamma(2.0, 4.0, 300), rng.gamma(0.5, 2.0, 100)
+    fast = svc_attack(members, nonmembers, target)
+    monkeypatch.setattr(svm1d, "MAX_RANK", 5)
     assert svm1d.fit(np.r_[members, nonmembers], np.r_[np.ones(300), np.zeros(300)], C=3.0) is None
-    target = rng.gamma(0.5, 2.0, 100)
     assert svc_attack(members, nonmembers, target) == svc_attack(members, nonmembers, target, solver="libsvm")
+    assert svc_attack(members, nonmembers, target) == pytest.approx(fast, abs=2 / len(target))
 
 
 def test_mia_efficacy_uses_the_first_test_size_retain_samples(constructed):

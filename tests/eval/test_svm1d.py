@@ -20,30 +20,43 @@ def problem(kind: str, n: int, rng: np.random.Generator):
         "saturated": lambda: (np.where(rng.random(n) < 0.6, 1.0, rng.beta(30, 1, n)),
                               np.where(rng.random(n) < 0.3, 1.0, rng.beta(8, 2, n))),
         "entropy": lambda: (rng.gamma(0.5, 0.3, n), np.minimum(rng.gamma(1.5, 0.8, n), 4.6)),
+        # modified entropy: most values near 0, the misclassified ones spread up to ~20
+        "wide": lambda: (rng.gamma(0.3, 0.01, n), np.where(rng.random(n) < 0.1, rng.uniform(0.5, 20, n),
+                                                           rng.gamma(0.3, 0.1, n))),
         "unequal": lambda: (rng.beta(5, 1.2, n // 3), rng.beta(4, 1.5, n)),
     }[kind]()
     return np.r_[members, nonmembers], np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
 
 
 @pytest.mark.parametrize("gamma", [1.0, 0.25, 2.5])
-@pytest.mark.parametrize("lo,hi", [(0.0, 1.0), (-2.0, 3.0), (0.0, 4.6)])
-def test_feature_map_reproduces_the_gaussian_kernel(lo, hi, gamma):
-    x = np.linspace(lo, hi, 301)
-    terms = svm1d.n_terms(np.sqrt(gamma) * (hi - lo) / 2)
-    phi = svm1d.features(x, (lo + hi) / 2, np.sqrt(gamma), terms)
-    kernel = np.exp(-gamma * (x[:, None] - x[None, :]) ** 2)
-    assert np.abs(phi @ phi.T - kernel).max() < 1e-13
-    half = phi[:, : terms // 2]  # the truncation is what makes it exact: half the terms are not
-    assert np.abs(half @ half.T - kernel).max() > 1e-9
+@pytest.mark.parametrize("lo,hi", [(0.0, 1.0), (-2.0, 3.0), (0.0, 69.0)])
+def test_pivoted_cholesky_reproduces_the_gaussian_kernel(lo, hi, gamma):
+    rng = np.random.default_rng(0)
+    values = np.sort(np.r_[rng.uniform(lo, hi, 400), lo, hi])
+    factor, pivots = svm1d.pivoted_cholesky(values, gamma)
+    kernel = np.exp(-gamma * (values[:, None] - values[None, :]) ** 2)
+    assert np.abs(factor @ factor.T - kernel).max() <= 1.01 * svm1d.TOLERANCE
+    # stopping one column early is not exact: the tolerance is what stops it
+    short = factor[:, :-1]
+    assert np.abs(short @ short.T - kernel).max() > svm1d.TOLERANCE
 
 
-def test_too_wide_a_feature_is_refused():
-    assert svm1d.n_terms(4.3) is not None and svm1d.n_terms(4.4) is None
-    x, y = np.r_[np.zeros(5), np.full(5, 30.0)], np.r_[np.ones(5), np.zeros(5)]
-    assert svm1d.fit(x, y, C=3.0) is None
+def test_rank_grows_with_the_span_and_is_capped():
+    ranks = [len(svm1d.pivoted_cholesky(np.linspace(0, span, 2000))[1]) for span in (1, 4.6, 15, 69)]
+    assert ranks == sorted(ranks) and ranks[0] <= 12 and ranks[-1] < svm1d.MAX_RANK
+    assert svm1d.pivoted_cholesky(np.linspace(0, 69, 2000), max_rank=50) is None
 
 
-@pytest.mark.parametrize("kind", ["overlap", "separated", "saturated", "entropy", "unequal"])
+def test_new_values_map_through_the_pivots():
+    rng = np.random.default_rng(2)
+    x, y = rng.uniform(0, 3, 300), (rng.random(300) < 0.5).astype(float)
+    model = svm1d.fit(x, y, C=3.0, points=[3.5])
+    new = np.array([0.1, 1.7, 2.9, 3.5])
+    kernel = np.exp(-((new[:, None] - new[None, :]) ** 2))
+    assert np.abs(model.features(new) @ model.features(new).T - kernel).max() < 1e-10
+
+
+@pytest.mark.parametrize("kind", ["overlap", "separated", "saturated", "entropy", "wide", "unequal"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_decision_function_equals_libsvm_at_a_tight_tolerance(kind, seed):
     rng = np.random.default_rng(seed)
@@ -93,6 +106,8 @@ def test_a_large_overlapping_problem_converges_and_agrees_with_libsvm():
     assert np.abs(model.decision_function(grid) - libsvm(x, y, tol=1e-6).decision_function(grid[:, None])).max() < 1e-3
 
 
-def test_a_single_class_is_an_error():
+def test_a_single_class_or_a_nan_is_an_error():
     with pytest.raises(ValueError, match="both classes"):
         svm1d.fit(np.linspace(0, 1, 10), np.ones(10))
+    with pytest.raises(ValueError, match="NaN"):
+        svm1d.fit(np.r_[np.linspace(0, 1, 9), np.nan], np.r_[np.ones(5), np.zeros(5)])

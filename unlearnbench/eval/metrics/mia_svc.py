@@ -17,11 +17,12 @@ Solvers (``EvalConfig.svc_solver``), all for the same SVC problem:
 - ``lowrank`` (default): duplicated (feature, label) pairs are merged into one training point whose
   weight is its multiplicity (the SVC dual with k copies bounded by C each is the dual with one
   point bounded by kC), and the merged problem is solved by ``eval.svm1d``: the Gaussian kernel on
-  one feature is an exact rank-K product, so an interior-point method solves the dual in
-  O(n K²) per iteration instead of libsvm's O(n) kernel columns per SMO step. It lands closer to
-  the optimum than libsvm's default tolerance (``tol=1e-3``), so on a large set an occasional
-  forget point right at the decision boundary can be classified as libsvm with a tighter ``tol``
-  classifies it. Features too spread out for a short expansion fall back to ``libsvm``.
+  one feature has a small numerical rank, so after a checked pivoted-Cholesky factorisation an
+  interior-point method solves the dual in O(n r²) per iteration instead of libsvm's O(n) kernel
+  columns per SMO step. It lands closer to the optimum than libsvm's default tolerance
+  (``tol=1e-3``), so on a large set an occasional forget point right at the decision boundary can
+  be classified as libsvm with a tighter ``tol`` classifies it. If the factor would need more than
+  ``svm1d.MAX_RANK`` columns or the solver does not converge, ``libsvm`` runs instead.
 - ``libsvm``: the same merging, fitted by scikit-learn.
 - ``sklearn``: scikit-learn on the raw points, the papers' code verbatim.
 """
@@ -61,9 +62,9 @@ def svc_attack(members: np.ndarray, nonmembers: np.ndarray, target: np.ndarray, 
     if solver == "lowrank":
         # gamma='auto' is 1 / n_features = 1 for one feature
         model = svm1d.fit(pairs[:, 0], pairs[:, 1], C=3.0, gamma=1.0, sample_weight=counts.astype(np.float64),
-                          span=(float(values[0]), float(values[-1])))
+                          points=values)
         if model is None:
-            log.info("MIA SVC: feature range too wide for the low-rank solver; using libsvm")
+            log.info("MIA SVC: kernel rank too high or no convergence in the low-rank solver; using libsvm")
     if model is None:
         model = SVC(C=3, gamma="auto", kernel="rbf").fit(pairs[:, :1], pairs[:, 1], sample_weight=counts.astype(np.float64))
         pred = model.predict(values[:, None])
