@@ -65,18 +65,16 @@ def pivoted_cholesky(
     residual = np.ones(m)  # diagonal of K − LLᵀ; K's diagonal is 1
     factor = np.zeros((m, min(max_rank, m)))
     pivots: list[int] = []
-    for k in range(factor.shape[1] + 1):
+    for k in range(factor.shape[1]):
         i = int(np.argmax(residual))
         if residual[i] <= tol:
             return factor[:, :k], np.asarray(pivots, dtype=np.int64)
-        if k == factor.shape[1]:
-            break
         column = np.exp(-gamma * (values - values[i]) ** 2) - factor[:, :k] @ factor[i, :k]
         factor[:, k] = column / np.sqrt(residual[i])
         residual -= factor[:, k] ** 2
         residual[i] = 0.0  # exactly reproduced; rounding must not pick it again
         pivots.append(i)
-    return None
+    return (factor, np.asarray(pivots, dtype=np.int64)) if residual.max() <= tol else None
 
 
 def fit(
@@ -92,11 +90,11 @@ def fit(
     y = np.where(np.asarray(y).ravel() > 0, 1.0, -1.0)
     if len(np.unique(y)) < 2:
         raise ValueError("an SVC needs samples of both classes")
-    if not np.isfinite(x).all():
+    extra = np.empty(0) if points is None else np.asarray(points, np.float64).ravel()
+    if not (np.isfinite(x).all() and np.isfinite(extra).all()):
         raise ValueError("the SVC feature contains NaN or infinite values")
     weight = np.ones_like(x) if sample_weight is None else np.asarray(sample_weight, np.float64).ravel()
-    extra = np.empty(0) if points is None else np.asarray(points, np.float64).ravel()
-    values, where = np.unique(np.r_[x, extra[np.isfinite(extra)]], return_inverse=True)
+    values, where = np.unique(np.r_[x, extra], return_inverse=True)
     factored = pivoted_cholesky(values, gamma, max_rank=MAX_RANK)
     if factored is None:
         return None
