@@ -64,7 +64,8 @@ def project(delta: torch.Tensor, x: torch.Tensor, threat: ThreatModel) -> torch.
     return (x + delta).clamp(0.0, 1.0) - x
 
 
-def _step(grad: torch.Tensor, alpha: float, norm: str) -> torch.Tensor:
+def ascent_step(grad: torch.Tensor, alpha: float, norm: str) -> torch.Tensor:
+    """A step of length ``alpha`` up the gradient: its sign for Linf, its direction for L2."""
     return alpha * (grad.sign() if norm == "Linf" else grad / _flat_norm(grad))
 
 
@@ -79,17 +80,25 @@ def random_start(noise: _Noise, x: torch.Tensor, threat: ThreatModel, scale: flo
 
 
 def pgd_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,
-                alpha: float, noise: _Noise | None, loss_fn=None) -> torch.Tensor:
-    """PGD-k maximising ``loss_fn(logits, y)`` (cross-entropy by default); returns ``x_adv``."""
+                alpha: float, noise: _Noise | None, loss_fn=None, start: torch.Tensor | None = None) -> torch.Tensor:
+    """PGD-k maximising ``loss_fn(logits, y)`` (cross-entropy by default); returns ``x_adv``.
+
+    The start is ``start`` when given (already inside the ball), else a random point of the ball
+    (``noise``), else ``x`` itself."""
     loss_fn = loss_fn or (lambda logits, target: F.cross_entropy(logits, target))
     x = x.detach()
-    delta = project(random_start(noise, x, threat), x, threat) if noise is not None else torch.zeros_like(x)
+    if start is not None:
+        delta = start
+    elif noise is not None:
+        delta = project(random_start(noise, x, threat), x, threat)
+    else:
+        delta = torch.zeros_like(x)
     for _ in range(steps):
         delta.requires_grad_(True)
         with torch.enable_grad():
             loss = loss_fn(model(x + delta), y)
             (grad,) = torch.autograd.grad(loss, [delta])
-        delta = project(delta.detach() + _step(grad, alpha, threat.norm), x, threat)
+        delta = project(delta.detach() + ascent_step(grad, alpha, threat.norm), x, threat)
     return (x + delta).detach()
 
 

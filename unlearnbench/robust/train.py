@@ -30,7 +30,7 @@ from unlearnbench.core.data import DatasetInfo, TensorSet
 from unlearnbench.core.errors import ConfigError
 from unlearnbench.core.registry import Registry
 from unlearnbench.core.train import TrainConfig, TrainResult, fit
-from unlearnbench.robust.adversarial import _Noise, pgd_perturb, project, random_start
+from unlearnbench.robust.adversarial import _Noise, ascent_step, pgd_perturb, project, random_start
 from unlearnbench.robust.attacks import eval_mode
 from unlearnbench.robust.threat import ThreatModel
 
@@ -119,15 +119,8 @@ def trades(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
             kl = lambda logits, _y: F.kl_div(F.log_softmax(logits, dim=1), p_nat, reduction="sum")  # noqa: E731
             # TRADES starts from x + 0.001·N(0, I), not from a uniform point of the ball.
             x0 = (x + 0.001 * noise.normal(x)).clamp(0, 1)
-            d0 = project(x0 - x, x, threat)
-            delta = d0
-            for _ in range(cfg.steps):
-                delta.requires_grad_(True)
-                with torch.enable_grad():
-                    (g,) = torch.autograd.grad(kl(model(x + delta), y), [delta])
-                step = g.sign() if threat.norm == "Linf" else g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                delta = project(delta.detach() + alpha * step, x, threat)
-            return (x + delta).detach()
+            return pgd_perturb(model, x, y, threat, steps=cfg.steps, alpha=alpha, noise=None, loss_fn=kl,
+                               start=project(x0 - x, x, threat))
 
         x_adv = gen(model, inner)
         logits = model(x)
@@ -167,8 +160,7 @@ def _fgsm(model, x, y, threat: ThreatModel, alpha: float, noise: _Noise, init_sc
     delta.requires_grad_(True)
     with torch.enable_grad():
         (g,) = torch.autograd.grad(F.cross_entropy(model(x + delta), y), [delta])
-    step = g.sign() if threat.norm == "Linf" else g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-    delta = delta.detach() + alpha * step
+    delta = delta.detach() + ascent_step(g, alpha, threat.norm)
     if clip:
         return (x + project(delta, x, threat)).detach()
     return (x + delta).clamp(0, 1).detach()  # N-FGSM: no projection back to the eps-ball
