@@ -6,9 +6,9 @@ import mlflow
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
-from unlearnbench.core.checkpoint import save_checkpoint
+from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
 from unlearnbench.core.jobs import train_model
-from unlearnbench.core.train import TrainConfig
+from unlearnbench.core.train import TrainConfig, accuracy
 
 
 def test_unlearn_evaluates_against_reference_and_logs(tmp_path, mlflow_uri):
@@ -30,6 +30,12 @@ def test_unlearn_evaluates_against_reference_and_logs(tmp_path, mlflow_uri):
         assert key in row and row[key] == row[key], key  # present and not NaN
     arts = {a.path for a in mlflow.tracking.MlflowClient().list_artifacts(row["run_id"])}
     assert "report.json" in arts
+    # the checkpoint records the evaluation's accuracies; the summary compares with the original's
+    saved = load_checkpoint(tmp_path / "u.pt").meta["metrics"]
+    for key in ("forget_acc", "retain_acc", "test_acc", "test_retained_acc", "test_forgotten_acc"):
+        assert saved[key] == row[f"metrics.{key}"], key
+    original_test = accuracy(orig.model, orig.splits.test)
+    assert f"{original_test:.2f}" in result.output
 
     no_eval = CliRunner().invoke(app, [*args[:-2], "--no-eval", "--no-track", "-o", str(tmp_path / "u2.pt")])
     assert no_eval.exit_code == 0, no_eval.output

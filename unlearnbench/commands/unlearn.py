@@ -64,7 +64,7 @@ def unlearn(
     setup_output(quiet)
     from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
     from unlearnbench.unlearn import METHODS
-    from unlearnbench.unlearn.jobs import unlearn_checkpoint, validate_request
+    from unlearnbench.unlearn.jobs import accuracies, unlearn_checkpoint, validate_request
     from unlearnbench.unlearn.presets import PRESETS
 
     # Everything a user can get wrong is checked before the (possibly long) run.
@@ -100,19 +100,23 @@ def unlearn(
 
     outcome = unlearn_checkpoint(
         ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed, device=device,
-        source=DataSource.from_env(data_root, download), dataset=dataset, evaluate=not no_eval,
+        source=DataSource.from_env(data_root, download), dataset=dataset,
     )
     # The store is opened only now, after every input check, so bad input leaves nothing behind;
     # and before the checkpoint is written, so a broken store does not leave an unlogged file.
     if not no_track:
         tracking.setup(tracking_uri, experiment)
-    report = None
+    report, before = None, {}
     if not no_eval:
         report = _evaluate(outcome, ref_ckpt)
+        # The report's accuracies go into the checkpoint's metadata and the summary (the engine
+        # already predicted every split); only the original's are computed for the comparison.
+        outcome.metrics.update({k: report.values[k] for k, _ in _ROWS if k in report.values})
+        before = accuracies(outcome.original, outcome.data)
     save_checkpoint(out, outcome.model, outcome.meta)
     if not no_track:
         _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed, report)
-    _summary(method, out, outcome)
+    _summary(method, out, outcome, before)
     if report is not None:
         from unlearnbench.commands.evaluate import _summary_table
 
@@ -170,8 +174,8 @@ def _resolve_seed(seed: int | None, values: dict[str, Any]) -> int:
     return 0 if seed is None else seed
 
 
-def _summary(method: str, out: Path, outcome) -> None:
-    metrics, before = outcome.metrics, outcome.original_metrics
+def _summary(method: str, out: Path, outcome, before: dict[str, float]) -> None:
+    metrics = outcome.metrics
     table = Table(title=f"{method}: {outcome.meta['forget']} on {outcome.meta['dataset']}", title_justify="left")
     table.add_column("metric")
     table.add_column("original", justify="right")

@@ -9,7 +9,7 @@ prints nor logs to MLflow.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,7 @@ from unlearnbench.unlearn.base import OOD_KEY, declared_reads
 class UnlearnOutcome:
     result: UnlearnResult
     meta: dict[str, Any]  # metadata for the unlearned checkpoint
-    metrics: dict[str, float]  # unlearned model (rte_seconds always; accuracies unless evaluate=False)
-    original_metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float]  # rte_seconds; the caller adds what it evaluates (saved in ``meta``)
     splits: Splits | None = None
     data: UnlearnData | None = None
     original: nn.Module | None = None
@@ -113,7 +112,6 @@ def unlearn_checkpoint(
     device: str = "auto",
     source: DataSource | None = None,
     dataset: str | None = None,
-    evaluate: bool = True,
 ) -> UnlearnOutcome:
     """Unlearn ``forget`` from ``checkpoint`` with ``method``; nothing is written.
 
@@ -141,11 +139,9 @@ def unlearn_checkpoint(
         data = dataclasses.replace(data, extras={**data.extras, OOD_KEY: ood})
     result = run(method, original, data, dataclasses.asdict(cfg), prune=prune, adv_retain=adv_retain,
                  seed=seed, device=str(dev))
+    # ``metrics`` is the same dict as ``meta["metrics"]``: values a caller adds (the CLI: the
+    # evaluation's accuracies) are saved with the checkpoint.
     metrics: dict[str, float] = {"rte_seconds": result.seconds}
-    original_metrics: dict[str, float] = {}
-    if evaluate:
-        metrics.update(accuracies(result.model, data))
-        original_metrics = accuracies(original, data)
     out_meta = {
         **{k: v for k, v in meta.items() if k not in ("metrics", "provenance")},
         "kind": "unlearn",
@@ -166,4 +162,4 @@ def unlearn_checkpoint(
         "unlearn_info": {k: v for k, v in result.info.items() if isinstance(v, (str, int, float, bool, tuple, list))},
         "provenance": provenance.collect(dev, seed),
     }
-    return UnlearnOutcome(result, out_meta, metrics, original_metrics, splits, data, original)
+    return UnlearnOutcome(result, out_meta, metrics, splits, data, original)
