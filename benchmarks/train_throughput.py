@@ -6,7 +6,7 @@ per-image PIL RandomCrop(32, 4) + RandomHorizontalFlip + ToTensor in a DataLoade
 Same ResNet-18 (CIFAR variant), same CIFAR-10-shaped random data. The first epoch of each is a
 warm-up and is not timed.
 
-    python benchmarks/train_throughput.py --device auto --n 20480 --epochs 3
+    python benchmarks/train_throughput.py --device auto --n 20480 --epochs 3 [--compile --compile-mode reduce-overhead]
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ from unlearnbench.core.train import TrainConfig, cpu_has_bf16, fit
 INFO = DatasetInfo("cifar10-shaped", 10, 3, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), crop_padding=4, hflip=True)
 
 
-def platform(x: np.ndarray, y: np.ndarray, device: torch.device, epochs: int, compile: bool, bf16: bool = True) -> float:
+def platform(
+    x: np.ndarray, y: np.ndarray, device: torch.device, epochs: int, compile: bool, bf16: bool = True,
+    compile_mode: str = "default",
+) -> float:
     data = TensorSet(torch.from_numpy(x), torch.from_numpy(y), torch.arange(len(y))).to(device)
     model = create_model("resnet18", 10, 3, 32, INFO.mean, INFO.std)
     cfg = TrainConfig(epochs=epochs, batch_size=512, lr=0.2, nesterov=True, warmup=1 / 15, label_smoothing=0.1,
-                      amp=bf16, cpu_bf16=bf16, keep_best=False, device=str(device), seed=0, compile=compile)
+                      amp=bf16, cpu_bf16=bf16, keep_best=False, device=str(device), seed=0, compile=compile,
+                      compile_mode=compile_mode)
     result = fit(model, data, None, INFO, cfg)
     timed = result.history[1:]
     n_per_epoch = (len(y) // cfg.batch_size) * cfg.batch_size
@@ -91,6 +95,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="epochs per pipeline; the first is a warm-up")
     ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     ap.add_argument("--compile", action="store_true", help="also time the platform loop with torch.compile")
+    ap.add_argument("--compile-mode", default="default",
+                    help="torch.compile mode for --compile, e.g. reduce-overhead (CUDA graphs on CUDA)")
     ap.add_argument("--fp32", action="store_true", help="also time the platform loop without bf16 autocast")
     args = ap.parse_args()
     device = resolve_device(args.device)
@@ -107,8 +113,8 @@ def main() -> None:
     print(f"reference (PIL per image + DataLoader[{args.workers} workers], fp32, batch 256): {ref:10.1f} img/s")
     print(f"ratio platform/reference: {plat / ref:.2f}x")
     if args.compile:
-        comp = platform(x, y, device, args.epochs, compile=True)
-        print(f"platform + torch.compile (--compile):                                  {comp:10.1f} img/s")
+        comp = platform(x, y, device, args.epochs, compile=True, compile_mode=args.compile_mode)
+        print(f"platform + torch.compile (mode {args.compile_mode}):{'':<{38 - len(args.compile_mode)}}{comp:10.1f} img/s")
         print(f"ratio platform+compile/reference: {comp / ref:.2f}x")
     if args.fp32:  # how much of the ratio is the data path alone
         fp32 = platform(x, y, device, args.epochs, compile=False, bf16=False)

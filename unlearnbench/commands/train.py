@@ -91,7 +91,7 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Training seed (init, data order, augmentation)."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val and forget splits."),
     val_fraction: float = typer.Option(0.1, "--val-fraction"),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model (worth it on CUDA; mode via --set compile_mode=…)."),
     adversarial: str | None = typer.Option(None, "--adversarial", help="Adversarial training: pgd_at, trades, mart, fast_at, nfgsm, gradalign."),
     adv_eps: str | None = typer.Option(None, "--adv-eps", help="Adversarial-training radius, e.g. 8/255 (default per norm)."),
     adv_norm: str = typer.Option("Linf", "--adv-norm", help="Adversarial-training norm: Linf or L2."),

@@ -48,6 +48,9 @@ class TrainConfig:
     cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX): ~2x for ResNets
     channels_last: bool = True  # on CUDA, and on CPU together with cpu_bf16
     compile: bool = False
+    # torch.compile's mode. "reduce-overhead" replays CUDA graphs on CUDA, where the eager loop is
+    # CPU-launch-bound at batch 512; CPUs have no CUDA graphs.
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     keep_best: bool = True  # restore the best-validation weights at the end
     seed: int = 0
     device: str = "auto"
@@ -190,7 +193,7 @@ def fit(
     nhwc = (device.type == "cuda" or cpu_bf16) and config.channels_last
     if nhwc:
         model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if config.compile else model
+    step_model = torch.compile(model, mode=config.compile_mode) if config.compile else model
     loader = Loader(
         train.to(device), config.batch_size, shuffle=True, augment=info if config.augment else None,
         drop_last=True, generator=gen, channels_last=nhwc,
