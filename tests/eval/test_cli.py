@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
+from unlearnbench.core.checkpoint import load_checkpoint
 
 runner = CliRunner()
 VENV_BIN = Path(sys.executable).parent
@@ -55,6 +56,30 @@ def test_evaluate_end_to_end_with_tracking(digits_ckpts, mlflow_uri, tmp_path):
     runs = mlflow.search_runs(experiment_names=[experiment])
     assert len(runs) == 1 and runs.iloc[0]["tags.kind"] == "unlearn"
     assert runs.iloc[0]["metrics.avg_gap"] == pytest.approx(v["avg_gap"])
+
+
+def test_evaluate_robustness_rte_and_no_checkpoint_artifact(digits_ckpts, mlflow_uri, tmp_path):
+    """The opt-in flags: a real PGD on a subset, the given run time, and no checkpoint copy in MLflow."""
+    import mlflow
+
+    experiment = f"cli-{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "report.json"
+    result = runner.invoke(app, [
+        "evaluate", "-c", str(digits_ckpts["unlearned"]), "--metrics", "test_acc,rte", "--robustness", "pgd",
+        "--robust-n", "40", "--eps", "0.2", "--rte-seconds", "12.5", "--no-log-checkpoint", "--json", str(out),
+        "--tracking-uri", mlflow_uri, "--experiment", experiment, "--device", "cpu", "-q",
+    ])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    v = report["values"]
+    assert v["rte_seconds"] == 12.5 != load_checkpoint(digits_ckpts["unlearned"]).meta["rte_seconds"]
+    assert report["config"]["eval"]["robust_n"] == 40 and report["config"]["eval"]["eps"] == 0.2
+    # eps 0.2 on [0, 1] digits is a large budget: PGD must cost accuracy on the clean subset.
+    assert 0 <= v["robust/test/pgd"] < v["clean/test"]
+    run_id = mlflow.search_runs(experiment_names=[experiment]).iloc[0]["run_id"]
+    mlflow.set_tracking_uri(mlflow_uri)
+    arts = [a.path for a in mlflow.tracking.MlflowClient().list_artifacts(run_id)]
+    assert "report.json" in arts and not any(a.startswith("checkpoint") for a in arts)
 
 
 def test_evaluate_reference_report_and_metric_subset(digits_ckpts, tmp_path):

@@ -181,3 +181,28 @@ def test_html_is_self_contained(mlflow_uri, experiment, tmp_path):
     assert len(srcs) == 4  # UA vs TA, ROC, robust bars, per-class heat map
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "http://" not in html and "https://" not in html  # nothing to fetch
+
+
+def test_report_cli_gates_on_regressions_and_picks_a_study(mlflow_uri, experiment, tmp_path):
+    """--fail-on-regression exits 1 on the worse study, --tolerance widens the gate, --run-id picks
+    an older study: the CLI flags a scheduled job would use."""
+    out = str(tmp_path / "reports")
+    base = ["report", "--experiment", experiment, "--out", out, "--tracking-uri", mlflow_uri, "-q"]
+    first_id = log_study(mlflow_uri, experiment, records())
+    res = runner.invoke(app, [*base, "--fail-on-regression"])
+    assert res.exit_code == 0, res.output  # nothing to compare with yet
+    log_study(mlflow_uri, experiment, records(_worse(BASE)))
+    res = runner.invoke(app, [*base, "--fail-on-regression"])
+    assert res.exit_code == 1, res.output
+    assert "2 regression(s)" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, [*base, "--fail-on-regression", "--tolerance", "20"])
+    assert res.exit_code == 0, res.output  # TA −5 and UA −10 are within 20 points
+    res = runner.invoke(app, [*base, "--run-id", first_id, "--no-log"])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "reports" / experiment / "summary.md").read_text()
+    assert f"parent run {first_id}" in md
+    assert _md_table(md, "class:3")["salun"]["TA"] == "95.88 ± 0.33"  # the first study's numbers, not the worse ones
+    res = runner.invoke(app, [*base, "--run-id", "0" * 32])
+    assert res.exit_code == 2 and "is not a study run" in res.output
+    res = runner.invoke(app, [*base, "--tolerance", "-1"])
+    assert res.exit_code == 2 and "--tolerance must be zero or positive" in res.output
