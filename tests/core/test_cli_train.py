@@ -38,12 +38,14 @@ def test_train_writes_checkpoint_and_logs_to_mlflow(tmp_path, mlflow_uri):
     out = tmp_path / "orig.pt"
     result = runner.invoke(app, [
         "train", "--dataset", "digits", "--model", "cnn", "--epochs", "3", "--out", str(out), "--quiet",
-        "--tracking-uri", mlflow_uri, "--experiment", "cli-train", "--set", "batch_size=128",
+        "--tracking-uri", mlflow_uri, "--experiment", "cli-train", "--set", "batch_size=128", "--lr", "0.03",
+        "--split-seed", "5", "--val-fraction", "0.2",
     ])
     _ok(result)
     assert "Saved" in result.output
     meta = load_checkpoint(out).meta
     assert meta["model"] == "cnn" and meta["train_config"]["epochs"] == 3 and meta["train_config"]["batch_size"] == 128
+    assert meta["train_config"]["lr"] == 0.03 and meta["split_seed"] == 5 and meta["val_fraction"] == 0.2
     mlflow.set_tracking_uri(mlflow_uri)
     runs = mlflow.search_runs(experiment_names=["cli-train"])
     assert len(runs) == 1
