@@ -57,19 +57,17 @@ def svc_attack(members: np.ndarray, nonmembers: np.ndarray, target: np.ndarray, 
     if solver not in SOLVERS:
         raise ValueError(f"unknown SVC solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     pairs, counts = np.unique(np.stack([x, y], 1), axis=0, return_counts=True)
+    weights = counts.astype(np.float64)
     values, inverse = np.unique(t, return_inverse=True)
     model = None
     if solver == "lowrank":
         # gamma='auto' is 1 / n_features = 1 for one feature
-        model = svm1d.fit(pairs[:, 0], pairs[:, 1], C=3.0, gamma=1.0, sample_weight=counts.astype(np.float64),
-                          points=values)
+        model = svm1d.fit(pairs[:, 0], pairs[:, 1], C=3.0, gamma=1.0, sample_weight=weights, points=values)
         if model is None:
             log.info("MIA SVC: kernel rank too high or no convergence in the low-rank solver; using libsvm")
     if model is None:
-        model = SVC(C=3, gamma="auto", kernel="rbf").fit(pairs[:, :1], pairs[:, 1], sample_weight=counts.astype(np.float64))
-        pred = model.predict(values[:, None])
-    else:
-        pred = model.predict(values)
+        model = SVC(C=3, gamma="auto", kernel="rbf").fit(pairs[:, :1], pairs[:, 1], sample_weight=weights)
+    pred = model.predict(values[:, None])  # both models take a column of feature values
     return float(1.0 - pred[inverse.ravel()].mean())
 
 
