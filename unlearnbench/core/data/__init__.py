@@ -1,0 +1,65 @@
+"""Datasets, train/val splits, forget specs and the device-resident fast loader.
+
+A package by concern: ``types`` (the shared data types and the dataset registry), ``datasets``
+(the built-in loaders, registered on import), ``splits`` (the one train/val split, forget specs,
+``UnlearnData``) and ``loader`` (uint8 sets to float batches, augmented on the device). Import
+from ``unlearnbench.core.data``; the sub-modules are an implementation detail.
+"""
+
+from unlearnbench.core.data import datasets as _datasets  # noqa: F401  (registers the built-in datasets)
+from unlearnbench.core.data.datasets import (
+    CIFAR10_STATS,
+    CIFAR100_STATS,
+    FASHION_CLASSES,
+    FASHION_MNIST_SYSTEM_DIR,
+    IMAGE_EXTS,
+    make_synthetic,
+)
+from unlearnbench.core.data.loader import Loader, augment_batch
+from unlearnbench.core.data.splits import (
+    FORGET_KINDS,
+    ForgetSpec,
+    Splits,
+    UnlearnData,
+    forget_mask,
+    make_unlearn_data,
+    parse_forget_spec,
+    prepare,
+    split_train_val,
+)
+from unlearnbench.core.data.types import (
+    DATASETS,
+    DatasetInfo,
+    DatasetLoader,
+    DataSource,
+    RawDataset,
+    TensorSet,
+    load_dataset,
+)
+
+__all__ = [
+    "CIFAR10_STATS",
+    "CIFAR100_STATS",
+    "DATASETS",
+    "FASHION_CLASSES",
+    "FASHION_MNIST_SYSTEM_DIR",
+    "FORGET_KINDS",
+    "IMAGE_EXTS",
+    "DatasetInfo",
+    "DatasetLoader",
+    "DataSource",
+    "ForgetSpec",
+    "Loader",
+    "RawDataset",
+    "Splits",
+    "TensorSet",
+    "UnlearnData",
+    "augment_batch",
+    "forget_mask",
+    "load_dataset",
+    "make_synthetic",
+    "make_unlearn_data",
+    "parse_forget_spec",
+    "prepare",
+    "split_train_val",
+]

@@ -1,0 +1,127 @@
+"""The data types every layer shares: dataset info, uint8 image sets, sources and the dataset registry.
+
+Images are kept as uint8 tensors ``(N, C, H, W)`` (on the compute device for small datasets) and
+turned into floats in [0, 1] one batch at a time; normalisation is the model's first layer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unlearnbench.core.registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What models and loaders need to know about a dataset."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_padding: int = 0  # random-crop padding for training augmentation (0 = no crop)
+    hflip: bool = False  # horizontal flips make sense for natural images, not for digits
+    class_names: tuple[str, ...] = ()
+    subclass_names: tuple[str, ...] = ()  # names of ``TensorSet.sub`` labels, if any
+
+
+@dataclass(frozen=True)
+class TensorSet:
+    """A labelled image set: uint8 images, int64 labels, and each image's index in its source split.
+
+    ``sub`` optionally holds finer labels (CIFAR-100 fine classes inside CIFAR-20 superclasses).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    idx: torch.Tensor
+    sub: torch.Tensor | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.uint8 or self.x.dim() != 4:
+            raise ValueError("TensorSet.x must be a uint8 tensor of shape (N, C, H, W)")
+        if not (len(self.x) == len(self.y) == len(self.idx)):
+            raise ValueError("TensorSet tensors must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def select(self, keep: torch.Tensor | np.ndarray, name: str | None = None) -> TensorSet:
+        """Subset by boolean mask or integer positions (positions in this set, not ``idx``)."""
+        keep_t = torch.as_tensor(np.asarray(keep) if isinstance(keep, np.ndarray) else keep)
+        keep_t = keep_t.to(self.y.device)
+        return TensorSet(
+            self.x[keep_t],
+            self.y[keep_t],
+            self.idx[keep_t],
+            None if self.sub is None else self.sub[keep_t],
+            self.name if name is None else name,
+        )
+
+    def to(self, device: torch.device | str) -> TensorSet:
+        dev = torch.device(device)
+        if self.x.device == dev:
+            return self
+        sub = None if self.sub is None else self.sub.to(dev)
+        return TensorSet(self.x.to(dev), self.y.to(dev), self.idx.to(dev), sub, self.name)
+
+    def floats(self) -> torch.Tensor:
+        """All images as floats in [0, 1] (for small sets and tests)."""
+        return self.x.float().div_(255)
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    train: TensorSet
+    test: TensorSet
+    info: DatasetInfo
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where to read datasets from; downloads happen only when asked for."""
+
+    root: Path | None = None
+    download: bool = False
+
+    @classmethod
+    def from_env(cls, root: str | Path | None = None, download: bool = False) -> DataSource:
+        root = root or os.environ.get("UNLEARNBENCH_DATA")
+        return cls(Path(root).expanduser() if root else None, download)
+
+
+DatasetLoader = Callable[[DataSource], RawDataset]
+DATASETS: Registry[DatasetLoader] = Registry("datasets")
+
+
+def load_dataset(name: str, source: DataSource | None = None) -> RawDataset:
+    """Load a registered dataset (CPU tensors)."""
+    loader = DATASETS.get(name)
+    return loader(source or DataSource.from_env())
+
+
+def _make_set(x: np.ndarray | torch.Tensor, y, name: str, sub=None) -> TensorSet:
+    x_t = torch.as_tensor(np.array(x, copy=True, order="C") if isinstance(x, np.ndarray) else x)
+    y_t = torch.as_tensor(np.array(y, dtype=np.int64))
+    sub_t = None if sub is None else torch.as_tensor(np.asarray(sub), dtype=torch.int64)
+    return TensorSet(x_t, y_t, torch.arange(len(y_t)), sub_t, name)
+
+
+def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    xf = x.double().div(255)
+    mean = xf.mean(dim=(0, 2, 3))
+    std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
