@@ -115,8 +115,10 @@ def test_failing_method_is_recorded_not_fatal(tiny_study, mlflow_uri, study_work
 
     spy_run(monkeypatch, boom)
     res = bench(path, experiment, mlflow_uri, study_work_dir)
-    assert res.exit_code == 0, res.output
+    # The other runs finish, but the study as a whole failed: exit 1 and say how many runs did.
+    assert res.exit_code == 1, res.output
     assert "1 failed" in res.output and "simulated divergence" in res.output
+    assert "1 of 4 run(s) failed" in res.output and "Traceback" not in res.output
     client, parents, children = runs_of(mlflow_uri, experiment)
     failed = [c for c in children if c.info.status == "FAILED"]
     assert [c.data.tags["label"] for c in failed] == ["random_label"]
@@ -133,6 +135,24 @@ def test_failing_method_is_recorded_not_fatal(tiny_study, mlflow_uri, study_work
     assert calls == ["random_label"]
     _, parents2, _ = runs_of(mlflow_uri, experiment)
     assert parents2[0].info.status == "FINISHED"
+
+
+def test_resume_closes_runs_left_running_by_a_killed_study(tiny_study, mlflow_uri, study_work_dir, monkeypatch):
+    path, experiment = tiny_study(seeds=[0], methods=[{"name": "finetune", "config": {"epochs": 1}}])
+    assert bench(path, experiment, mlflow_uri, study_work_dir).exit_code == 0
+    client, _, children = runs_of(mlflow_uri, experiment)
+    child = next(c for c in children if c.data.tags.get("label") == "finetune")
+    # What a driver killed while logging this child leaves behind: a run RUNNING for ever.
+    client.update_run(child.info.run_id, status="RUNNING")
+
+    calls = spy_run(monkeypatch)
+    res = bench(path, experiment, mlflow_uri, study_work_dir, quiet=False)
+    assert res.exit_code == 0, res.output
+    assert "left RUNNING" in res.output
+    assert calls == ["finetune"]  # the job is run again, not counted as done
+    assert client.get_run(child.info.run_id).info.status == "KILLED"
+    _, _, after = runs_of(mlflow_uri, experiment)
+    assert not [c for c in after if c.info.status == "RUNNING"]
 
 
 def test_bad_study_is_one_sentence(tmp_path, mlflow_uri):

@@ -4,19 +4,59 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+try:  # typer >= 0.2x vendors click as typer._click; its usage errors are that copy's classes
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer on the real click
+    from click import exceptions as click_exceptions
 
 from unlearnbench.core import progress
 from unlearnbench.core.config import from_dict, load_yaml, parse_overrides
 from unlearnbench.core.errors import UserError
 
+
+class _OneLineErrors(TyperGroup):
+    """Usage mistakes (unknown option, missing value, bad choice) print one line, not a framed box.
+
+    Typer frames click's usage errors in a multi-line rich panel; in a log or a pipe that is five
+    lines for one sentence. Running click in non-standalone mode hands the errors to us.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_exceptions.NoArgsIsHelpError as exc:
+            typer.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click_exceptions.UsageError as exc:
+            where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx is not None else ""
+            message = exc.format_message().rstrip(".")
+            err_console.print(f"[bold red]Error:[/] {message}{where}.", highlight=False, soft_wrap=True, markup=True)
+            sys.exit(exc.exit_code)
+        except click_exceptions.ClickException as exc:
+            err_console.print(f"[bold red]Error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except (click_exceptions.Abort, typer.Abort):
+            err_console.print("Aborted.")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
     name="unlearnbench",
+    cls=_OneLineErrors,
     help="Machine-unlearning and adversarial-robustness evaluation for image classifiers.",
     no_args_is_help=True,
     add_completion=False,
@@ -38,6 +78,10 @@ def handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Typer parses "nan" and "inf" as floats; no option of ours means anything by them.
+        for key, value in kwargs.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise fail(f"--{key.replace('_', '-')} must be a finite number, not {value}.")
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
@@ -47,6 +91,15 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | str | None, ...] = ()) -> None:
+    """Probe every output ``(option, path, is_folder)`` before the work starts (see ``check_writable``)."""
+    from unlearnbench.core.io import check_writable
+
+    for option, path, folder in outputs:
+        if path is not None:
+            check_writable(path, inputs=inputs, folder=folder, option=option)
 
 
 def setup_output(quiet: bool, verbose: bool = False) -> None:

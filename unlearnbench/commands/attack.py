@@ -18,6 +18,7 @@ from unlearnbench.commands._common import (
     SetOpt,
     TrackingOpt,
     app,
+    check_outputs,
     console,
     handle_errors,
     setup_output,
@@ -73,8 +74,7 @@ def attack(
         overrides.update(load_yaml(config))
     overrides.update(parse_overrides(set_ or []))
     attack_cfg = build_config(name, overrides, seed=seed)  # bad keys fail before any work
-    if save_adv is not None and save_adv.is_dir():
-        raise ConfigError(f"--save-adv {save_adv} is a folder; give a file path such as {save_adv}/adv.pt.")
+    check_outputs(("--save-adv", save_adv, False), inputs=(checkpoint, config))
 
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt.meta

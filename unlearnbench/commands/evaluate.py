@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ from unlearnbench.commands._common import (
     TrackingOpt,
     app,
     build_config,
+    check_outputs,
     console,
     handle_errors,
     setup_output,
@@ -124,8 +126,7 @@ def evaluate(
         EvalConfig, config, set_, metrics=_names(metrics), robustness=_names(robustness), norm=norm, eps=eps,
         robust_n=robust_n, seed=seed,
     )
-    if json_out is not None and json_out.is_dir():
-        raise UserError(f"--json {json_out} is a folder; give a file path such as {json_out}/report.json.")
+    check_outputs(("--json", json_out, False), inputs=(checkpoint, reference, original, config))
     if not checkpoint.is_file():
         raise UserError(f"Checkpoint {str(checkpoint)!r} does not exist.")
     track = None
@@ -157,10 +158,16 @@ def evaluate(
 
 
 def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError):
+        raise UserError(f"--host {host!r} is not an address or a name this machine can resolve; use 127.0.0.1.") from None
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         try:
             s.bind((host, port))
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise UserError(f"--host {host} is not an address of this machine; use 127.0.0.1 or 0.0.0.0.") from None
             return False
     return True
 
@@ -260,8 +267,7 @@ def shadow_train(
                        batch_size=batch_size, device=device)
     ex = from_dict(ExecutorConfig, {"kind": executor, "ray_address": ray_address, "num_cpus": num_cpus, "num_gpus": num_gpus})
     mcfg = {**(load_yaml(method_config) if method_config else {}), **parse_overrides(method_set or [])}
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the pool.")
+    check_outputs(("--out", out, True), inputs=(method_config, config))
     pool = train_pool(
         out, dataset=dataset, model=model, n=n, config=cfg, split_seed=split_seed, val_fraction=val_fraction,
         seed=seed, source=DataSource.from_env(data_root, download), executor=ex, ulira_method=ulira_method,

@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from unlearnbench.commands._common import QuietOpt, TrackingOpt, app, console, handle_errors, setup_output
+from unlearnbench.commands._common import (
+    QuietOpt,
+    TrackingOpt,
+    app,
+    check_outputs,
+    console,
+    handle_errors,
+    setup_output,
+)
 
 # Terminal headers: short enough for nine columns in 80 characters.
 _SHORT = {"mia_efficacy": "MIA", "avg_gap": "Gap", "rte_seconds": "RTE s"}
@@ -82,6 +90,7 @@ def report(
 
     if tolerance is not None and tolerance < 0:
         raise ConfigError("--tolerance must be zero or positive (points of accuracy).")
+    check_outputs(("--out", out, True))
     result = build_report(experiment, out, tracking_uri=tracking_uri, parent_run_id=run_id, tolerance=tolerance,
                           log_to_mlflow=log)
     print_report_result(result, show_table=not quiet)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from unlearnbench.commands._common import TrackingOpt, app, console, handle_errors, setup_output
+from unlearnbench.commands._common import TrackingOpt, app, check_outputs, console, handle_errors, setup_output
 
 
 @app.command()
@@ -98,6 +98,7 @@ def schedule(
         if dry_run:
             console.print(line, highlight=False, soft_wrap=True)
             return
+        check_outputs(("--out", logfile.parent, True), ("--crontab-file", crontab.file, False))
         logfile.parent.mkdir(parents=True, exist_ok=True)
         replaced = sched.install_cron(crontab, name, line)
         console.print(f"{'Replaced' if replaced else 'Installed'} cron entry {name!r} in {crontab.where()}:",
@@ -112,6 +113,7 @@ def schedule(
         for fname, text in files.items():
             console.print(f"# {units / fname}\n{text}", highlight=False, soft_wrap=True)
         return
+    check_outputs(("--unit-dir", units, True))
     written = sched.install_systemd(units, files)
     timer = f"{sched.unit_name(name)}.timer"
     console.print("Wrote " + ", ".join(str(p) for p in written), highlight=False, soft_wrap=True)

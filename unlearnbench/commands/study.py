@@ -15,6 +15,7 @@ from unlearnbench.commands._common import (
     SetOpt,
     TrackingOpt,
     app,
+    check_outputs,
     console,
     err_console,
     handle_errors,
@@ -91,6 +92,16 @@ def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None
     return result
 
 
+def exit_if_failed(result) -> None:
+    """A study with failed runs is not a success: say how many, and exit 1 (not 2: the input was fine)."""
+    if result.failures:
+        err_console.print(
+            f"{len(result.failures)} of {result.total} run(s) failed (listed above); re-run the same command to retry them.",
+            highlight=False, soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+
 @app.command()
 @handle_errors
 def benchmark(
@@ -117,10 +128,11 @@ def benchmark(
     if executor not in ("local", "ray"):
         raise ConfigError(f"Unknown executor {executor!r}; use local or ray.")
     cfg, path = load(study, set_, experiment=experiment, device=device)
-    run_and_summarize(cfg, path, executor=executor, ray_address=ray_address, cpus=cpus_per_job, gpus=gpus_per_job,
-                      tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root, download=download, new=new,
-                      quiet=quiet)
+    result = run_and_summarize(cfg, path, executor=executor, ray_address=ray_address, cpus=cpus_per_job,
+                               gpus=gpus_per_job, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root,
+                               download=download, new=new, quiet=quiet)
     console.print(f"Report: unlearnbench report --experiment {cfg.experiment_name}", highlight=False)
+    exit_if_failed(result)
 
 
 @app.command()
@@ -145,7 +157,8 @@ def demo(
 
     cfg, path = load("demo", set_)
     uri = tracking.resolve_uri(tracking_uri)
-    run_and_summarize(cfg, path, executor=executor, ray_address=None, cpus=1.0, gpus=0.0, tracking_uri=uri,
+    check_outputs(("--out", out, True))
+    study = run_and_summarize(cfg, path, executor=executor, ray_address=None, cpus=1.0, gpus=0.0, tracking_uri=uri,
                       work_dir=work_dir, data_root=None, download=False, new=new, quiet=quiet)
     result = build_report(cfg.experiment_name, out, tracking_uri=uri, log_to_mlflow=True)
     print_report_result(result, show_table=False)
@@ -155,3 +168,4 @@ def demo(
         f"Open the report: {result.html.resolve().as_uri()}\n"
         f"Browse the runs: {ui}   (then open http://127.0.0.1:5000)", highlight=False, soft_wrap=True,
     )
+    exit_if_failed(study)

@@ -20,6 +20,7 @@ from unlearnbench.commands._common import (
     TrackingOpt,
     app,
     build_config,
+    check_outputs,
     console,
     handle_errors,
     setup_output,
@@ -116,8 +117,7 @@ def train(
         TrainConfig, config, set_, base=recipe_for(dataset),
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device, compile=compile or None,
     )
-    if out.exists() and out.is_dir():
-        raise typer.BadParameter(f"--out {out} is a folder; give a file path such as {out}/model.pt")
+    check_outputs(("--out", out, False), inputs=(config,))
     track = None
     if not no_track:
         from unlearnbench.eval import tracking

@@ -19,6 +19,7 @@ from unlearnbench.commands._common import (
     SetOpt,
     TrackingOpt,
     app,
+    check_outputs,
     console,
     handle_errors,
     setup_output,
@@ -87,8 +88,7 @@ def unlearn(
         values.update(load_yaml(config))
     values.update(parse_overrides(set_ or []))
     seed = _resolve_seed(seed, values)
-    if out.exists() and out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; give a file path such as {out}/unlearned.pt.")
+    check_outputs(("--out", out, False), inputs=(checkpoint, reference, config))
     ckpt = load_checkpoint(checkpoint)
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     validate_request(ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
@@ -102,10 +102,6 @@ def unlearn(
         ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed, device=device,
         source=DataSource.from_env(data_root, download), dataset=dataset,
     )
-    # The store is opened only now, after every input check, so bad input leaves nothing behind;
-    # and before the checkpoint is written, so a broken store does not leave an unlogged file.
-    if not no_track:
-        tracking.setup(tracking_uri, experiment)
     report, before = None, {}
     if not no_eval:
         report = _evaluate(outcome, ref_ckpt)
@@ -113,8 +109,11 @@ def unlearn(
         # already predicted every split); only the original's are computed for the comparison.
         outcome.metrics.update({k: report.values[k] for k, _ in _ROWS if k in report.values})
         before = accuracies(outcome.original, outcome.data)
+    # The checkpoint is written before the store is opened: the store was checked before the run,
+    # and if it breaks since (locked, read-only), the user still gets the model they asked for.
     save_checkpoint(out, outcome.model, outcome.meta)
     if not no_track:
+        tracking.setup(tracking_uri, experiment)
         _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed, report)
     _summary(method, out, outcome, before)
     if report is not None:

@@ -8,6 +8,7 @@ unknown keys by name and coerces strings coming from the command line to the fie
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -72,9 +73,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 if isinstance(value, float) and not value.is_integer():
                     raise ValueError
                 return int(value) if not isinstance(value, str) else int(value, 10)
-            return float(_eval_fraction(value) if isinstance(value, str) else value)
-        except (TypeError, ValueError):
+            number = float(parse_fraction(value) if isinstance(value, str) else value)
+        except (TypeError, ValueError, ZeroDivisionError):
             raise ConfigError(f"Bad value {value!r} for {key!r}: expected {tp.__name__}.") from None
+        # No config field means anything by NaN or infinity; letting one through turns into a
+        # diverged run (lr=nan) or a meaningless number minutes later.
+        if not math.isfinite(number):
+            raise ConfigError(f"Bad value {value!r} for {key!r}: expected a finite number.")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)):
             return str(value)
@@ -82,12 +88,46 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _eval_fraction(text: str) -> float:
-    """Accept ``8/255`` as well as ``0.03`` for float fields (eps values are written that way)."""
+def parse_fraction(text: str) -> float:
+    """Accept ``8/255`` as well as ``0.03`` for float fields (eps values are written that way).
+
+    The one number parser of every config field and CLI radius (``parse_eps`` uses it too);
+    raises ValueError or ZeroDivisionError on bad text.
+    """
+    text = text.strip()
     if "/" in text:
         num, den = text.split("/", 1)
         return float(num) / float(den)
     return float(text)
+
+
+def check(condition: bool, message: str) -> None:
+    """Config validation in ``__post_init__``: raise ConfigError(message) unless ``condition``."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def check_training(cfg: Any, min_epochs: int = 1) -> None:
+    """Checks shared by every config with training fields (only the fields a config has).
+
+    Model training (``TrainConfig``) and the iterative unlearning methods repeat the same optimiser
+    fields; one set of rules keeps ``weight_decay=-1`` from reaching ``torch.optim`` (whose
+    ValueError would otherwise surface as a traceback) in every one of them.
+    """
+    if hasattr(cfg, "epochs"):
+        check(cfg.epochs >= min_epochs, f"epochs must be at least {min_epochs}.")
+    if hasattr(cfg, "batch_size"):
+        check(cfg.batch_size >= 1, "batch_size must be at least 1.")
+    if hasattr(cfg, "lr"):
+        check(cfg.lr > 0, "lr must be positive.")
+    if hasattr(cfg, "momentum"):
+        check(0 <= cfg.momentum < 1, "momentum must be in [0, 1).")
+    if hasattr(cfg, "weight_decay"):
+        check(cfg.weight_decay >= 0, "weight_decay must be non-negative.")
+    if getattr(cfg, "adv_eps", None) is not None:
+        check(cfg.adv_eps > 0, "adv_eps must be positive.")
+    if hasattr(cfg, "adv_steps"):
+        check(cfg.adv_steps >= 1, "adv_steps must be at least 1.")
 
 
 def from_dict(cls: type[C], data: Mapping[str, Any] | None = None, **overrides: Any) -> C:

@@ -24,3 +24,11 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, or does not match what it is used for."""
+
+
+class OutputError(UserError):
+    """An output file or folder cannot be written (read-only, missing folder, full disk, same as an input)."""
+
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """Training's loss became NaN/inf (the fix: a smaller learning rate); a FloatingPointError too."""

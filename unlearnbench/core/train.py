@@ -19,9 +19,9 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from unlearnbench.core.config import configclass
+from unlearnbench.core.config import check_training, configclass
 from unlearnbench.core.data import DatasetInfo, Loader, TensorSet
-from unlearnbench.core.errors import ConfigError
+from unlearnbench.core.errors import ConfigError, TrainingDiverged
 from unlearnbench.core.progress import task
 from unlearnbench.core.runtime import model_device, resolve_device, seed_everything
 
@@ -56,12 +56,7 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError("epochs must be at least 1.")
-        if self.batch_size < 1:
-            raise ConfigError("batch_size must be at least 1.")
-        if self.lr <= 0:
-            raise ConfigError("lr must be positive.")
+        check_training(self)
         if not 0 <= self.warmup < 1:
             raise ConfigError("warmup is a fraction of training in [0, 1).")
         if not 0 <= self.label_smoothing < 1:
@@ -226,8 +221,8 @@ def fit(
                 bar.advance()
             train_loss = loss_sum.item() / max(1, n_seen)
             if not math.isfinite(train_loss):
-                raise FloatingPointError(
-                    f"training diverged at epoch {epoch + 1} (loss {train_loss}); lower the learning rate"
+                raise TrainingDiverged(
+                    f"Training diverged at epoch {epoch + 1} (loss {train_loss}); lower the learning rate with --lr."
                 )
             record = {
                 "epoch": epoch + 1,

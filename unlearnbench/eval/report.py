@@ -123,8 +123,16 @@ class Report:
 
         path = Path(path)
         try:
-            return cls.from_json(path.read_text())
-        except FileNotFoundError:
+            data = json.loads(path.read_text())
+        except (FileNotFoundError, IsADirectoryError):
             raise UserError(f"Report {str(path)!r} does not exist.") from None
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON ({exc}).") from None
+        # Any other JSON (a config, a list, ``{}``) would load as a report with no values and give
+        # gaps against nothing; a report always holds its metric values.
+        if not isinstance(data, dict) or not isinstance(data.get("values"), dict) or not data["values"]:
+            raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON (it holds no metric values).")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON ({exc}).") from None

@@ -333,9 +333,10 @@ def train_pool(
         raise ConfigError(f"A shadow pool needs at least 2 shadow models, got --n {n}.")
     kind = "ulira" if ulira_method else "lira"
     if kind == "ulira":
-        from unlearnbench.unlearn import METHODS
+        from unlearnbench.unlearn import METHODS, build_config
 
         METHODS.get(ulira_method)
+        build_config(ulira_method, method_config)  # an unknown or bad key fails before any shadow trains
         if not forget:
             raise ConfigError("A U-LiRA pool needs the forget set it unlearns: pass --forget SPEC.")
     elif forget:

@@ -512,16 +512,24 @@ def run_study(
 
     parent = None if new else _find_parent(client, exp.experiment_id, sid)
     done: dict[str, Any] = {}
+    result_notes: list[str] = []
     if parent is not None:
         for child in _children(client, exp.experiment_id, parent.info.run_id):
             key = child.data.tags.get("run_key")
             if key and child.info.status == "FINISHED":
                 done[key] = child
+            elif child.info.status == "RUNNING":
+                # A driver killed while this child was being logged left it RUNNING for ever; the
+                # job runs again below, so the old run is closed as what it is.
+                client.set_terminated(child.info.run_id, "KILLED")
+                result_notes.append(key or child.info.run_id)
     pending = [j for j in evals if j.key not in done]
     result = StudyResult(cfg.name, sid, cfg.experiment_name, uri, "", len(evals), len(evals) - len(pending), 0,
                          resumed=parent is not None)
     if parent is not None:
         note(f"Resuming study run {parent.info.run_id}: {result.skipped} of {len(evals)} runs already finished.")
+    if result_notes:
+        note(f"Closed {len(result_notes)} run(s) left RUNNING by an interrupted study as KILLED: {', '.join(result_notes)}.")
 
     if parent is None:
         tags = {"kind": "study", "study": cfg.name, "study_id": sid, "dataset": cfg.dataset, "model": cfg.model,

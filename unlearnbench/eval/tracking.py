@@ -51,12 +51,47 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         db = Path(uri[len("sqlite:///") :])
         if db.parent != Path("") and not db.parent.exists():
             raise UserError(f"Folder {db.parent} for the MLflow store {uri} does not exist; create it first.")
+        _check_sqlite_writable(db, uri)
     elif uri.startswith("file:") or "://" not in uri:
         pass
     else:
         scheme = uri.split("://", 1)[0]
         if scheme not in ("postgresql", "mysql", "mssql", "databricks"):
             raise UserError(f"Unsupported tracking URI {uri!r}; use sqlite:///mlflow.db or http://host:port.")
+
+
+def _check_sqlite_writable(db: Path, uri: str) -> None:
+    """A SQLite store that is locked, read-only or not a database fails here, in one sentence.
+
+    Otherwise MLflow finds out at its first write, after the training, and SQLAlchemy logs a page
+    of errors. ``BEGIN IMMEDIATE`` takes the write lock SQLite would need and gives it back.
+    """
+    import sqlite3
+
+    from unlearnbench.core.io import check_writable
+
+    if db.is_dir():
+        raise UserError(f"MLflow store {uri} is a folder; point --tracking-uri at a .db file.")
+    if not db.exists():
+        check_writable(db, option=f"MLflow store {uri}:")
+        return
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=2.0)
+        try:
+            con.execute("PRAGMA schema_version").fetchone()
+            con.execute("BEGIN IMMEDIATE")
+            con.rollback()
+        finally:
+            con.close()
+    except sqlite3.OperationalError as exc:
+        reason = str(exc)
+        if "locked" in reason or "busy" in reason:
+            raise UserError(
+                f"MLflow store {uri} is locked by another process; wait for it to finish or pass another --tracking-uri."
+            ) from None
+        raise UserError(f"MLflow store {uri} cannot be written ({reason}); pass a writable --tracking-uri.") from None
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"MLflow store {uri} is not an SQLite database ({exc}); pass another --tracking-uri.") from None
 
 
 def _quiet_mlflow() -> None:

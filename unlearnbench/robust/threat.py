@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from unlearnbench.core.config import configclass
+from unlearnbench.core.config import configclass, parse_fraction
 from unlearnbench.core.errors import ConfigError
 
 Norm = Literal["Linf", "L2"]
@@ -25,13 +25,8 @@ def parse_eps(text: str | float) -> float:
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
     else:
-        raw = str(text).strip()
         try:
-            if "/" in raw:
-                num, den = raw.split("/", 1)
-                value = float(num) / float(den)
-            else:
-                value = float(raw)
+            value = parse_fraction(str(text))
         except (ValueError, ZeroDivisionError):
             raise ConfigError(f"Bad eps {text!r}: write a number such as 0.03 or a fraction such as 8/255.") from None
     if not math.isfinite(value) or value <= 0:

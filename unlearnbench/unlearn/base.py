@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from unlearnbench.core.config import check, check_training  # noqa: F401  (re-exported for the method files)
 from unlearnbench.core.data import UnlearnData
 from unlearnbench.core.registry import Registry
 
@@ -183,29 +184,3 @@ def reinitialize(model: nn.Module, seed: int) -> nn.Module:
             elif hasattr(m, "reset_parameters"):
                 m.reset_parameters()
     return fresh.to(device)
-
-
-def check(condition: bool, message: str) -> None:
-    """Config validation in ``__post_init__``: raise ConfigError(message) unless ``condition``."""
-    if not condition:
-        from unlearnbench.core.errors import ConfigError
-
-        raise ConfigError(message)
-
-
-def check_training(cfg: Any, min_epochs: int = 1) -> None:
-    """Checks shared by the configs of iterative methods (only the fields a config has)."""
-    if hasattr(cfg, "epochs"):
-        check(cfg.epochs >= min_epochs, f"epochs must be at least {min_epochs}.")
-    if hasattr(cfg, "batch_size"):
-        check(cfg.batch_size >= 1, "batch_size must be at least 1.")
-    if hasattr(cfg, "lr"):
-        check(cfg.lr > 0, "lr must be positive.")
-    if hasattr(cfg, "momentum"):
-        check(0 <= cfg.momentum < 1, "momentum must be in [0, 1).")
-    if hasattr(cfg, "weight_decay"):
-        check(cfg.weight_decay >= 0, "weight_decay must be non-negative.")
-    if getattr(cfg, "adv_eps", None) is not None:
-        check(cfg.adv_eps > 0, "adv_eps must be positive.")
-    if hasattr(cfg, "adv_steps"):
-        check(cfg.adv_steps >= 1, "adv_steps must be at least 1.")

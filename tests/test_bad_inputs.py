@@ -1,0 +1,138 @@
+"""A tour of bad inputs over every command: each is one sentence and exit code 2, never a traceback,
+and leaves no new or changed file behind.
+
+Every case fails before the expensive work (training, unlearning, attacking), so the whole table
+runs in seconds. Outputs that cannot be written are built so that they fail for root too (CI runs
+as root, which ignores permission bits): a path under a regular file, a folder where a file goes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from typer.testing import CliRunner
+
+from unlearnbench.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A folder with an original, a retrain without class 3, a file, a folder and JSONs that are not reports."""
+    from unlearnbench.core.checkpoint import save_checkpoint
+    from unlearnbench.core.jobs import train_model
+    from unlearnbench.core.train import TrainConfig
+
+    folder = tmp_path_factory.mktemp("bad-inputs")
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05, seed=0, device="cpu")
+    orig = train_model("digits", "cnn", cfg)
+    save_checkpoint(folder / "orig.pt", orig.model, orig.meta)
+    ret = train_model("digits", "cnn", cfg, exclude="class:3")
+    save_checkpoint(folder / "retrain.pt", ret.model, ret.meta)
+    (folder / "afile").write_text("a plain file\n")
+    (folder / "adir").mkdir()
+    (folder / "empty.json").write_text("{}")
+    (folder / "list.json").write_text(json.dumps([1, 2, 3]))
+    (folder / "cfg.yaml").write_text("epochs: 1\n")
+    (folder / "locked.db").write_bytes(b"")
+    sqlite3.connect(folder / "locked.db").execute("CREATE TABLE t (x)").connection.commit()
+    return folder
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+NT = ["--no-track", "-q"]
+TRAIN = ["train", "--dataset", "digits", "--model", "cnn", "--epochs", "1", *NT]
+ATTACK = ["attack", "pgd", "-c", "orig.pt", "--split", "test", "--n", "8", *NT]
+EVAL = ["evaluate", "-c", "orig.pt", *NT]
+UNLEARN = ["unlearn", "finetune", "-c", "orig.pt", "-f", "class:3", *NT]
+ULIRA = ["shadow", "train", "--dataset", "digits", "--model", "cnn", "--n", "2", "--ulira-method", "finetune",
+         "--forget", "random:0.1", "-q"]
+
+# (id, argv, a fragment of the one sentence)
+CASES = [
+    # numbers that mean nothing: NaN, infinity, negative, division by zero — one parser for all
+    ("train-lr-nan-set", [*TRAIN, "--set", "lr=nan", "-o", "x.pt"], "finite"),
+    ("train-lr-inf-set", [*TRAIN, "--set", "lr=inf", "-o", "x.pt"], "finite"),
+    ("train-lr-nan-option", [*TRAIN, "--lr", "nan", "-o", "x.pt"], "--lr must be a finite number"),
+    ("train-weight-decay-negative", [*TRAIN, "--set", "weight_decay=-1", "-o", "x.pt"], "weight_decay must be non-negative"),
+    ("train-momentum-negative", [*TRAIN, "--set", "momentum=-0.5", "-o", "x.pt"], "momentum must be in [0, 1)"),
+    ("train-epochs-zero", [*TRAIN[:-4], "--epochs", "0", *NT, "-o", "x.pt"], "epochs must be at least 1"),
+    ("train-adv-eps-div0", [*TRAIN, "--adversarial", "pgd_at", "--adv-eps", "8/0", "-o", "x.pt"], "Bad eps '8/0'"),
+    ("train-val-fraction-nan", [*TRAIN, "--val-fraction", "nan", "-o", "x.pt"], "finite"),
+    ("attack-eps-div0", [*ATTACK, "--eps", "8/0"], "Bad eps '8/0'"),
+    ("attack-eps-nan", [*ATTACK, "--eps", "nan"], "positive number"),
+    ("attack-eps-negative", [*ATTACK, "--eps", "-0.1"], "positive number"),
+    ("evaluate-eps-div0", [*EVAL, "--robustness", "pgd", "--eps", "8/0"], "8/0"),
+    ("evaluate-rte-nan", [*EVAL, "--rte-seconds", "nan"], "finite"),
+    ("unlearn-lr-nan", [*UNLEARN, "--set", "lr=nan", "-o", "u.pt"], "finite"),
+    ("unlearn-weight-decay-negative", [*UNLEARN, "--set", "weight_decay=-1", "-o", "u.pt"], "weight_decay"),
+    ("unlearn-adv-eps-div0", ["unlearn", "salun", "-c", "orig.pt", "-f", "class:3", "--adv-retain", "pgd",
+                              "--set", "adv_eps=8/0", "-o", "u.pt", *NT], "adv_eps"),
+    ("report-tolerance-nan", ["report", "--experiment", "x", "--tolerance", "nan"], "--tolerance must be a finite number"),
+    ("report-tolerance-negative", ["report", "--experiment", "x", "--tolerance", "-1"], "zero or positive"),
+    # outputs that cannot be written, checked before the work
+    ("train-out-under-a-file", [*TRAIN, "-o", "afile/x.pt"], "afile is a file"),
+    ("train-out-is-a-folder", [*TRAIN, "-o", "adir"], "is a folder"),
+    ("train-out-is-the-config", [*TRAIN, "--config", "cfg.yaml", "-o", "cfg.yaml"], "also an input"),
+    ("unlearn-out-is-the-checkpoint", [*UNLEARN, "-o", "orig.pt"], "also an input"),
+    ("unlearn-out-under-a-file", [*UNLEARN, "-o", "afile/u.pt"], "afile is a file"),
+    ("attack-save-adv-is-the-checkpoint", [*ATTACK, "--save-adv", "orig.pt"], "also an input"),
+    ("attack-save-adv-under-a-file", [*ATTACK, "--save-adv", "afile/adv.pt"], "afile is a file"),
+    ("evaluate-json-is-the-checkpoint", [*EVAL, "--json", "orig.pt"], "also an input"),
+    ("evaluate-json-is-the-reference", [*EVAL, "-r", "retrain.pt", "--json", "retrain.pt"], "also an input"),
+    ("evaluate-json-under-a-file", [*EVAL, "--json", "afile/r.json"], "afile is a file"),
+    ("report-out-is-a-file", ["report", "--experiment", "x", "-o", "afile"], "is a file"),
+    ("shadow-out-is-a-file", ["shadow", "train", "--out", "afile", "-q"], "is a file"),
+    ("schedule-crontab-under-a-file", ["schedule", "--cron", "0 6 * * *", "--crontab-file", "afile/cron",
+                                       "--experiment", "x"], "afile is a file"),
+    # references and configs that are not what they claim to be
+    ("evaluate-reference-json-not-a-report", [*EVAL, "--forget", "class:3", "-r", "empty.json"], "not an unlearnbench report"),
+    ("evaluate-reference-json-a-list", [*EVAL, "--forget", "class:3", "-r", "list.json"], "not an unlearnbench report"),
+    ("shadow-method-set-unknown-key", [*ULIRA, "--out", "pool", "--method-set", "nosuchkey=1"], "nosuchkey"),
+    # stores and hosts that cannot be used
+    ("train-store-not-a-database", [*TRAIN[:-2], "-q", "--tracking-uri", "sqlite:///afile", "-o", "x.pt"],
+     "not an SQLite database"),
+    ("train-store-folder", [*TRAIN[:-2], "-q", "--tracking-uri", "sqlite:///adir", "-o", "x.pt"], "is a folder"),
+    ("ui-host-unresolvable", ["ui", "--host", "no-such-host.invalid", "--port", "5999"], "can resolve"),
+    # usage mistakes are one line too
+    ("evaluate-unknown-option", [*EVAL, "--forget-spec", "class:3"], "No such option"),
+    ("unlearn-unknown-method", ["unlearn", "finetuen", "-c", "orig.pt", "-f", "class:3", *NT], "finetune"),
+    ("benchmark-unknown-study", ["benchmark", "no-such-study"], "shipped example"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_sentence_exit_2_and_leaves_nothing(work, monkeypatch, argv, fragment):
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+    before = _snapshot(work)
+    res = runner.invoke(app, argv, env={"COLUMNS": "300"})
+    out = res.output.strip()
+    assert res.exit_code == 2, out
+    assert "Traceback" not in out, out
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert len(out.splitlines()) == 1, out
+    assert fragment in out, out
+    assert _snapshot(work) == before, "a bad input left a file behind or changed one"
+
+
+def test_a_locked_store_is_refused_before_training(work, monkeypatch):
+    monkeypatch.chdir(work)
+    locker = sqlite3.connect(work / "locked.db", timeout=0)
+    locker.execute("BEGIN EXCLUSIVE")  # what a second process writing to the store holds
+    try:
+        before = _snapshot(work)
+        res = runner.invoke(app, [*TRAIN[:-2], "-q", "--tracking-uri", f"sqlite:///{work / 'locked.db'}", "-o", "x.pt"])
+    finally:
+        locker.rollback()
+        locker.close()
+    out = res.output.strip()
+    assert res.exit_code == 2 and len(out.splitlines()) == 1 and "is locked by another process" in out, out
+    assert _snapshot(work) == before
+
