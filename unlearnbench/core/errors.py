@@ -24,3 +24,8 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, or does not match what it is used for."""
+
+
+class ModelError(UserError):
+    """A model does not fit how it is used: it cannot be built, cannot take the data's images,
+    returns the wrong shape, or has no penultimate features a method needs."""
