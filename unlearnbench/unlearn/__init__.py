@@ -190,7 +190,7 @@ def _check_inputs(model: Any, data: Any) -> UnlearnData:
     data = check_unlearn_data(data, "unlearn")
     if not isinstance(model, nn.Module):
         raise ModelError(f"unlearn takes a torch nn.Module as the model, not a {type(model).__name__}.")
-    c, h, w = (int(d) for d in data.forget.x.shape[1:])
+    c, h, w = (int(d) for d in data.test.x.shape[1:])  # the test set: no method-declared read to record
     check_model_fits(model, c, h, w, data.num_classes, f"The model ({type(model).__name__})")
     return data
 

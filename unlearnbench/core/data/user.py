@@ -269,7 +269,7 @@ def _item_image(img: Any, what: str) -> torch.Tensor:
             img = np.asarray(img)
         if not isinstance(img, np.ndarray):
             raise DataError(f"{what} is a {type(img).__name__}; a dataset must yield PIL images, tensors or arrays.")
-        t = torch.from_numpy(np.ascontiguousarray(img))
+        t = torch.from_numpy(np.array(img, copy=True))
         t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1) if t.dim() == 3 else t
     if t.dim() != 3:
         raise DataError(f"{what} is shaped {tuple(t.shape)}; an image must be (C, H, W) or (H, W).")
