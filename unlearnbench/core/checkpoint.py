@@ -157,13 +157,14 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        # torch.save writes a zip archive; only then is "weights only" about pickled objects inside it.
+        if zipfile.is_zipfile(path) and ("weights only" in str(exc).lower() or "weights_only" in str(exc)):
             raise CheckpointError(
                 f"Weights file {str(path)!r} holds pickled Python objects, which are never loaded (a whole model "
                 "saved with torch.save(model)?); save model.state_dict() instead."
             ) from None
         raise CheckpointError(f"Weights file {str(path)!r} is not a PyTorch weights file.") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError):
+    except Exception:  # a non-PyTorch file fails in many ways inside torch.load (KeyError, EOFError, ...)
         raise CheckpointError(f"Weights file {str(path)!r} is not a PyTorch weights file (torch.load cannot read it).") from None
     key = ""
     if isinstance(payload, dict) and payload.get("format") == FORMAT:

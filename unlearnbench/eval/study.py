@@ -200,10 +200,10 @@ def study_from_dict(data: Mapping[str, Any], **overrides: Any) -> StudyConfig:
 def _check_names(cfg: StudyConfig) -> None:
     from unlearnbench import unlearn
     from unlearnbench.core.data import DATASETS
-    from unlearnbench.core.models import MODELS
+    from unlearnbench.core.models import check_model_spec
 
     DATASETS.get(cfg.dataset)
-    MODELS.get(cfg.model)
+    check_model_spec(cfg.model)  # a registered name, torchvision:NAME or module.path:factory
     train_config(cfg, cfg.seeds[0])
     for m in cfg.methods:
         unlearn.build_config(m.name, dict(m.config), seed=cfg.seeds[0])
