@@ -171,3 +171,34 @@ def test_timm_models_are_optional(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=fake_create_model))
     model = create_model("timm:tiny_vit", 5, 3, 8)
     assert calls == [("tiny_vit", False, 5, 3)] and model(torch.rand(2, 3, 8, 8)).shape == (2, 5)
+
+
+def test_a_study_unlearns_an_imported_original(tmp_path, factory, mlflow_uri):
+    import yaml
+    from mlflow import MlflowClient
+
+    ns: dict = {}
+    exec(FACTORY, ns)  # noqa: S102
+    torch.manual_seed(1)
+    torch.save(ns["small"](10, 1).state_dict(), tmp_path / "small.pth")
+    spec = f"{factory}:small"
+    _ok(runner.invoke(app, ["import", "--model", spec, "--weights", "small.pth", "--dataset", "digits",
+                            "-o", "orig.pt", "--device", "cpu"]))
+    digest = hashlib.sha256((tmp_path / "orig.pt").read_bytes()).hexdigest()
+    study = {"name": "imported", "dataset": "digits", "model": spec, "original": "orig.pt", "forget": ["class:3"],
+             "seeds": [0], "train": {"epochs": 1}, "methods": [{"name": "finetune", "config": {"epochs": 1}}],
+             "device": "cpu", "evaluation": {"metrics": ["test_acc", "forget_acc"]}}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    experiment = f"imported-{uuid.uuid4().hex[:8]}"
+    res = runner.invoke(app, ["benchmark", "study.yaml", "--experiment", experiment, "--tracking-uri", mlflow_uri,
+                              "--work-dir", str(tmp_path / "work"), "-q"])
+    _ok(res)
+    assert hashlib.sha256((tmp_path / "orig.pt").read_bytes()).hexdigest() == digest  # used, never overwritten
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    original = next(r for r in runs if r.data.tags.get("kind") == "original")
+    assert original.data.metrics["test_acc"] == pytest.approx(load_checkpoint("orig.pt").meta["metrics"]["test_acc"])
+    # An original for another model is refused before anything trains.
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**study, "model": "cnn"}))
+    _one_sentence_error(runner.invoke(app, ["benchmark", "bad.yaml", "--tracking-uri", mlflow_uri,
+                                            "--work-dir", str(tmp_path / "work")]), "has model")
