@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from unlearnbench.cli import app
 from unlearnbench.core.checkpoint import load_checkpoint
 from unlearnbench.core.data import load_dataset
+from unlearnbench.core.errors import ConfigError
 
 runner = CliRunner()
 
@@ -146,7 +147,12 @@ def test_normalize_forms():
     assert parse_normalize(None, info) == ((0.0,) * 3, (1.0,) * 3, "none")
     assert parse_normalize("0.5/0.25", info) == ((0.5,) * 3, (0.25,) * 3, "given")
     assert parse_normalize("0.1,0.2,0.3/1,2,3", info) == ((0.1, 0.2, 0.3), (1.0, 2.0, 3.0), "given")
+    assert parse_normalize("0.5,0.25", info) == ((0.5,) * 3, (0.25,) * 3, "given")
+    assert parse_normalize("0.1,0.2,0.3,1,2,3", info) == ((0.1, 0.2, 0.3), (1.0, 2.0, 3.0), "given")
     assert parse_normalize("imagenet", info)[0] == (0.485, 0.456, 0.406)
+    for bad in ("0.5", "a/b", "0.1,0.2,0.3", "0.5/0", "0.1,0.2/0.3,0.4"):
+        with pytest.raises(ConfigError):
+            parse_normalize(bad, info)
     assert parse_normalize("dataset", info)[:2] == (info.mean, info.std)
 
 

@@ -39,7 +39,8 @@ def import_(
     normalize: str | None = typer.Option(
         None, "--normalize",
         help="Normalisation in front of the model: MEAN/STD per channel (0.49,0.48,0.45/0.25,0.24,0.26), "
-             "dataset (its own statistics) or imagenet. Without it the model receives [0, 1] images.",
+             "one MEAN,STD pair for all channels (0.5,0.25), dataset (its own statistics) or imagenet. "
+             "Without it the model receives [0, 1] images unchanged.",
     ),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val and forget splits recorded for later commands."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Validation fraction recorded for later commands."),

@@ -37,7 +37,8 @@ class ImportOutcome:
 
 
 def parse_normalize(text: str | None, splits_info: Any) -> tuple[tuple[float, ...], tuple[float, ...], str]:
-    """(mean, std, source) for ``--normalize``: none, ``dataset``, ``imagenet`` or ``M1,M2,M3/S1,S2,S3``.
+    """(mean, std, source) for ``--normalize``: none, ``dataset``, ``imagenet``, ``M1,M2,M3/S1,S2,S3``,
+    or comma-separated ``MEAN,STD`` (one pair for every channel, or the C means then the C stds).
 
     Without it the model receives the [0, 1] images unchanged (mean 0, std 1). One mean and one
     std apply to every channel.
@@ -57,10 +58,12 @@ def parse_normalize(text: str | None, splits_info: Any) -> tuple[tuple[float, ..
             std = tuple(float(v) for v in stds.split(",") if v.strip())
         except ValueError:
             mean = std = ()
-        if not slash or not mean or not std:
+        if not slash and len(mean) in (2, 2 * c):  # MEAN,STD or the C means then the C stds
+            mean, std = mean[: len(mean) // 2], mean[len(mean) // 2 :]
+        if not mean or not std:
             raise ConfigError(
                 f"Bad --normalize {text!r}: write MEAN/STD per channel (0.49,0.48,0.45/0.25,0.24,0.26), "
-                "dataset, imagenet or none."
+                "one MEAN,STD pair for every channel, dataset, imagenet or none."
             )
         key = "given"
     mean = mean * c if len(mean) == 1 else mean
