@@ -3,6 +3,7 @@ tensors: each entry point against an independent computation, and each mistake a
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -205,12 +206,29 @@ def test_penultimate_features_is_the_input_of_the_head(resnet):
     assert trunk.features[0].weight.grad is not None
 
 
+class _HeadFirst(nn.Module):
+    """The head registered before the trunk's own nn.Linear: the hook goes by output, not order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(16, 10)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(192, 16), nn.ReLU())
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_penultimate_features_finds_the_head_by_its_output():
+    model, x = _HeadFirst(), _tensors(3, 11)[0]
+    assert torch.equal(penultimate_features(model, x), model.body(x))
+
+
 @pytest.mark.parametrize("model,needle", [
     (nn.Sequential(nn.Conv2d(3, 10, 8), nn.Flatten()), "no nn.Linear"),
-    (nn.Sequential(nn.Flatten(), nn.Linear(192, 10), nn.Softmax(1)), "does not produce the model's output"),
+    (nn.Sequential(nn.Flatten(), nn.Linear(192, 10), nn.Softmax(1)), "produces the model's output (is a softmax"),
 ])
 def test_penultimate_features_says_when_it_cannot(model, needle):
-    with pytest.raises(ModelError, match=needle):
+    with pytest.raises(ModelError, match=re.escape(needle)):
         penultimate_features(model, _tensors(2, 9)[0])
 
 

@@ -446,22 +446,13 @@ def check_model_fits(
 # ----------------------------------------------------------------------------- penultimate features
 
 
-def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
-    found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not found:
-        raise ModelError(
-            f"{type(model).__name__} has no features(x) method and no nn.Linear layer, so its penultimate "
-            "features cannot be found; add a features(x) method returning them."
-        )
-    return found[-1]
-
-
 def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's penultimate features for images ``x`` (differentiable), as ``(N, D)``.
 
-    A ``features`` *method* is used as is (registered models have one). Otherwise the input of
-    the last ``nn.Linear`` is captured by a forward hook during a normal forward pass, and only
-    accepted when that layer's output is the model's output (it is the classifier head). A
+    A ``features`` *method* is used as is (registered models have one). Otherwise forward hooks
+    on the ``nn.Linear`` layers capture their inputs during one normal forward pass, and the input
+    of the layer whose output *is* the model's output (the classifier head, usually the last
+    ``nn.Linear``) is returned. A
     ``features`` *submodule* (torchvision VGG, DenseNet, MobileNet: the convolutional trunk,
     before pooling) is not penultimate and is ignored.
     """
@@ -469,23 +460,24 @@ def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return penultimate_features(model.model, model.normalize(x))
     if callable(getattr(type(model), "features", None)):
         return model.features(x)
-    name, linear = _last_linear(model)
-    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-    handle = linear.register_forward_hook(lambda _m, inp, out: seen.append((inp[0], out)))
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ModelError(
+            f"{type(model).__name__} has no features(x) method and no nn.Linear layer, so its penultimate "
+            "features cannot be found; add a features(x) method returning them."
+        )
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    handles = [m.register_forward_hook(lambda _m, inp, out: calls.append((inp[0], out))) for _, m in linears]
     try:
         logits = model(x)
     finally:
-        handle.remove()
-    where = f"{type(model).__name__}'s last nn.Linear ({name or 'the model itself'})"
-    if len(seen) != 1:
-        raise ModelError(
-            f"{where} ran {len(seen)} times in one forward pass, so its input is not the penultimate "
-            "features; add a features(x) method to the model."
-        )
-    feats, out = seen[0]
-    if not isinstance(logits, torch.Tensor) or out.shape != logits.shape or not torch.equal(out, logits):
-        raise ModelError(
-            f"{where} does not produce the model's output, so its input is not the penultimate features; "
-            "add a features(x) method to the model."
-        )
-    return feats.flatten(1)
+        for handle in handles:
+            handle.remove()
+    # The head is the nn.Linear whose output *is* the model's output (the last such call).
+    for feats, out in reversed(calls):
+        if out is logits or (isinstance(logits, torch.Tensor) and out.shape == logits.shape and torch.equal(out, logits)):
+            return feats.flatten(1)
+    raise ModelError(
+        f"No nn.Linear of {type(model).__name__} produces the model's output (is a softmax or another layer "
+        "after it?), so its penultimate features cannot be found; add a features(x) method to the model."
+    )
