@@ -260,6 +260,8 @@ def study_id(cfg: StudyConfig) -> str:
     data = to_dict(cfg)
     for k in ("experiment", "device", "save_checkpoints"):
         data.pop(k)
+    if data.get("original") is None:  # studies written before `original:` existed keep their id
+        data.pop("original", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
