@@ -83,7 +83,7 @@ def ls(kind: str = typer.Argument("all", help=f"One of: all, {', '.join(LISTABLE
 @handle_errors
 def train(
     dataset: str = typer.Option("digits", "--dataset", "-d", help="Registered dataset (see `ls datasets`)."),
-    model: str = typer.Option("cnn", "--model", "-m", help="Registered model (see `ls models`)."),
+    model: str = typer.Option("cnn", "--model", "-m", help="Registered model (see `ls models`), torchvision:NAME or module.path:factory."),
     out: Path = typer.Option(Path("runs/original.pt"), "--out", "-o", help="Checkpoint to write."),
     exclude: str | None = typer.Option(None, "--exclude", help="Train without this forget spec (the retrain reference)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default: the dataset recipe)."),
@@ -110,9 +110,9 @@ def train(
     """Train an original model (or, with --exclude, the retrain-from-scratch reference)."""
     setup_output(quiet)
     from unlearnbench.core.data import DATASETS
-    from unlearnbench.core.models import MODELS
+    from unlearnbench.core.models import check_model_spec
 
-    DATASETS.get(dataset), MODELS.get(model)  # unknown names fail before any work
+    DATASETS.get(dataset), check_model_spec(model)  # unknown names (or torchvision:/module:factory specs) fail first
     cfg = build_config(
         TrainConfig, config, set_, base=recipe_for(dataset),
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device, compile=compile or None,

@@ -32,3 +32,8 @@ class OutputError(UserError):
 
 class TrainingDiverged(UserError, FloatingPointError):
     """Training's loss became NaN/inf (the fix: a smaller learning rate); a FloatingPointError too."""
+
+
+class ModelError(UserError):
+    """A model does not fit how it is used: it cannot be built, cannot take the data's images,
+    returns the wrong shape, or has no penultimate features a method needs."""

@@ -177,6 +177,9 @@ class Evaluator:
         meta: Mapping[str, Any] | None = None,
     ) -> Report:
         """Evaluate ``model`` (never modified) and return a ``Report``."""
+        from unlearnbench.core.data.user import check_unlearn_data
+
+        data = check_unlearn_data(data, "Evaluator.evaluate")
         start = time.perf_counter()
         cache = PredictionCache(self.config.batch_size, self.config.amp)
         ref_model, ref_values = _split_ref(reference)

@@ -72,6 +72,12 @@ class Report:
             out.append((k, v, ref, gap, self.directions.get(k, "")))
         return out
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per value (index: the metric key): value, reference, |gap|, direction."""
+        rows = self.rows()
+        frame = pd.DataFrame(rows, columns=["metric", "value", "reference", "gap", "direction"])
+        return frame.set_index("metric")
+
     # -- JSON -----------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -98,6 +98,7 @@ class StudyConfig:
     experiment: str = ""  # MLflow experiment (default: the study name)
     device: str = "auto"
     save_checkpoints: bool = False  # log every unlearned model's checkpoint as an artifact
+    original: str | None = None  # an existing checkpoint (e.g. `unlearnbench import`) as every seed's original
 
     def __post_init__(self) -> None:
         if not re.match(r"^[A-Za-z0-9_.-]+$", self.name):
@@ -200,11 +201,13 @@ def study_from_dict(data: Mapping[str, Any], **overrides: Any) -> StudyConfig:
 def _check_names(cfg: StudyConfig) -> None:
     from unlearnbench import unlearn
     from unlearnbench.core.data import DATASETS
-    from unlearnbench.core.models import MODELS
+    from unlearnbench.core.models import check_model_spec
 
     DATASETS.get(cfg.dataset)
-    MODELS.get(cfg.model)
+    check_model_spec(cfg.model)  # a registered name, torchvision:NAME or module.path:factory
     train_config(cfg, cfg.seeds[0])
+    if cfg.original is not None:
+        _check_original(cfg)
     for m in cfg.methods:
         unlearn.build_config(m.name, dict(m.config), seed=cfg.seeds[0])
     attacks = [a for a in (*cfg.adv_retain, *cfg.evaluation.robustness) if a is not None]
@@ -215,6 +218,16 @@ def _check_names(cfg: StudyConfig) -> None:
             raise UserError("This study uses attacks, but the unlearnbench.robust package is not installed.") from None
         for a in attacks:
             ATTACKS.get(a)
+
+
+def _check_original(cfg: StudyConfig) -> None:
+    """A given original must exist (it is never trained over) and fit the study's data and model."""
+    from unlearnbench.core.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(cfg.original).meta
+    for key, want in (("dataset", cfg.dataset), ("model", cfg.model), ("split_seed", cfg.split_seed)):
+        if meta[key] != want:
+            raise ConfigError(f"original {cfg.original} has {key} {meta[key]!r} but the study uses {want!r}; make them match.")
 
 
 def load_study(path_or_name: str | Path, **overrides: Any) -> StudyConfig:
@@ -247,6 +260,8 @@ def study_id(cfg: StudyConfig) -> str:
     data = to_dict(cfg)
     for k in ("experiment", "device", "save_checkpoints"):
         data.pop(k)
+    if data.get("original") is None:  # studies written before `original:` existed keep their id
+        data.pop("original", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -437,7 +452,7 @@ def plan_jobs(cfg: StudyConfig, work_dir: Path, source: DataSource | None) -> tu
     for seed in cfg.seeds:
         mdir = model_dir(cfg, work_dir, seed)
         tc = to_dict(train_config(cfg, seed))
-        orig_path = str(mdir / "original.pt")
+        orig_path = str(Path(cfg.original).resolve()) if cfg.original else str(mdir / "original.pt")  # cached: not retrained
         trains.append(TrainJob(cfg.dataset, cfg.model, tc, None, cfg.split_seed, cfg.val_fraction, source, orig_path))
         for spec in cfg.forget:
             ret_path = str(mdir / f"retrain-{_spec_key(spec)}.pt")

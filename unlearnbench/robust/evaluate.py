@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from unlearnbench.core.data import TensorSet
+from unlearnbench.core.data.user import as_tensor_set
 from unlearnbench.core.errors import ConfigError
 from unlearnbench.core.io import atomic_write
 from unlearnbench.core.runtime import model_device
@@ -86,6 +87,7 @@ def robust_accuracy(
     config keys (see ``unlearnbench ls attacks``). The model is not modified (modes restored,
     global RNG untouched).
     """
+    data = as_tensor_set(data, "robust_accuracy")  # (x, y) pairs and datasets too; others: one sentence
     if len(data) == 0:
         raise ConfigError(f"The set {data.name or '(unnamed)'!r} is empty; there is nothing to attack.")
     start = time.perf_counter()

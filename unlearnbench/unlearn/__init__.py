@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import sys
 import time
+import types
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,6 +128,7 @@ def run(
     preparing the OOD set, pruning and building the attack are reported in ``info``.
     """
     entry = METHODS.entry(method)
+    data = _check_inputs(model, data)
     cfg = build_config(method, config, seed)
     reads = declared_reads(method, cfg)
     if prune is not None:
@@ -176,6 +179,31 @@ def run(
     out.eval()
     log.info("%s finished in %.2f s", method, seconds)
     return UnlearnResult(out, method, cfg, seconds, info)
+
+
+def _check_inputs(model: Any, data: Any) -> UnlearnData:
+    """A user's model and data (any nn.Module; an UnlearnData): one sentence if they do not fit."""
+    from unlearnbench.core.data.user import check_unlearn_data
+    from unlearnbench.core.errors import ModelError
+    from unlearnbench.core.models import check_model_fits
+
+    data = check_unlearn_data(data, "unlearn")
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"unlearn takes a torch nn.Module as the model, not a {type(model).__name__}.")
+    c, h, w = (int(d) for d in data.test.x.shape[1:])  # the test set: no method-declared read to record
+    check_model_fits(model, c, h, w, data.num_classes, f"The model ({type(model).__name__})")
+    return data
+
+
+class _CallableModule(types.ModuleType):
+    """``unlearnbench.unlearn(method, model, data, ...)`` is :func:`run`: the package is the API's
+    ``unlearn`` too, so the name means the same whichever of the two was imported first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> UnlearnResult:
+        return run(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 def _validate(method: str, model: Any, masks: dict[str, torch.Tensor] | None) -> None:

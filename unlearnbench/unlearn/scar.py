@@ -45,6 +45,7 @@ import torch.nn as nn
 
 from unlearnbench.core.config import configclass
 from unlearnbench.core.data import Loader, TensorSet, UnlearnData
+from unlearnbench.core.models import penultimate_features
 from unlearnbench.core.train import accuracy, autocast
 from unlearnbench.unlearn.base import OOD_KEY, ConfigType, check, check_training, hooks, register_method
 from unlearnbench.unlearn.classstats import ClassGaussians, class_gaussians, mahalanobis, nearest_wrong_class, tukey
@@ -103,7 +104,7 @@ def transformed_features(model: nn.Module, data: TensorSet, delta: float, batch_
     was = model.training
     model.eval()
     try:
-        return torch.cat([tukey(model.features(x), delta) for x, _ in Loader(data, batch_size)])
+        return torch.cat([tukey(penultimate_features(model, x), delta) for x, _ in Loader(data, batch_size)])
     finally:
         model.train(was)
 
@@ -201,7 +202,7 @@ def scar(model: nn.Module, data: UnlearnData, config: ScarConfig) -> nn.Module:
                 if config.freeze_bn:
                     freeze_batchnorm(model)
                 with autocast(device, config.amp):
-                    z = tukey(model.features(xf), config.delta)
+                    z = tukey(penultimate_features(model, xf), config.delta)
                     d = mahalanobis(z, gauss).gather(1, q[:, None]).squeeze(1)
                     loss = config.lambda_1 * d.mean()
                     with torch.no_grad():

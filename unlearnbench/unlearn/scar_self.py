@@ -31,6 +31,7 @@ import torch.nn as nn
 from unlearnbench.core.config import configclass
 from unlearnbench.core.data import Loader, UnlearnData
 from unlearnbench.core.errors import ConfigError
+from unlearnbench.core.models import penultimate_features
 from unlearnbench.core.train import autocast
 from unlearnbench.unlearn.base import OOD_KEY, ConfigType, check, hooks, register_method
 from unlearnbench.unlearn.classstats import mahalanobis, nearest_wrong_class, tukey
@@ -106,7 +107,7 @@ def scar_self(model: nn.Module, data: UnlearnData, config: ScarSelfConfig) -> nn
             with autocast(device, config.amp):
                 loss = torch.zeros((), device=device)
                 if bool(is_proxy.any()):
-                    z = tukey(model.features(xs[is_proxy]), config.delta)
+                    z = tukey(penultimate_features(model, xs[is_proxy]), config.delta)
                     d = mahalanobis(z, gauss)
                     q = nearest_wrong_class(d.detach(), gauss, t_all[is_proxy].argmax(1))
                     loss = loss + config.lambda_1 * d.gather(1, q[:, None]).mean()

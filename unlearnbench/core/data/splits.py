@@ -145,6 +145,25 @@ class UnlearnData:
     test_forgotten: TensorSet | None = None
     extras: dict = field(default_factory=dict)
 
+    # A user's own data (checked, one sentence per mistake): see core/data/user.py.
+    @classmethod
+    def from_tensors(cls, *args, **kwargs) -> UnlearnData:
+        """From ``(images, labels)`` pairs: ``from_tensors(forget=(x, y), retain=(x, y), test=(x, y), val=None, ood=None, num_classes=None, class_names=None)``."""
+        from unlearnbench.core.data.user import from_tensors
+        return from_tensors(*args, **kwargs)
+
+    @classmethod
+    def from_datasets(cls, *args, **kwargs) -> UnlearnData:
+        """From datasets yielding ``(image, label)``: ``from_datasets(forget=ds, retain=ds, test=ds, val=None, ood=None, ...)``."""
+        from unlearnbench.core.data.user import from_datasets
+        return from_datasets(*args, **kwargs)
+
+    @classmethod
+    def from_dataset(cls, *args, **kwargs) -> UnlearnData:
+        """From a training set, a test set and what to delete: ``from_dataset(train, test, forget="class:3" or indices, val_fraction=0.0, split_seed=0)``."""
+        from unlearnbench.core.data.user import from_dataset
+        return from_dataset(*args, **kwargs)
+
     def to(self, device: torch.device | str) -> UnlearnData:
         mv = lambda s: None if s is None else s.to(device)  # noqa: E731
         return replace(
