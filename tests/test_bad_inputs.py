@@ -91,6 +91,8 @@ CASES = [
     ("shadow-out-is-a-file", ["shadow", "train", "--out", "afile", "-q"], "is a file"),
     ("schedule-crontab-under-a-file", ["schedule", "--cron", "0 6 * * *", "--crontab-file", "afile/cron",
                                        "--experiment", "x"], "afile is a file"),
+    ("import-out-is-the-weights", ["import", "--model", "torchvision:resnet18", "--weights", "orig.pt",
+                                   "--dataset", "digits", "-o", "orig.pt", "-q"], "also an input"),
     # references and configs that are not what they claim to be
     ("evaluate-reference-json-not-a-report", [*EVAL, "--forget", "class:3", "-r", "empty.json"], "not an unlearnbench report"),
     ("evaluate-reference-json-a-list", [*EVAL, "--forget", "class:3", "-r", "list.json"], "not an unlearnbench report"),

@@ -12,12 +12,12 @@ from unlearnbench.commands._common import (
     DownloadOpt,
     QuietOpt,
     app,
+    check_outputs,
     console,
     handle_errors,
     setup_output,
 )
 from unlearnbench.core.data import DataSource
-from unlearnbench.core.errors import ConfigError
 
 
 @app.command("import")
@@ -56,8 +56,7 @@ def import_(
     from unlearnbench.core.importer import import_model
 
     DATASETS.get(dataset)
-    if out.exists() and out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; give a file path such as {out}/model.pt.")
+    check_outputs(("--out", out, False), inputs=(weights,))
     outcome = import_model(model, weights, dataset, normalize=normalize, split_seed=split_seed,
                            val_fraction=val_fraction, source=DataSource.from_env(data_root, download), device=device)
     save_checkpoint(out, outcome.model, outcome.meta)
