@@ -1,7 +1,8 @@
 """Datasets, train/val splits, forget specs and the device-resident fast loader.
 
 A package by concern: ``types`` (the shared data types and the dataset registry), ``datasets``
-(the built-in loaders, registered on import), ``splits`` (the one train/val split, forget specs,
+(the built-in loaders, registered on import), ``selection``
+(the size check before loading, ``--subset``/``--per-class``), ``splits`` (the one train/val split, forget specs,
 ``UnlearnData``) and ``loader`` (uint8 sets to float batches, augmented on the device). Import
 from ``unlearnbench.core.data``; the sub-modules are an implementation detail.
 """
@@ -16,6 +17,7 @@ from unlearnbench.core.data.datasets import (
     make_synthetic,
 )
 from unlearnbench.core.data.loader import Loader, augment_batch
+from unlearnbench.core.data.selection import SizeEstimate, data_limit, load_dataset, subset_positions
 from unlearnbench.core.data.splits import (
     FORGET_KINDS,
     ForgetSpec,
@@ -34,7 +36,6 @@ from unlearnbench.core.data.types import (
     DataSource,
     RawDataset,
     TensorSet,
-    load_dataset,
 )
 
 __all__ = [
@@ -51,10 +52,12 @@ __all__ = [
     "ForgetSpec",
     "Loader",
     "RawDataset",
+    "SizeEstimate",
     "Splits",
     "TensorSet",
     "UnlearnData",
     "augment_batch",
+    "data_limit",
     "forget_mask",
     "load_dataset",
     "make_synthetic",
@@ -62,4 +65,5 @@ __all__ = [
     "parse_forget_spec",
     "prepare",
     "split_train_val",
+    "subset_positions",
 ]

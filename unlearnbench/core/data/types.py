@@ -88,29 +88,57 @@ class RawDataset:
     train: TensorSet
     test: TensorSet
     info: DatasetInfo
+    # How ``train`` was cut from the dataset's training set (``subset``, ``per_class``, ``subset_seed``,
+    # ``n_source``); None when it is the whole set. Part of the data fingerprint.
+    selection: dict | None = None
 
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where to read datasets from; downloads happen only when asked for."""
+    """Where to read a dataset from, and which part of its training set a run uses.
+
+    ``subset`` keeps N training images, ``per_class`` N per class (seeded by ``subset_seed``,
+    stratified, before the train/val split); 0 means the whole set, None "not said" (commands
+    that read a checkpoint then use the checkpoint's own choice). ``image_size`` resizes
+    ``imagefolder`` images (default 32). Downloads happen only when asked for.
+    """
 
     root: Path | None = None
     download: bool = False
+    subset: int | None = None
+    per_class: int | None = None
+    subset_seed: int = 0
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        from unlearnbench.core.errors import DataError
+
+        for flag, value in (("--subset", self.subset), ("--per-class", self.per_class)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise DataError(f"{flag} takes a number of training images (0 = all), got {value!r}.")
+        if self.subset and self.per_class:
+            raise DataError("Give --subset or --per-class, not both.")
+        if self.image_size is not None and (not isinstance(self.image_size, int) or not 4 <= self.image_size <= 1024):
+            raise DataError(f"--image-size must be a whole number of pixels between 4 and 1024, got {self.image_size!r}.")
 
     @classmethod
-    def from_env(cls, root: str | Path | None = None, download: bool = False) -> DataSource:
+    def from_env(cls, root: str | Path | None = None, download: bool = False, **selection) -> DataSource:
         root = root or os.environ.get("UNLEARNBENCH_DATA")
-        return cls(Path(root).expanduser() if root else None, download)
+        return cls(Path(root).expanduser() if root else None, download, **selection)
+
+    @property
+    def wants_subset(self) -> bool:
+        """True when a strict subset of the training set is asked for (not 0, not None)."""
+        return bool(self.subset or self.per_class)
+
+    @property
+    def selection_said(self) -> bool:
+        """True when the user chose a selection (including 0 = the whole set)."""
+        return self.subset is not None or self.per_class is not None
 
 
 DatasetLoader = Callable[[DataSource], RawDataset]
 DATASETS: Registry[DatasetLoader] = Registry("datasets")
-
-
-def load_dataset(name: str, source: DataSource | None = None) -> RawDataset:
-    """Load a registered dataset (CPU tensors)."""
-    loader = DATASETS.get(name)
-    return loader(source or DataSource.from_env())
 
 
 def _make_set(x: np.ndarray | torch.Tensor, y, name: str, sub=None) -> TensorSet:
