@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -37,6 +38,22 @@ class SizeEstimate:
     n_test: int
     bytes_per_image: int
     num_classes: int | None = None
+
+
+# Dataset name -> fn(source) -> SizeEstimate | None. Kept apart from the registry's info (which
+# `unlearnbench ls datasets` shows as columns); loaders without one are checked after loading.
+SIZE_ESTIMATES: dict[str, Callable[[DataSource], SizeEstimate | None]] = {}
+
+
+def size_estimate(*names: str):
+    """Decorator: register ``fn(source) -> SizeEstimate | None`` for the named datasets."""
+
+    def deco(fn):
+        for name in names:
+            SIZE_ESTIMATES[name] = fn
+        return fn
+
+    return deco
 
 
 def subset_positions(y: np.ndarray, *, subset: int | None, per_class: int | None, seed: int) -> np.ndarray:
@@ -114,7 +131,7 @@ def _host_available() -> int:
 
 def estimated_bytes(name: str, source: DataSource) -> int | None:
     """Bytes of the uint8 images a run would hold (after any subset), or None if unknown."""
-    estimate = DATASETS.info(name).get("estimate")
+    estimate = SIZE_ESTIMATES.get(name)
     if estimate is None:
         return None
     est: SizeEstimate | None = estimate(source)
