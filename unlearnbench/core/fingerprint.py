@@ -78,6 +78,10 @@ def difference(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> str |
         return f"val_fraction {recorded.get('val_fraction')}, not {current.get('val_fraction')}"
     if recorded.get("train_sha256") != current.get("train_sha256"):
         before, now = describe(recorded), describe(current)
+        subset = lambda fp: fp.get("subset") or fp.get("per_class")  # noqa: E731
+        if not subset(recorded) and not subset(current) and recorded.get("n_train") != current.get("n_train"):
+            return (f"{int(recorded.get('n_train', 0)):,} {recorded.get('dataset')} training images, but this data "
+                    f"root holds {int(current.get('n_train', 0)):,}")
         if before != now:
             return f"{before}, but this run has {now}"
         return (f"other training images or labels ({recorded.get('train_sha256', '')[:12]} vs "

@@ -1,4 +1,5 @@
-"""The built-in datasets, registered in ``DATASETS``: digits (embedded), synthetic, CIFAR, SVHN, MNIST, Fashion-MNIST, imagefolder."""
+"""The built-in datasets, registered in ``DATASETS``: digits (embedded), synthetic, CIFAR, SVHN, MNIST, Fashion-MNIST
+(``imagefolder`` has its own module)."""
 
 from __future__ import annotations
 
@@ -397,55 +398,3 @@ def _fashion(source: DataSource) -> RawDataset:
     info = DatasetInfo("fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,), class_names=FASHION_CLASSES)
     extra = [FASHION_MNIST_SYSTEM_DIR, FASHION_MNIST_SYSTEM_DIR / "data" / "fashion"]
     return _idx_dataset("fashion-mnist", "FashionMNIST", source, extra, info)
-
-
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff"}
-
-
-@DATASETS.register("imagefolder", summary="a class-per-folder image tree: ROOT/train/<class>/*.png and ROOT/test/<class>/*")
-def _imagefolder(source: DataSource, image_size: int = 32) -> RawDataset:
-    from PIL import Image, UnidentifiedImageError
-
-    if source.root is None:
-        raise DataError("Dataset 'imagefolder' needs --data-root pointing at a folder with train/ and test/ sub-folders.")
-    splits = {s: source.root / s for s in ("train", "test")}
-    missing = [str(p) for p in splits.values() if not p.is_dir()]
-    if missing:
-        raise DataError(f"Dataset 'imagefolder' expects class folders under {' and '.join(missing)}; create them.")
-    classes = sorted(d.name for d in splits["train"].iterdir() if d.is_dir())
-    if len(classes) < 2:
-        raise DataError(f"Dataset 'imagefolder' needs at least two class folders in {splits['train']}.")
-
-    def read(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
-        xs, ys, modes = [], [], set()
-        for c, cname in enumerate(classes):
-            for f in sorted((folder / cname).glob("*")) if (folder / cname).is_dir() else []:
-                if f.suffix.lower() not in IMAGE_EXTS:
-                    continue
-                try:
-                    img = Image.open(f)
-                    img.load()
-                except (OSError, UnidentifiedImageError):
-                    raise DataError(f"Image {f} cannot be read; remove or replace it.") from None
-                modes.add("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
-                xs.append(img)
-                ys.append(c)
-        if not xs:
-            raise DataError(f"No images found under {folder}.")
-        mode = "RGB" if "RGB" in modes else "L"
-        arr = [np.asarray(i.convert(mode).resize((image_size, image_size), Image.BILINEAR)) for i in xs]
-        x = np.stack(arr)
-        x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
-        return x.astype(np.uint8), np.asarray(ys), mode
-
-    xtr, ytr, mode = read(splits["train"])
-    xte, yte, _ = read(splits["test"])
-    if xte.shape[1] != xtr.shape[1]:  # keep channels consistent across splits
-        xte = np.repeat(xte, 3, axis=1) if xtr.shape[1] == 3 else xte.mean(1, keepdims=True).astype(np.uint8)
-    train = _make_set(xtr, ytr, "train")
-    mean, std = _channel_stats(train.x)
-    info = DatasetInfo(
-        "imagefolder", len(classes), xtr.shape[1], image_size, mean, std,
-        crop_padding=image_size // 8, hflip=True, class_names=tuple(classes),
-    )
-    return RawDataset(train, _make_set(xte, yte, "test"), info)
