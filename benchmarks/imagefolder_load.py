@@ -3,7 +3,8 @@
 Builds a class-per-folder tree of 32x32 RGB PNGs (the seeded synthetic data, 50k train + 10k test
 by default) in a temp folder, then loads it in fresh processes: the first load decodes every
 image into one preallocated uint8 array and writes the cache, the second reads the cache. Each
-process reports its wall time and peak RSS (``ru_maxrss``), and the RSS after importing alone.
+process reports its wall time and peak RSS (``ru_maxrss``), and the RSS after importing alone
+(Linux: ``VmHWM``).
 ``--reference PATH`` also times a checkout whose loader keeps a list of open PIL images (e.g.
 the main branch before this change), on the same tree, with its own (cold) first load.
 
@@ -42,17 +43,21 @@ def build_tree(root: Path, n_train: int, n_test: int) -> float:
     return time.perf_counter() - t0
 
 
+def _peak_rss_mb() -> float:
+    # VmHWM, not ru_maxrss: on Linux ru_maxrss carries the parent's peak across fork + exec.
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+
+
 def child(root: str) -> None:
     """One load in this process: seconds, RSS after imports, peak RSS (MB)."""
-    import resource
-
     from unlearnbench.core.data import DataSource, load_dataset
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = _peak_rss_mb()
     t0 = time.perf_counter()
     raw = load_dataset("imagefolder", DataSource(Path(root)))
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss_mb()
     pixels = (raw.train.x.numel() + raw.test.x.numel()) / 1e6
     print(json.dumps({"seconds": seconds, "import_rss_mb": base, "peak_rss_mb": peak, "pixels_mb": pixels,
                       "n": len(raw.train) + len(raw.test)}))

@@ -250,8 +250,8 @@ def study_id(cfg: StudyConfig) -> str:
     data = to_dict(cfg)
     for k in ("experiment", "device", "save_checkpoints"):
         data.pop(k)
-    for k in ("subset", "per_class"):  # unset: keep the ids of studies written before these keys
-        if data.get(k) is None:
+    for k in ("subset", "per_class"):  # unset or 0 (all): the ids of studies written before these keys
+        if not data.get(k):
             data.pop(k, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
