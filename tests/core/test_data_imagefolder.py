@@ -52,7 +52,7 @@ def test_second_load_comes_from_the_cache_and_a_changed_file_is_decoded_again(tm
     cache = tmp_path / "cache"
     monkeypatch.setenv("UNLEARNBENCH_CACHE", str(cache))
     first = load_dataset("imagefolder", DataSource(root))
-    assert len(list((cache / "imagefolder").glob("*.npy"))) == 2  # train and test
+    assert len(list((cache / "imagefolder").glob("*.hist.npy"))) == 2  # train and test (images + histograms)
     decoded = []
     real = imf._decode_into
     monkeypatch.setattr(imf, "_decode_into", lambda out, i, path, size: decoded.append(path) or real(out, i, path, size))

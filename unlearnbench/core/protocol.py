@@ -92,7 +92,9 @@ def _reference_problem(ref: Mapping[str, Any], run: Mapping[str, Any], splits: S
     spec = str(data.spec)
     train_hint = f"`unlearnbench train --exclude {spec} --split-seed {splits.split_seed}`"
     if not is_retrain(ref):
-        what = "the original model" if ref.get("kind") == "original" else f"a {ref.get('kind') or 'unknown'!s} model"
+        kind = ref.get("kind")
+        what = "the original model" if kind == "original" else (f"a model of kind {kind!r}" if kind else
+                                                                 "a model that records no kind")
         if ref.get("kind") == "unlearn":
             what = f"an unlearned model ({ref.get('method')})"
         return f"The reference {where} is {what}, not a model retrained without the forget set; retrain one with {train_hint}"

@@ -22,7 +22,15 @@ import numpy as np
 import torch
 
 from unlearnbench.core.data.selection import SizeEstimate, selection_of, size_estimate, subset_positions
-from unlearnbench.core.data.types import DATASETS, DatasetInfo, DataSource, RawDataset, _channel_stats, _make_set
+from unlearnbench.core.data.types import (
+    DATASETS,
+    DatasetInfo,
+    DataSource,
+    RawDataset,
+    _channel_stats,
+    _make_set,
+    channel_histogram,
+)
 from unlearnbench.core.errors import DataError
 from unlearnbench.core.io import atomic_write
 
@@ -108,26 +116,30 @@ def _decode(folder: Path, files: list[tuple[str, int, int]], size: int) -> np.nd
     return np.ascontiguousarray(out[:, :1]) if grey else out
 
 
-def _read_split(folder: Path, files: list[tuple[str, int, int]], size: int) -> np.ndarray:
-    """Decoded images of ``files`` from the cache (a plain .npy: read at disk speed), or decoded
-    now and cached."""
+def _read_split(folder: Path, files: list[tuple[str, int, int]], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded images of ``files`` and their per-channel level histogram (for the normalisation
+    statistics), from the cache (plain .npy files: read at disk speed), or decoded now and cached."""
     path = cache_dir() / "imagefolder" / f"{_key(folder, files, size)}.npy"
-    if path.is_file():
+    hist_path = path.with_suffix(".hist.npy")
+    if path.is_file() and hist_path.is_file():
         try:
-            x = np.load(path, allow_pickle=False)
+            x, hist = np.load(path, allow_pickle=False), np.load(hist_path, allow_pickle=False)
             if x.dtype == np.uint8 and x.ndim == 4 and x.shape[0] == len(files) and x.shape[1] in (1, 3) \
-                    and x.shape[2:] == (size, size):
-                return x
+                    and x.shape[2:] == (size, size) and hist.shape == (x.shape[1], 256):
+                return x, hist
             log.warning("imagefolder cache %s does not fit the folder; decoding again", path)
         except (OSError, ValueError, EOFError) as exc:  # a damaged entry is rebuilt
             log.warning("imagefolder cache %s is unreadable (%s); decoding again", path, exc)
     x = _decode(folder, files, size)
+    hist = channel_histogram(torch.from_numpy(x))
     try:
-        with atomic_write(path) as fh:
-            np.save(fh, x, allow_pickle=False)
+        # The histogram first: the images file is what marks the entry complete.
+        for target, value in ((hist_path, hist), (path, x)):
+            with atomic_write(target) as fh:
+                np.save(fh, value, allow_pickle=False)
     except OSError as exc:  # a read-only or full cache costs speed, never the run
         log.warning("cannot write the imagefolder cache %s (%s); the next load decodes again", path, exc)
-    return x
+    return x, hist
 
 
 @size_estimate("imagefolder")
@@ -160,15 +172,15 @@ def _imagefolder(source: DataSource) -> RawDataset:
         idx = subset_positions(ytr, subset=source.subset, per_class=source.per_class, seed=source.subset_seed)
         selection = selection_of(source, len(ytr))
         train_files, ytr = [train_files[i] for i in idx], ytr[idx]
-    xtr = _read_split(splits["train"], train_files, size)
-    xte = _read_split(splits["test"], test_files, size)
+    xtr, hist = _read_split(splits["train"], train_files, size)
+    xte, _ = _read_split(splits["test"], test_files, size)
     # The test set follows the training set's channels (grey training images: one channel).
     if xte.shape[1] != xtr.shape[1]:
         xte = _grey(xte) if xtr.shape[1] == 1 else np.repeat(xte, 3, axis=1)
     # torch.from_numpy: the decoded arrays are ours, no copy of the pixels
     train = _make_set(torch.from_numpy(np.ascontiguousarray(xtr)), ytr, "train")
     train = replace(train, idx=torch.as_tensor(idx, dtype=torch.int64))  # original indices, subset or not
-    mean, std = _channel_stats(train.x)
+    mean, std = _channel_stats(train.x, hist)
     info = DatasetInfo(
         "imagefolder", len(classes), train.x.shape[1], size, mean, std,
         crop_padding=size // 8, hflip=True, class_names=tuple(classes),

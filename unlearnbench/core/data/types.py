@@ -148,13 +148,18 @@ def _make_set(x: np.ndarray | torch.Tensor, y, name: str, sub=None) -> TensorSet
     return TensorSet(x_t, y_t, torch.arange(len(y_t)), sub_t, name)
 
 
-def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (unbiased) std of uint8 images in [0, 1], from 256-bin histograms:
-    exact, and without a float copy of the images (8x their size as float64)."""
+def channel_histogram(x: torch.Tensor) -> np.ndarray:
+    """(C, 256) counts of each uint8 level per channel (bincount on uint8: no wider copy)."""
+    return np.stack([torch.bincount(x[:, c].reshape(-1).cpu(), minlength=256).numpy() for c in range(x.shape[1])])
+
+
+def _channel_stats(x: torch.Tensor, hist: np.ndarray | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (unbiased) std of uint8 images in [0, 1], from 256-bin histograms
+    (``hist``, or counted here): exact, and without a float copy of the images."""
+    hist = channel_histogram(x) if hist is None else hist
     levels = np.arange(256, dtype=np.float64) / 255
     means, stds = [], []
-    for c in range(x.shape[1]):
-        counts = np.bincount(x[:, c].reshape(-1).cpu().numpy(), minlength=256).astype(np.float64)
+    for counts in hist.astype(np.float64):
         n = counts.sum()
         mean = float((counts * levels).sum() / n)
         var = float((counts * (levels - mean) ** 2).sum() / max(n - 1, 1))
