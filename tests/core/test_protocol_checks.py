@@ -142,3 +142,31 @@ def test_old_checkpoint_without_fingerprint_warns_and_goes_on(ckpts, tmp_path, c
                                      evaluator=Evaluator(metrics=["ua"]))
     assert "ua" in report.values
     assert any("records no data fingerprint" in r.getMessage() for r in caplog.records)
+
+
+def test_reference_rules_on_metadata(ckpts):
+    """check_reference itself: an `unlearn retrain` output is a retrain; an unlearned model is not;
+    a checkpoint without a recorded forget_set is matched by applying its --exclude spec."""
+    from unlearnbench.core.data import DataSource, prepare
+    from unlearnbench.core.protocol import ReferenceMismatchError, check_reference
+
+    splits, data = prepare("digits", "class:3", source=DataSource(per_class=40))
+    run = load_checkpoint(ckpts["original"]).meta
+    ref = load_checkpoint(ckpts["r3"]).meta
+    check = lambda meta: check_reference(meta, run=run, splits=splits, data=data, where="ref.pt")  # noqa: E731
+    assert check(ref) is None
+    assert check({**ref, "kind": "unlearn", "method": "retrain"}) is None
+    with pytest.raises(ReferenceMismatchError, match=r"is an unlearned model \(finetune\)"):
+        check({**ref, "kind": "unlearn", "method": "finetune"})
+    old = {k: v for k, v in ref.items() if k not in ("forget_set", fingerprint.KEY)}
+    assert check(old) is None  # class:3 applied to this data: the same 36 indices
+    with pytest.raises(ReferenceMismatchError, match=r"retrained without class:5 \(36 images\)"):
+        check({**old, "exclude": "class:5"})
+    # allowed: the problem comes back as the note to record, nothing is raised
+    note = check_reference({**old, "exclude": "class:5"}, run=run, splits=splits, data=data, where="ref.pt",
+                           allow=True)
+    assert note.startswith("The reference ref.pt was retrained without class:5")
+    from unlearnbench.core.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="has 5 classes"):  # never overridable
+        check_reference({**ref, "num_classes": 5}, run=run, splits=splits, data=data, where="ref.pt", allow=True)

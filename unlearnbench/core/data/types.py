@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unlearnbench.core.errors import DataError
 from unlearnbench.core.registry import Registry
 
 
@@ -111,8 +112,6 @@ class DataSource:
     image_size: int | None = None
 
     def __post_init__(self) -> None:
-        from unlearnbench.core.errors import DataError
-
         for flag, value in (("--subset", self.subset), ("--per-class", self.per_class)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise DataError(f"{flag} takes a number of training images (0 = all), got {value!r}.")
