@@ -62,3 +62,12 @@ def mlflow_uri(tmp_path_factory):
     by experiment name."""
     path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
     return f"sqlite:///{path}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Caches (the imagefolder decode cache) go to a temp folder, never the user's ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("UNLEARNBENCH_CACHE", str(tmp_path_factory.mktemp("unlearnbench-cache")))
+    yield
+    patch.undo()

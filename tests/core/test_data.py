@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import gzip
-import pickle
 
 import numpy as np
 import pytest
@@ -170,21 +169,6 @@ def test_fashion_mnist_reads_idx_files(tmp_path):
     raw = load_dataset("fashion-mnist", DataSource(tmp_path))
     assert raw.train.x.shape == (30, 1, 28, 28) and raw.test.y.tolist() == list(range(10))
     assert raw.info.class_names[9] == "Ankle boot"
-
-
-def test_cifar10_reads_python_batches(tmp_path):
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(folder / name, "wb") as fh:
-            pickle.dump({"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}, fh)
-    raw = load_dataset("cifar10", DataSource(tmp_path))
-    assert raw.train.x.shape == (20, 3, 32, 32) and raw.info.hflip and raw.info.crop_padding == 4
-    # CIFAR stores planes R, G, B: pixel 0 of the red plane is byte 0
-    with open(folder / "data_batch_1", "rb") as fh:
-        first = pickle.load(fh)["data"][0]
-    assert int(raw.train.x[0, 0, 0, 0]) == int(first[0]) and int(raw.train.x[0, 1, 0, 0]) == int(first[1024])
 
 
 def test_imagefolder(tmp_path):

@@ -128,3 +128,23 @@ ExperimentOpt = typer.Option("unlearnbench", "--experiment", help="MLflow experi
 NoTrackOpt = typer.Option(False, "--no-track", help="Do not log to MLflow.")
 ConfigOpt = typer.Option(None, "--config", help="YAML file of config keys.")
 SetOpt = typer.Option(None, "--set", help="Override one config key: --set lr=0.01 (repeatable).")
+
+# Which data a run uses, and the protocol checks' overrides (see unlearnbench.core.protocol).
+SubsetOpt = typer.Option(
+    None, "--subset", help="Use N training images (seeded, stratified, cut before the train/val split; 0 = all). "
+    "Commands that read a checkpoint default to the checkpoint's own.")
+PerClassOpt = typer.Option(None, "--per-class", help="Use N training images per class (seeded; 0 = all); as --subset.")
+AllowDataMismatchOpt = typer.Option(
+    False, "--allow-data-mismatch", help="Go on when the data differs from the checkpoint's data fingerprint "
+    "(recorded in the run).")
+AllowReferenceMismatchOpt = typer.Option(
+    False, "--allow-reference-mismatch", help="Go on when the reference is not this run's retrain (other forget "
+    "set, split seed, data or architecture, or not a retrain; recorded in the run).")
+
+
+def data_source(data_root: Path | None, download: bool, subset: int | None = None, per_class: int | None = None,
+                image_size: int | None = None):
+    """The DataSource of a command's data options (validated there: one sentence per mistake)."""
+    from unlearnbench.core.data import DataSource
+
+    return DataSource.from_env(data_root, download, subset=subset, per_class=per_class, image_size=image_size)

@@ -8,18 +8,22 @@ import typer
 from rich.table import Table
 
 from unlearnbench.commands._common import (
+    AllowDataMismatchOpt,
     ConfigOpt,
     DataRootOpt,
     DeviceOpt,
     DownloadOpt,
     ExperimentOpt,
     NoTrackOpt,
+    PerClassOpt,
     QuietOpt,
     SetOpt,
+    SubsetOpt,
     TrackingOpt,
     app,
     check_outputs,
     console,
+    data_source,
     handle_errors,
     setup_output,
 )
@@ -41,6 +45,9 @@ def attack(
     seed: int = typer.Option(0, "--seed", help="Seed of the attack and of the point subset."),
     batch_size: int = typer.Option(250, "--batch-size", help="Points per batch (AutoAttack: per random stream, as in the reference)."),
     save_adv: Path | None = typer.Option(None, "--save-adv", help="Write the adversarial examples to this .pt file."),
+    subset: int | None = SubsetOpt,
+    per_class: int | None = PerClassOpt,
+    allow_data_mismatch: bool = AllowDataMismatchOpt,
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
     device: str = DeviceOpt,
@@ -55,8 +62,9 @@ def attack(
     setup_output(quiet)
     from unlearnbench.core.checkpoint import load_checkpoint
     from unlearnbench.core.config import load_yaml, parse_overrides
-    from unlearnbench.core.data import DataSource, prepare
+    from unlearnbench.core.data import prepare
     from unlearnbench.core.jobs import check_compatible
+    from unlearnbench.core.protocol import check_data, resolve_source
     from unlearnbench.core.runtime import resolve_device
     from unlearnbench.robust.attacks import ATTACKS, build_config
     from unlearnbench.robust.threat import ThreatModel
@@ -90,9 +98,11 @@ def attack(
         tracking.setup(tracking_uri, experiment)
     splits, data = prepare(
         meta["dataset"], spec if split in ("forget", "retain") else None, split_seed=int(meta["split_seed"]),
-        val_fraction=float(meta.get("val_fraction", 0.1)), source=DataSource.from_env(data_root, download), device=dev,
+        val_fraction=float(meta.get("val_fraction", 0.1)), device=dev,
+        source=resolve_source(data_source(data_root, download, subset, per_class), meta),
     )
     check_compatible(ckpt, splits)
+    mismatch = check_data(meta, splits, where=str(checkpoint), allow=allow_data_mismatch)
     tset = {"test": splits.test, "val": splits.val}.get(split) if data is None else getattr(data, split)
     if tset is None or len(tset) == 0:
         raise DataError(f"The {split} split of {meta['dataset']!r} is empty; choose another split.")
@@ -114,6 +124,7 @@ def attack(
                 "git_sha": (meta.get("provenance") or {}).get("git_sha", "")}
         params = {"attack": name, "split": split, "norm": threat.norm, "eps": threat.eps, "n": result.n,
                   "checkpoint": str(checkpoint), "forget": spec or "", "batch_size": batch_size,
+                  **({"data_mismatch": mismatch} if mismatch else {}),
                   **{f"attack.{k}": v for k, v in flatten(attack_cfg).items()}}
         with track.run(f"attack-{name}-{split}", params=params, tags=tags):
             track.log_metrics(metrics)

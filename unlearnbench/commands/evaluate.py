@@ -14,19 +14,24 @@ import typer
 from rich.table import Table
 
 from unlearnbench.commands._common import (
+    AllowDataMismatchOpt,
+    AllowReferenceMismatchOpt,
     ConfigOpt,
     DataRootOpt,
     DeviceOpt,
     DownloadOpt,
     ExperimentOpt,
     NoTrackOpt,
+    PerClassOpt,
     QuietOpt,
     SetOpt,
+    SubsetOpt,
     TrackingOpt,
     app,
     build_config,
     check_outputs,
     console,
+    data_source,
     handle_errors,
     setup_output,
 )
@@ -107,6 +112,10 @@ def evaluate(
     seed: int | None = typer.Option(None, "--seed", help="Seed of the evaluation (robustness subsets)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
     no_log_checkpoint: bool = typer.Option(False, "--no-log-checkpoint", help="Do not copy the checkpoint into MLflow."),
+    subset: int | None = SubsetOpt,
+    per_class: int | None = PerClassOpt,
+    allow_data_mismatch: bool = AllowDataMismatchOpt,
+    allow_reference_mismatch: bool = AllowReferenceMismatchOpt,
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
     device: str = DeviceOpt,
@@ -138,7 +147,8 @@ def evaluate(
     evaluator = Evaluator.from_config(cfg, shadow_pool=list(shadow_pool) if shadow_pool else None)
     report = evaluate_checkpoint(
         checkpoint, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
-        source=DataSource.from_env(data_root, download), rte_seconds=rte_seconds,
+        source=data_source(data_root, download, subset, per_class), rte_seconds=rte_seconds,
+        allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
     )
     console.print(_summary_table(report))
     mia = _mia_table(report)

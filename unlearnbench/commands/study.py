@@ -11,8 +11,10 @@ import typer
 from unlearnbench.commands._common import (
     DataRootOpt,
     DownloadOpt,
+    PerClassOpt,
     QuietOpt,
     SetOpt,
+    SubsetOpt,
     TrackingOpt,
     app,
     check_outputs,
@@ -115,6 +117,8 @@ def benchmark(
     new: bool = typer.Option(False, "--new", help="Start a fresh study run instead of resuming the last one."),
     work_dir: Path = WorkDirOpt,
     set_: list[str] | None = SetOpt,
+    subset: int | None = SubsetOpt,
+    per_class: int | None = PerClassOpt,
     data_root: Path | None = DataRootOpt,
     download: bool = DownloadOpt,
     tracking_uri: str | None = TrackingOpt,
@@ -127,7 +131,7 @@ def benchmark(
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"Unknown executor {executor!r}; use local or ray.")
-    cfg, path = load(study, set_, experiment=experiment, device=device)
+    cfg, path = load(study, set_, experiment=experiment, device=device, subset=subset, per_class=per_class)
     result = run_and_summarize(cfg, path, executor=executor, ray_address=ray_address, cpus=cpus_per_job,
                                gpus=gpus_per_job, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root,
                                download=download, new=new, quiet=quiet)

@@ -15,19 +15,21 @@ from unlearnbench.commands._common import (
     DownloadOpt,
     ExperimentOpt,
     NoTrackOpt,
+    PerClassOpt,
     QuietOpt,
     SetOpt,
+    SubsetOpt,
     TrackingOpt,
     app,
     build_config,
     check_outputs,
     console,
+    data_source,
     handle_errors,
     setup_output,
 )
 from unlearnbench.core.checkpoint import save_checkpoint
 from unlearnbench.core.config import flatten
-from unlearnbench.core.data import DataSource
 from unlearnbench.core.jobs import train_model
 from unlearnbench.core.train import TrainConfig, recipe_for
 
@@ -97,6 +99,9 @@ def train(
     adv_eps: str | None = typer.Option(None, "--adv-eps", help="Adversarial-training radius, e.g. 8/255 (default per norm)."),
     adv_norm: str = typer.Option("Linf", "--adv-norm", help="Adversarial-training norm: Linf or L2."),
     adv_steps: int = typer.Option(10, "--adv-steps", help="Inner PGD steps (pgd_at, trades, mart)."),
+    subset: int | None = SubsetOpt,
+    per_class: int | None = PerClassOpt,
+    image_size: int | None = typer.Option(None, "--image-size", help="imagefolder: resize images to this many pixels a side (default 32)."),
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
     device: str = DeviceOpt,
@@ -118,6 +123,7 @@ def train(
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device, compile=compile or None,
     )
     check_outputs(("--out", out, False), inputs=(config,))
+    source = data_source(data_root, download, subset, per_class, image_size)
     track = None
     if not no_track:
         from unlearnbench.eval import tracking
@@ -130,10 +136,10 @@ def train(
         from unlearnbench.robust.train import adversarial_hooks
 
         at, cfg = adversarial_hooks(adversarial, adv_norm, adv_eps, adv_steps, cfg, dataset, split_seed, val_fraction,
-                                    DataSource.from_env(data_root, download))
+                                    source)
     outcome = train_model(
         dataset, model, cfg, exclude=exclude, split_seed=split_seed, val_fraction=val_fraction,
-        source=DataSource.from_env(data_root, download),
+        source=source,
         loss_fn=at.loss_fn if at else None, epoch_end=at.epoch_end if at else None,
     )
     if at is not None:
@@ -142,8 +148,10 @@ def train(
     metrics = outcome.meta["metrics"]
     if track is not None:
         tags = {"kind": outcome.meta["kind"], "dataset": dataset, "model": model, "seed": seed,
-                "split_seed": split_seed, "exclude": exclude or "", "git_sha": outcome.meta["provenance"]["git_sha"]}
+                "split_seed": split_seed, "exclude": exclude or "", "git_sha": outcome.meta["provenance"]["git_sha"],
+                "data_sha256": outcome.meta["data_fingerprint"]["train_sha256"][:12]}
         params = {**flatten(cfg), "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
+                  "subset": source.subset or "", "per_class": source.per_class or "",
                   **(flatten(at.cfg, "adversarial.") if at else {})}
         with track.run(f"{outcome.meta['kind']}-{model}-{dataset}", params=params, tags=tags):
             track.log_history(outcome.history)

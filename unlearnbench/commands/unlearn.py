@@ -9,23 +9,28 @@ import typer
 from rich.table import Table
 
 from unlearnbench.commands._common import (
+    AllowDataMismatchOpt,
+    AllowReferenceMismatchOpt,
     ConfigOpt,
     DataRootOpt,
     DeviceOpt,
     DownloadOpt,
     ExperimentOpt,
     NoTrackOpt,
+    PerClassOpt,
     QuietOpt,
     SetOpt,
+    SubsetOpt,
     TrackingOpt,
     app,
     check_outputs,
     console,
+    data_source,
     handle_errors,
     setup_output,
 )
 from unlearnbench.core.config import flatten, load_yaml, parse_overrides
-from unlearnbench.core.data import DataSource, parse_forget_spec
+from unlearnbench.core.data import parse_forget_spec
 from unlearnbench.core.errors import ConfigError, UserError
 
 _ROWS = (
@@ -51,6 +56,10 @@ def unlearn(
     seed: int | None = typer.Option(None, "--seed", help="Unlearning seed (default 0)."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip the evaluation (accuracies, MIA, gaps)."),
     reference: Path | None = typer.Option(None, "--reference", "-r", help="Retrained reference checkpoint: adds gaps and Avg. Gap."),
+    subset: int | None = SubsetOpt,
+    per_class: int | None = PerClassOpt,
+    allow_data_mismatch: bool = AllowDataMismatchOpt,
+    allow_reference_mismatch: bool = AllowReferenceMismatchOpt,
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
     device: str = DeviceOpt,
@@ -100,7 +109,8 @@ def unlearn(
 
     outcome = unlearn_checkpoint(
         ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed, device=device,
-        source=DataSource.from_env(data_root, download), dataset=dataset,
+        source=data_source(data_root, download, subset, per_class), dataset=dataset, reference=ref_ckpt,
+        allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
     )
     report, before = None, {}
     if not no_eval:
@@ -125,18 +135,21 @@ def unlearn(
 def _evaluate(outcome, ref_ckpt):
     """The full evaluation engine on the fresh model (the `unlearn` default; --no-eval skips it)."""
     from unlearnbench.core.config import to_dict
-    from unlearnbench.core.jobs import check_compatible
     from unlearnbench.eval.jobs import evaluate_model
 
     device = next(outcome.model.parameters()).device
-    ref = None
-    if ref_ckpt is not None:
-        check_compatible(ref_ckpt, outcome.splits)
-        ref = ref_ckpt.build(device)
+    # unlearn_checkpoint checked the reference against the run before unlearning.
+    ref = ref_ckpt.build(device) if ref_ckpt is not None else None
     return evaluate_model(
         outcome.model, outcome.data, reference=ref, original=outcome.original,
-        rte_seconds=outcome.result.seconds, config=to_dict(outcome.result.config), meta=outcome.meta,
+        rte_seconds=outcome.result.seconds, config={**to_dict(outcome.result.config), **_mismatches(outcome.meta)},
+        meta=outcome.meta,
     )
+
+
+def _mismatches(meta: dict) -> dict:
+    """Protocol mismatches the user allowed (--allow-*-mismatch): recorded with the run."""
+    return {k: meta[k] for k in ("data_mismatch", "reference_mismatch") if meta.get(k)}
 
 
 def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_retain, seed: int, report=None) -> None:
@@ -145,7 +158,7 @@ def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_
     params = {
         **flatten(outcome.result.config), "method": method, "forget": meta["forget"], "dataset": meta["dataset"],
         "model": meta["model"], "prune": prune, "adv_retain": adv_retain or "", "preset": preset or "",
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(checkpoint), **_mismatches(meta),
     }
     tags = {
         "kind": "unlearn", "method": method, "dataset": meta["dataset"], "model": meta["model"],

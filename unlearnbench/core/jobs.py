@@ -7,11 +7,12 @@ from typing import Any
 
 import torch.nn as nn
 
-from unlearnbench.core import provenance
+from unlearnbench.core import fingerprint, provenance
 from unlearnbench.core.checkpoint import Checkpoint
 from unlearnbench.core.config import to_dict
 from unlearnbench.core.data import DataSource, Splits, UnlearnData, prepare
 from unlearnbench.core.models import create_model
+from unlearnbench.core.protocol import forget_set_record
 from unlearnbench.core.runtime import resolve_device, seed_everything
 from unlearnbench.core.train import LossFn, TrainConfig, accuracy, fit
 
@@ -38,6 +39,7 @@ def checkpoint_meta(
         "split_seed": splits.split_seed,
         "val_fraction": val_fraction,
         "exclude": exclude,
+        fingerprint.KEY: splits.fingerprint,
         **(extra or {}),
     }
 
@@ -86,6 +88,8 @@ def train_model(
             "train_config": to_dict(config),
             "metrics": metrics,
             "provenance": provenance.collect(device, config.seed),
+            # Which samples the retrain left out, so a reference can be matched to a forget set.
+            **({"forget_set": forget_set_record(data)} if data is not None else {}),
         },
     )
     return TrainOutcome(model, meta, result.history, splits, data)

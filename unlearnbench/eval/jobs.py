@@ -19,6 +19,7 @@ from unlearnbench.core.checkpoint import Checkpoint, load_checkpoint
 from unlearnbench.core.data import DataSource, Splits, UnlearnData, prepare
 from unlearnbench.core.errors import UserError
 from unlearnbench.core.jobs import check_compatible
+from unlearnbench.core.protocol import check_data, check_reference, resolve_source
 from unlearnbench.core.runtime import resolve_device
 from unlearnbench.eval.engine import Evaluator
 from unlearnbench.eval.report import Report
@@ -58,11 +59,12 @@ def forget_spec_of(ckpt: Checkpoint, forget: str | None = None) -> str:
 def load_eval_data(
     ckpt: Checkpoint, forget: str | None = None, source: DataSource | None = None, device: Any = "cpu"
 ) -> tuple[Splits, UnlearnData]:
-    """Rebuild the exact split the checkpoint was trained with and apply the forget spec."""
+    """Rebuild the exact split the checkpoint was trained with (its subset unless ``source`` names
+    one) and apply the forget spec; :func:`check_data` then compares the data fingerprints."""
     meta = ckpt.meta
     splits, data = prepare(
         meta["dataset"], forget_spec_of(ckpt, forget), split_seed=int(meta["split_seed"]),
-        val_fraction=float(meta.get("val_fraction", 0.1)), source=source, device=device,
+        val_fraction=float(meta.get("val_fraction", 0.1)), source=resolve_source(source, meta), device=device,
     )
     check_compatible(ckpt, splits)
     return splits, data
@@ -72,21 +74,39 @@ def _as_checkpoint(item: str | Path | Checkpoint) -> Checkpoint:
     return item if isinstance(item, Checkpoint) else load_checkpoint(item)
 
 
-def _companion(item: Any, role: str, main: Checkpoint, splits: Splits, device: Any) -> nn.Module | Report | None:
-    """Load a reference / original given as checkpoint path, Checkpoint, report JSON or Report."""
-    if item is None or isinstance(item, (Report, nn.Module)):
+def _companion(item: Any, role: str, main: Checkpoint, splits: Splits, device: Any, data: UnlearnData | None = None,
+               allow_mismatch: bool = False, notes: dict[str, str] | None = None) -> nn.Module | Report | None:
+    """Load a reference / original given as checkpoint path, Checkpoint, report JSON or Report.
+
+    A reference checkpoint or report is checked against the run (:func:`check_reference`) before
+    any model is built; a mismatch the user allowed is added to ``notes``."""
+    if item is None or isinstance(item, nn.Module):
         return item
-    if isinstance(item, (str, Path)) and str(item).endswith(".json"):
-        report = Report.load(item)
+    if isinstance(item, Report) or (isinstance(item, (str, Path)) and str(item).endswith(".json")):
+        report = item if isinstance(item, Report) else Report.load(item)
         dataset = report.meta.get("dataset")
         if dataset and dataset != splits.info.name:
             raise UserError(f"The {role} report {item} is for dataset {dataset!r}, not {splits.info.name!r}.")
+        if role == "reference" and data is not None:
+            _note(notes, "reference_mismatch", check_reference(
+                report.meta, run=main.meta, splits=splits, data=data, where=_describe(item), allow=allow_mismatch))
         return report
     ckpt = _as_checkpoint(item)
+    if role == "reference" and data is not None:
+        # Replaces check_compatible: a split-seed mismatch is one the user may allow here.
+        _note(notes, "reference_mismatch", check_reference(
+            ckpt.meta, run=main.meta, splits=splits, data=data, where=str(ckpt.path or "(in memory)"),
+            allow=allow_mismatch))
+        return ckpt.build(device)
     check_compatible(ckpt, splits)
     if ckpt.meta["model"] != main.meta["model"]:
         log.warning("the %s is a %s, the evaluated model a %s", role, ckpt.meta["model"], main.meta["model"])
     return ckpt.build(device)
+
+
+def _note(notes: dict[str, str] | None, key: str, note: str | None) -> None:
+    if notes is not None and note:
+        notes[key] = note
 
 
 def report_meta(ckpt: Checkpoint, data: UnlearnData) -> dict[str, Any]:
@@ -113,19 +133,26 @@ def evaluate_checkpoint(
     source: DataSource | None = None,
     rte_seconds: float | None = None,
     name: str = "",
+    allow_data_mismatch: bool = False,
+    allow_reference_mismatch: bool = False,
 ) -> Report:
     """Evaluate a checkpoint against an optional retrained reference and original model.
 
     ``reference`` / ``original`` may be checkpoint paths, ``Checkpoint``s, models, ``Report``s or
     report-JSON paths (a report gives gaps and AUS but not the divergence metrics).
-    ``rte_seconds`` defaults to the checkpoint's recorded ``rte_seconds``.
+    ``rte_seconds`` defaults to the checkpoint's recorded ``rte_seconds``. The data must be what
+    the checkpoint was trained on and the reference this run's retrain (``core.protocol``);
+    mismatches the ``allow_*`` flags let through are recorded in the report's config.
     """
     ckpt = _as_checkpoint(checkpoint)
     dev = resolve_device(device)
     splits, data = load_eval_data(ckpt, forget, source, dev)
-    model = ckpt.build(dev)
-    ref = _companion(reference, "reference", ckpt, splits, dev)
+    notes: dict[str, str] = {}
+    _note(notes, "data_mismatch", check_data(ckpt.meta, splits, where=str(ckpt.path or "(in memory)"),
+                                             allow=allow_data_mismatch))
+    ref = _companion(reference, "reference", ckpt, splits, dev, data, allow_reference_mismatch, notes)
     orig = _companion(original, "original", ckpt, splits, dev)
+    model = ckpt.build(dev)
     if rte_seconds is None and ckpt.meta.get("rte_seconds") is not None:
         rte_seconds = float(ckpt.meta["rte_seconds"])
     evaluator = evaluator or Evaluator()
@@ -139,6 +166,7 @@ def evaluate_checkpoint(
         "original": _describe(original),
         "method_config": ckpt.meta.get("method_config") or {},
         **{k: ckpt.meta[k] for k in ("prune", "adv_retain") if ckpt.meta.get(k) is not None},
+        **notes,
     }
     return evaluator.evaluate(
         model, data, reference=ref, original=orig, rte_seconds=rte_seconds, config=config,

@@ -91,6 +91,8 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0,)
     split_seed: int = 0
     val_fraction: float = 0.1
+    subset: int | None = None  # use N training images (stratified, seeded), as `--subset`
+    per_class: int | None = None  # or N per class, as `--per-class`
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys over the dataset recipe
     prune: tuple[float | None, ...] = (None,)  # OMP sparsity before unlearning; null = none
     adv_retain: tuple[str | None, ...] = (None,)  # attack hardening retain batches; null = none
@@ -126,6 +128,7 @@ class StudyConfig:
             raise ConfigError("val_fraction must lie strictly between 0 and 1.")
         for spec in self.forget:
             parse_forget_spec(spec)
+        DataSource(subset=self.subset, per_class=self.per_class)  # one sentence for a bad subset
 
     @property
     def experiment_name(self) -> str:
@@ -262,6 +265,9 @@ def study_id(cfg: StudyConfig) -> str:
         data.pop(k)
     if data.get("original") is None:  # studies written before `original:` existed keep their id
         data.pop("original", None)
+    for k in ("subset", "per_class"):  # unset or 0 (all): the ids of studies written before these keys
+        if not data.get(k):
+            data.pop(k, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -278,12 +284,14 @@ def _spec_key(spec: str) -> str:
     return _slug(spec)
 
 
-def model_dir(cfg: StudyConfig, work_dir: Path, seed: int) -> Path:
+def model_dir(cfg: StudyConfig, work_dir: Path, seed: int, data_key: str = "") -> Path:
+    """Cache folder of a seed's models; ``data_key`` (the data fingerprint's digest) keeps models
+    trained on other data (another data root, subset) apart."""
     tc = to_dict(train_config(cfg, seed))
     tc.pop("device")
     digest = hashlib.sha256(json.dumps(tc, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return (Path(work_dir) / "models" / f"{cfg.dataset}-{cfg.model}" / f"split{cfg.split_seed}-val{cfg.val_fraction}"
-            / digest / f"seed{seed}")
+    split = f"split{cfg.split_seed}-val{cfg.val_fraction}" + (f"-data{data_key[:12]}" if data_key else "")
+    return Path(work_dir) / "models" / f"{cfg.dataset}-{cfg.model}" / split / digest / f"seed{seed}"
 
 
 # ----------------------------------------------------------------------------- jobs (picklable)
@@ -379,6 +387,7 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
     from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
     from unlearnbench.core.data import prepare
     from unlearnbench.core.jobs import check_compatible
+    from unlearnbench.core.protocol import check_data, check_reference
     from unlearnbench.core.runtime import resolve_device
     from unlearnbench.eval.engine import Evaluator
 
@@ -389,6 +398,10 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
     retrain_ckpt = load_checkpoint(job.retrain_path)
     check_compatible(original_ckpt, splits)
     check_compatible(retrain_ckpt, splits)
+    # The study trained both on this data; the checks guard the cache against mix-ups.
+    check_data(original_ckpt.meta, splits, where=job.original_path)
+    check_data(retrain_ckpt.meta, splits, where=job.retrain_path)
+    check_reference(retrain_ckpt.meta, run=original_ckpt.meta, splits=splits, data=data, where=job.retrain_path)
     original = original_ckpt.build(device)
     retrain = retrain_ckpt.build(device)
     ev_cfg = from_dict(EvalConfig, {**job.evaluation, "seed": job.seed})
@@ -443,14 +456,15 @@ class StudyResult:
         return not self.failures
 
 
-def plan_jobs(cfg: StudyConfig, work_dir: Path, source: DataSource | None) -> tuple[list[TrainJob], list[EvalJob]]:
+def plan_jobs(cfg: StudyConfig, work_dir: Path, source: DataSource | None,
+              data_key: str = "") -> tuple[list[TrainJob], list[EvalJob]]:
     """Every training job and every evaluation job of the study (before skipping finished ones)."""
     trains: list[TrainJob] = []
     evals: list[EvalJob] = []
     ev = to_dict(cfg.evaluation)
     ev.pop("seed")
     for seed in cfg.seeds:
-        mdir = model_dir(cfg, work_dir, seed)
+        mdir = model_dir(cfg, work_dir, seed, data_key)
         tc = to_dict(train_config(cfg, seed))
         orig_path = str(Path(cfg.original).resolve()) if cfg.original else str(mdir / "original.pt")  # cached: not retrained
         trains.append(TrainJob(cfg.dataset, cfg.model, tc, None, cfg.split_seed, cfg.val_fraction, source, orig_path))
@@ -517,15 +531,23 @@ def run_study(
     note = on_event or (lambda text: log.info(text))
     executor = executor or ExecutorConfig()
     check_executor(executor)
-    preflight(cfg, source)
+    source = study_source(cfg, source)
+    data_key = preflight(cfg, source)
     work_dir = Path(work_dir).resolve()
     uri = tracking.setup(tracking_uri, cfg.experiment_name)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(cfg.experiment_name)
     sid = study_id(cfg)
-    trains, evals = plan_jobs(cfg, work_dir, source)
+    trains, evals = plan_jobs(cfg, work_dir, source, data_key)
 
     parent = None if new else _find_parent(client, exp.experiment_id, sid)
+    if parent is not None and parent.data.tags.get("data_sha256", data_key[:12]) != data_key[:12]:
+        from unlearnbench.core.protocol import DataMismatchError
+
+        raise DataMismatchError(
+            f"Study {cfg.name!r} ran on other data (training-set digest {parent.data.tags['data_sha256']}, now "
+            f"{data_key[:12]}); point --data-root at that data to resume it, or pass --new to start afresh."
+        )
     done: dict[str, Any] = {}
     result_notes: list[str] = []
     if parent is not None:
@@ -548,7 +570,7 @@ def run_study(
 
     if parent is None:
         tags = {"kind": "study", "study": cfg.name, "study_id": sid, "dataset": cfg.dataset, "model": cfg.model,
-                "git_sha": provenance.git_sha()}
+                "git_sha": provenance.git_sha(), "data_sha256": data_key[:12]}
         active = mlflow.start_run(run_name=f"study-{cfg.name}", tags=tags)
     else:
         active = mlflow.start_run(run_id=parent.info.run_id)
@@ -681,15 +703,23 @@ def _log_failure(job: EvalJob, error: str, trace: str, parent_id: str, cfg: Stud
     log.warning("Run %s failed: %s", job.key, error)
 
 
-def preflight(cfg: StudyConfig, source: DataSource | None) -> None:
-    """Missing dataset files or a forget spec that does not fit the data fail here, in one
-    sentence, before any run is logged (not as one failed run per job)."""
-    from unlearnbench.core.data import load_dataset, make_unlearn_data, split_train_val
+def study_source(cfg: StudyConfig, source: DataSource | None) -> DataSource:
+    """The study's data: the caller's root, the study's subset."""
+    return dataclasses.replace(source or DataSource.from_env(), subset=cfg.subset, per_class=cfg.per_class)
 
-    raw = load_dataset(cfg.dataset, source)
+
+def preflight(cfg: StudyConfig, source: DataSource | None) -> str:
+    """Missing dataset files, data too large for the device, or a forget spec that does not fit
+    the data fail here, in one sentence, before any run is logged (not as one failed run per
+    job). Returns the digest of the training set (the data fingerprint's)."""
+    from unlearnbench.core.data import load_dataset, make_unlearn_data, split_train_val
+    from unlearnbench.core.runtime import resolve_device
+
+    raw = load_dataset(cfg.dataset, source, resolve_device(cfg.device))
     splits = split_train_val(raw, cfg.split_seed, cfg.val_fraction)
     for spec in cfg.forget:
         make_unlearn_data(splits, spec)
+    return splits.fingerprint["train_sha256"]
 
 
 def check_executor(executor: ExecutorConfig) -> None:

@@ -15,12 +15,13 @@ from typing import Any
 
 import torch.nn as nn
 
-from unlearnbench.core import provenance
+from unlearnbench.core import fingerprint, provenance
 from unlearnbench.core.checkpoint import Checkpoint, load_checkpoint
 from unlearnbench.core.config import to_dict
 from unlearnbench.core.data import DataSource, Splits, UnlearnData, parse_forget_spec, prepare
 from unlearnbench.core.errors import CheckpointError, ConfigError
 from unlearnbench.core.jobs import check_compatible
+from unlearnbench.core.protocol import check_data, check_reference, forget_set_record, resolve_source
 from unlearnbench.core.runtime import resolve_device
 from unlearnbench.core.train import accuracy
 from unlearnbench.unlearn import METHODS, UnlearnResult, build_config, check_adv_retain, run
@@ -112,12 +113,17 @@ def unlearn_checkpoint(
     device: str = "auto",
     source: DataSource | None = None,
     dataset: str | None = None,
+    reference: Checkpoint | None = None,
+    allow_data_mismatch: bool = False,
+    allow_reference_mismatch: bool = False,
 ) -> UnlearnOutcome:
     """Unlearn ``forget`` from ``checkpoint`` with ``method``; nothing is written.
 
     Bad input fails before any training with a one-sentence :class:`UserError`: an unknown method
     or config key, a ``dataset`` other than the checkpoint's, a checkpoint whose class count or
-    split does not match its dataset, a forget spec that does not fit the data.
+    split does not match its dataset, a forget spec that does not fit the data, data other than the
+    checkpoint was trained on, a ``reference`` that is not this run's retrain (``core.protocol``;
+    the ``allow_*`` flags let a mismatch through and record it in the metadata).
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     meta = ckpt.meta
@@ -125,11 +131,18 @@ def unlearn_checkpoint(
                            dataset=dataset)
     spec = parse_forget_spec(forget)
     dev = resolve_device(device)
+    source = resolve_source(source, meta)
     splits, data = prepare(
         meta["dataset"], spec, split_seed=int(meta["split_seed"]), val_fraction=float(meta.get("val_fraction", 0.1)),
         source=source, device=dev,
     )
     check_compatible(ckpt, splits)
+    where = str(ckpt.path) if ckpt.path else "(in memory)"
+    notes = {"data_mismatch": check_data(meta, splits, where=where, allow=allow_data_mismatch)}
+    if reference is not None:
+        notes["reference_mismatch"] = check_reference(
+            reference.meta, run=meta, splits=splits, data=data, where=str(reference.path or "(in memory)"),
+            allow=allow_reference_mismatch)
     original = ckpt.build(dev)
     if "ood" in declared_reads(method, cfg):
         from unlearnbench.unlearn.ood import ood_set
@@ -148,6 +161,9 @@ def unlearn_checkpoint(
         "method": method,
         "method_config": to_dict(result.config),
         "forget": spec.text,
+        "forget_set": forget_set_record(data),
+        fingerprint.KEY: splits.fingerprint,
+        **{k: v for k, v in notes.items() if v},
         "seed": seed,
         "prune": prune,
         "adv_retain": adv_retain,

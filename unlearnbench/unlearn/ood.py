@@ -141,7 +141,9 @@ def ood_set(
             f"The OOD set cannot be {source!r}, the dataset being unlearned (its images include the "
             "retain set); pick another dataset or 'synthetic'."
         )
-    raw = load_dataset(source, data_source)
+    # The same root, but not the run's --subset (that selects the unlearned dataset's images).
+    root = data_source or DataSource.from_env()
+    raw = load_dataset(source, DataSource(root.root, root.download))
     g = torch.Generator().manual_seed(seed)
     take = torch.randperm(len(raw.train), generator=g)[: min(n, len(raw.train))]
     x = adapt_images(raw.train.x[take], info.in_channels, info.image_size)

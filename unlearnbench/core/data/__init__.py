@@ -1,21 +1,24 @@
 """Datasets, train/val splits, forget specs and the device-resident fast loader.
 
 A package by concern: ``types`` (the shared data types and the dataset registry), ``datasets``
-(the built-in loaders, registered on import), ``splits`` (the one train/val split, forget specs,
+(the built-in loaders, registered on import; ``imagefolder`` with its decode cache), ``selection``
+(the size check before loading, ``--subset``/``--per-class``), ``splits`` (the one train/val split, forget specs,
 ``UnlearnData``) and ``loader`` (uint8 sets to float batches, augmented on the device). Import
 from ``unlearnbench.core.data``; the sub-modules are an implementation detail.
 """
 
 from unlearnbench.core.data import datasets as _datasets  # noqa: F401  (registers the built-in datasets)
+from unlearnbench.core.data import imagefolder as _imagefolder  # noqa: F401  (registers imagefolder)
 from unlearnbench.core.data.datasets import (
     CIFAR10_STATS,
     CIFAR100_STATS,
     FASHION_CLASSES,
     FASHION_MNIST_SYSTEM_DIR,
-    IMAGE_EXTS,
     make_synthetic,
 )
+from unlearnbench.core.data.imagefolder import IMAGE_EXTS
 from unlearnbench.core.data.loader import Loader, augment_batch
+from unlearnbench.core.data.selection import SizeEstimate, data_limit, load_dataset, subset_positions
 from unlearnbench.core.data.splits import (
     FORGET_KINDS,
     ForgetSpec,
@@ -34,7 +37,6 @@ from unlearnbench.core.data.types import (
     DataSource,
     RawDataset,
     TensorSet,
-    load_dataset,
 )
 
 __all__ = [
@@ -51,10 +53,12 @@ __all__ = [
     "ForgetSpec",
     "Loader",
     "RawDataset",
+    "SizeEstimate",
     "Splits",
     "TensorSet",
     "UnlearnData",
     "augment_batch",
+    "data_limit",
     "forget_mask",
     "load_dataset",
     "make_synthetic",
@@ -62,4 +66,5 @@ __all__ = [
     "parse_forget_spec",
     "prepare",
     "split_train_val",
+    "subset_positions",
 ]

@@ -1,4 +1,5 @@
-"""The built-in datasets, registered in ``DATASETS``: digits (embedded), synthetic, CIFAR, SVHN, MNIST, Fashion-MNIST, imagefolder."""
+"""The built-in datasets, registered in ``DATASETS``: digits (embedded), synthetic, CIFAR, SVHN, MNIST, Fashion-MNIST
+(``imagefolder`` has its own module)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from unlearnbench.core.data.selection import SizeEstimate, size_estimate
 from unlearnbench.core.data.types import (
     DATASETS,
     DatasetInfo,
@@ -111,10 +113,53 @@ CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 
 
-def _unpickle(path: Path) -> dict:
-    # CIFAR ships as Python pickles of plain dicts/arrays (the format torchvision also reads).
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="latin1")
+CIFAR_BATCH = 10_000  # images in every CIFAR-10 batch file and in the CIFAR-100 test file
+CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+CIFAR100_FILES = ["train", "test", "meta"]
+
+
+def _plain_keys(value):
+    """Both pickle flavours read alike: keys (and names) written as bytes become str.
+
+    The files from the CIFAR site are Python 2 pickles; read with ``encoding='bytes'`` (as the
+    site's own recipe does) and saved again, they hold ``b'data'`` keys; Python 3 copies hold
+    ``'data'``.
+    """
+    if isinstance(value, dict):
+        return {(k.decode("latin1") if isinstance(k, bytes) else k): _plain_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [v.decode("latin1") if isinstance(v, bytes) else v for v in value]
+    return value
+
+
+def _unpickle(path: Path, what: str) -> dict:
+    # CIFAR ships as Python pickles of plain dicts/arrays (the format torchvision also reads);
+    # latin1 is the encoding that unpickles Python 2 numpy arrays.
+    if not path.is_file():
+        raise DataError(f"{what} file {path} is missing; restore it (or delete the folder and pass --download).")
+    try:
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise DataError(f"{what} file {path} is unreadable ({type(exc).__name__}); delete it and re-download.") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{what} file {path} does not hold a CIFAR dictionary; delete it and re-download.")
+    return _plain_keys(obj)
+
+
+def _cifar_images(part: dict, path: Path, what: str, labels: str, expected: int, source: DataSource) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) and labels of one CIFAR file, with its size checked."""
+    missing = [k for k in ("data", labels) if k not in part]
+    if missing:
+        raise DataError(f"{what} file {path} has no {missing[0]!r} entry; it is not a CIFAR file, re-download it.")
+    data, y = np.asarray(part["data"]), np.asarray(part[labels], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(y):
+        raise DataError(f"{what} file {path} holds data of shape {data.shape} for {len(y)} labels, not rows of "
+                        "3,072 pixels per label; re-download it.")
+    if len(data) != expected and not source.wants_subset:
+        raise DataError(f"{what} file {path} holds {len(data):,} images, not {expected:,}: the files are truncated or "
+                        "cut down; re-download them, or pass --subset N / --per-class N to use a cut-down copy.")
+    return data.reshape(-1, 3, 32, 32).astype(np.uint8), y
 
 
 def _cifar_download(source: DataSource, cls_name: str) -> None:
@@ -124,77 +169,118 @@ def _cifar_download(source: DataSource, cls_name: str) -> None:
     getattr(torchvision.datasets, cls_name)(str(source.root), train=False, download=True)
 
 
+def _cifar10_folder(source: DataSource) -> Path | None:
+    # A folder with any batch file is the one meant: a missing sibling is then named as missing.
+    return next((r / "cifar-10-batches-py" for r in _roots(source)
+                 if any((r / "cifar-10-batches-py" / f).is_file() for f in CIFAR10_FILES)), None)
+
+
+def _cifar_estimate(folder: Path | None, train: list[str], test: list[str], classes: int) -> SizeEstimate | None:
+    if folder is None:
+        return None
+    # A pickled batch is its uint8 pixels plus about 1 % of labels and names.
+    rows = lambda names: sum((folder / f).stat().st_size // 3100 for f in names if (folder / f).is_file())  # noqa: E731
+    return SizeEstimate(rows(train), rows(test), 3072, classes)
+
+
+@size_estimate("cifar10")
+def _cifar10_size(source: DataSource) -> SizeEstimate | None:
+    return _cifar_estimate(_cifar10_folder(source), CIFAR10_FILES[:5], CIFAR10_FILES[5:], 10)
+
+
 @DATASETS.register("cifar10", summary="CIFAR-10 (32x32 RGB, 10 classes) from --data-root")
 def _cifar10(source: DataSource) -> RawDataset:
-    files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    folder = next((r / "cifar-10-batches-py" for r in _roots(source) if (r / "cifar-10-batches-py" / "test_batch").is_file()), None)
+    folder = _cifar10_folder(source)
     if folder is None and source.download and source.root is not None:
         _cifar_download(source, "CIFAR10")
         folder = source.root / "cifar-10-batches-py"
     if folder is None:
-        raise _missing("cifar10", [r / "cifar-10-batches-py" for r in _roots(source)], files)
-    try:
-        parts = [_unpickle(folder / f) for f in files]
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise DataError(f"CIFAR-10 files in {folder} are unreadable ({exc}); delete them and re-download.") from None
-
-    def stack(ps: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        x = np.concatenate([p["data"] for p in ps]).reshape(-1, 3, 32, 32).astype(np.uint8)
-        return x, np.concatenate([p["labels"] for p in ps])
-
-    xtr, ytr = stack(parts[:5])
-    xte, yte = stack(parts[5:])
+        raise _missing("cifar10", [r / "cifar-10-batches-py" for r in _roots(source)], CIFAR10_FILES)
+    parts = [_cifar_images(_unpickle(folder / f, "CIFAR-10"), folder / f, "CIFAR-10", "labels", CIFAR_BATCH, source)
+             for f in CIFAR10_FILES]
+    xtr, ytr = np.concatenate([p[0] for p in parts[:5]]), np.concatenate([p[1] for p in parts[:5]])
+    xte, yte = parts[5]
     meta = folder / "batches.meta"
-    names = tuple(_unpickle(meta)["label_names"]) if meta.is_file() else tuple(map(str, range(10)))
-    info = DatasetInfo("cifar10", 10, 3, 32, *CIFAR10_STATS, crop_padding=4, hflip=True, class_names=names)
+    names = tuple(_unpickle(meta, "CIFAR-10").get("label_names", [])) if meta.is_file() else ()
+    info = DatasetInfo("cifar10", 10, 3, 32, *CIFAR10_STATS, crop_padding=4, hflip=True,
+                       class_names=names if len(names) == 10 else tuple(map(str, range(10))))
     return RawDataset(_make_set(xtr, ytr, "train"), _make_set(xte, yte, "test"), info)
 
 
-def _cifar100_parts(source: DataSource) -> tuple[dict, dict, dict]:
-    folder = next((r / "cifar-100-python" for r in _roots(source) if (r / "cifar-100-python" / "train").is_file()), None)
+def _cifar100_folder(source: DataSource) -> Path | None:
+    return next((r / "cifar-100-python" for r in _roots(source)
+                 if any((r / "cifar-100-python" / f).is_file() for f in CIFAR100_FILES)), None)
+
+
+def _cifar100_parts(source: DataSource) -> tuple[dict, dict, dict, Path]:
+    folder = _cifar100_folder(source)
     if folder is None and source.download and source.root is not None:
         _cifar_download(source, "CIFAR100")
         folder = source.root / "cifar-100-python"
     if folder is None:
-        raise _missing("cifar100", [r / "cifar-100-python" for r in _roots(source)], ["train", "test", "meta"])
-    try:
-        return _unpickle(folder / "train"), _unpickle(folder / "test"), _unpickle(folder / "meta")
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise DataError(f"CIFAR-100 files in {folder} are unreadable ({exc}); delete them and re-download.") from None
+        raise _missing("cifar100", [r / "cifar-100-python" for r in _roots(source)], CIFAR100_FILES)
+    tr, te, meta = (_unpickle(folder / f, "CIFAR-100") for f in CIFAR100_FILES)
+    return tr, te, meta, folder
+
+
+def _cifar100_sets(source: DataSource, labels: str) -> tuple[tuple, tuple, dict]:
+    tr, te, meta, folder = _cifar100_parts(source)
+    train = _cifar_images(tr, folder / "train", "CIFAR-100", labels, 5 * CIFAR_BATCH, source)
+    test = _cifar_images(te, folder / "test", "CIFAR-100", labels, CIFAR_BATCH, source)
+    sub = (np.asarray(tr.get("fine_labels", [])), np.asarray(te.get("fine_labels", [])))
+    return (*train, sub[0]), (*test, sub[1]), meta
+
+
+@size_estimate("cifar100", "cifar20")
+def _cifar100_size(source: DataSource) -> SizeEstimate | None:
+    # 20 classes is the cautious count for both: --per-class then keeps the most images.
+    return _cifar_estimate(_cifar100_folder(source), ["train"], ["test"], 20)
 
 
 @DATASETS.register("cifar100", summary="CIFAR-100 (32x32 RGB, 100 fine classes) from --data-root")
 def _cifar100(source: DataSource) -> RawDataset:
-    tr, te, meta = _cifar100_parts(source)
-    x = lambda p: p["data"].reshape(-1, 3, 32, 32).astype(np.uint8)  # noqa: E731
+    (xtr, ytr, _), (xte, yte, _), meta = _cifar100_sets(source, "fine_labels")
     info = DatasetInfo(
         "cifar100", 100, 3, 32, *CIFAR100_STATS, crop_padding=4, hflip=True,
-        class_names=tuple(meta["fine_label_names"]),
+        class_names=tuple(meta.get("fine_label_names", map(str, range(100)))),
     )
-    return RawDataset(
-        _make_set(x(tr), tr["fine_labels"], "train"), _make_set(x(te), te["fine_labels"], "test"), info
-    )
+    return RawDataset(_make_set(xtr, ytr, "train"), _make_set(xte, yte, "test"), info)
 
 
 @DATASETS.register("cifar20", summary="CIFAR-100 images with its 20 superclass labels (for subclass:SUPER/FINE)")
 def _cifar20(source: DataSource) -> RawDataset:
-    tr, te, meta = _cifar100_parts(source)
-    x = lambda p: p["data"].reshape(-1, 3, 32, 32).astype(np.uint8)  # noqa: E731
+    (xtr, ytr, ftr), (xte, yte, fte), meta = _cifar100_sets(source, "coarse_labels")
+    if len(ftr) != len(ytr) or len(fte) != len(yte):
+        raise DataError("The CIFAR-100 files lack their 'fine_labels' entry, which cifar20 needs; re-download them.")
     info = DatasetInfo(
         "cifar20", 20, 3, 32, *CIFAR100_STATS, crop_padding=4, hflip=True,
-        class_names=tuple(meta["coarse_label_names"]), subclass_names=tuple(meta["fine_label_names"]),
+        class_names=tuple(meta.get("coarse_label_names", map(str, range(20)))),
+        subclass_names=tuple(meta.get("fine_label_names", map(str, range(100)))),
     )
-    return RawDataset(
-        _make_set(x(tr), tr["coarse_labels"], "train", tr["fine_labels"]),
-        _make_set(x(te), te["coarse_labels"], "test", te["fine_labels"]),
-        info,
-    )
+    return RawDataset(_make_set(xtr, ytr, "train", ftr), _make_set(xte, yte, "test", fte), info)
+
+
+SVHN_FILES = ["train_32x32.mat", "test_32x32.mat"]
+
+
+def _svhn_folder(source: DataSource) -> Path | None:
+    return next((r for r in _roots(source, "svhn", "SVHN") if all((r / f).is_file() for f in SVHN_FILES)), None)
+
+
+@size_estimate("svhn")
+def _svhn_size(source: DataSource) -> SizeEstimate | None:
+    folder = _svhn_folder(source)
+    if folder is None:
+        return None
+    # uint8 pixels plus one float64 label each
+    n_train, n_test = ((folder / f).stat().st_size // 3080 for f in SVHN_FILES)
+    return SizeEstimate(n_train, n_test, 3072, 10)
 
 
 @DATASETS.register("svhn", summary="SVHN (32x32 RGB digits) from --data-root (train_32x32.mat, test_32x32.mat)")
 def _svhn(source: DataSource) -> RawDataset:
-    files = ["train_32x32.mat", "test_32x32.mat"]
-    folder = next((r for r in _roots(source, "svhn", "SVHN") if all((r / f).is_file() for f in files)), None)
+    files = SVHN_FILES
+    folder = _svhn_folder(source)
     if folder is None and source.download and source.root is not None:
         import torchvision
 
@@ -245,6 +331,30 @@ def _find_idx(folders: list[Path]) -> list[Path] | None:
     return None
 
 
+def _idx_header(path: Path) -> list[int]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        head = fh.read(4)
+        ndim = head[3] if len(head) == 4 else 0
+        raw = fh.read(4 * ndim)
+    return [int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(ndim)]
+
+
+def _register_idx_size(name: str, tv_name: str, extra: list[Path]) -> None:
+    @size_estimate(name)
+    def estimate(source: DataSource) -> SizeEstimate | None:
+        files = _find_idx(_roots(source, name, f"{tv_name}/raw", tv_name) + extra)
+        if files is None:
+            return None
+        try:
+            train, test = _idx_header(files[0]), _idx_header(files[2])
+        except (OSError, EOFError):
+            return None  # the loader names the unreadable file
+        if len(train) < 2 or len(test) < 2:
+            return None
+        return SizeEstimate(train[0], test[0], int(np.prod(train[1:])), 10)
+
+
 def _idx_dataset(name: str, tv_name: str, source: DataSource, extra: list[Path], info: DatasetInfo) -> RawDataset:
     folders = _roots(source, name, f"{tv_name}/raw", tv_name) + extra
     files = _find_idx(folders)
@@ -265,6 +375,9 @@ def _idx_dataset(name: str, tv_name: str, source: DataSource, extra: list[Path],
     )
 
 
+_register_idx_size("mnist", "MNIST", [])
+
+
 @DATASETS.register("mnist", summary="MNIST (28x28 grey) from --data-root (IDX files)")
 def _mnist(source: DataSource) -> RawDataset:
     info = DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,), class_names=tuple(map(str, range(10))))
@@ -272,6 +385,9 @@ def _mnist(source: DataSource) -> RawDataset:
 
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+_register_idx_size("fashion-mnist", "FashionMNIST", [FASHION_MNIST_SYSTEM_DIR, FASHION_MNIST_SYSTEM_DIR / "data" / "fashion"])
 
 
 @DATASETS.register(
@@ -282,55 +398,3 @@ def _fashion(source: DataSource) -> RawDataset:
     info = DatasetInfo("fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,), class_names=FASHION_CLASSES)
     extra = [FASHION_MNIST_SYSTEM_DIR, FASHION_MNIST_SYSTEM_DIR / "data" / "fashion"]
     return _idx_dataset("fashion-mnist", "FashionMNIST", source, extra, info)
-
-
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff"}
-
-
-@DATASETS.register("imagefolder", summary="a class-per-folder image tree: ROOT/train/<class>/*.png and ROOT/test/<class>/*")
-def _imagefolder(source: DataSource, image_size: int = 32) -> RawDataset:
-    from PIL import Image, UnidentifiedImageError
-
-    if source.root is None:
-        raise DataError("Dataset 'imagefolder' needs --data-root pointing at a folder with train/ and test/ sub-folders.")
-    splits = {s: source.root / s for s in ("train", "test")}
-    missing = [str(p) for p in splits.values() if not p.is_dir()]
-    if missing:
-        raise DataError(f"Dataset 'imagefolder' expects class folders under {' and '.join(missing)}; create them.")
-    classes = sorted(d.name for d in splits["train"].iterdir() if d.is_dir())
-    if len(classes) < 2:
-        raise DataError(f"Dataset 'imagefolder' needs at least two class folders in {splits['train']}.")
-
-    def read(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
-        xs, ys, modes = [], [], set()
-        for c, cname in enumerate(classes):
-            for f in sorted((folder / cname).glob("*")) if (folder / cname).is_dir() else []:
-                if f.suffix.lower() not in IMAGE_EXTS:
-                    continue
-                try:
-                    img = Image.open(f)
-                    img.load()
-                except (OSError, UnidentifiedImageError):
-                    raise DataError(f"Image {f} cannot be read; remove or replace it.") from None
-                modes.add("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
-                xs.append(img)
-                ys.append(c)
-        if not xs:
-            raise DataError(f"No images found under {folder}.")
-        mode = "RGB" if "RGB" in modes else "L"
-        arr = [np.asarray(i.convert(mode).resize((image_size, image_size), Image.BILINEAR)) for i in xs]
-        x = np.stack(arr)
-        x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
-        return x.astype(np.uint8), np.asarray(ys), mode
-
-    xtr, ytr, mode = read(splits["train"])
-    xte, yte, _ = read(splits["test"])
-    if xte.shape[1] != xtr.shape[1]:  # keep channels consistent across splits
-        xte = np.repeat(xte, 3, axis=1) if xtr.shape[1] == 3 else xte.mean(1, keepdims=True).astype(np.uint8)
-    train = _make_set(xtr, ytr, "train")
-    mean, std = _channel_stats(train.x)
-    info = DatasetInfo(
-        "imagefolder", len(classes), xtr.shape[1], image_size, mean, std,
-        crop_padding=image_size // 8, hflip=True, class_names=tuple(classes),
-    )
-    return RawDataset(train, _make_set(xte, yte, "test"), info)

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearnbench.core.data.types import DatasetInfo, DataSource, RawDataset, TensorSet, load_dataset
+from unlearnbench.core import fingerprint
+from unlearnbench.core.data.selection import load_dataset
+from unlearnbench.core.data.types import DatasetInfo, DataSource, RawDataset, TensorSet
 from unlearnbench.core.errors import DataError
 
 
@@ -24,6 +26,8 @@ class Splits:
     info: DatasetInfo
     split_seed: int
     val_fraction: float
+    # What the split was cut from (see ``core.fingerprint``); checkpoints record it.
+    fingerprint: dict | None = None
 
 
 def split_train_val(raw: RawDataset, split_seed: int, val_fraction: float = 0.1) -> Splits:
@@ -49,6 +53,7 @@ def split_train_val(raw: RawDataset, split_seed: int, val_fraction: float = 0.1)
         raw.info,
         split_seed,
         val_fraction,
+        fingerprint.compute(raw, split_seed, val_fraction, int(val_mask.sum())),
     )
 
 
@@ -230,10 +235,16 @@ def _indices_mask(splits: Splits, spec: ForgetSpec) -> np.ndarray:
     if len(set(wanted)) != len(wanted):
         dup = next(i for i in wanted if wanted.count(i) > 1)
         raise DataError(f"Deletion-request file {path} lists index {dup} more than once.")
-    n_total = len(splits.train) + len(splits.val)
+    fp = splits.fingerprint or {}
+    n_total = int(fp.get("n_source", len(splits.train) + len(splits.val)))
     bad = [i for i in wanted if i >= n_total]
     if bad:
         raise DataError(f"Index {bad[0]} in {path} is out of range: the training set has indices 0..{n_total - 1}.")
+    kept = set(splits.train.idx.cpu().tolist()) | set(splits.val.idx.cpu().tolist())
+    cut = [i for i in wanted if i not in kept]
+    if cut:
+        raise DataError(f"Index {cut[0]} in {path} is not in the training subset this run uses ({fingerprint.describe(fp)}); "
+                        "drop it or choose another --subset/--per-class.")
     val_idx = set(splits.val.idx.cpu().tolist())
     in_val = [i for i in wanted if i in val_idx]
     if in_val:
@@ -278,7 +289,7 @@ def prepare(
     device: torch.device | str = "cpu",
 ) -> tuple[Splits, UnlearnData | None]:
     """Load ``dataset``, split it with ``split_seed`` and (optionally) apply a forget spec."""
-    raw = load_dataset(dataset, source)
+    raw = load_dataset(dataset, source, device)
     splits = split_train_val(raw, split_seed, val_fraction)
     splits = replace(splits, train=splits.train.to(device), val=splits.val.to(device), test=splits.test.to(device))
     return splits, (make_unlearn_data(splits, forget) if forget else None)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unlearnbench.core.errors import DataError
 from unlearnbench.core.registry import Registry
 
 
@@ -88,29 +89,55 @@ class RawDataset:
     train: TensorSet
     test: TensorSet
     info: DatasetInfo
+    # How ``train`` was cut from the dataset's training set (``subset``, ``per_class``, ``subset_seed``,
+    # ``n_source``); None when it is the whole set. Part of the data fingerprint.
+    selection: dict | None = None
 
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where to read datasets from; downloads happen only when asked for."""
+    """Where to read a dataset from, and which part of its training set a run uses.
+
+    ``subset`` keeps N training images, ``per_class`` N per class (seeded by ``subset_seed``,
+    stratified, before the train/val split); 0 means the whole set, None "not said" (commands
+    that read a checkpoint then use the checkpoint's own choice). ``image_size`` resizes
+    ``imagefolder`` images (default 32). Downloads happen only when asked for.
+    """
 
     root: Path | None = None
     download: bool = False
+    subset: int | None = None
+    per_class: int | None = None
+    subset_seed: int = 0
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--subset", self.subset), ("--per-class", self.per_class)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise DataError(f"{flag} takes a number of training images (0 = all), got {value!r}.")
+        if self.subset and self.per_class:
+            raise DataError("Give --subset or --per-class, not both.")
+        if self.image_size is not None and (not isinstance(self.image_size, int) or not 4 <= self.image_size <= 1024):
+            raise DataError(f"--image-size must be a whole number of pixels between 4 and 1024, got {self.image_size!r}.")
 
     @classmethod
-    def from_env(cls, root: str | Path | None = None, download: bool = False) -> DataSource:
+    def from_env(cls, root: str | Path | None = None, download: bool = False, **selection) -> DataSource:
         root = root or os.environ.get("UNLEARNBENCH_DATA")
-        return cls(Path(root).expanduser() if root else None, download)
+        return cls(Path(root).expanduser() if root else None, download, **selection)
+
+    @property
+    def wants_subset(self) -> bool:
+        """True when a strict subset of the training set is asked for (not 0, not None)."""
+        return bool(self.subset or self.per_class)
+
+    @property
+    def selection_said(self) -> bool:
+        """True when the user chose a selection (including 0 = the whole set)."""
+        return self.subset is not None or self.per_class is not None
 
 
 DatasetLoader = Callable[[DataSource], RawDataset]
 DATASETS: Registry[DatasetLoader] = Registry("datasets")
-
-
-def load_dataset(name: str, source: DataSource | None = None) -> RawDataset:
-    """Load a registered dataset (CPU tensors)."""
-    loader = DATASETS.get(name)
-    return loader(source or DataSource.from_env())
 
 
 def _make_set(x: np.ndarray | torch.Tensor, y, name: str, sub=None) -> TensorSet:
@@ -120,8 +147,21 @@ def _make_set(x: np.ndarray | torch.Tensor, y, name: str, sub=None) -> TensorSet
     return TensorSet(x_t, y_t, torch.arange(len(y_t)), sub_t, name)
 
 
-def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    xf = x.double().div(255)
-    mean = xf.mean(dim=(0, 2, 3))
-    std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
+def channel_histogram(x: torch.Tensor) -> np.ndarray:
+    """(C, 256) counts of each uint8 level per channel (bincount on uint8: no wider copy)."""
+    return np.stack([torch.bincount(x[:, c].reshape(-1).cpu(), minlength=256).numpy() for c in range(x.shape[1])])
+
+
+def _channel_stats(x: torch.Tensor, hist: np.ndarray | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (unbiased) std of uint8 images in [0, 1], from 256-bin histograms
+    (``hist``, or counted here): exact, and without a float copy of the images."""
+    hist = channel_histogram(x) if hist is None else hist
+    levels = np.arange(256, dtype=np.float64) / 255
+    means, stds = [], []
+    for counts in hist.astype(np.float64):
+        n = counts.sum()
+        mean = float((counts * levels).sum() / n)
+        var = float((counts * (levels - mean) ** 2).sum() / max(n - 1, 1))
+        means.append(round(mean, 4))
+        stds.append(round(max(var**0.5, 1e-3), 4))
+    return tuple(means), tuple(stds)
