@@ -86,16 +86,20 @@ SCAR_FAST = {"epochs": 1, "steps_per_forget_batch": 2, "ood_size": 256, "ood_bat
              "stop_forget_acc": 0.0}
 
 
-def test_scar_targets_each_forget_sample_at_its_nearest_wrong_class(monkeypatch, digits_cnn, digits_class3, small_ood):
+@pytest.mark.parametrize("fixture", ["digits_class3", "digits_random"])
+def test_scar_targets_each_forget_sample_at_its_nearest_wrong_class(monkeypatch, request, fixture, digits_cnn,
+                                                                     small_ood):
     calls = _spy(monkeypatch, scar_mod, "forget_term")
-    data = dataclasses.replace(digits_class3, extras={"ood": small_ood})
-    run("scar", digits_cnn, data, SCAR_FAST, device="cpu")
+    forget = request.getfixturevalue(fixture)
+    data = dataclasses.replace(forget, extras={"ood": small_ood})
+    run("scar", digits_cnn, data, {**SCAR_FAST, "class_weighting": False}, device="cpu")
     (z, gauss, q, weights), _ = calls[0]
-    assert weights is None  # class-wise: w = 1
-    assert 3 not in gauss.classes.tolist()  # the forgotten class is no target
+    assert weights is None
+    # class-wise: the forgotten class is no target; random: every class is, the own one excluded per sample
+    assert (3 not in gauss.classes.tolist()) == (fixture == "digits_class3")
     # independent answer: the original's transformed features of the (unshuffled) forget set, distances by
     # explicit loops, then the first class in order of distance that is not the sample's own label
-    x, y = next(iter(Loader(digits_class3.forget, 1024)))
+    x, y = next(iter(Loader(forget.forget, 1024)))
     with torch.no_grad():
         d = mahalanobis_loop(tukey(digits_cnn.features(x), 0.5), gauss)
     expected = []
@@ -103,6 +107,8 @@ def test_scar_targets_each_forget_sample_at_its_nearest_wrong_class(monkeypatch,
         order = torch.argsort(row).tolist()
         expected.append(next(k for k in order if gauss.classes[k].item() != label))
     assert q.tolist() == expected
+    if fixture == "digits_random":  # the original puts most forget samples nearest their own class
+        assert (gauss.classes[d.argmin(1)] == y).float().mean() > 0.5
     assert all(len(c[0][2]) == len(expected) for c in calls)  # every step pulls the same targets
 
 
