@@ -22,7 +22,7 @@ import unlearnbench.unlearn.scrub as scrub_mod
 from unlearnbench.core.data import Loader
 from unlearnbench.unlearn import run
 from unlearnbench.unlearn.classstats import ClassGaussians, mahalanobis, mahalanobis_loop, nearest_wrong_class, tukey
-from unlearnbench.unlearn.loops import draw_random_labels, random_labels
+from unlearnbench.unlearn.loops import draw_random_labels
 from unlearnbench.unlearn.losses import distill_kl
 from unlearnbench.unlearn.scar import forget_term, retain_term, selective_teacher
 from unlearnbench.unlearn.scrub import lr_factor, max_step_loss, min_step_loss
@@ -293,3 +293,196 @@ def test_scrub_runs_max_steps_then_min_steps_for_msteps_epochs(monkeypatch, digi
     n_r = -(-len(digits_class3.retain) // 256)
     epoch = ["max"] * n_f + ["min"] * n_r
     assert order == epoch + epoch + ["min"] * n_r
+
+
+# ============================================================================ SSD
+
+
+def test_ssd_dampening_factors_on_hand_importances():
+    from unlearnbench.unlearn.ssd import dampening_factors
+
+    imp_d = torch.tensor([1.0, 1.0, 2.0, 1.0, 0.0])
+    imp_f = torch.tensor([20.0, 5.0, 80.0, 10.0, 0.0])
+    # alpha 10: selected where imp_f > 10 imp_d -> entries 0 (20 > 10) and 2 (80 > 20); not 1 (5 < 10),
+    # not 3 (10 = 10, the comparison is strict), not 4 (no importance anywhere)
+    f = dampening_factors(imp_d, imp_f, alpha=10.0, dampening=1.0)
+    torch.testing.assert_close(f, torch.tensor([1 / 20, 1.0, 2 / 80, 1.0, 1.0]))
+    f = dampening_factors(imp_d, imp_f, alpha=10.0, dampening=30.0)  # lambda imp_d / imp_f, capped at 1
+    torch.testing.assert_close(f, torch.tensor([1.0, 1.0, 60 / 80, 1.0, 1.0]))
+
+
+def _two_pixel_set(pixels: list[tuple[int, int]], labels: list[int], start: int = 0):
+    from unlearnbench.core.data import TensorSet
+
+    x = torch.tensor(pixels, dtype=torch.uint8).view(-1, 1, 1, 2)
+    return TensorSet(x, torch.tensor(labels), torch.arange(start, start + len(labels)))
+
+
+@pytest.mark.parametrize("alpha, dampening, expected", [(3.0, 1.0, 0.25), (5.0, 1.0, 1.0), (3.0, 2.0, 0.5),
+                                                         (3.0, 8.0, 1.0)])
+def test_ssd_selects_and_dampens_exactly_the_forget_only_weights(alpha, dampening, expected):
+    """Two linear layers with a diagonal first layer: forget images light pixel 0 only, retain images
+    pixel 1 only, so column 0 of both layers gets gradient from forget samples only and column 1 from
+    retain samples only. With batches of one, []_Df / []_D = N / N_f = 8 / 2 = 4 exactly: the
+    forget-only weights are selected iff 4 > α and are multiplied by min(λ/4, 1); the others stay."""
+    from types import SimpleNamespace
+
+    from unlearnbench.unlearn.ssd import SSDConfig, ssd
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 2, bias=False), nn.Linear(2, 3, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.5, 0.0], [0.0, -0.7]]))
+        model[2].weight.copy_(torch.tensor([[0.4, -0.3], [-0.2, 0.9], [0.3, 0.1]]))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    forget = _two_pixel_set([(255, 0)] * 2, [0, 0])
+    retain = _two_pixel_set([(0, 255)] * 6, [1, 2, 1, 2, 1, 1], start=2)
+    ssd(model, SimpleNamespace(forget=forget, retain=retain), SSDConfig(alpha=alpha, dampening=dampening, batch_size=1))
+    w1, w2 = model[1].weight.detach(), model[2].weight.detach()
+    torch.testing.assert_close(w1[:, 0], before["1.weight"][:, 0] * expected)
+    torch.testing.assert_close(w2[:, 0], before["2.weight"][:, 0] * expected)
+    assert torch.equal(w1[:, 1], before["1.weight"][:, 1]) and torch.equal(w2[:, 1], before["2.weight"][:, 1])
+
+
+def test_ssd_importances_are_mean_squared_batch_gradients():
+    from unlearnbench.unlearn.ssd import importances
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 3))
+    data = _two_pixel_set([(10, 200), (90, 30), (255, 0), (0, 0)], [0, 2, 1, 2])
+    imp = importances(model, data, batch_size=1, generator=torch.Generator().manual_seed(0))
+    # closed form for a linear softmax layer: dCE/dW = (p − e_y) xᵀ, dCE/db = p − e_y
+    x = data.x.float().view(4, 2) / 255
+    p = torch.softmax(model(data.x.float() / 255), 1).detach()
+    delta = p - F.one_hot(data.y, 3).float()
+    torch.testing.assert_close(imp["1.weight"], (delta[:, :, None] * x[:, None, :]).pow(2).mean(0))
+    torch.testing.assert_close(imp["1.bias"], delta.pow(2).mean(0))
+
+
+# ============================================================================ Bad Teacher
+
+
+def test_bad_teacher_target_follows_the_flag_per_row():
+    from unlearnbench.unlearn.bad_teacher import teacher_target
+
+    good = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    bad = torch.tensor([[0.0, 3.0], [5.0, 0.0], [0.0, 0.0]])
+    flag = torch.tensor([1, 0, 1])
+    out = teacher_target(good, bad, flag, 2.0)
+    torch.testing.assert_close(out[0], torch.softmax(bad[0] / 2, 0))
+    torch.testing.assert_close(out[1], torch.softmax(good[1] / 2, 0))
+    torch.testing.assert_close(out[2], torch.tensor([0.5, 0.5]))
+
+
+def test_bad_teacher_mixes_every_forget_row_with_a_retain_fraction_and_flags_them(monkeypatch, digits_cnn,
+                                                                                   digits_class3):
+    import unlearnbench.unlearn.bad_teacher as bt
+    from unlearnbench.unlearn.base import reinitialize
+    from unlearnbench.unlearn.losses import kl_from_probs
+
+    seen = _captured_phases(monkeypatch, bt)
+    out = run("bad_teacher", digits_cnn, digits_class3, {"temperature": 2.0, "retain_fraction": 0.3}, seed=5,
+              device="cpu")
+    (phase,), _ = seen[0]
+    forget_idx = set(digits_class3.forget.idx.tolist())
+    retain_idx = set(digits_class3.retain.idx.tolist())
+    flags = {int(i): int(f) for i, f in zip(phase.data.idx, phase.data.y, strict=True)}
+    assert {i for i, f in flags.items() if f == 1} == forget_idx  # every forget row, flagged
+    picked = {i for i, f in flags.items() if f == 0}
+    assert picked <= retain_idx and len(picked) == int(0.3 * len(retain_idx))
+    # the loss: KL to the random teacher (reinitialised with seed + 1) on forget rows, to the original elsewhere
+    rows = torch.arange(len(forget_idx) - 20, len(forget_idx) + 20)  # the set lists forget rows first
+    x = phase.data.x[rows].float() / 255
+    flag = phase.data.y[rows]
+    assert int(flag.sum()) == 20  # a batch with both kinds of rows
+    student = out.model  # unchanged: training was skipped
+    bad = reinitialize(digits_cnn, 5 + 1).eval()
+    with torch.no_grad():
+        target = torch.where(flag[:, None] == 1, torch.softmax(bad(x) / 2, 1), torch.softmax(digits_cnn(x) / 2, 1))
+        expected = kl_from_probs(student(x) / 2, target).item()
+        got = phase.loss(student, x, flag, 0).item()
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert expected > 0.05  # the random teacher disagrees with the student on the forget rows
+
+
+# ============================================================================ Boundary Shrink
+
+
+def test_fgsm_neighbour_label_on_a_hand_linear_model():
+    """f(x) = Wx + b on two pixels. For x = (128, 128)/255 and y = 0 the CE gradient is
+    Wᵀ(p − e_0) = (−0.50, +0.50)·…: the FGSM point moves pixel 0 down and pixel 1 up by the bound,
+    where class 1 wins. For x = (0, 1), y = 1 the neighbour stays in class 1 (never forced to differ)."""
+    from unlearnbench.unlearn.boundary_shrink import fgsm_neighbour_labels
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 3))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]))
+        model[1].bias.copy_(torch.tensor([0.01, 0.0, 0.0]))
+    x = torch.tensor([[128.0, 128.0], [0.0, 255.0]]).view(2, 1, 1, 2) / 255
+    y = torch.tensor([0, 1])
+    assert model(x).argmax(1).tolist() == [0, 1]
+    assert fgsm_neighbour_labels(model, x, y, 0.1).tolist() == [1, 1]
+    assert fgsm_neighbour_labels(model, x, y, 0.3).tolist() == [1, 1]
+    # a bound too small to cross: x0 = 0.502 - 0.005 stays above x1 + 0.005 - 0.01
+    assert fgsm_neighbour_labels(model, x, y, 0.002).tolist() == [0, 1]
+
+
+def test_boundary_shrink_trains_on_the_fgsm_neighbour_labels(monkeypatch, digits_cnn, digits_class3):
+    import unlearnbench.unlearn.boundary_shrink as bs
+
+    seen = _captured_phases(monkeypatch, bs)
+    run("boundary_shrink", digits_cnn, digits_class3, {"bound": 0.15}, device="cpu")
+    (phase,), _ = seen[0]
+    assert phase.data is not None and len(phase.data) == len(digits_class3.forget)
+    x = digits_class3.forget.x.float() / 255
+    y = digits_class3.forget.y
+    # independent FGSM on the original: x + bound·sign(∇ₓ CE(f(x), y)), clipped, on the 8-bit grid
+    xr = x.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(F.cross_entropy(digits_cnn(xr), y), xr)
+    x_adv = (x + 0.15 * grad.sign()).clamp(0, 1).mul(255).round().div(255)
+    with torch.no_grad():
+        y_adv = digits_cnn(x_adv).argmax(1)
+        assert bool((y_adv != y).any())  # the neighbour labels differ from the true ones for some rows
+        student = copy.deepcopy(digits_cnn)
+        expected = F.cross_entropy(student(x), y_adv).item()
+    got = phase.loss(student, x, y, 0).item()
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+# ============================================================================ RL order
+
+
+def _marked(data):
+    """``data`` with pixel (0, 0, 0) set to 255 on forget images and 0 on retain images."""
+    def mark(s, value):
+        x = s.x.clone()
+        x[:, 0, 0, 0] = value
+        return dataclasses.replace(s, x=x)
+
+    return dataclasses.replace(data, forget=mark(data.forget, 255), retain=mark(data.retain, 0))
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_random_label_order_sequential_or_mixed(mixed, digits_cnn, digits_class3):
+    batches = []  # per training batch: how many forget rows it held, and its size
+
+    def record(module, args):
+        if module.training:
+            x = args[0]
+            batches.append((int((x[:, 0, 0, 0] == 1.0).sum()), len(x)))
+
+    data = _marked(digits_class3)
+    model = copy.deepcopy(digits_cnn)
+    handle = model.register_forward_pre_hook(record)
+    try:
+        run("random_label", model, data, {"epochs": 2, "mixed": mixed, "augment": False, "batch_size": 64},
+            device="cpu")
+    finally:
+        handle.remove()
+    n_f, n_r = len(data.forget), len(data.retain)
+    assert sum(f for f, _ in batches) == 2 * n_f and sum(n for _, n in batches) == 2 * (n_f + n_r)
+    if not mixed:  # each epoch: all forget batches, then all retain batches, never both in one batch
+        f_b, r_b = -(-n_f // 64), -(-n_r // 64)
+        kinds = ["F" if f == n else "R" if f == 0 else "both" for f, n in batches]
+        assert kinds == (["F"] * f_b + ["R"] * r_b) * 2
+    else:  # one shuffled loader: forget rows are spread over the batches, mixed with retain rows
+        assert sum(1 for f, n in batches if 0 < f < n) >= 0.5 * len(batches)
