@@ -54,6 +54,8 @@ def test_scar_stop_target_per_spec(digits_cnn, digits_class3, digits_random):
     assert stop_target(cfg, digits_random, digits_cnn) == pytest.approx(val_acc - 1.5)
     assert stop_target(build_config("scar", {"stop_margin": None}), digits_random, digits_cnn) is None
     assert stop_target(build_config("scar", {"stop_forget_acc": 40.0}), digits_random, digits_cnn) == 40.0
+    no_val = dataclasses.replace(digits_random, val=digits_random.val.select(torch.zeros(0, dtype=torch.long)))
+    assert stop_target(cfg, no_val, digits_cnn) is None  # no target rather than NaN
 
 
 def _scar_data(data, ood):

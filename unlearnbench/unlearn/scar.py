@@ -226,6 +226,9 @@ def stop_target(cfg, data: UnlearnData, teacher: nn.Module) -> float | None:
         return 1.0
     if cfg.stop_margin is None:
         return None
+    if len(data.val) == 0:
+        log.warning("scar: the validation split is empty, so random forgetting has no early-stop target")
+        return None
     return accuracy(teacher, data.val) - cfg.stop_margin
 
 
