@@ -195,3 +195,41 @@ def test_paper_presets_follow_the_paper_code():
     l1 = (PRESET_DIR / "l1sparse-cifar10-class.yaml").read_text()
     assert "NOT FOUND" in l1 and "{1e-5, 3e-5, 1e-4, 3e-4, 1e-3}" in l1
     from_dict(METHODS.info("salun")["config"], table1.config)
+
+
+def test_balanced_ood_weights_on_hand_pseudo_labels():
+    from unlearnbench.unlearn.scar import balanced_ood_weights
+
+    pseudo = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2])
+    w = balanced_ood_weights(pseudo, 4)  # counts 4, 3, 1 (< 3: counted as 5), 0
+    torch.testing.assert_close(w, torch.tensor([1 / 4] * 4 + [1 / 3] * 3 + [1 / 5]))
+
+
+def test_balanced_ood_stream_draws_pseudo_classes_equally():
+    from unlearnbench.unlearn.scar import OODStream, balanced_ood_weights
+
+    pseudo = torch.tensor([0] * 270 + [1] * 30)
+    x = torch.zeros(300, 1, 2, 2, dtype=torch.uint8)
+    x[:, 0, 0, 0] = pseudo.to(torch.uint8) * 255  # class-1 images are marked
+    stream = OODStream(TensorSet(x, pseudo, torch.arange(300)), 100, None, torch.Generator().manual_seed(0),
+                       balanced_ood_weights(pseudo, 2))
+    batches = [stream.next() for _ in range(30)]  # ten passes of 300 draws
+    share = torch.cat([b[:, 0, 0, 0] for b in batches]).mean().item()
+    assert share == pytest.approx(0.5, abs=0.03)  # 3,000 draws: sd 0.009; unbalanced it would be 0.1
+    plain = OODStream(TensorSet(x, pseudo, torch.arange(300)), 100, None, torch.Generator().manual_seed(0))
+    assert torch.cat([plain.next()[:, 0, 0, 0] for _ in range(3)]).mean().item() == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("fixture", ["digits_class3", "digits_random"])
+def test_scar_balances_ood_images_for_random_forgetting_only(monkeypatch, request, fixture, digits_cnn, small_ood):
+    from unlearnbench.unlearn.scar import balanced_ood_weights, predictions
+
+    seen = []
+    original = scar_mod.OODStream
+    monkeypatch.setattr(scar_mod, "OODStream", lambda *a: seen.append(a[4]) or original(*a))
+    cfg = {"epochs": 1, "min_epochs": 0, "ood_size": 256, "steps_per_forget_batch": 1, "stop_forget_acc": 0.0}
+    run("scar", digits_cnn, _scar_data(request.getfixturevalue(fixture), small_ood), cfg, device="cpu")
+    if fixture == "digits_class3":
+        assert seen == [None]
+    else:
+        torch.testing.assert_close(seen[0], balanced_ood_weights(predictions(digits_cnn, small_ood), 10))

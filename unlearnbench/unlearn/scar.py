@@ -32,9 +32,11 @@ original's predictions; with either, SCAR never touches the retain set (declared
 Deviations, all documented: nearest wrong classes are computed once with the original model
 before training (the reference caches them batch by batch while already training); the Tukey
 power is guarded (``classstats``); statistics use unaugmented images; the random-forgetting stop
-target uses the validation split instead of the test set; random forgetting distils the
-original's logits on fresh OOD batches (the reference caches them once and samples OOD images
-class-balanced by the original's predictions).
+target uses the validation split instead of the test set. For random forgetting the OOD images
+are drawn class-balanced by the original's predictions (weights 1/count, counts below 3 as 5,
+``len(ood)`` draws with replacement per pass), as released (``ood_balance``); the reference
+caches the teacher's logits once, which gives the same values as computing them per batch when
+the OOD batches are not augmented (the reference's HR setting; set ``augment: false``).
 OOD images: ``ood = synthetic`` (structured synthetic images) or another registered dataset
 (``ood.py``); the paper uses 10,000 ImageNet images.
 
@@ -86,7 +88,8 @@ class ScarConfig(metaclass=ConfigType):
     min_epochs: int = 2
     class_weighting: bool = True  # random forgetting: weight the forget term by per-class forget accuracy
     weight_threshold: float = 0.8  # classes below this forget accuracy (fraction) get weight 0
-    augment: bool = True  # augmentation on the OOD batches
+    augment: bool = True  # augmentation on the OOD batches (the reference: on for class-wise, off for random)
+    ood_balance: bool | None = None  # None: class-balanced by the original's predictions for random forgetting
     freeze_bn: bool = False
     amp: bool = True
     seed: int = 0
@@ -238,18 +241,34 @@ def freeze_batchnorm(model: nn.Module) -> None:
             m.eval()
 
 
-class OODStream:
-    """Endless shuffled (augmented) OOD batches."""
+def balanced_ood_weights(pseudo: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-image sampling weights 1/count(pseudo-class), a count below 3 counted as 5 (SCAR HR code)."""
+    counts = torch.bincount(pseudo, minlength=num_classes).float()
+    counts = torch.where(counts < 3, torch.full_like(counts, 5.0), counts)
+    return 1.0 / counts[pseudo]
 
-    def __init__(self, data: TensorSet, batch_size: int, augment, generator: torch.Generator) -> None:
-        self.loader = Loader(data, batch_size, shuffle=True, augment=augment, generator=generator)
-        self.it = iter(self.loader)
+
+class OODStream:
+    """Endless (augmented) OOD batches: each pass shuffles the set, or — with ``weights`` — draws
+    ``len(data)`` images with replacement in proportion to them (the HR code's WeightedRandomSampler)."""
+
+    def __init__(self, data: TensorSet, batch_size: int, augment, generator: torch.Generator,
+                 weights: torch.Tensor | None = None) -> None:
+        self.data, self.batch_size, self.augment, self.gen = data, batch_size, augment, generator
+        self.weights = None if weights is None else weights.float().cpu()
+        self.it = self._pass()
+
+    def _pass(self):
+        if self.weights is None:
+            return iter(Loader(self.data, self.batch_size, shuffle=True, augment=self.augment, generator=self.gen))
+        pick = torch.multinomial(self.weights, len(self.weights), replacement=True, generator=self.gen)
+        return iter(Loader(self.data.select(pick), self.batch_size, augment=self.augment, generator=self.gen))
 
     def next(self) -> torch.Tensor:
         try:
             return next(self.it)[0]
         except StopIteration:
-            self.it = iter(self.loader)
+            self.it = self._pass()
             return next(self.it)[0]
 
 
@@ -277,7 +296,10 @@ def scar(model: nn.Module, data: UnlearnData, config: ScarConfig) -> nn.Module:
     class_acc = None
     if weighting:
         class_acc, _ = forget_accuracy_by_class(model, data.forget, data.num_classes)
-    ood = OODStream(data.extras[OOD_KEY], config.ood_batch_size, data.info if config.augment else None, gen)
+    ood_set = data.extras[OOD_KEY]
+    balance = config.ood_balance if config.ood_balance is not None else not classwise
+    weights = balanced_ood_weights(predictions(teacher, ood_set).cpu(), data.num_classes) if balance else None
+    ood = OODStream(ood_set, config.ood_batch_size, data.info if config.augment else None, gen, weights)
     forget_loader = Loader(data.forget, config.batch_size)  # not shuffled: targets align by position
     stepper = Stepper(model, make_optimizer(model, "adam", lr=config.lr, weight_decay=config.weight_decay),
                       mask=h.mask)
