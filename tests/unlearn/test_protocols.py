@@ -233,3 +233,14 @@ def test_scar_balances_ood_images_for_random_forgetting_only(monkeypatch, reques
         assert seen == [None]
     else:
         torch.testing.assert_close(seen[0], balanced_ood_weights(predictions(digits_cnn, small_ood), 10))
+
+
+@pytest.mark.parametrize("fixture", ["digits_class3", "digits_random"])
+def test_scar_checks_the_stop_rule_after_every_step(monkeypatch, request, fixture, digits_cnn, small_ood):
+    calls = []
+    original = scar_mod.forget_term
+    monkeypatch.setattr(scar_mod, "forget_term", lambda *a, **k: calls.append(a) or original(*a, **k))
+    monkeypatch.setattr(scar_mod, "stop_target", lambda *a: 1000.0)  # no model stays above: the first check stops
+    cfg = {"epochs": 3, "min_epochs": 1, "ood_size": 256}
+    run("scar", digits_cnn, _scar_data(request.getfixturevalue(fixture), small_ood), cfg, device="cpu")
+    assert len(calls) == 6 + 1  # epoch 1 unchecked (min_epochs), then one step of epoch 2
