@@ -4,8 +4,8 @@ A method is ``fn(model, data: UnlearnData, config) -> nn.Module`` registered wit
 ``@register_method(name, config=..., reads=..., paper=..., summary=...)``. ``reads`` lists the
 sets it may touch, from ``forget``, ``retain``, ``val`` and ``ood`` (out-of-distribution images,
 ``data.extras["ood"]``). A config class may narrow or widen that per setting with a
-``reads(self) -> tuple[str, ...]`` method (SCAR's ``stats_source``). ``run()`` hands the method a
-view of the data where every set it did not declare is a :class:`GuardedSet` that raises on any
+``reads(self[, spec]) -> tuple[str, ...]`` method (SCAR's ``stats_source``; with a ``spec``
+parameter it also gets the forget spec). ``run()`` hands the method a view of the data where every set it did not declare is a :class:`GuardedSet` that raises on any
 use, so a "retain-free" claim is checked, not trusted. Test sets are always guarded: no method
 may look at them.
 
