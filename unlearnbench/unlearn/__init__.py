@@ -130,7 +130,7 @@ def run(
     entry = METHODS.entry(method)
     data = _check_inputs(model, data)
     cfg = build_config(method, config, seed)
-    reads = declared_reads(method, cfg)
+    reads = declared_reads(method, cfg, data.spec)
     if prune is not None:
         if method == "prune":
             raise ConfigError("The prune method prunes by itself; set its sparsity with --set sparsity=S, not --prune.")

@@ -47,6 +47,15 @@ class BadTeacherConfig(metaclass=ConfigType):
         check(self.temperature > 0, "temperature must be positive.")
 
 
+def teacher_target(good_logits: torch.Tensor, bad_logits: torch.Tensor, flag: torch.Tensor,
+                   temperature: float) -> torch.Tensor:
+    """Per row: softmax(bad/T) where ``flag`` is 1 (forget rows), softmax(good/T) where it is 0."""
+    p_good = torch.softmax(good_logits.float() / temperature, 1)
+    p_bad = torch.softmax(bad_logits.float() / temperature, 1)
+    f = flag.float()[:, None]
+    return f * p_bad + (1 - f) * p_good
+
+
 @register_method(
     "bad_teacher", config=BadTeacherConfig, reads=("forget", "retain"), paper="https://arxiv.org/abs/2205.08096",
     summary="Bad Teacher: distil a random teacher on forget rows, the original on retain rows",
@@ -66,10 +75,7 @@ def bad_teacher(model: nn.Module, data: UnlearnData, config: BadTeacherConfig) -
 
     def loss(m: nn.Module, x: torch.Tensor, flag: torch.Tensor, epoch: int) -> torch.Tensor:
         with torch.no_grad():
-            p_good = torch.softmax(good(x).float() / t, 1)
-            p_bad = torch.softmax(bad(x).float() / t, 1)
-            f = flag.float()[:, None]
-            target = f * p_bad + (1 - f) * p_good
+            target = teacher_target(good(x), bad(x), flag, t)
         return kl_from_probs(m(x) / t, target)
 
     phase = Phase(mixed, loss, config.batch_size, name="mixed", augment=data.info if config.augment else None)

@@ -4,8 +4,8 @@ A method is ``fn(model, data: UnlearnData, config) -> nn.Module`` registered wit
 ``@register_method(name, config=..., reads=..., paper=..., summary=...)``. ``reads`` lists the
 sets it may touch, from ``forget``, ``retain``, ``val`` and ``ood`` (out-of-distribution images,
 ``data.extras["ood"]``). A config class may narrow or widen that per setting with a
-``reads(self) -> tuple[str, ...]`` method (SCAR's ``stats_source``). ``run()`` hands the method a
-view of the data where every set it did not declare is a :class:`GuardedSet` that raises on any
+``reads(self[, spec]) -> tuple[str, ...]`` method (SCAR's ``stats_source``; with a ``spec``
+parameter it also gets the forget spec). ``run()`` hands the method a view of the data where every set it did not declare is a :class:`GuardedSet` that raises on any
 use, so a "retain-free" claim is checked, not trusted. Test sets are always guarded: no method
 may look at them.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -75,10 +76,18 @@ def register_method(
     return METHODS.register(name, **info)
 
 
-def declared_reads(name: str, config: Any) -> tuple[str, ...]:
-    """The sets method ``name`` reads under ``config`` (the config may refine the static list)."""
+def declared_reads(name: str, config: Any, spec: Any = None) -> tuple[str, ...]:
+    """The sets method ``name`` reads under ``config`` (the config may refine the static list).
+
+    A config's ``reads`` may take the forget ``spec`` (SCAR reads ``val`` for random forgetting
+    only); ``spec=None`` means unknown.
+    """
     refine = getattr(config, "reads", None)
-    reads = tuple(refine()) if callable(refine) else tuple(METHODS.info(name)["reads"])
+    if callable(refine):
+        takes_spec = "spec" in inspect.signature(refine).parameters
+        reads = tuple(refine(spec) if takes_spec else refine())
+    else:
+        reads = tuple(METHODS.info(name)["reads"])
     bad = [r for r in reads if r not in READABLE]
     if bad:
         raise ValueError(f"method {name!r} declares unknown sets {bad}; use {READABLE}")

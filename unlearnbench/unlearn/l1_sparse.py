@@ -6,9 +6,11 @@ Loss per step: CE on the retain set + α_e·‖θ‖₁, where ‖θ‖₁ is th
 *all* parameters (as in the reference) and α_e follows :func:`l1_coefficient`, a linear decay per
 epoch α·(1 − e/(E − no_l1_epochs)) that is constant within an epoch, starts at α and never
 reaches 0 (with ``no_l1_epochs`` = 0, epoch 10 of 10 uses 0.1α); the last ``no_l1_epochs``
-epochs use no penalty. Weight decay stays on, as in the reference. The paper's α is not
-published; third-party scripts use 1e-4 on CIFAR-10 (‖θ‖₁ ≈ 1e5 for ResNet-18) — scale it with
-the model: the penalty's gradient is α·sign(θ) per weight. Defaults (lr 0.05, α 1e-3) forget a
+epochs use no penalty. Weight decay stays on, as in the reference. The paper's CIFAR-10 α was
+not found (paper text, the Unlearn-Sparse README — whose ``--alpha 0.2`` is the argparse
+default shared with FF/IU — its notes and issues); third-party scripts use 1e-4 on CIFAR-10
+(‖θ‖₁ ≈ 1e5 for ResNet-18), the presets' value; sweep {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} for a
+paper comparison. Scale α with the model: the penalty's gradient is α·sign(θ) per weight. Defaults (lr 0.05, α 1e-3) forget a
 digits class with the small cnn; the README's CIFAR-10 recipe is the ``l1sparse-cifar10-*`` presets.
 """
 

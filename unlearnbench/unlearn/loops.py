@@ -15,6 +15,11 @@ weights are bit-identical however many steps run) and zeroes their optimizer sta
 Adam moments) so nothing accumulates there. This is the hard constraint θ = m⊙θ' + (1−m)⊙θ₀
 of SalUn's equation and of Unlearn-Saliency PR #33; the paper-era code only masked gradients.
 BatchNorm running statistics are buffers, not weights, and still adapt (as in the reference).
+
+``grad_mask`` is the paper-era alternative (SalUn ``mask_mode: gradient``): only the gradients
+of its False entries are zeroed, so weight decay and momentum still move them, exactly as
+Unlearn-Saliency's ``RL.py`` did before PR #33 when it produced the published numbers. A pruning
+mask is always enforced exactly (pruned weights must stay zero), whichever mode SalUn uses.
 """
 
 from __future__ import annotations
@@ -85,7 +90,8 @@ def make_optimizer(
 class Stepper:
     """Zero grads, backward, mask, step, restore frozen entries, advance the lr schedule.
 
-    ``schedule(step) -> factor`` multiplies each param group's initial lr.
+    ``schedule(step) -> factor`` multiplies each param group's initial lr. ``mask`` freezes its
+    False entries exactly; ``grad_mask`` only zeroes their gradients (paper-era SalUn).
     """
 
     def __init__(
@@ -94,6 +100,7 @@ class Stepper:
         optimizer: torch.optim.Optimizer,
         *,
         mask: Mask | None = None,
+        grad_mask: Mask | None = None,
         schedule: Callable[[int], float] | None = None,
     ) -> None:
         self.model = model
@@ -101,19 +108,10 @@ class Stepper:
         self.schedule = schedule
         self.steps = 0
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
-        self.frozen: list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = []
-        if mask:
-            params = dict(model.named_parameters())
-            unknown = sorted(set(mask) - set(params))
-            if unknown:
-                raise ValueError(f"mask names parameters the model lacks: {unknown[:3]}")
-            for name, keep in mask.items():
-                p = params[name]
-                keep = keep.to(device=p.device, dtype=torch.bool)
-                if keep.shape != p.shape:
-                    raise ValueError(f"mask for {name} has shape {tuple(keep.shape)}, not {tuple(p.shape)}")
-                if not bool(keep.all()):
-                    self.frozen.append((p, keep, p.detach().clone()))
+        self.frozen: list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = [
+            (p, keep, p.detach().clone()) for p, keep in _partial_masks(model, mask)
+        ]
+        self.grad_only: list[tuple[torch.nn.Parameter, torch.Tensor]] = _partial_masks(model, grad_mask)
         self._apply_schedule()
 
     def _apply_schedule(self) -> None:
@@ -125,7 +123,7 @@ class Stepper:
     def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        for p, keep, _ in self.frozen:
+        for p, keep in [*((p, k) for p, k, _ in self.frozen), *self.grad_only]:
             if p.grad is not None:
                 p.grad.mul_(keep)
         self.optimizer.step()
@@ -143,6 +141,25 @@ class Stepper:
                     value.mul_(keep)
 
 
+def _partial_masks(model: nn.Module, mask: Mask | None) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """(parameter, bool mask) for every masked parameter with at least one False entry."""
+    if not mask:
+        return []
+    params = dict(model.named_parameters())
+    unknown = sorted(set(mask) - set(params))
+    if unknown:
+        raise ValueError(f"mask names parameters the model lacks: {unknown[:3]}")
+    out = []
+    for name, keep in mask.items():
+        p = params[name]
+        keep = keep.to(device=p.device, dtype=torch.bool)
+        if keep.shape != p.shape:
+            raise ValueError(f"mask for {name} has shape {tuple(keep.shape)}, not {tuple(p.shape)}")
+        if not bool(keep.all()):
+            out.append((p, keep))
+    return out
+
+
 @dataclass
 class EpochRecord:
     epoch: int
@@ -158,6 +175,7 @@ def run_epochs(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     mask: Mask | None = None,
+    grad_mask: Mask | None = None,
     extra_terms: Iterable[ExtraTerm] = (),
     schedule: Callable[[int], float] | None = None,
     phase_epochs: Callable[[Phase, int], bool] | None = None,
@@ -169,11 +187,12 @@ def run_epochs(
 
     ``phase_epochs(phase, epoch)`` may skip a phase in some epochs (SCRUB's max-steps);
     ``epoch_end(epoch, model)`` may return True to stop early. ``amp`` enables bf16 autocast on
-    CUDA only. Raises :class:`UnlearningDiverged` when an epoch's loss is not finite.
+    CUDA only. ``mask`` / ``grad_mask``: see :class:`Stepper`. Raises :class:`UnlearningDiverged`
+    when an epoch's loss is not finite.
     """
     device = model_device(model)
     terms = list(extra_terms)
-    stepper = Stepper(model, optimizer, mask=mask, schedule=schedule)
+    stepper = Stepper(model, optimizer, mask=mask, grad_mask=grad_mask, schedule=schedule)
     loaders = [
         Loader(ph.data, ph.batch_size, shuffle=ph.shuffle, augment=ph.augment, generator=generator)
         for ph in phases
@@ -228,10 +247,26 @@ def ce_loss(label_smoothing: float = 0.0) -> PhaseLoss:
     return loss
 
 
-def random_labels(num_classes: int) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
-    """Uniform labels over all classes (they may equal the true one, as in SalUn's RL)."""
+def draw_random_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator,
+                       exclude_true: bool = False) -> torch.Tensor:
+    """Random labels for the true labels ``y``.
+
+    ``exclude_true=False``: uniform over all ``num_classes`` (SalUn's RL: ``torch.randint(0, C)``,
+    so a share 1/C keeps its true label). ``exclude_true=True``: uniform over the C − 1 wrong
+    classes (y + U{1..C−1} mod C), never the true label.
+    """
+    if exclude_true:
+        if num_classes < 2:
+            raise ValueError("wrong labels need at least two classes")
+        shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
+        return (y + shift) % num_classes
+    return torch.randint(0, num_classes, y.shape, generator=generator).to(y.device)
+
+
+def random_labels(num_classes: int, exclude_true: bool = False) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """A per-batch relabelling with :func:`draw_random_labels`."""
 
     def relabel(y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return torch.randint(0, num_classes, y.shape, generator=generator).to(y.device)
+        return draw_random_labels(y, num_classes, generator, exclude_true)
 
     return relabel

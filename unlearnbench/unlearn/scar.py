@@ -12,9 +12,17 @@ Performance of Unlearned Models with Out-Of-Distribution Images", https://arxiv.
   logits are set to the batch minimum, so no probability mass is distilled onto them.
 
 For each forget batch (not shuffled) ``steps_per_forget_batch`` Adam steps (lr 5e-4, no weight
-decay, no schedule) use consecutive OOD batches; after each forget batch the forget accuracy is
-checked and training stops once it falls below ``stop_forget_acc`` (1 % for class-wise specs,
-after at least ``min_epochs`` epochs).
+decay, no schedule) use consecutive OOD batches. Early stop (after at least ``min_epochs``
+epochs) when the forget accuracy, checked after every step as released, falls below a target:
+1 % for class-wise specs; for random forgetting the reference's ``acc_test(original) − 1.5``
+points (``src/main.py``) — here the original's accuracy on the
+*validation* split minus ``stop_margin`` (1.5), because no method may read the test set. A set
+``stop_forget_acc`` overrides both.
+
+Random forgetting also weights the forget term per class, as released: w(c) = acc_c if acc_c ≥
+``weight_threshold`` (0.8; 0.4 for TinyImageNet in the reference) else 0, where acc_c is the
+current accuracy on the forget samples of class c (fraction, recomputed after every step), so
+classes already forgotten stop being pulled (``class_weighting: false`` turns it off).
 
 Class statistics — ``stats_source``: the released code estimates the class Gaussians from the
 *retain* set (original model, once), so only the training loss is retain-free; that is the
@@ -23,8 +31,12 @@ original's predictions; with either, SCAR never touches the retain set (declared
 
 Deviations, all documented: nearest wrong classes are computed once with the original model
 before training (the reference caches them batch by batch while already training); the Tukey
-power is guarded (``classstats``); statistics use unaugmented images; the random-forgetting
-per-class weighting of the forget term (w(c) = acc_c if ≥ 0.8) is not implemented (w ≡ 1).
+power is guarded (``classstats``); statistics use unaugmented images; the random-forgetting stop
+target uses the validation split instead of the test set. For random forgetting the OOD images
+are drawn class-balanced by the original's predictions (weights 1/count, counts below 3 as 5,
+``len(ood)`` draws with replacement per pass), as released (``ood_balance``); the reference
+caches the teacher's logits once, which gives the same values as computing them per batch when
+the OOD batches are not augmented (the reference's HR setting; set ``augment: false``).
 OOD images: ``ood = synthetic`` (structured synthetic images) or another registered dataset
 (``ood.py``); the paper uses 10,000 ImageNet images.
 
@@ -72,9 +84,13 @@ class ScarConfig(metaclass=ConfigType):
     stats_source: Literal["retain", "val", "ood"] = "retain"
     ood: str = "synthetic"  # or a registered dataset name
     ood_size: int = 2048
-    stop_forget_acc: float | None = None  # percent; None: 1 for class-wise specs, no early stop otherwise
+    stop_forget_acc: float | None = None  # percent; None: 1 (class-wise) or val accuracy − stop_margin (random)
+    stop_margin: float | None = 1.5  # random forgetting: points below the original's val accuracy; None: no stop
     min_epochs: int = 2
-    augment: bool = True  # augmentation on the OOD batches
+    class_weighting: bool = True  # random forgetting: weight the forget term by per-class forget accuracy
+    weight_threshold: float = 0.8  # classes below this forget accuracy (fraction) get weight 0
+    augment: bool = True  # augmentation on the OOD batches (the reference: on for class-wise, off for random)
+    ood_balance: bool | None = None  # None: class-balanced by the original's predictions for random forgetting
     freeze_bn: bool = False
     amp: bool = True
     seed: int = 0
@@ -82,8 +98,17 @@ class ScarConfig(metaclass=ConfigType):
     def __post_init__(self) -> None:
         validate_scar(self)
 
-    def reads(self) -> tuple[str, ...]:
-        return ("forget", "ood") + (() if self.stats_source == "ood" else (self.stats_source,))
+    def reads(self, spec=None) -> tuple[str, ...]:
+        """``spec``: the forget spec when known; random forgetting reads ``val`` for its stop target."""
+        out = ("forget", "ood") + (() if self.stats_source == "ood" else (self.stats_source,))
+        if spec is not None and uses_val_target(self, spec) and "val" not in out:
+            out += ("val",)
+        return out
+
+
+def uses_val_target(cfg, spec) -> bool:
+    """Whether the early-stop target is the original's validation accuracy minus ``stop_margin``."""
+    return not spec.classwise and cfg.stop_forget_acc is None and cfg.stop_margin is not None
 
 
 def validate_scar(cfg) -> None:
@@ -96,6 +121,9 @@ def validate_scar(cfg) -> None:
     stop = getattr(cfg, "stop_forget_acc", None)
     check(stop is None or 0 <= stop <= 100, "stop_forget_acc is a percentage.")
     check(cfg.min_epochs >= 0, "min_epochs must be non-negative.")
+    margin = getattr(cfg, "stop_margin", None)
+    check(margin is None or 0 <= margin <= 100, "stop_margin is in percentage points, in [0, 100].")
+    check(0 <= getattr(cfg, "weight_threshold", 0.0) <= 1, "weight_threshold is a forget accuracy in [0, 1].")
 
 
 @torch.no_grad()
@@ -150,24 +178,98 @@ def selective_teacher(logits: torch.Tensor, forget_classes: tuple[int, ...]) -> 
     return keep, kept
 
 
+def forget_term(z: torch.Tensor, gauss: ClassGaussians, q: torch.Tensor,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+    """mean_b w_b·d_M(z_b, q_b): distance of each transformed feature to its target Gaussian.
+
+    ``q`` indexes ``gauss.classes`` (from :func:`nearest_wrong_class`); ``weights`` (per row,
+    default 1) are the random-forgetting class weights. The mean runs over all rows, zero-weight
+    ones included, as in the reference.
+    """
+    d = mahalanobis(z, gauss).gather(1, q[:, None]).squeeze(1)
+    if weights is not None:
+        d = d * weights.to(d.dtype)
+    return d.mean()
+
+
+def retain_term(student: nn.Module, xs: torch.Tensor, teacher_logits: torch.Tensor,
+                forget_classes: tuple[int, ...], temperature: float) -> torch.Tensor | None:
+    """KL(softmax(t/T) ‖ softmax(s)) on the rows the selective teacher keeps (None if it keeps none)."""
+    keep, t = selective_teacher(teacher_logits, forget_classes)
+    if not len(t):
+        return None
+    return kl_from_logits(student(xs[keep]), t / temperature)
+
+
+def class_weights(class_acc: torch.Tensor, threshold: float) -> torch.Tensor:
+    """w(c) = acc_c if acc_c ≥ threshold else 0 (accuracies as fractions)."""
+    return torch.where(class_acc >= threshold, class_acc, torch.zeros_like(class_acc))
+
+
+@torch.no_grad()
+def forget_accuracy_by_class(model: nn.Module, data: TensorSet, num_classes: int,
+                             batch_size: int = 1024) -> tuple[torch.Tensor, float]:
+    """Per-class accuracy (fractions; 0 for classes absent from ``data``) and overall accuracy (%)."""
+    was = model.training
+    model.eval()
+    try:
+        pred = torch.cat([model(x).argmax(1) for x, _ in Loader(data, batch_size)])
+    finally:
+        model.train(was)
+    y = data.y.to(pred.device)
+    correct = torch.bincount(y[pred == y], minlength=num_classes).float()
+    count = torch.bincount(y, minlength=num_classes).float()
+    return correct / count.clamp_min(1), 100.0 * correct.sum().item() / max(1, len(y))
+
+
+def stop_target(cfg, data: UnlearnData, teacher: nn.Module) -> float | None:
+    """Forget accuracy (%) below which SCAR stops: explicit, 1 % (class-wise), or val acc − margin."""
+    if cfg.stop_forget_acc is not None:
+        return cfg.stop_forget_acc
+    if data.spec.classwise:
+        return 1.0
+    if cfg.stop_margin is None:
+        return None
+    if len(data.val) == 0:
+        log.warning("scar: the validation split is empty, so random forgetting has no early-stop target")
+        return None
+    return accuracy(teacher, data.val) - cfg.stop_margin
+
+
 def freeze_batchnorm(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
 
 
-class OODStream:
-    """Endless shuffled (augmented) OOD batches."""
+def balanced_ood_weights(pseudo: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-image sampling weights 1/count(pseudo-class), a count below 3 counted as 5 (SCAR HR code)."""
+    counts = torch.bincount(pseudo, minlength=num_classes).float()
+    counts = torch.where(counts < 3, torch.full_like(counts, 5.0), counts)
+    return 1.0 / counts[pseudo]
 
-    def __init__(self, data: TensorSet, batch_size: int, augment, generator: torch.Generator) -> None:
-        self.loader = Loader(data, batch_size, shuffle=True, augment=augment, generator=generator)
-        self.it = iter(self.loader)
+
+class OODStream:
+    """Endless (augmented) OOD batches: each pass shuffles the set, or — with ``weights`` — draws
+    ``len(data)`` images with replacement in proportion to them (the HR code's WeightedRandomSampler)."""
+
+    def __init__(self, data: TensorSet, batch_size: int, augment, generator: torch.Generator,
+                 weights: torch.Tensor | None = None) -> None:
+        self.data, self.batch_size, self.augment, self.gen = data, batch_size, augment, generator
+        self.weights = None if weights is None else weights.float().cpu()
+        self.it = self._pass()
+
+    def _pass(self):
+        if self.weights is None:
+            return iter(Loader(self.data, self.batch_size, shuffle=True, augment=self.augment, generator=self.gen))
+        pick = torch.multinomial(self.weights, len(self.weights), replacement=True, generator=self.gen)
+        return iter(Loader(self.data.select(pick), self.batch_size, augment=self.augment, generator=self.gen))
 
     def next(self) -> torch.Tensor:
         try:
             return next(self.it)[0]
         except StopIteration:
-            self.it = iter(self.loader)
+            self.it = self._pass()
             return next(self.it)[0]
 
 
@@ -187,37 +289,56 @@ def scar(model: nn.Module, data: UnlearnData, config: ScarConfig) -> nn.Module:
     with torch.no_grad():
         target = nearest_wrong_class(mahalanobis(transformed_features(teacher, data.forget, config.delta), gauss),
                                      gauss, data.forget.y)
-    stop_at = config.stop_forget_acc if config.stop_forget_acc is not None else (1.0 if classwise else None)
-    ood = OODStream(data.extras[OOD_KEY], config.ood_batch_size, data.info if config.augment else None, gen)
+    stop_at = stop_target(config, data, teacher)
+    weighting = not classwise and config.class_weighting
+    if stop_at is not None:
+        log.info("scar: stops when forget accuracy < %.2f%% (after %d epochs)", stop_at, config.min_epochs)
+    class_acc = None
+    if weighting:
+        class_acc, _ = forget_accuracy_by_class(model, data.forget, data.num_classes)
+    ood_set = data.extras[OOD_KEY]
+    balance = config.ood_balance if config.ood_balance is not None else not classwise
+    weights = balanced_ood_weights(predictions(teacher, ood_set).cpu(), data.num_classes) if balance else None
+    ood = OODStream(ood_set, config.ood_batch_size, data.info if config.augment else None, gen, weights)
     forget_loader = Loader(data.forget, config.batch_size)  # not shuffled: targets align by position
     stepper = Stepper(model, make_optimizer(model, "adam", lr=config.lr, weight_decay=config.weight_decay),
                       mask=h.mask)
+
+    def stop(acc: float, epoch: int, where: str) -> bool:
+        log.info("scar epoch %d %s: forget accuracy %.2f%%", epoch + 1, where, acc)
+        if acc < stop_at:
+            log.info("scar: early stop in epoch %d (forget accuracy %.2f%% < %.2f%%)", epoch + 1, acc, stop_at)
+            return True
+        return False
+
     done = False
     for epoch in range(config.epochs):
-        for i, (xf, _) in enumerate(forget_loader):
+        check_now = stop_at is not None and epoch >= config.min_epochs
+        for i, (xf, yf) in enumerate(forget_loader):
             q = target[i * config.batch_size : i * config.batch_size + len(xf)]
             for _ in range(config.steps_per_forget_batch):
                 xs = ood.next()
                 model.train()
                 if config.freeze_bn:
                     freeze_batchnorm(model)
+                w = class_weights(class_acc, config.weight_threshold)[yf] if weighting else None
                 with autocast(device, config.amp):
-                    z = tukey(penultimate_features(model, xf), config.delta)
-                    d = mahalanobis(z, gauss).gather(1, q[:, None]).squeeze(1)
-                    loss = config.lambda_1 * d.mean()
+                    loss = config.lambda_1 * forget_term(tukey(penultimate_features(model, xf), config.delta), gauss, q, w)
                     with torch.no_grad():
-                        keep, t = selective_teacher(teacher(xs), forget_classes)
-                    if len(t):
-                        loss = loss + config.lambda_2 * kl_from_logits(model(xs[keep]), t / config.temperature)
+                        t = teacher(xs)
+                    kl = retain_term(model, xs, t, forget_classes, config.temperature)
+                    if kl is not None:
+                        loss = loss + config.lambda_2 * kl
                 if not torch.isfinite(loss):
                     raise UnlearningDiverged("SCAR's loss became non-finite; lower lr or use delta=1.")
                 stepper.step(loss)
-            if stop_at is not None and epoch >= config.min_epochs:
-                acc = accuracy(model, data.forget)
-                log.info("scar epoch %d batch %d: forget accuracy %.2f%%", epoch + 1, i + 1, acc)
-                if acc < stop_at:
-                    done = True
-                    break
+                if weighting or check_now:  # the reference evaluates the whole forget set after every step
+                    class_acc, acc = forget_accuracy_by_class(model, data.forget, data.num_classes)
+                    if check_now and stop(acc, epoch, f"step {stepper.steps}"):
+                        done = True
+                        break
+            if done:
+                break
         if done:
             break
     model.eval()

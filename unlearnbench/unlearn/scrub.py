@@ -56,6 +56,22 @@ class ScrubConfig(metaclass=ConfigType):
         check(0 < self.lr_decay_rate <= 1, "lr_decay_rate must be in (0, 1].")
 
 
+def max_step_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The max-step loss on forget rows: −DistillKL(s, t), so descending it moves *away* from the teacher."""
+    return -distill_kl(student_logits, teacher_logits, temperature)
+
+
+def min_step_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, *,
+                  gamma: float, alpha: float, temperature: float) -> torch.Tensor:
+    """The min-step loss on retain rows: γ·CE(s, y) + α·DistillKL(s, t) (towards the teacher)."""
+    return gamma * F.cross_entropy(student_logits, y) + alpha * distill_kl(student_logits, teacher_logits, temperature)
+
+
+def lr_factor(epoch: int, decay_epochs: tuple[int, ...], rate: float) -> float:
+    """The reference ``adjust_learning_rate``: rate^#{m ∈ decay_epochs : epoch > m} for 1-based ``epoch``."""
+    return rate ** sum(epoch > m for m in decay_epochs)
+
+
 @register_method(
     "scrub", config=ScrubConfig, reads=("forget", "retain"), paper="https://arxiv.org/abs/2302.09880",
     summary="SCRUB: alternate max-steps (forget) and min-steps (retain) against the original as teacher",
@@ -70,13 +86,12 @@ def scrub(model: nn.Module, data: UnlearnData, config: ScrubConfig) -> nn.Module
     def max_step(m: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
         with torch.no_grad():
             t = teacher(x)
-        return -distill_kl(m(x), t, T)
+        return max_step_loss(m(x), t, T)
 
     def min_step(m: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
         with torch.no_grad():
             t = teacher(x)
-        s = m(x)
-        return config.gamma * F.cross_entropy(s, y) + config.alpha * distill_kl(s, t, T)
+        return min_step_loss(m(x), t, y, gamma=config.gamma, alpha=config.alpha, temperature=T)
 
     forget = Phase(data.forget, max_step, config.forget_batch_size, name="max", augment=augment)
     retain = Phase(data.retain, min_step, config.batch_size, name="min", augment=augment,
@@ -86,8 +101,7 @@ def scrub(model: nn.Module, data: UnlearnData, config: ScrubConfig) -> nn.Module
     base_lr = config.lr
 
     def decay(epoch_done: int, m: nn.Module) -> None:
-        nxt = epoch_done + 1  # 1-based epoch about to start
-        factor = config.lr_decay_rate ** sum(nxt > e for e in config.lr_decay_epochs)
+        factor = lr_factor(epoch_done + 1, config.lr_decay_epochs, config.lr_decay_rate)  # the epoch about to start
         for g in opt.param_groups:
             g["lr"] = base_lr * factor
 

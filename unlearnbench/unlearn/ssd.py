@@ -57,6 +57,13 @@ def importances(model: nn.Module, data: TensorSet, batch_size: int, generator: t
     return {n: v / max(1, batches) for n, v in imp.items()}
 
 
+def dampening_factors(imp_d: torch.Tensor, imp_f: torch.Tensor, alpha: float, dampening: float) -> torch.Tensor:
+    """Per-weight multipliers: min(λ·[]_D / []_Df, 1) where []_Df > α·[]_D (selected), else 1."""
+    selected = imp_f > alpha * imp_d
+    factor = (dampening * imp_d / imp_f.clamp_min(torch.finfo(imp_f.dtype).tiny)).clamp(max=1.0)
+    return torch.where(selected, factor, torch.ones_like(factor))
+
+
 @register_method(
     "ssd", config=SSDConfig, reads=("forget", "retain"), paper="https://arxiv.org/abs/2308.07707",
     summary="SSD: one-shot dampening of weights whose forget-set Fisher importance dominates",
@@ -70,10 +77,7 @@ def ssd(model: nn.Module, data: UnlearnData, config: SSDConfig) -> nn.Module:
     imp_f = importances(model, data.forget, config.batch_size, gen)
     with torch.no_grad():
         for n, p in model.named_parameters():
-            if n not in imp_f:
-                continue
-            selected = imp_f[n] > config.alpha * imp_d[n]
-            factor = (config.dampening * imp_d[n] / imp_f[n].clamp_min(torch.finfo(p.dtype).tiny)).clamp(max=1.0)
-            p.mul_(torch.where(selected, factor, torch.ones_like(factor)))
+            if n in imp_f:
+                p.mul_(dampening_factors(imp_d[n], imp_f[n], config.alpha, config.dampening))
     model.eval()
     return model

@@ -1,0 +1,246 @@
+"""Method protocols of the papers' code (issue #12 part 2): SCAR random forgetting (early stop and
+per-class weighting), SalUn's mask modes and Table 1 preset, the paper presets."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+
+import pytest
+import torch
+import torch.nn as nn
+from unlearn_helpers import recording
+
+import unlearnbench.unlearn.scar as scar_mod
+from unlearnbench.core.config import from_dict
+from unlearnbench.core.data import TensorSet
+from unlearnbench.core.train import accuracy
+from unlearnbench.unlearn import METHODS, build_config, run
+from unlearnbench.unlearn.base import declared_reads
+from unlearnbench.unlearn.loops import Stepper, make_optimizer
+from unlearnbench.unlearn.masks import saliency_mask
+from unlearnbench.unlearn.presets import PRESET_DIR, PRESETS
+from unlearnbench.unlearn.scar import class_weights, forget_accuracy_by_class, stop_target
+
+# ============================================================================ SCAR, random forgetting
+
+
+def test_scar_class_weights_drop_classes_below_the_threshold():
+    acc = torch.tensor([0.9, 0.5, 0.8, 0.79, 1.0, 0.0])
+    torch.testing.assert_close(class_weights(acc, 0.8), torch.tensor([0.9, 0.0, 0.8, 0.0, 1.0, 0.0]))
+    torch.testing.assert_close(class_weights(acc, 0.4), torch.tensor([0.9, 0.5, 0.8, 0.79, 1.0, 0.0]))
+
+
+class _Constant(nn.Module):
+    """Predicts class 1 for every image."""
+
+    def forward(self, x):
+        return torch.tensor([0.0, 1.0, 0.0]).expand(len(x), 3)
+
+
+def test_forget_accuracy_by_class_on_a_constant_model():
+    y = torch.tensor([0, 1, 1, 1, 0])
+    data = TensorSet(torch.zeros(5, 1, 2, 2, dtype=torch.uint8), y, torch.arange(5))
+    per_class, overall = forget_accuracy_by_class(_Constant(), data, 3)
+    torch.testing.assert_close(per_class, torch.tensor([0.0, 1.0, 0.0]))  # class 2 is absent: 0
+    assert overall == pytest.approx(60.0)
+
+
+def test_scar_stop_target_per_spec(digits_cnn, digits_class3, digits_random):
+    cfg = build_config("scar")
+    assert stop_target(cfg, digits_class3, digits_cnn) == 1.0
+    val_acc = accuracy(digits_cnn, digits_random.val)
+    assert stop_target(cfg, digits_random, digits_cnn) == pytest.approx(val_acc - 1.5)
+    assert stop_target(build_config("scar", {"stop_margin": None}), digits_random, digits_cnn) is None
+    assert stop_target(build_config("scar", {"stop_forget_acc": 40.0}), digits_random, digits_cnn) == 40.0
+    no_val = dataclasses.replace(digits_random, val=digits_random.val.select(torch.zeros(0, dtype=torch.long)))
+    assert stop_target(cfg, no_val, digits_cnn) is None  # no target rather than NaN
+
+
+def _scar_data(data, ood):
+    return dataclasses.replace(data, extras={"ood": ood})
+
+
+RANDOM_CFG = {"epochs": 12, "min_epochs": 0, "ood_size": 256, "ood_batch_size": 64, "lr": 3e-3}
+
+
+def test_scar_random_forgetting_stops_early_below_val_accuracy_minus_margin(monkeypatch, caplog, digits_cnn,
+                                                                          digits_random, small_ood):
+    data = _scar_data(digits_random, small_ood)
+    target = accuracy(digits_cnn, digits_random.val) - 1.5
+    assert accuracy(digits_cnn, digits_random.forget) > target  # the original is above the target
+    calls = []
+    original = scar_mod.forget_term
+    monkeypatch.setattr(scar_mod, "forget_term", lambda *a, **k: calls.append(a) or original(*a, **k))
+    with caplog.at_level(logging.INFO, logger="unlearnbench.unlearn.scar"):
+        out = run("scar", digits_cnn, data, RANDOM_CFG, device="cpu")
+    max_steps = 12 * 6  # one forget batch per epoch, 6 steps each
+    assert len(calls) < max_steps
+    assert any("early stop" in r.getMessage() for r in caplog.records)
+    # it stopped at the first step whose forget accuracy fell below the target
+    assert accuracy(out.model, digits_random.forget) < target
+    # without the stop rule it runs every step
+    calls.clear()
+    run("scar", digits_cnn, data, {**RANDOM_CFG, "epochs": 2, "stop_margin": None}, device="cpu")
+    assert len(calls) == 2 * 6
+
+
+def test_scar_random_forgetting_weights_the_forget_term_by_class_accuracy(monkeypatch, digits_cnn, digits_random,
+                                                                           small_ood):
+    calls = []
+    original = scar_mod.forget_term
+    monkeypatch.setattr(scar_mod, "forget_term", lambda *a, **k: calls.append(a) or original(*a, **k))
+    cfg = {"epochs": 1, "min_epochs": 0, "ood_size": 256, "steps_per_forget_batch": 1, "weight_threshold": 0.999}
+    run("scar", digits_cnn, _scar_data(digits_random, small_ood), cfg, device="cpu")
+    _, _, _, weights = calls[0]
+    # first step: the original's per-class accuracy on the forget set, classes below 0.999 dropped
+    acc, _ = forget_accuracy_by_class(digits_cnn, digits_random.forget, 10)
+    expected = torch.where(acc >= 0.999, acc, torch.zeros_like(acc))[digits_random.forget.y]
+    torch.testing.assert_close(weights, expected)
+    assert bool((weights == 1).any())
+    # class-wise forgetting and class_weighting: false use w = 1
+    calls.clear()
+    run("scar", digits_cnn, _scar_data(digits_random, small_ood), {**cfg, "class_weighting": False}, device="cpu")
+    assert calls[0][3] is None
+
+
+def test_scar_reads_val_for_the_random_stop_target_only(digits_cnn, digits_random, small_ood):
+    cfg = build_config("scar", {"epochs": 1, "min_epochs": 0, "ood_size": 256, "stop_forget_acc": 0.0})
+    log: set[str] = set()
+    run("scar", digits_cnn, recording(digits_random, small_ood, log), dataclasses.asdict(cfg), device="cpu")
+    assert log == {"forget", "retain", "ood"} == set(declared_reads("scar", cfg, digits_random.spec))
+    cfg = build_config("scar", {"epochs": 1, "min_epochs": 0, "ood_size": 256})
+    log.clear()
+    run("scar", digits_cnn, recording(digits_random, small_ood, log), dataclasses.asdict(cfg), device="cpu")
+    assert log == {"forget", "retain", "ood", "val"} == set(declared_reads("scar", cfg, digits_random.spec))
+
+
+# ============================================================================ SalUn mask modes
+
+
+def _decay_only_factor(steps: int, lr: float, wd: float, momentum: float) -> float:
+    """What SGD does to a weight whose gradient is always zero: p ← p − lr·buf, buf ← μ·buf + wd·p
+    (buf = wd·p on the first step). The weight is multiplied by the returned factor."""
+    p, buf = 1.0, None
+    for _ in range(steps):
+        d = wd * p
+        buf = d if buf is None else momentum * buf + d
+        p -= lr * buf
+    return p
+
+
+@pytest.mark.parametrize("mode", ["exact", "gradient"])
+def test_gradient_mask_lets_weight_decay_move_frozen_weights_and_exact_does_not(mode):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    mask = {n: torch.rand(p.shape) < 0.5 for n, p in model.named_parameters()}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = make_optimizer(model, "sgd", lr=0.1, momentum=0.9, weight_decay=0.05)
+    stepper = Stepper(model, opt, **({"mask": mask} if mode == "exact" else {"grad_mask": mask}))
+    for _ in range(7):
+        x = torch.randn(16, 6)
+        stepper.step(nn.functional.cross_entropy(model(x), torch.randint(0, 3, (16,))))
+    c = _decay_only_factor(7, 0.1, 0.05, 0.9)
+    for n, p in model.named_parameters():
+        frozen = ~mask[n]
+        if mode == "exact":
+            assert torch.equal(p[frozen], before[n][frozen])
+        else:  # zero gradient, yet weight decay and momentum shrink every frozen weight by the same factor
+            torch.testing.assert_close(p[frozen], before[n][frozen] * c)
+        assert not torch.equal(p[mask[n]], before[n][mask[n]])  # the salient ones trained in both modes
+    assert c < 0.9  # a visible shrink, not a rounding effect
+
+
+def test_salun_gradient_mode_shrinks_non_salient_weights_by_decay_only(digits_cnn, digits_class3):
+    cfg = {"epochs": 1, "mask_ratio": 0.3, "weight_decay": 5e-3, "momentum": 0.9, "lr": 0.05, "batch_size": 64,
+           "mask_mode": "gradient"}
+    out = run("salun", digits_cnn, digits_class3, cfg, seed=4, device="cpu")
+    mask = saliency_mask(copy.deepcopy(digits_cnn), digits_class3.forget, 0.3, batch_size=256,
+                         generator=torch.Generator().manual_seed(4 + 1))
+    steps = -(-len(digits_class3.forget) // 64) + -(-len(digits_class3.retain) // 64)
+    c = _decay_only_factor(steps, 0.05, 5e-3, 0.9)
+    assert c < 0.99  # a shrink the tolerance below can see
+    before, after = dict(digits_cnn.named_parameters()), dict(out.model.named_parameters())
+    for n, m in mask.items():
+        torch.testing.assert_close(after[n][~m], before[n][~m] * c, rtol=1e-4, atol=1e-7)
+    # exact mode on the same run leaves them bit-identical
+    out = run("salun", digits_cnn, digits_class3, {**cfg, "mask_mode": "exact"}, seed=4, device="cpu")
+    after = dict(out.model.named_parameters())
+    assert all(torch.equal(after[n][~m], before[n][~m]) for n, m in mask.items())
+
+
+def test_salun_gradient_mode_still_keeps_pruned_weights_at_zero(digits_cnn, digits_class3):
+    out = run("salun", digits_cnn, digits_class3, {"epochs": 1, "mask_mode": "gradient", "mixed": True},
+              prune=0.5, device="cpu")  # run() raises if a pruned weight moved
+    assert out.info["pruned_sparsity"] == pytest.approx(0.5, abs=1e-3)
+
+
+# ============================================================================ paper presets
+
+
+def test_paper_presets_follow_the_paper_code():
+    for name in PRESETS.names():
+        p = PRESETS.get(name)
+        fields = {f.name for f in dataclasses.fields(METHODS.info(p.method)["config"])}
+        if p.dataset != "digits" and "amp" in fields:
+            assert p.config.get("amp") is False, f"{name}: the reference trains in fp32"
+    table1 = PRESETS.get("salun-cifar10-random10")
+    assert table1.config["mixed"] is True and table1.config["mask_mode"] == "gradient"
+    text = (PRESET_DIR / "salun-cifar10-random10.yaml").read_text()
+    assert "PR #33" in text and "f31f82e" in text  # it says why
+    bs = PRESETS.get("boundary-shrink-cifar10-random10")
+    assert bs.method == "boundary_shrink" and bs.config["bound"] == 0.1 and bs.config["lr"] == 1e-6
+    assert "main_0.1_cifar10.sh" in (PRESET_DIR / "boundary-shrink-cifar10-random10.yaml").read_text()
+    l1 = (PRESET_DIR / "l1sparse-cifar10-class.yaml").read_text()
+    assert "NOT FOUND" in l1 and "{1e-5, 3e-5, 1e-4, 3e-4, 1e-3}" in l1
+    from_dict(METHODS.info("salun")["config"], table1.config)
+
+
+def test_balanced_ood_weights_on_hand_pseudo_labels():
+    from unlearnbench.unlearn.scar import balanced_ood_weights
+
+    pseudo = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2])
+    w = balanced_ood_weights(pseudo, 4)  # counts 4, 3, 1 (< 3: counted as 5), 0
+    torch.testing.assert_close(w, torch.tensor([1 / 4] * 4 + [1 / 3] * 3 + [1 / 5]))
+
+
+def test_balanced_ood_stream_draws_pseudo_classes_equally():
+    from unlearnbench.unlearn.scar import OODStream, balanced_ood_weights
+
+    pseudo = torch.tensor([0] * 270 + [1] * 30)
+    x = torch.zeros(300, 1, 2, 2, dtype=torch.uint8)
+    x[:, 0, 0, 0] = pseudo.to(torch.uint8) * 255  # class-1 images are marked
+    stream = OODStream(TensorSet(x, pseudo, torch.arange(300)), 100, None, torch.Generator().manual_seed(0),
+                       balanced_ood_weights(pseudo, 2))
+    batches = [stream.next() for _ in range(30)]  # ten passes of 300 draws
+    share = torch.cat([b[:, 0, 0, 0] for b in batches]).mean().item()
+    assert share == pytest.approx(0.5, abs=0.03)  # 3,000 draws: sd 0.009; unbalanced it would be 0.1
+    plain = OODStream(TensorSet(x, pseudo, torch.arange(300)), 100, None, torch.Generator().manual_seed(0))
+    assert torch.cat([plain.next()[:, 0, 0, 0] for _ in range(3)]).mean().item() == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("fixture", ["digits_class3", "digits_random"])
+def test_scar_balances_ood_images_for_random_forgetting_only(monkeypatch, request, fixture, digits_cnn, small_ood):
+    from unlearnbench.unlearn.scar import balanced_ood_weights, predictions
+
+    seen = []
+    original = scar_mod.OODStream
+    monkeypatch.setattr(scar_mod, "OODStream", lambda *a: seen.append(a[4]) or original(*a))
+    cfg = {"epochs": 1, "min_epochs": 0, "ood_size": 256, "steps_per_forget_batch": 1, "stop_forget_acc": 0.0}
+    run("scar", digits_cnn, _scar_data(request.getfixturevalue(fixture), small_ood), cfg, device="cpu")
+    if fixture == "digits_class3":
+        assert seen == [None]
+    else:
+        torch.testing.assert_close(seen[0], balanced_ood_weights(predictions(digits_cnn, small_ood), 10))
+
+
+@pytest.mark.parametrize("fixture", ["digits_class3", "digits_random"])
+def test_scar_checks_the_stop_rule_after_every_step(monkeypatch, request, fixture, digits_cnn, small_ood):
+    calls = []
+    original = scar_mod.forget_term
+    monkeypatch.setattr(scar_mod, "forget_term", lambda *a, **k: calls.append(a) or original(*a, **k))
+    monkeypatch.setattr(scar_mod, "stop_target", lambda *a: 1000.0)  # no model stays above: the first check stops
+    cfg = {"epochs": 3, "min_epochs": 1, "ood_size": 256}
+    run("scar", digits_cnn, _scar_data(request.getfixturevalue(fixture), small_ood), cfg, device="cpu")
+    assert len(calls) == 6 + 1  # epoch 1 unchecked (min_epochs), then one step of epoch 2
