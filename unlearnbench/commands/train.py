@@ -28,7 +28,7 @@ from unlearnbench.core.checkpoint import save_checkpoint
 from unlearnbench.core.config import flatten
 from unlearnbench.core.data import DataSource
 from unlearnbench.core.jobs import train_model
-from unlearnbench.core.train import TrainConfig, recipe_for
+from unlearnbench.core.train import TrainConfig
 
 # Which registry `ls KIND` shows; modules are imported lazily so `ls models` stays fast.
 LISTABLE = {
@@ -38,6 +38,7 @@ LISTABLE = {
     "attacks": ("unlearnbench.robust.attacks", "ATTACKS"),
     "metrics": ("unlearnbench.eval.metrics", "METRICS"),
     "presets": ("unlearnbench.unlearn.presets", "PRESETS"),
+    "recipes": ("unlearnbench.core.recipes", "RECIPES"),
 }
 
 
@@ -85,6 +86,8 @@ def train(
     model: str = typer.Option("cnn", "--model", "-m", help="Registered model (see `ls models`)."),
     out: Path = typer.Option(Path("runs/original.pt"), "--out", "-o", help="Checkpoint to write."),
     exclude: str | None = typer.Option(None, "--exclude", help="Train without this forget spec (the retrain reference)."),
+    recipe: str | None = typer.Option(
+        None, "--recipe", help="Named training recipe, e.g. paper-cifar (see `ls recipes`; default: the dataset's)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default: the dataset recipe)."),
     lr: float | None = typer.Option(None, "--lr"),
     batch_size: int | None = typer.Option(None, "--batch-size"),
@@ -110,10 +113,12 @@ def train(
     setup_output(quiet)
     from unlearnbench.core.data import DATASETS
     from unlearnbench.core.models import MODELS
+    from unlearnbench.core.recipes import resolve
 
     DATASETS.get(dataset), MODELS.get(model)  # unknown names fail before any work
+    chosen = resolve(recipe, dataset)
     cfg = build_config(
-        TrainConfig, config, set_, base=recipe_for(dataset),
+        TrainConfig, config, set_, base=chosen.train,
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device, compile=compile or None,
     )
     if out.exists() and out.is_dir():
@@ -136,6 +141,7 @@ def train(
         source=DataSource.from_env(data_root, download),
         loss_fn=at.loss_fn if at else None, epoch_end=at.epoch_end if at else None,
     )
+    outcome.meta["recipe"] = chosen.name
     if at is not None:
         outcome.meta["adversarial"] = at.summary()
     save_checkpoint(out, outcome.model, outcome.meta)
@@ -143,7 +149,8 @@ def train(
     if track is not None:
         tags = {"kind": outcome.meta["kind"], "dataset": dataset, "model": model, "seed": seed,
                 "split_seed": split_seed, "exclude": exclude or "", "git_sha": outcome.meta["provenance"]["git_sha"]}
-        params = {**flatten(cfg), "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
+        params = {**flatten(cfg), "recipe": chosen.name, "dataset": dataset, "model": model, "exclude": exclude or "",
+                  "split_seed": split_seed,
                   **(flatten(at.cfg, "adversarial.") if at else {})}
         with track.run(f"{outcome.meta['kind']}-{model}-{dataset}", params=params, tags=tags):
             track.log_history(outcome.history)
@@ -152,5 +159,7 @@ def train(
     console.print(
         f"Saved {out}  test acc {metrics['test_acc']:.2f}%  val acc {metrics['val_acc']:.2f}%"
         + (f"  forget acc {metrics['forget_acc']:.2f}%" if "forget_acc" in metrics else "")
-        + f"  ({metrics['train_seconds']:.1f} s)"
+        + f"  ({metrics['train_seconds']:.1f} s, recipe {chosen.name})"
     )
+    if chosen.caveat:
+        console.print(f"Note on recipe {chosen.name}: {chosen.caveat}.", style="dim", highlight=False, soft_wrap=True)

@@ -91,13 +91,17 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0,)
     split_seed: int = 0
     val_fraction: float = 0.1
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys over the dataset recipe
+    recipe: str | None = None  # named training recipe (`unlearnbench ls recipes`); None = the dataset's default
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys over the recipe
     prune: tuple[float | None, ...] = (None,)  # OMP sparsity before unlearning; null = none
     adv_retain: tuple[str | None, ...] = (None,)  # attack hardening retain batches; null = none
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     experiment: str = ""  # MLflow experiment (default: the study name)
     device: str = "auto"
     save_checkpoints: bool = False  # log every unlearned model's checkpoint as an artifact
+    # Known differences from the paper protocol this study reproduces, one sentence each; shown in
+    # the report header (a study calling itself a paper protocol lists them or has none).
+    differences: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.match(r"^[A-Za-z0-9_.-]+$", self.name):
@@ -201,9 +205,12 @@ def _check_names(cfg: StudyConfig) -> None:
     from unlearnbench import unlearn
     from unlearnbench.core.data import DATASETS
     from unlearnbench.core.models import MODELS
+    from unlearnbench.core.recipes import RECIPES
 
     DATASETS.get(cfg.dataset)
     MODELS.get(cfg.model)
+    if cfg.recipe is not None:
+        RECIPES.get(cfg.recipe)
     train_config(cfg, cfg.seeds[0])
     for m in cfg.methods:
         unlearn.build_config(m.name, dict(m.config), seed=cfg.seeds[0])
@@ -237,16 +244,26 @@ def examples() -> list[str]:
 
 
 def train_config(cfg: StudyConfig, seed: int):
-    from unlearnbench.core.train import TrainConfig, recipe_for
+    from unlearnbench.core.recipes import recipe_train
+    from unlearnbench.core.train import TrainConfig
 
-    return from_dict(TrainConfig, {**recipe_for(cfg.dataset), **cfg.train, "seed": seed, "device": cfg.device})
+    return from_dict(TrainConfig, {**recipe_train(cfg.recipe, cfg.dataset), **cfg.train, "seed": seed,
+                                   "device": cfg.device})
+
+
+def recipe_name(cfg: StudyConfig) -> str:
+    from unlearnbench.core.recipes import default_recipe
+
+    return cfg.recipe or default_recipe(cfg.dataset)
 
 
 def study_id(cfg: StudyConfig) -> str:
     """What the results depend on (not where they are logged or which device ran them)."""
     data = to_dict(cfg)
-    for k in ("experiment", "device", "save_checkpoints"):
-        data.pop(k)
+    for k in ("experiment", "device", "save_checkpoints", "differences", "expected"):
+        data.pop(k, None)
+    if data.get("recipe") is None:  # keeps the id of studies written before recipes existed
+        data.pop("recipe")
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -284,6 +301,7 @@ class TrainJob:
     val_fraction: float
     source: DataSource | None
     path: str
+    recipe: str = ""
 
 
 @dataclass(frozen=True)
@@ -344,6 +362,7 @@ def train_job(job: TrainJob) -> dict[str, Any]:
     cfg = from_dict(TrainConfig, job.train)
     outcome = train_model(job.dataset, job.model, cfg, exclude=job.exclude, split_seed=job.split_seed,
                           val_fraction=job.val_fraction, source=job.source)
+    outcome.meta["recipe"] = job.recipe
     save_checkpoint(path, outcome.model, outcome.meta)
     return {"meta": outcome.meta, "cached": False}
 
@@ -438,10 +457,13 @@ def plan_jobs(cfg: StudyConfig, work_dir: Path, source: DataSource | None) -> tu
         mdir = model_dir(cfg, work_dir, seed)
         tc = to_dict(train_config(cfg, seed))
         orig_path = str(mdir / "original.pt")
-        trains.append(TrainJob(cfg.dataset, cfg.model, tc, None, cfg.split_seed, cfg.val_fraction, source, orig_path))
+        recipe = recipe_name(cfg)
+        trains.append(TrainJob(cfg.dataset, cfg.model, tc, None, cfg.split_seed, cfg.val_fraction, source, orig_path,
+                               recipe))
         for spec in cfg.forget:
             ret_path = str(mdir / f"retrain-{_spec_key(spec)}.pt")
-            trains.append(TrainJob(cfg.dataset, cfg.model, tc, spec, cfg.split_seed, cfg.val_fraction, source, ret_path))
+            trains.append(TrainJob(cfg.dataset, cfg.model, tc, spec, cfg.split_seed, cfg.val_fraction, source, ret_path,
+                                   recipe))
             common = dict(spec=spec, seed=seed, dataset=cfg.dataset, model=cfg.model, split_seed=cfg.split_seed,
                           val_fraction=cfg.val_fraction, source=source, device=cfg.device, original_path=orig_path,
                           retrain_path=ret_path, retrain_seconds=None, reference_values=None, evaluation=ev)
@@ -613,7 +635,7 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
 def _tags(job: EvalJob, cfg: StudyConfig) -> dict[str, str]:
     return {"kind": job.kind, "method": job.method, "variant": job.variant, "label": job.label, "forget": job.spec,
             "seed": str(job.seed), "dataset": cfg.dataset, "model": cfg.model, "run_key": job.key,
-            "study_id": study_id(cfg), "study": cfg.name}
+            "study_id": study_id(cfg), "study": cfg.name, "recipe": recipe_name(cfg)}
 
 
 def _params(job: EvalJob) -> dict[str, Any]:
@@ -639,7 +661,7 @@ def _log_outcome(job: EvalJob, outcome: JobOutcome, parent_id: str, cfg: StudyCo
     # report.config already holds the method's full config (method.*) and the evaluation (eval.*).
     tracking.log_report(report, checkpoint=Path(ckpt) if ckpt else None, parent_run_id=parent_id,
                         run_name=_run_name(job), extra_tags=_tags(job, cfg),
-                        extra_params={"forget": job.spec, "seed": job.seed})
+                        extra_params={"forget": job.spec, "seed": job.seed, "recipe": recipe_name(cfg)})
     result.finished += 1
     return {k: v for k, v in report.values.items() if v == v}  # drop NaN
 
