@@ -25,6 +25,7 @@ just the failures).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -35,7 +36,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from unlearnbench.core.config import configclass, flatten, from_dict, load_yaml, to_dict
 from unlearnbench.core.data import DataSource, parse_forget_spec
@@ -94,6 +95,11 @@ class StudyConfig:
     recipe: str | None = None  # named training recipe (`unlearnbench ls recipes`); None = the dataset's default
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys over the recipe
     prune: tuple[float | None, ...] = (None,)  # OMP sparsity before unlearning; null = none
+    # rewind: Unlearn-Sparse's sparse original (OMP of the trained dense model, rewind to the
+    # weights after epoch ``rewind_epoch``, retrain with the mask fixed); one-shot: prune the dense
+    # original just before unlearning. Either way pruned rows are compared with a sparse Retrain.
+    prune_mode: Literal["rewind", "one-shot"] = "rewind"
+    rewind_epoch: int = 8
     adv_retain: tuple[str | None, ...] = (None,)  # attack hardening retain batches; null = none
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     experiment: str = ""  # MLflow experiment (default: the study name)
@@ -125,6 +131,8 @@ class StudyConfig:
         for p in self.prune:
             if p is not None and not 0 <= p < 1:
                 raise ConfigError(f"prune levels are sparsities in [0, 1); got {p}.")
+        if self.rewind_epoch < 1:
+            raise ConfigError("rewind_epoch counts training epochs from 1 (Unlearn-Sparse rewinds to epoch 8).")
         if not 0 < self.val_fraction < 1:
             raise ConfigError("val_fraction must lie strictly between 0 and 1.")
         for spec in self.forget:
@@ -211,7 +219,10 @@ def _check_names(cfg: StudyConfig) -> None:
     MODELS.get(cfg.model)
     if cfg.recipe is not None:
         RECIPES.get(cfg.recipe)
-    train_config(cfg, cfg.seeds[0])
+    tc = train_config(cfg, cfg.seeds[0])
+    if cfg.prune_mode == "rewind" and _sparsities(cfg) and cfg.rewind_epoch >= tc.epochs:
+        raise ConfigError(f"rewind_epoch {cfg.rewind_epoch} must be below the {tc.epochs} training epochs "
+                          "(the sparse original rewinds to an early epoch); lower it or use prune_mode: one-shot.")
     for m in cfg.methods:
         unlearn.build_config(m.name, dict(m.config), seed=cfg.seeds[0])
     attacks = [a for a in (*cfg.adv_retain, *cfg.evaluation.robustness) if a is not None]
@@ -264,7 +275,14 @@ def study_id(cfg: StudyConfig) -> str:
         data.pop(k, None)
     if data.get("recipe") is None:  # keeps the id of studies written before recipes existed
         data.pop("recipe")
+    if not _sparsities(cfg):  # the prune settings do not change a study without prune levels
+        data.pop("prune_mode")
+        data.pop("rewind_epoch")
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _sparsities(cfg: StudyConfig) -> list[float]:
+    return [p for p in cfg.prune if p is not None]
 
 
 def _slug(text: str) -> str:
@@ -302,6 +320,25 @@ class TrainJob:
     source: DataSource | None
     path: str
     recipe: str = ""
+    rewind_epoch: int | None = None  # dense original: also keep the weights after this epoch (and the last)
+    sparsity: float | None = None  # a sparse model (original or Retrain) with the OMP mask of dense_path
+    dense_path: str = ""  # the dense original the mask comes from
+    mask_epoch: int | None = None  # the mask from the dense run's weights after this epoch (None: the saved ones)
+
+    @property
+    def mask_source(self) -> str:
+        return str(rewind_path(self.dense_path, self.mask_epoch)) if self.mask_epoch else self.dense_path
+
+    @property
+    def sparse(self) -> bool:
+        return self.sparsity is not None
+
+
+def rewind_path(original_path: str | Path, epoch: int) -> Path:
+    """Where the dense original's weights after epoch ``epoch`` (the rewind point, the last epoch)
+    are cached."""
+    p = Path(original_path)
+    return p.with_name(f"{p.stem}-epoch{epoch}{p.suffix}")
 
 
 @dataclass(frozen=True)
@@ -326,6 +363,8 @@ class EvalJob:
     reference_values: dict[str, float] | None
     evaluation: dict[str, Any]
     save_checkpoint: str | None
+    prune_mode: str = "rewind"
+    mask_from: str = ""  # rewind-mode pruned rows: the dense weights whose OMP mask must stay intact
 
     @property
     def variant(self) -> str:
@@ -353,18 +392,95 @@ def train_job(job: TrainJob) -> dict[str, Any]:
     from unlearnbench.core.train import TrainConfig
 
     path = Path(job.path)
-    if path.is_file():
+    cfg = from_dict(TrainConfig, job.train)
+    snap_epochs = (job.rewind_epoch, cfg.epochs) if job.rewind_epoch and not job.sparse else ()
+    if path.is_file() and all(rewind_path(path, e).is_file() for e in snap_epochs):
         try:
             meta = load_checkpoint(path).meta
             return {"meta": meta, "cached": True}
         except CheckpointError as exc:  # a damaged cache entry is rebuilt, not fatal
             log.warning("Retraining %s: %s", path, exc)
-    cfg = from_dict(TrainConfig, job.train)
+    if job.sparse:
+        model, meta = _train_sparse(job, cfg)
+        save_checkpoint(path, model, meta)
+        return {"meta": meta, "cached": False}
+    from unlearnbench.unlearn.prune import EpochSnapshot
+
+    snap = EpochSnapshot(*snap_epochs) if snap_epochs else None
     outcome = train_model(job.dataset, job.model, cfg, exclude=job.exclude, split_seed=job.split_seed,
-                          val_fraction=job.val_fraction, source=job.source)
+                          val_fraction=job.val_fraction, source=job.source, epoch_end=snap)
     outcome.meta["recipe"] = job.recipe
+    for epoch in snap_epochs:
+        if epoch not in snap.states:
+            raise RuntimeError(f"training stopped before epoch {epoch}, which pruning needs")
+        early = copy.deepcopy(outcome.model)
+        early.load_state_dict(snap.states[epoch])
+        save_checkpoint(rewind_path(path, epoch), early, {**outcome.meta, "kind": "snapshot", "epoch": epoch})
     save_checkpoint(path, outcome.model, outcome.meta)
     return {"meta": outcome.meta, "cached": False}
+
+
+def _train_sparse(job: TrainJob, cfg) -> tuple[Any, dict[str, Any]]:
+    """A sparse model with the OMP mask of the dense original ``job.dense_path``:
+
+    * ``exclude`` None — the sparse original: survivors rewound to the dense run's epoch-k weights,
+      trained on the training split with the mask fixed (Unlearn-Sparse ``main_imp.py``);
+    * ``exclude`` a spec — the sparse Retrain: the same seeded initialisation as the dense Retrain,
+      the same mask, trained on the retain set with the mask fixed.
+    """
+    from unlearnbench.core import provenance
+    from unlearnbench.core.checkpoint import load_checkpoint
+    from unlearnbench.core.data import prepare
+    from unlearnbench.core.jobs import checkpoint_meta
+    from unlearnbench.core.models import create_model
+    from unlearnbench.core.runtime import resolve_device, seed_everything
+    from unlearnbench.core.train import accuracy
+    from unlearnbench.unlearn.prune import (
+        conv_sparsity,
+        lr_rewound,
+        magnitude_masks,
+        mask_digest,
+        sparse_start,
+        train_masked,
+    )
+
+    device = resolve_device(cfg.device)
+    splits, data = prepare(job.dataset, job.exclude, split_seed=job.split_seed, val_fraction=job.val_fraction,
+                           source=job.source, device=device)
+    info = splits.info
+    dense = load_checkpoint(job.mask_source).build(device)
+    if job.exclude is None:
+        rewind = load_checkpoint(rewind_path(job.dense_path, job.rewind_epoch)).state_dict
+        model, masks = sparse_start(dense, rewind, job.sparsity)
+        cfg = lr_rewound(cfg, job.rewind_epoch)
+        train_set, what = splits.train, "sparse original"
+    else:
+        masks = magnitude_masks(dense, job.sparsity)
+        seed_everything(cfg.seed)  # the dense Retrain's initialisation (train_model seeds the same way)
+        model = create_model(job.model, info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
+        train_set, what = data.retain, "sparse retrain"
+    model.to(device)
+    result = train_masked(model, masks, train_set, splits.val, info, cfg,
+                          description=f"{what} {job.model} {job.sparsity:g}")
+    metrics = {
+        "val_acc": accuracy(model, splits.val) if len(splits.val) else float("nan"),
+        "test_acc": accuracy(model, splits.test),
+        "train_acc": accuracy(model, train_set),
+        "best_epoch": result.best_epoch,
+        "train_seconds": result.seconds,
+    }
+    if data is not None:
+        metrics["forget_acc"] = accuracy(model, data.forget)
+    meta = checkpoint_meta(job.model, splits, exclude=job.exclude, val_fraction=job.val_fraction, extra={
+        "kind": "retrain" if job.exclude else "original",
+        "train_config": to_dict(cfg),
+        "metrics": metrics,
+        "recipe": job.recipe,
+        "sparse": {"sparsity": job.sparsity, "rewind_epoch": job.rewind_epoch, "mask": mask_digest(masks),
+                   "conv_sparsity": conv_sparsity(model), "mask_from": job.mask_source},
+        "provenance": provenance.collect(device, cfg.seed),
+    })
+    return model, meta
 
 
 def eval_job(job: EvalJob) -> dict[str, Any]:
@@ -403,10 +519,17 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
         res = unlearn.run(job.method, original, data, dict(job.method_config), prune=job.prune,
                           adv_retain=job.adv_retain, seed=job.seed, device=job.device)
         model, rte = res.model, res.seconds
+        if job.mask_from:
+            _check_mask_kept(model, job.mask_from, job.prune, device)
         params = {f"method.{k}": v for k, v in flatten(res.config).items()}
         info = {k: v for k, v in res.info.items() if isinstance(v, (int, float, str, bool)) or v is None}
     elif job.kind == "retrain":
         model, rte = retrain, job.retrain_seconds
+    elif job.prune is not None and job.prune_mode == "one-shot":
+        from unlearnbench.unlearn.prune import omp
+
+        model, rte = copy.deepcopy(original), None
+        omp(model, job.prune)  # the row the one-shot methods start from
     else:
         model, rte = original, None
     reference = None if job.kind == "retrain" else job.reference_values
@@ -424,6 +547,18 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
             "variant": job.variant,
         }))
     return {"report": report.to_json(indent=None), "params": params, "info": info, "checkpoint": ckpt}
+
+
+def _check_mask_kept(model, mask_from: str, sparsity: float, device) -> None:
+    """A rewind-mode row starts from the sparse original and ``run(prune=S)`` re-derives its mask
+    from the zeros; this checks that the mask the sparse original was trained with stayed zero."""
+    from unlearnbench.core.checkpoint import load_checkpoint
+    from unlearnbench.unlearn.prune import magnitude_masks, pruned_nonzero
+
+    masks = magnitude_masks(load_checkpoint(mask_from).build(device), sparsity)
+    moved = pruned_nonzero(model, masks)
+    if moved:
+        raise RuntimeError(f"{moved} weights pruned in the sparse original are no longer zero")
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -453,24 +588,47 @@ def plan_jobs(cfg: StudyConfig, work_dir: Path, source: DataSource | None) -> tu
     evals: list[EvalJob] = []
     ev = to_dict(cfg.evaluation)
     ev.pop("seed")
+    rewind = cfg.prune_mode == "rewind"
+    levels = _sparsities(cfg)
     for seed in cfg.seeds:
         mdir = model_dir(cfg, work_dir, seed)
         tc = to_dict(train_config(cfg, seed))
         orig_path = str(mdir / "original.pt")
+        # rewind: the mask comes from the dense run's last-epoch weights, as main_imp.py prunes them
+        # (not the best-validation weights original.pt holds); one-shot prunes original.pt itself.
+        last = train_config(cfg, seed).epochs if rewind else None
+        mask_from = str(rewind_path(orig_path, last)) if rewind else orig_path
         recipe = recipe_name(cfg)
-        trains.append(TrainJob(cfg.dataset, cfg.model, tc, None, cfg.split_seed, cfg.val_fraction, source, orig_path,
-                               recipe))
+        base = dict(dataset=cfg.dataset, model=cfg.model, train=tc, split_seed=cfg.split_seed,
+                    val_fraction=cfg.val_fraction, source=source, recipe=recipe)
+        trains.append(TrainJob(exclude=None, path=orig_path, rewind_epoch=cfg.rewind_epoch if rewind and levels else None,
+                               **base))
+        # The original each prune level starts from: the sparse original (rewind) or the dense one.
+        originals = {None: orig_path}
+        for s in levels:
+            if rewind:
+                originals[s] = str(mdir / f"original-omp{s:g}-rewind{cfg.rewind_epoch}.pt")
+                trains.append(TrainJob(exclude=None, path=originals[s], rewind_epoch=cfg.rewind_epoch, sparsity=s,
+                                       dense_path=orig_path, mask_epoch=last, **base))
+            else:
+                originals[s] = orig_path
         for spec in cfg.forget:
-            ret_path = str(mdir / f"retrain-{_spec_key(spec)}.pt")
-            trains.append(TrainJob(cfg.dataset, cfg.model, tc, spec, cfg.split_seed, cfg.val_fraction, source, ret_path,
-                                   recipe))
+            retrains = {None: str(mdir / f"retrain-{_spec_key(spec)}.pt")}
+            trains.append(TrainJob(exclude=spec, path=retrains[None], **base))
+            for s in levels:  # the Retrain reference of pruned rows: retrained with the same mask
+                retrains[s] = str(mdir / f"retrain-{_spec_key(spec)}-omp{s:g}.pt")
+                trains.append(TrainJob(exclude=spec, path=retrains[s], sparsity=s, dense_path=orig_path,
+                                       mask_epoch=last, **base))
             common = dict(spec=spec, seed=seed, dataset=cfg.dataset, model=cfg.model, split_seed=cfg.split_seed,
-                          val_fraction=cfg.val_fraction, source=source, device=cfg.device, original_path=orig_path,
-                          retrain_path=ret_path, retrain_seconds=None, reference_values=None, evaluation=ev)
-            evals.append(EvalJob(kind="retrain", label="retrain", method="retrain", method_config={}, prune=None,
-                                 adv_retain=None, save_checkpoint=None, **common))
-            evals.append(EvalJob(kind="original", label="original", method="original", method_config={}, prune=None,
-                                 adv_retain=None, save_checkpoint=None, **common))
+                          val_fraction=cfg.val_fraction, source=source, device=cfg.device, retrain_seconds=None,
+                          reference_values=None, evaluation=ev, prune_mode=cfg.prune_mode)
+            for s in (None, *levels):
+                suffix = f" [{variant_of(s, None)}]" if s is not None else ""
+                paths = dict(original_path=originals[s], retrain_path=retrains[s])
+                evals.append(EvalJob(kind="retrain", label="retrain" + suffix, method="retrain", method_config={},
+                                     prune=s, adv_retain=None, save_checkpoint=None, **paths, **common))
+                evals.append(EvalJob(kind="original", label="original" + suffix, method="original", method_config={},
+                                     prune=s, adv_retain=None, save_checkpoint=None, **paths, **common))
             for m in cfg.methods:
                 for prune in cfg.prune:
                     for adv in cfg.adv_retain:
@@ -479,7 +637,9 @@ def plan_jobs(cfg: StudyConfig, work_dir: Path, source: DataSource | None) -> tu
                         ckpt = (str(Path(work_dir) / "checkpoints" / study_id(cfg) / f"{_slug(label)}-{_spec_key(spec)}-s{seed}.pt")
                                 if cfg.save_checkpoints else None)
                         evals.append(EvalJob(kind="unlearn", label=label, method=m.name, method_config=dict(m.config),
-                                             prune=prune, adv_retain=adv, save_checkpoint=ckpt, **common))
+                                             prune=prune, adv_retain=adv, save_checkpoint=ckpt,
+                                             original_path=originals[prune], retrain_path=retrains[prune],
+                                             mask_from=mask_from if (rewind and prune is not None) else "", **common))
     return trains, evals
 
 
@@ -578,15 +738,28 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
     # 1. Train what the pending runs need (cached checkpoints return at once).
     needed = {j.original_path for j in pending} | {j.retrain_path for j in pending}
     todo = [t for t in trains if t.path in needed]
-    outcomes = run_jobs(train_job, [(t,) for t in todo], executor, description="train originals and references")
+    needed |= {t.dense_path for t in todo if t.sparse}  # sparse models need their dense original first
+    todo = [t for t in trains if t.path in needed]
     trained: dict[str, dict] = {}
     broken: dict[str, str] = {}
-    for t, out in zip(todo, outcomes, strict=True):
-        if out.ok:
-            trained[t.path] = out.value["meta"]
-        else:
-            broken[t.path] = f"training {'the retrained reference' if t.exclude else 'the original model'} failed: {out.error}"
-    cached = sum(1 for o in outcomes if o.ok and o.value.get("cached"))
+    cached = 0
+    # Dense models first, then the sparse ones built from them (a phase each, parallel within).
+    for phase, description in ((False, "train originals and references"), (True, "train sparse originals and references")):
+        group = [t for t in todo if t.sparse == phase]
+        runnable = [t for t in group if not (t.sparse and t.dense_path in broken)]
+        for t in group:
+            if t not in runnable:
+                broken[t.path] = f"training the dense original it is pruned from failed: {broken[t.dense_path]}"
+        if not runnable:
+            continue
+        outcomes = run_jobs(train_job, [(t,) for t in runnable], executor, description=description)
+        for t, out in zip(runnable, outcomes, strict=True):
+            what = ("the sparse " if t.sparse else "the ") + ("retrained reference" if t.exclude else "original model")
+            if out.ok:
+                trained[t.path] = out.value["meta"]
+            else:
+                broken[t.path] = f"training {what} failed: {out.error}"
+        cached += sum(1 for o in outcomes if o.ok and o.value.get("cached"))
     note(f"Models ready: {len(trained)} ({cached} from the cache), {len(broken)} failed.")
 
     def failed_dependency(job: EvalJob) -> bool:
@@ -596,11 +769,12 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
         return bool(err)
 
     # 2. Evaluate each retrained reference once (or read it back from its finished run).
-    references: dict[tuple[str, int], dict[str, float]] = {}
+    # Keyed by (spec, seed, prune variant): pruned rows have their own (sparse) reference.
+    references: dict[tuple[str, int, str], dict[str, float]] = {}
     for key, run in done.items():
         if key.startswith("retrain|"):
             _, _, spec, seed = key.split("|")
-            references[(spec, int(seed))] = dict(run.data.metrics)
+            references[(spec, int(seed), run.data.tags.get("variant", ""))] = dict(run.data.metrics)
     ref_jobs = [
         dataclasses.replace(j, retrain_seconds=trained[j.retrain_path].get("metrics", {}).get("train_seconds"))
         for j in pending if j.kind == "retrain" and not failed_dependency(j)
@@ -610,7 +784,7 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
         job = ref_jobs[i]
         values = _log_outcome(job, outcome, parent_id, cfg, client, result)
         if values is not None:
-            references[(job.spec, job.seed)] = values
+            references[(job.spec, job.seed, job.variant)] = values
 
     run_jobs(eval_job, [(j,) for j in ref_jobs], executor, description="evaluate references", on_result=on_ref)
 
@@ -619,7 +793,7 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
     for job in pending:
         if job.kind == "retrain" or failed_dependency(job):
             continue
-        ref = references.get((job.spec, job.seed))
+        ref = references.get((job.spec, job.seed, variant_of(job.prune, None)))
         if ref is None:
             _log_failure(job, "the retrained reference of this forget spec and seed could not be evaluated", "",
                          parent_id, cfg, client, result)
