@@ -43,6 +43,7 @@ from unlearnbench.core.data import DataSource, parse_forget_spec
 from unlearnbench.core.errors import ConfigError, UserError
 from unlearnbench.core.executor import ExecutorConfig, JobOutcome, run_jobs
 from unlearnbench.eval.engine import EvalConfig
+from unlearnbench.eval.expected import ExpectedBlock, expected_blocks
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class StudyConfig:
     # Known differences from the paper protocol this study reproduces, one sentence each; shown in
     # the report header (a study calling itself a paper protocol lists them or has none).
     differences: tuple[str, ...] = ()
+    # The paper's numbers for this study's rows (eval/expected.py); shown beside the measured ones.
+    expected: tuple[ExpectedBlock, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.match(r"^[A-Za-z0-9_.-]+$", self.name):
@@ -137,6 +140,14 @@ class StudyConfig:
             raise ConfigError("val_fraction must lie strictly between 0 and 1.")
         for spec in self.forget:
             parse_forget_spec(spec)
+        variants = {variant_of(p, a) for p in self.prune for a in self.adv_retain}
+        for block in self.expected:
+            if block.forget not in self.forget:
+                raise ConfigError(f"The expected block for {block.forget!r} names a forget spec the study does not run; "
+                                  f"its specs: {', '.join(self.forget)}.")
+            if block.variant not in variants:
+                raise ConfigError(f"The expected block for {block.forget!r} has variant {block.variant!r}; "
+                                  f"the study's variants: {', '.join(repr(v) for v in sorted(variants))}.")
 
     @property
     def experiment_name(self) -> str:
@@ -201,6 +212,8 @@ def study_from_dict(data: Mapping[str, Any], **overrides: Any) -> StudyConfig:
         raw["evaluation"] = from_dict(EvalConfig, dict(ev))
     elif ev is not None and not isinstance(ev, EvalConfig):
         raise ConfigError("evaluation must be a mapping of evaluation keys (metrics, robustness, eps, ...).")
+    if "expected" in raw:
+        raw["expected"] = expected_blocks(raw["expected"])
     if "train" in raw and not isinstance(raw["train"], Mapping):
         raise ConfigError("train must be a mapping of training keys (epochs, lr, ...).")
     cfg = from_dict(StudyConfig, raw)
