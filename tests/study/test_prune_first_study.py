@@ -76,3 +76,19 @@ def test_pruned_rows_are_compared_with_the_sparse_retrain(pruned_study, mlflow_u
     assert any(abs(ft[k] - dense_ref[k]) != pytest.approx(ft[f"gap/{k}"]) for k in ("forget_acc", "retain_acc", "mia_efficacy"))
     dense_ft = by_label["finetune"]
     assert dense_ft["gap/forget_acc"] == pytest.approx(abs(dense_ft["forget_acc"] - dense_ref["forget_acc"]), abs=1e-9)
+
+
+def test_regression_check_measures_pruned_rows_against_the_sparse_retrain():
+    """UA of ``finetune [prune=0.95]`` moved from 10 to 20 while the sparse Retrain stayed at 20
+    (the dense one at 5): closer to its own reference, so an improvement, not a regression."""
+    from unlearnbench.reports.compare import compare
+
+    def summary(ft_ua):
+        def row(label, method, variant, ua):
+            return {"forget": "class:0", "label": label, "method": method, "variant": variant,
+                    "values": {"ua": {"mean": ua, "std": None, "n": 1}}}
+        return {"rows": [row("retrain", "retrain", "", 5.0), row("retrain [prune=0.95]", "retrain", "prune=0.95", 20.0),
+                         row("finetune [prune=0.95]", "finetune", "prune=0.95", ft_ua)]}
+
+    changes = compare(summary(20.0), summary(10.0))
+    assert [(c.label, c.status) for c in changes] == [("finetune [prune=0.95]", "improvement")]
