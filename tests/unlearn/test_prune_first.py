@@ -98,3 +98,32 @@ def test_lr_rewinding_moves_each_decay_k_epochs_earlier():
     short = lr_rewound(TrainConfig(epochs=20, lr=0.1, schedule="multistep", milestones=(0.25, 0.75)), 5)
     assert short.lr == pytest.approx(0.01) and short.milestones == pytest.approx((0.5,))
     assert lr_rewound(TrainConfig(schedule="cosine"), 8).schedule == "cosine"
+
+
+def test_train_prune_writes_the_sparse_original(tmp_path):
+    """`train --prune` (a dense run, OMP, rewind, masked retraining) writes a checkpoint with
+    exactly the pruned fraction of conv weights at zero, and unlearning it with --prune keeps them."""
+    from typer.testing import CliRunner
+
+    from unlearnbench.cli import app
+    from unlearnbench.core.checkpoint import load_checkpoint
+    from unlearnbench.unlearn.prune import conv_sparsity
+
+    runner = CliRunner()
+    out = tmp_path / "sparse.pt"
+    res = runner.invoke(app, ["train", "--dataset", "digits", "--epochs", "2", "--prune", "0.5", "--rewind-epoch", "1",
+                              "--out", str(out), "-q", "--no-track"])
+    assert res.exit_code == 0, res.output
+    ckpt = load_checkpoint(out)
+    sparse = ckpt.meta["sparse"]
+    assert sparse["sparsity"] == 0.5 and sparse["rewind_epoch"] == 1 and sparse["conv_sparsity"] == 0.5
+    assert conv_sparsity(ckpt.build()) == 0.5 and "val_acc" in sparse["dense_metrics"]
+    ft = tmp_path / "ft.pt"
+    res = runner.invoke(app, ["unlearn", "finetune", "-c", str(out), "-f", "class:3", "--prune", "0.5", "--set",
+                              "epochs=1", "-o", str(ft), "-q", "--no-track", "--no-eval"])
+    assert res.exit_code == 0, res.output
+    assert conv_sparsity(load_checkpoint(ft).build()) == 0.5
+    for args, needle in ((["--prune", "1.5"], "in (0, 1)"), (["--prune", "0.5", "--exclude", "class:3"], "unlearn retrain"),
+                         (["--prune", "0.5", "--rewind-epoch", "2"], "--rewind-epoch must lie in [1, 2)")):
+        res = runner.invoke(app, ["train", "--epochs", "2", *args, "--out", str(tmp_path / "x.pt"), "-q", "--no-track"])
+        assert res.exit_code == 2 and needle in res.output, res.output

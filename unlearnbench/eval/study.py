@@ -448,14 +448,7 @@ def _train_sparse(job: TrainJob, cfg) -> tuple[Any, dict[str, Any]]:
     from unlearnbench.core.models import create_model
     from unlearnbench.core.runtime import resolve_device, seed_everything
     from unlearnbench.core.train import accuracy
-    from unlearnbench.unlearn.prune import (
-        conv_sparsity,
-        lr_rewound,
-        magnitude_masks,
-        mask_digest,
-        sparse_start,
-        train_masked,
-    )
+    from unlearnbench.unlearn.prune import conv_sparsity, magnitude_masks, mask_digest, rewind_retrain, train_masked
 
     device = resolve_device(cfg.device)
     splits, data = prepare(job.dataset, job.exclude, split_seed=job.split_seed, val_fraction=job.val_fraction,
@@ -464,17 +457,17 @@ def _train_sparse(job: TrainJob, cfg) -> tuple[Any, dict[str, Any]]:
     dense = load_checkpoint(job.mask_source).build(device)
     if job.exclude is None:
         rewind = load_checkpoint(rewind_path(job.dense_path, job.rewind_epoch)).state_dict
-        model, masks = sparse_start(dense, rewind, job.sparsity)
-        cfg = lr_rewound(cfg, job.rewind_epoch)
-        train_set, what = splits.train, "sparse original"
+        train_set = splits.train
+        model, masks, result = rewind_retrain(dense, rewind, job.sparsity, train_set, splits.val, info, cfg,
+                                              job.rewind_epoch, description=f"sparse original {job.sparsity:g}")
     else:
         masks = magnitude_masks(dense, job.sparsity)
         seed_everything(cfg.seed)  # the dense Retrain's initialisation (train_model seeds the same way)
         model = create_model(job.model, info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
-        train_set, what = data.retain, "sparse retrain"
-    model.to(device)
-    result = train_masked(model, masks, train_set, splits.val, info, cfg,
-                          description=f"{what} {job.model} {job.sparsity:g}")
+        model.to(device)
+        train_set = data.retain
+        result = train_masked(model, masks, train_set, splits.val, info, cfg,
+                              description=f"sparse retrain {job.sparsity:g}")
     metrics = {
         "val_acc": accuracy(model, splits.val) if len(splits.val) else float("nan"),
         "test_acc": accuracy(model, splits.test),

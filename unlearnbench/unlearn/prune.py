@@ -199,3 +199,14 @@ def lr_rewound(config, rewind_epoch: int):
     if not kept:
         return dataclasses.replace(config, lr=lr, schedule="constant")
     return dataclasses.replace(config, lr=lr, milestones=kept)
+
+
+def rewind_retrain(dense_last: nn.Module, rewind_state: dict[str, torch.Tensor], sparsity: float, train, val, info,
+                   config, rewind_epoch: int, *, description: str = "sparse original"):
+    """Unlearn-Sparse's sparse original from a dense run: OMP of ``dense_last`` (the last-epoch
+    weights), survivors rewound to ``rewind_state`` (the weights after ``rewind_epoch``), trained
+    with the mask fixed and learning-rate rewinding. Returns ``(model, masks, TrainResult)``;
+    ``dense_last`` is not changed."""
+    model, masks = sparse_start(dense_last, rewind_state, sparsity)
+    result = train_masked(model, masks, train, val, info, lr_rewound(config, rewind_epoch), description=description)
+    return model, masks, result
