@@ -145,7 +145,7 @@ _HTML = """
 {{ comp.within }} of {{ comp.judged }} measured values lie within {{ within }} paper std of the paper's mean
 (a printed ±0.00 counts as 0.005).</p>
 <div class="scroll"><table class="expected">
-<tr>{% for h in header %}<th{% if 1 < loop.index < 7 %} class="num"{% endif %}>{{ h }}</th>{% endfor %}</tr>
+<tr>{% for h in header %}<th{% if 2 < loop.index < 7 %} class="num"{% endif %}>{{ h }}</th>{% endfor %}</tr>
 {% for row in comp.rows %}{% for cell in row.cells %}
 <tr{% if not row.run %} class="reference"{% endif %}><td>{{ row.label }}{% if row.name != row.label %} ({{ row.name }}){% endif %}</td>
 <td>{{ cell.column }}</td><td class="num">{{ measured(cell) }}</td><td class="num">{{ paper_cell(cell) }}</td>
