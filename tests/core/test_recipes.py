@@ -85,3 +85,17 @@ def test_study_recipe_sets_the_train_config_and_train_keys_override_it():
     assert plain.recipe is None and study_id(plain) == study_id(load_study("digits", differences=["x"]))
     with pytest.raises(Exception, match="Did you mean 'paper-cifar'"):
         load_study("digits", recipe="paper-cifr")
+
+
+def test_a_cifar_study_with_a_paper_preset_and_another_recipe_is_warned_about():
+    from unlearnbench.eval.study import load_study
+
+    with pytest.warns(UserWarning, match="recipe 'fast-cifar'"):
+        load_study("cifar10-salun", recipe="fast-cifar")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_study("cifar10-salun")  # paper-cifar: no warning
+        load_study("cifar10-salun", recipe="fast-cifar",
+                   differences=["Original and Retrain use recipe fast-cifar (40 epochs, label smoothing)."])

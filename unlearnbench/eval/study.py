@@ -181,6 +181,17 @@ def _check_presets(cfg: StudyConfig) -> None:
         if preset.dataset != cfg.dataset:
             warnings.warn(f"Preset {m.preset!r} is the protocol for {preset.dataset}, but this study runs on "
                           f"{cfg.dataset}; its hyperparameters may not suit it.", stacklevel=3)
+        elif _paper_recipe_missing(cfg):
+            warnings.warn(f"Preset {m.preset!r} is a paper protocol whose original and Retrain the papers train "
+                          f"with main_train.py (recipe paper-cifar), but this study trains with recipe "
+                          f"{recipe_name(cfg)!r}; set recipe: paper-cifar or list the difference under differences:.",
+                          stacklevel=3)
+
+
+def _paper_recipe_missing(cfg: StudyConfig) -> bool:
+    """A CIFAR study using a paper preset trains with another recipe and does not say so."""
+    return (cfg.dataset.startswith("cifar") and recipe_name(cfg) != "paper-cifar"
+            and not any("recipe" in d for d in cfg.differences))
 
 
 def _methods(items: Any) -> tuple[MethodSpec, ...]:
