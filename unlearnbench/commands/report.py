@@ -48,6 +48,10 @@ def print_summary(summary: dict) -> None:
             cells = [fmt(r["values"].get(m.key)) for m in metrics] + ([] if same else [str(len(r["seeds"]))])
             table.add_row(r["label"], *cells, style=style)
         console.print(table)
+    from unlearnbench.reports.expected import rich_tables
+
+    for renderable in rich_tables(summary):  # the recipe and the paper's numbers beside ours
+        console.print(renderable)
 
 
 def print_report_result(result, *, show_table: bool = True) -> None:

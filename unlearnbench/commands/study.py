@@ -89,8 +89,10 @@ def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None
         f"{result.skipped} already done, {len(result.failures)} failed; experiment {result.experiment!r}, "
         f"parent run {result.parent_run_id} in {result.tracking_uri}.", highlight=False, soft_wrap=True,
     )
-    for key, error in result.failures:
-        console.print(f"[yellow]failed[/] {key}: {error}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    for key, error in result.failures:  # labels such as "finetune [prune=0.95]" are not markup
+        console.print(f"[yellow]failed[/] {escape(key)}: {escape(error)}", highlight=False, soft_wrap=True)
     return result
 
 

@@ -31,7 +31,7 @@ from unlearnbench.commands._common import (
 from unlearnbench.core.checkpoint import save_checkpoint
 from unlearnbench.core.config import flatten
 from unlearnbench.core.jobs import train_model
-from unlearnbench.core.train import TrainConfig, recipe_for
+from unlearnbench.core.train import TrainConfig
 
 # Which registry `ls KIND` shows; modules are imported lazily so `ls models` stays fast.
 LISTABLE = {
@@ -41,6 +41,7 @@ LISTABLE = {
     "attacks": ("unlearnbench.robust.attacks", "ATTACKS"),
     "metrics": ("unlearnbench.eval.metrics", "METRICS"),
     "presets": ("unlearnbench.unlearn.presets", "PRESETS"),
+    "recipes": ("unlearnbench.core.recipes", "RECIPES"),
 }
 
 
@@ -81,6 +82,30 @@ def ls(kind: str = typer.Argument("all", help=f"One of: all, {', '.join(LISTABLE
         console.print(table)
 
 
+def _make_sparse(outcome, cfg, snap, sparsity: float, rewind_epoch: int) -> None:
+    """Replace the dense outcome by the sparse original (prune.rewind_retrain), in place."""
+    import copy
+
+    from unlearnbench.core.train import accuracy
+    from unlearnbench.unlearn.prune import conv_sparsity, mask_digest, rewind_retrain
+
+    dense_last = copy.deepcopy(outcome.model)
+    dense_last.load_state_dict(snap.states[cfg.epochs])
+    splits = outcome.splits
+    model, masks, result = rewind_retrain(dense_last, snap.states[rewind_epoch], sparsity, splits.train, splits.val,
+                                          splits.info, cfg, rewind_epoch)
+    dense_metrics = outcome.meta["metrics"]
+    outcome.meta["metrics"] = {
+        "val_acc": accuracy(model, splits.val) if len(splits.val) else float("nan"),
+        "test_acc": accuracy(model, splits.test), "train_acc": accuracy(model, splits.train),
+        "best_epoch": result.best_epoch, "train_seconds": dense_metrics["train_seconds"] + result.seconds,
+    }
+    outcome.meta["sparse"] = {"sparsity": sparsity, "rewind_epoch": rewind_epoch, "mask": mask_digest(masks),
+                              "conv_sparsity": conv_sparsity(model), "dense_metrics": dense_metrics}
+    outcome.model = model
+    outcome.history = outcome.history + [{**r, "epoch": r["epoch"] + cfg.epochs} for r in result.history]
+
+
 @app.command()
 @handle_errors
 def train(
@@ -88,6 +113,12 @@ def train(
     model: str = typer.Option("cnn", "--model", "-m", help="Registered model (see `ls models`), torchvision:NAME or module.path:factory."),
     out: Path = typer.Option(Path("runs/original.pt"), "--out", "-o", help="Checkpoint to write."),
     exclude: str | None = typer.Option(None, "--exclude", help="Train without this forget spec (the retrain reference)."),
+    recipe: str | None = typer.Option(
+        None, "--recipe", help="Named training recipe, e.g. paper-cifar (see `ls recipes`; default: the dataset's)."),
+    prune: float | None = typer.Option(
+        None, "--prune", help="Write Unlearn-Sparse's sparse original: train dense, prune this fraction of conv "
+        "weights (OMP), rewind to --rewind-epoch and train again with the mask fixed."),
+    rewind_epoch: int = typer.Option(8, "--rewind-epoch", help="With --prune: the dense epoch whose weights survive."),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default: the dataset recipe)."),
     lr: float | None = typer.Option(None, "--lr"),
     batch_size: int | None = typer.Option(None, "--batch-size"),
@@ -116,12 +147,24 @@ def train(
     setup_output(quiet)
     from unlearnbench.core.data import DATASETS
     from unlearnbench.core.models import check_model_spec
+    from unlearnbench.core.recipes import resolve
 
     DATASETS.get(dataset), check_model_spec(model)  # unknown names (or torchvision:/module:factory specs) fail first
+    chosen = resolve(recipe, dataset)
     cfg = build_config(
-        TrainConfig, config, set_, base=recipe_for(dataset),
+        TrainConfig, config, set_, base=chosen.train,
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device, compile=compile or None,
     )
+    if prune is not None:
+        from unlearnbench.core.errors import ConfigError
+
+        if not 0 < prune < 1:
+            raise ConfigError(f"--prune is the pruned fraction of convolution weights, in (0, 1); got {prune}.")
+        if exclude is not None or adversarial is not None:
+            raise ConfigError("--prune trains a sparse original; for its Retrain reference run "
+                              "`unlearnbench unlearn retrain --prune S` on the sparse checkpoint.")
+        if not 1 <= rewind_epoch < cfg.epochs:
+            raise ConfigError(f"--rewind-epoch must lie in [1, {cfg.epochs}) for {cfg.epochs} training epochs.")
     check_outputs(("--out", out, False), inputs=(config,))
     source = data_source(data_root, download, subset, per_class, image_size)
     track = None
@@ -137,11 +180,19 @@ def train(
 
         at, cfg = adversarial_hooks(adversarial, adv_norm, adv_eps, adv_steps, cfg, dataset, split_seed, val_fraction,
                                     source)
+    snap = None
+    if prune is not None:
+        from unlearnbench.unlearn.prune import EpochSnapshot
+
+        snap = EpochSnapshot(rewind_epoch, cfg.epochs)
     outcome = train_model(
         dataset, model, cfg, exclude=exclude, split_seed=split_seed, val_fraction=val_fraction,
         source=source,
-        loss_fn=at.loss_fn if at else None, epoch_end=at.epoch_end if at else None,
+        loss_fn=at.loss_fn if at else None, epoch_end=at.epoch_end if at else snap,
     )
+    if snap is not None:
+        _make_sparse(outcome, cfg, snap, prune, rewind_epoch)
+    outcome.meta["recipe"] = chosen.name
     if at is not None:
         outcome.meta["adversarial"] = at.summary()
     save_checkpoint(out, outcome.model, outcome.meta)
@@ -150,7 +201,8 @@ def train(
         tags = {"kind": outcome.meta["kind"], "dataset": dataset, "model": model, "seed": seed,
                 "split_seed": split_seed, "exclude": exclude or "", "git_sha": outcome.meta["provenance"]["git_sha"],
                 "data_sha256": outcome.meta["data_fingerprint"]["train_sha256"][:12]}
-        params = {**flatten(cfg), "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
+        params = {**flatten(cfg), "recipe": chosen.name, "prune": prune or "", "rewind_epoch": rewind_epoch if prune else "",
+                  "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
                   "subset": source.subset or "", "per_class": source.per_class or "",
                   **(flatten(at.cfg, "adversarial.") if at else {})}
         with track.run(f"{outcome.meta['kind']}-{model}-{dataset}", params=params, tags=tags):
@@ -160,5 +212,7 @@ def train(
     console.print(
         f"Saved {out}  test acc {metrics['test_acc']:.2f}%  val acc {metrics['val_acc']:.2f}%"
         + (f"  forget acc {metrics['forget_acc']:.2f}%" if "forget_acc" in metrics else "")
-        + f"  ({metrics['train_seconds']:.1f} s)"
+        + f"  ({metrics['train_seconds']:.1f} s, recipe {chosen.name})"
     )
+    if chosen.caveat:
+        console.print(f"Note on recipe {chosen.name}: {chosen.caveat}.", style="dim", highlight=False, soft_wrap=True)

@@ -25,6 +25,7 @@ just the failures).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -35,13 +36,14 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from unlearnbench.core.config import configclass, flatten, from_dict, load_yaml, to_dict
 from unlearnbench.core.data import DataSource, parse_forget_spec
 from unlearnbench.core.errors import ConfigError, UserError
 from unlearnbench.core.executor import ExecutorConfig, JobOutcome, run_jobs
 from unlearnbench.eval.engine import EvalConfig
+from unlearnbench.eval.expected import ExpectedBlock, expected_blocks
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +95,25 @@ class StudyConfig:
     val_fraction: float = 0.1
     subset: int | None = None  # use N training images (stratified, seeded), as `--subset`
     per_class: int | None = None  # or N per class, as `--per-class`
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys over the dataset recipe
+    recipe: str | None = None  # named training recipe (`unlearnbench ls recipes`); None = the dataset's default
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys over the recipe
     prune: tuple[float | None, ...] = (None,)  # OMP sparsity before unlearning; null = none
+    # rewind: Unlearn-Sparse's sparse original (OMP of the trained dense model, rewind to the
+    # weights after epoch ``rewind_epoch``, retrain with the mask fixed); one-shot: prune the dense
+    # original just before unlearning. Either way pruned rows are compared with a sparse Retrain.
+    prune_mode: Literal["rewind", "one-shot"] = "rewind"
+    rewind_epoch: int = 8
     adv_retain: tuple[str | None, ...] = (None,)  # attack hardening retain batches; null = none
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     experiment: str = ""  # MLflow experiment (default: the study name)
     device: str = "auto"
     save_checkpoints: bool = False  # log every unlearned model's checkpoint as an artifact
     original: str | None = None  # an existing checkpoint (e.g. `unlearnbench import`) as every seed's original
+    # Known differences from the paper protocol this study reproduces, one sentence each; shown in
+    # the report header (a study calling itself a paper protocol lists them or has none).
+    differences: tuple[str, ...] = ()
+    # The paper's numbers for this study's rows (eval/expected.py); shown beside the measured ones.
+    expected: tuple[ExpectedBlock, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.match(r"^[A-Za-z0-9_.-]+$", self.name):
@@ -124,11 +137,21 @@ class StudyConfig:
         for p in self.prune:
             if p is not None and not 0 <= p < 1:
                 raise ConfigError(f"prune levels are sparsities in [0, 1); got {p}.")
+        if self.rewind_epoch < 1:
+            raise ConfigError("rewind_epoch counts training epochs from 1 (Unlearn-Sparse rewinds to epoch 8).")
         if not 0 < self.val_fraction < 1:
             raise ConfigError("val_fraction must lie strictly between 0 and 1.")
         for spec in self.forget:
             parse_forget_spec(spec)
         DataSource(subset=self.subset, per_class=self.per_class)  # one sentence for a bad subset
+        variants = {variant_of(p, a) for p in self.prune for a in self.adv_retain}
+        for block in self.expected:
+            if block.forget not in self.forget:
+                raise ConfigError(f"The expected block for {block.forget!r} names a forget spec the study does not run; "
+                                  f"its specs: {', '.join(self.forget)}.")
+            if block.variant not in variants:
+                raise ConfigError(f"The expected block for {block.forget!r} has variant {block.variant!r}; "
+                                  f"the study's variants: {', '.join(repr(v) for v in sorted(variants))}.")
 
     @property
     def experiment_name(self) -> str:
@@ -162,6 +185,17 @@ def _check_presets(cfg: StudyConfig) -> None:
         if preset.dataset != cfg.dataset:
             warnings.warn(f"Preset {m.preset!r} is the protocol for {preset.dataset}, but this study runs on "
                           f"{cfg.dataset}; its hyperparameters may not suit it.", stacklevel=3)
+        elif _paper_recipe_missing(cfg):
+            warnings.warn(f"Preset {m.preset!r} is a paper protocol whose original and Retrain the papers train "
+                          f"with main_train.py (recipe paper-cifar), but this study trains with recipe "
+                          f"{recipe_name(cfg)!r}; set recipe: paper-cifar or list the difference under differences:.",
+                          stacklevel=3)
+
+
+def _paper_recipe_missing(cfg: StudyConfig) -> bool:
+    """A CIFAR study using a paper preset trains with another recipe and does not say so."""
+    return (cfg.dataset.startswith("cifar") and recipe_name(cfg) != "paper-cifar"
+            and not any("recipe" in d for d in cfg.differences))
 
 
 def _methods(items: Any) -> tuple[MethodSpec, ...]:
@@ -193,6 +227,8 @@ def study_from_dict(data: Mapping[str, Any], **overrides: Any) -> StudyConfig:
         raw["evaluation"] = from_dict(EvalConfig, dict(ev))
     elif ev is not None and not isinstance(ev, EvalConfig):
         raise ConfigError("evaluation must be a mapping of evaluation keys (metrics, robustness, eps, ...).")
+    if "expected" in raw:
+        raw["expected"] = expected_blocks(raw["expected"])
     if "train" in raw and not isinstance(raw["train"], Mapping):
         raise ConfigError("train must be a mapping of training keys (epochs, lr, ...).")
     cfg = from_dict(StudyConfig, raw)
@@ -205,11 +241,19 @@ def _check_names(cfg: StudyConfig) -> None:
     from unlearnbench import unlearn
     from unlearnbench.core.data import DATASETS
     from unlearnbench.core.models import check_model_spec
+    from unlearnbench.core.recipes import RECIPES
 
     DATASETS.get(cfg.dataset)
     check_model_spec(cfg.model)  # a registered name, torchvision:NAME or module.path:factory
-    train_config(cfg, cfg.seeds[0])
+    if cfg.recipe is not None:
+        RECIPES.get(cfg.recipe)
+    tc = train_config(cfg, cfg.seeds[0])
+    if cfg.prune_mode == "rewind" and _sparsities(cfg) and cfg.rewind_epoch >= tc.epochs:
+        raise ConfigError(f"rewind_epoch {cfg.rewind_epoch} must be below the {tc.epochs} training epochs "
+                          "(the sparse original rewinds to an early epoch); lower it or use prune_mode: one-shot.")
     if cfg.original is not None:
+        if cfg.prune_mode == "rewind" and _sparsities(cfg):
+            raise ConfigError("A given original has no training run to rewind; use prune_mode: one-shot with it.")
         _check_original(cfg)
     for m in cfg.methods:
         unlearn.build_config(m.name, dict(m.config), seed=cfg.seeds[0])
@@ -253,22 +297,39 @@ def examples() -> list[str]:
 
 
 def train_config(cfg: StudyConfig, seed: int):
-    from unlearnbench.core.train import TrainConfig, recipe_for
+    from unlearnbench.core.recipes import recipe_train
+    from unlearnbench.core.train import TrainConfig
 
-    return from_dict(TrainConfig, {**recipe_for(cfg.dataset), **cfg.train, "seed": seed, "device": cfg.device})
+    return from_dict(TrainConfig, {**recipe_train(cfg.recipe, cfg.dataset), **cfg.train, "seed": seed,
+                                   "device": cfg.device})
+
+
+def recipe_name(cfg: StudyConfig) -> str:
+    from unlearnbench.core.recipes import default_recipe
+
+    return cfg.recipe or default_recipe(cfg.dataset)
 
 
 def study_id(cfg: StudyConfig) -> str:
     """What the results depend on (not where they are logged or which device ran them)."""
     data = to_dict(cfg)
-    for k in ("experiment", "device", "save_checkpoints"):
-        data.pop(k)
+    for k in ("experiment", "device", "save_checkpoints", "differences", "expected"):
+        data.pop(k, None)
     if data.get("original") is None:  # studies written before `original:` existed keep their id
         data.pop("original", None)
     for k in ("subset", "per_class"):  # unset or 0 (all): the ids of studies written before these keys
         if not data.get(k):
             data.pop(k, None)
+    if data.get("recipe") is None:  # keeps the id of studies written before recipes existed
+        data.pop("recipe")
+    if not _sparsities(cfg):  # the prune settings do not change a study without prune levels
+        data.pop("prune_mode")
+        data.pop("rewind_epoch")
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _sparsities(cfg: StudyConfig) -> list[float]:
+    return [p for p in cfg.prune if p is not None]
 
 
 def _slug(text: str) -> str:
@@ -307,6 +368,26 @@ class TrainJob:
     val_fraction: float
     source: DataSource | None
     path: str
+    recipe: str = ""
+    rewind_epoch: int | None = None  # dense original: also keep the weights after this epoch (and the last)
+    sparsity: float | None = None  # a sparse model (original or Retrain) with the OMP mask of dense_path
+    dense_path: str = ""  # the dense original the mask comes from
+    mask_epoch: int | None = None  # the mask from the dense run's weights after this epoch (None: the saved ones)
+
+    @property
+    def mask_source(self) -> str:
+        return str(rewind_path(self.dense_path, self.mask_epoch)) if self.mask_epoch else self.dense_path
+
+    @property
+    def sparse(self) -> bool:
+        return self.sparsity is not None
+
+
+def rewind_path(original_path: str | Path, epoch: int) -> Path:
+    """Where the dense original's weights after epoch ``epoch`` (the rewind point, the last epoch)
+    are cached."""
+    p = Path(original_path)
+    return p.with_name(f"{p.stem}-epoch{epoch}{p.suffix}")
 
 
 @dataclass(frozen=True)
@@ -331,6 +412,8 @@ class EvalJob:
     reference_values: dict[str, float] | None
     evaluation: dict[str, Any]
     save_checkpoint: str | None
+    prune_mode: str = "rewind"
+    mask_from: str = ""  # rewind-mode pruned rows: the dense weights whose OMP mask must stay intact
 
     @property
     def variant(self) -> str:
@@ -358,17 +441,88 @@ def train_job(job: TrainJob) -> dict[str, Any]:
     from unlearnbench.core.train import TrainConfig
 
     path = Path(job.path)
-    if path.is_file():
+    cfg = from_dict(TrainConfig, job.train)
+    snap_epochs = (job.rewind_epoch, cfg.epochs) if job.rewind_epoch and not job.sparse else ()
+    if path.is_file() and all(rewind_path(path, e).is_file() for e in snap_epochs):
         try:
             meta = load_checkpoint(path).meta
             return {"meta": meta, "cached": True}
         except CheckpointError as exc:  # a damaged cache entry is rebuilt, not fatal
             log.warning("Retraining %s: %s", path, exc)
-    cfg = from_dict(TrainConfig, job.train)
+    if job.sparse:
+        model, meta = _train_sparse(job, cfg)
+        save_checkpoint(path, model, meta)
+        return {"meta": meta, "cached": False}
+    from unlearnbench.unlearn.prune import EpochSnapshot
+
+    snap = EpochSnapshot(*snap_epochs) if snap_epochs else None
     outcome = train_model(job.dataset, job.model, cfg, exclude=job.exclude, split_seed=job.split_seed,
-                          val_fraction=job.val_fraction, source=job.source)
+                          val_fraction=job.val_fraction, source=job.source, epoch_end=snap)
+    outcome.meta["recipe"] = job.recipe
+    for epoch in snap_epochs:
+        if epoch not in snap.states:
+            raise RuntimeError(f"training stopped before epoch {epoch}, which pruning needs")
+        early = copy.deepcopy(outcome.model)
+        early.load_state_dict(snap.states[epoch])
+        save_checkpoint(rewind_path(path, epoch), early, {**outcome.meta, "kind": "snapshot", "epoch": epoch})
     save_checkpoint(path, outcome.model, outcome.meta)
     return {"meta": outcome.meta, "cached": False}
+
+
+def _train_sparse(job: TrainJob, cfg) -> tuple[Any, dict[str, Any]]:
+    """A sparse model with the OMP mask of the dense original ``job.dense_path``:
+
+    * ``exclude`` None — the sparse original: survivors rewound to the dense run's epoch-k weights,
+      trained on the training split with the mask fixed (Unlearn-Sparse ``main_imp.py``);
+    * ``exclude`` a spec — the sparse Retrain: the same seeded initialisation as the dense Retrain,
+      the same mask, trained on the retain set with the mask fixed.
+    """
+    from unlearnbench.core import provenance
+    from unlearnbench.core.checkpoint import load_checkpoint
+    from unlearnbench.core.data import prepare
+    from unlearnbench.core.jobs import checkpoint_meta
+    from unlearnbench.core.models import create_model
+    from unlearnbench.core.runtime import resolve_device, seed_everything
+    from unlearnbench.core.train import accuracy
+    from unlearnbench.unlearn.prune import conv_sparsity, magnitude_masks, mask_digest, rewind_retrain, train_masked
+
+    device = resolve_device(cfg.device)
+    splits, data = prepare(job.dataset, job.exclude, split_seed=job.split_seed, val_fraction=job.val_fraction,
+                           source=job.source, device=device)
+    info = splits.info
+    dense = load_checkpoint(job.mask_source).build(device)
+    if job.exclude is None:
+        rewind = load_checkpoint(rewind_path(job.dense_path, job.rewind_epoch)).state_dict
+        train_set = splits.train
+        model, masks, result = rewind_retrain(dense, rewind, job.sparsity, train_set, splits.val, info, cfg,
+                                              job.rewind_epoch, description=f"sparse original {job.sparsity:g}")
+    else:
+        masks = magnitude_masks(dense, job.sparsity)
+        seed_everything(cfg.seed)  # the dense Retrain's initialisation (train_model seeds the same way)
+        model = create_model(job.model, info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
+        model.to(device)
+        train_set = data.retain
+        result = train_masked(model, masks, train_set, splits.val, info, cfg,
+                              description=f"sparse retrain {job.sparsity:g}")
+    metrics = {
+        "val_acc": accuracy(model, splits.val) if len(splits.val) else float("nan"),
+        "test_acc": accuracy(model, splits.test),
+        "train_acc": accuracy(model, train_set),
+        "best_epoch": result.best_epoch,
+        "train_seconds": result.seconds,
+    }
+    if data is not None:
+        metrics["forget_acc"] = accuracy(model, data.forget)
+    meta = checkpoint_meta(job.model, splits, exclude=job.exclude, val_fraction=job.val_fraction, extra={
+        "kind": "retrain" if job.exclude else "original",
+        "train_config": to_dict(cfg),
+        "metrics": metrics,
+        "recipe": job.recipe,
+        "sparse": {"sparsity": job.sparsity, "rewind_epoch": job.rewind_epoch, "mask": mask_digest(masks),
+                   "conv_sparsity": conv_sparsity(model), "mask_from": job.mask_source},
+        "provenance": provenance.collect(device, cfg.seed),
+    })
+    return model, meta
 
 
 def eval_job(job: EvalJob) -> dict[str, Any]:
@@ -412,10 +566,17 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
         res = unlearn.run(job.method, original, data, dict(job.method_config), prune=job.prune,
                           adv_retain=job.adv_retain, seed=job.seed, device=job.device)
         model, rte = res.model, res.seconds
+        if job.mask_from:
+            _check_mask_kept(model, job.mask_from, job.prune, device)
         params = {f"method.{k}": v for k, v in flatten(res.config).items()}
         info = {k: v for k, v in res.info.items() if isinstance(v, (int, float, str, bool)) or v is None}
     elif job.kind == "retrain":
         model, rte = retrain, job.retrain_seconds
+    elif job.prune is not None and job.prune_mode == "one-shot":
+        from unlearnbench.unlearn.prune import omp
+
+        model, rte = copy.deepcopy(original), None
+        omp(model, job.prune)  # the row the one-shot methods start from
     else:
         model, rte = original, None
     reference = None if job.kind == "retrain" else job.reference_values
@@ -433,6 +594,18 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
             "variant": job.variant,
         }))
     return {"report": report.to_json(indent=None), "params": params, "info": info, "checkpoint": ckpt}
+
+
+def _check_mask_kept(model, mask_from: str, sparsity: float, device) -> None:
+    """A rewind-mode row starts from the sparse original and ``run(prune=S)`` re-derives its mask
+    from the zeros; this checks that the mask the sparse original was trained with stayed zero."""
+    from unlearnbench.core.checkpoint import load_checkpoint
+    from unlearnbench.unlearn.prune import magnitude_masks, pruned_nonzero
+
+    masks = magnitude_masks(load_checkpoint(mask_from).build(device), sparsity)
+    moved = pruned_nonzero(model, masks)
+    if moved:
+        raise RuntimeError(f"{moved} weights pruned in the sparse original are no longer zero")
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -463,21 +636,48 @@ def plan_jobs(cfg: StudyConfig, work_dir: Path, source: DataSource | None,
     evals: list[EvalJob] = []
     ev = to_dict(cfg.evaluation)
     ev.pop("seed")
+    rewind = cfg.prune_mode == "rewind"
+    levels = _sparsities(cfg)
     for seed in cfg.seeds:
         mdir = model_dir(cfg, work_dir, seed, data_key)
         tc = to_dict(train_config(cfg, seed))
-        orig_path = str(Path(cfg.original).resolve()) if cfg.original else str(mdir / "original.pt")  # cached: not retrained
-        trains.append(TrainJob(cfg.dataset, cfg.model, tc, None, cfg.split_seed, cfg.val_fraction, source, orig_path))
+        # A given original (`original:`) is used as is: its cached path makes the train job a no-op.
+        orig_path = str(Path(cfg.original).resolve()) if cfg.original else str(mdir / "original.pt")
+        # rewind: the mask comes from the dense run's last-epoch weights, as main_imp.py prunes them
+        # (not the best-validation weights original.pt holds); one-shot prunes original.pt itself.
+        last = train_config(cfg, seed).epochs if rewind else None
+        mask_from = str(rewind_path(orig_path, last)) if rewind else orig_path
+        recipe = recipe_name(cfg)
+        base = dict(dataset=cfg.dataset, model=cfg.model, train=tc, split_seed=cfg.split_seed,
+                    val_fraction=cfg.val_fraction, source=source, recipe=recipe)
+        trains.append(TrainJob(exclude=None, path=orig_path, rewind_epoch=cfg.rewind_epoch if rewind and levels else None,
+                               **base))
+        # The original each prune level starts from: the sparse original (rewind) or the dense one.
+        originals = {None: orig_path}
+        for s in levels:
+            if rewind:
+                originals[s] = str(mdir / f"original-omp{s:g}-rewind{cfg.rewind_epoch}.pt")
+                trains.append(TrainJob(exclude=None, path=originals[s], rewind_epoch=cfg.rewind_epoch, sparsity=s,
+                                       dense_path=orig_path, mask_epoch=last, **base))
+            else:
+                originals[s] = orig_path
         for spec in cfg.forget:
-            ret_path = str(mdir / f"retrain-{_spec_key(spec)}.pt")
-            trains.append(TrainJob(cfg.dataset, cfg.model, tc, spec, cfg.split_seed, cfg.val_fraction, source, ret_path))
+            retrains = {None: str(mdir / f"retrain-{_spec_key(spec)}.pt")}
+            trains.append(TrainJob(exclude=spec, path=retrains[None], **base))
+            for s in levels:  # the Retrain reference of pruned rows: retrained with the same mask
+                retrains[s] = str(mdir / f"retrain-{_spec_key(spec)}-omp{s:g}.pt")
+                trains.append(TrainJob(exclude=spec, path=retrains[s], sparsity=s, dense_path=orig_path,
+                                       mask_epoch=last, **base))
             common = dict(spec=spec, seed=seed, dataset=cfg.dataset, model=cfg.model, split_seed=cfg.split_seed,
-                          val_fraction=cfg.val_fraction, source=source, device=cfg.device, original_path=orig_path,
-                          retrain_path=ret_path, retrain_seconds=None, reference_values=None, evaluation=ev)
-            evals.append(EvalJob(kind="retrain", label="retrain", method="retrain", method_config={}, prune=None,
-                                 adv_retain=None, save_checkpoint=None, **common))
-            evals.append(EvalJob(kind="original", label="original", method="original", method_config={}, prune=None,
-                                 adv_retain=None, save_checkpoint=None, **common))
+                          val_fraction=cfg.val_fraction, source=source, device=cfg.device, retrain_seconds=None,
+                          reference_values=None, evaluation=ev, prune_mode=cfg.prune_mode)
+            for s in (None, *levels):
+                suffix = f" [{variant_of(s, None)}]" if s is not None else ""
+                paths = dict(original_path=originals[s], retrain_path=retrains[s])
+                evals.append(EvalJob(kind="retrain", label="retrain" + suffix, method="retrain", method_config={},
+                                     prune=s, adv_retain=None, save_checkpoint=None, **paths, **common))
+                evals.append(EvalJob(kind="original", label="original" + suffix, method="original", method_config={},
+                                     prune=s, adv_retain=None, save_checkpoint=None, **paths, **common))
             for m in cfg.methods:
                 for prune in cfg.prune:
                     for adv in cfg.adv_retain:
@@ -486,7 +686,9 @@ def plan_jobs(cfg: StudyConfig, work_dir: Path, source: DataSource | None,
                         ckpt = (str(Path(work_dir) / "checkpoints" / study_id(cfg) / f"{_slug(label)}-{_spec_key(spec)}-s{seed}.pt")
                                 if cfg.save_checkpoints else None)
                         evals.append(EvalJob(kind="unlearn", label=label, method=m.name, method_config=dict(m.config),
-                                             prune=prune, adv_retain=adv, save_checkpoint=ckpt, **common))
+                                             prune=prune, adv_retain=adv, save_checkpoint=ckpt,
+                                             original_path=originals[prune], retrain_path=retrains[prune],
+                                             mask_from=mask_from if (rewind and prune is not None) else "", **common))
     return trains, evals
 
 
@@ -601,15 +803,28 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
     # 1. Train what the pending runs need (cached checkpoints return at once).
     needed = {j.original_path for j in pending} | {j.retrain_path for j in pending}
     todo = [t for t in trains if t.path in needed]
-    outcomes = run_jobs(train_job, [(t,) for t in todo], executor, description="train originals and references")
+    needed |= {t.dense_path for t in todo if t.sparse}  # sparse models need their dense original first
+    todo = [t for t in trains if t.path in needed]
     trained: dict[str, dict] = {}
     broken: dict[str, str] = {}
-    for t, out in zip(todo, outcomes, strict=True):
-        if out.ok:
-            trained[t.path] = out.value["meta"]
-        else:
-            broken[t.path] = f"training {'the retrained reference' if t.exclude else 'the original model'} failed: {out.error}"
-    cached = sum(1 for o in outcomes if o.ok and o.value.get("cached"))
+    cached = 0
+    # Dense models first, then the sparse ones built from them (a phase each, parallel within).
+    for phase, description in ((False, "train originals and references"), (True, "train sparse originals and references")):
+        group = [t for t in todo if t.sparse == phase]
+        runnable = [t for t in group if not (t.sparse and t.dense_path in broken)]
+        for t in group:
+            if t not in runnable:
+                broken[t.path] = f"training the dense original it is pruned from failed: {broken[t.dense_path]}"
+        if not runnable:
+            continue
+        outcomes = run_jobs(train_job, [(t,) for t in runnable], executor, description=description)
+        for t, out in zip(runnable, outcomes, strict=True):
+            what = ("the sparse " if t.sparse else "the ") + ("retrained reference" if t.exclude else "original model")
+            if out.ok:
+                trained[t.path] = out.value["meta"]
+            else:
+                broken[t.path] = f"training {what} failed: {out.error}"
+        cached += sum(1 for o in outcomes if o.ok and o.value.get("cached"))
     note(f"Models ready: {len(trained)} ({cached} from the cache), {len(broken)} failed.")
 
     def failed_dependency(job: EvalJob) -> bool:
@@ -619,11 +834,12 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
         return bool(err)
 
     # 2. Evaluate each retrained reference once (or read it back from its finished run).
-    references: dict[tuple[str, int], dict[str, float]] = {}
+    # Keyed by (spec, seed, prune variant): pruned rows have their own (sparse) reference.
+    references: dict[tuple[str, int, str], dict[str, float]] = {}
     for key, run in done.items():
         if key.startswith("retrain|"):
             _, _, spec, seed = key.split("|")
-            references[(spec, int(seed))] = dict(run.data.metrics)
+            references[(spec, int(seed), run.data.tags.get("variant", ""))] = dict(run.data.metrics)
     ref_jobs = [
         dataclasses.replace(j, retrain_seconds=trained[j.retrain_path].get("metrics", {}).get("train_seconds"))
         for j in pending if j.kind == "retrain" and not failed_dependency(j)
@@ -633,7 +849,7 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
         job = ref_jobs[i]
         values = _log_outcome(job, outcome, parent_id, cfg, client, result)
         if values is not None:
-            references[(job.spec, job.seed)] = values
+            references[(job.spec, job.seed, job.variant)] = values
 
     run_jobs(eval_job, [(j,) for j in ref_jobs], executor, description="evaluate references", on_result=on_ref)
 
@@ -642,7 +858,7 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
     for job in pending:
         if job.kind == "retrain" or failed_dependency(job):
             continue
-        ref = references.get((job.spec, job.seed))
+        ref = references.get((job.spec, job.seed, variant_of(job.prune, None)))
         if ref is None:
             _log_failure(job, "the retrained reference of this forget spec and seed could not be evaluated", "",
                          parent_id, cfg, client, result)
@@ -658,7 +874,7 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
 def _tags(job: EvalJob, cfg: StudyConfig) -> dict[str, str]:
     return {"kind": job.kind, "method": job.method, "variant": job.variant, "label": job.label, "forget": job.spec,
             "seed": str(job.seed), "dataset": cfg.dataset, "model": cfg.model, "run_key": job.key,
-            "study_id": study_id(cfg), "study": cfg.name}
+            "study_id": study_id(cfg), "study": cfg.name, "recipe": recipe_name(cfg)}
 
 
 def _params(job: EvalJob) -> dict[str, Any]:
@@ -684,7 +900,7 @@ def _log_outcome(job: EvalJob, outcome: JobOutcome, parent_id: str, cfg: StudyCo
     # report.config already holds the method's full config (method.*) and the evaluation (eval.*).
     tracking.log_report(report, checkpoint=Path(ckpt) if ckpt else None, parent_run_id=parent_id,
                         run_name=_run_name(job), extra_tags=_tags(job, cfg),
-                        extra_params={"forget": job.spec, "seed": job.seed})
+                        extra_params={"forget": job.spec, "seed": job.seed, "recipe": recipe_name(cfg)})
     result.finished += 1
     return {k: v for k, v in report.values.items() if v == v}  # drop NaN
 

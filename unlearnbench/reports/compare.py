@@ -95,8 +95,9 @@ def compare(current: dict, previous: dict, *, tolerance: float | None = None) ->
             if m.direction == "reference":
                 if is_reference_row:
                     continue  # a reference is not judged by its distance to itself
-                ref_before = _mean(prev.get((forget, "retrain")), m.key)
-                ref_after = _mean(cur.get((forget, "retrain")), m.key)
+                ref = _reference_label(old)
+                ref_before = _mean(prev.get((forget, ref)), m.key)
+                ref_after = _mean(cur.get((forget, ref)), m.key)
                 if ref_before is None or ref_after is None:
                     continue
                 prev_dist, cur_dist = abs(before - ref_before), abs(after - ref_after)
@@ -121,3 +122,10 @@ def compare(current: dict, previous: dict, *, tolerance: float | None = None) ->
 
 def regressions(changes: list[Change]) -> list[Change]:
     return [c for c in changes if c.status in ("regression", "missing")]
+
+
+def _reference_label(row: dict) -> str:
+    """The Retrain row a method row is compared with: pruned rows have their own sparse Retrain
+    (``retrain [prune=0.95]``, see eval/study.py); adversarial-retain rows share their prune level's."""
+    prune = next((p for p in str(row.get("variant") or "").split(",") if p.startswith("prune=")), "")
+    return f"retrain [{prune}]" if prune else "retrain"

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from unlearnbench.core.io import atomic_write
-from unlearnbench.reports import plots
+from unlearnbench.reports import expected, plots
 from unlearnbench.reports.compare import Change, compare, regressions
 from unlearnbench.reports.runs import RunSet, load_runs
 from unlearnbench.reports.summary import comparison_metrics, fmt, markdown_table, summarize, summary_metrics
@@ -84,6 +84,7 @@ def build_summary(runset: RunSet, created: str) -> dict[str, Any]:
             {"key": m.key, "label": m.label, "direction": m.direction} for m in comparison_metrics(metric_cols)
         ],
         "rows": rows,
+        "paper": expected.section(runset, rows),  # recipe, differences, the paper's numbers (reports/expected.py)
     }
 
 
@@ -218,6 +219,7 @@ def render_markdown(summary: dict, changes: list[Change], previous: dict | None,
     for spec in _specs(summary["rows"]):
         rows = [r for r in summary["rows"] if r["forget"] == spec]
         lines += [f"## Forget `{spec}`", "", markdown_table(rows, _spec_metrics(rows)), ""]
+    lines += expected.markdown(summary)
     lines += ["## Changes since the previous report", ""]
     if previous is None:
         lines += ["No previous report of this experiment to compare with.", ""]
@@ -269,7 +271,7 @@ def render_html(summary: dict, changes: list[Change], previous: dict | None, fai
     )
     return env.get_template("report.html.j2").render(
         summary=summary, tables=_html_tables(summary), changes=changes, previous=previous,
-        regressions=regressions(changes), failed=failed, figures=figures,
+        regressions=regressions(changes), failed=failed, figures=figures, paper=expected.html(summary),
     )
 
 

@@ -9,9 +9,10 @@ with the mask fixed:
 * ``rewind: false`` — fine-tunes the surviving weights on the retain set for ``epochs``
   (0 = prune only, which reads no data);
 * ``rewind: true`` — resets the surviving weights to a fresh (seeded) initialisation and trains
-  them on the retain set for ``epochs``. Unlearn-Sparse rewinds to the original's epoch-8
-  weights, which checkpoints here do not store; rewinding to initialisation is the
-  lottery-ticket variant and costs about as much as retraining.
+  them on the retain set for ``epochs`` (the lottery-ticket variant; costs about as much as
+  retraining). Unlearn-Sparse's sparse original rewinds to the dense run's epoch-8 weights
+  instead, which a single checkpoint does not hold: a study's ``prune_mode: rewind`` keeps that
+  snapshot while training and builds it (``prune.sparse_start`` / ``prune.train_masked``).
 
 Any *other* method can run on a pruned model with ``run(..., prune=S)`` / ``--prune S``.
 """

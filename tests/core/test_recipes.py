@@ -1,0 +1,101 @@
+"""Named training recipes: the registry's values, --recipe on train (fields reach the checkpoint and
+MLflow), `ls recipes`, and a study's recipe reaching its TrainConfig."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from unlearnbench.cli import app
+from unlearnbench.core.checkpoint import load_checkpoint
+from unlearnbench.core.recipes import RECIPES, default_recipe, recipe_train
+from unlearnbench.core.train import lr_lambda, recipe_for
+
+runner = CliRunner()
+
+
+def test_paper_cifar_is_main_train_py():
+    """Every value of the release's main_train.py (SalUn / Unlearn-Sparse), checked one by one."""
+    cfg = RECIPES.get("paper-cifar").config()
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (182, 256, 0.1, 0.9, 5e-4)
+    assert cfg.schedule == "multistep" and cfg.gamma == 0.1 and not cfg.nesterov
+    assert cfg.label_smoothing == 0 and cfg.warmup == 0 and not cfg.amp and not cfg.cpu_bf16
+    # MultiStepLR(milestones=[91, 136]) stepped per epoch: lr 0.1 through epoch 91, 0.01 through 136, then 0.001.
+    steps = 175  # 45,000 // 256
+    f = lr_lambda(cfg, cfg.epochs * steps)
+    at_epoch = [f(e * steps) for e in (0, 90, 91, 135, 136, 181)]
+    assert at_epoch == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert f(91 * steps - 1) == 1 and f(136 * steps - 1) == pytest.approx(0.1)
+
+
+def test_fast_cifar_is_the_cifar_default_and_carries_its_caveat():
+    assert default_recipe("cifar10") == default_recipe("svhn") == "fast-cifar"
+    assert recipe_train(None, "cifar100") == recipe_for("cifar100")
+    assert recipe_train(None, "digits") == recipe_for("digits")
+    fast = RECIPES.get("fast-cifar")
+    assert fast.train["label_smoothing"] == 0.1 and "confidence" in fast.caveat
+    assert not RECIPES.get("paper-cifar").caveat
+
+
+def test_ls_recipes_shows_settings_and_the_smoothing_caveat():
+    result = runner.invoke(app, ["ls", "recipes"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "paper-cifar" in result.output and "182 ep" in result.output
+    assert "label smoothing 0.1 caps the training-set confidence" in result.output
+
+
+def test_recipe_fields_reach_the_checkpoint_and_mlflow(tmp_path, mlflow_uri):
+    import mlflow
+
+    out = tmp_path / "orig.pt"
+    result = runner.invoke(app, [
+        "train", "--dataset", "digits", "--recipe", "paper-digits", "--epochs", "2", "--out", str(out), "-q",
+        "--tracking-uri", mlflow_uri, "--experiment", "recipes",
+    ])
+    assert result.exit_code == 0, result.output
+    meta = load_checkpoint(out).meta
+    assert meta["recipe"] == "paper-digits"
+    tc = meta["train_config"]
+    # the recipe's values, with the explicit --epochs on top
+    assert tc["epochs"] == 2 and tc["schedule"] == "multistep" and tuple(tc["milestones"]) == (0.5, 0.75)
+    assert tc["label_smoothing"] == 0 and tc["amp"] is False and tc["lr"] == 0.05
+    mlflow.set_tracking_uri(mlflow_uri)
+    row = mlflow.search_runs(experiment_names=["recipes"]).iloc[0]
+    assert row["params.recipe"] == "paper-digits" and row["params.schedule"] == "multistep"
+
+
+def test_unknown_recipe_is_one_sentence_and_exit_2(tmp_path):
+    out = tmp_path / "never.pt"
+    result = runner.invoke(app, ["train", "--recipe", "paper-cifr", "--out", str(out), "-q", "--no-track"])
+    assert result.exit_code == 2 and "Did you mean 'paper-cifar'" in result.output
+    assert not out.exists()
+
+
+def test_study_recipe_sets_the_train_config_and_train_keys_override_it():
+    from unlearnbench.eval.study import load_study, study_id, train_config
+
+    cfg = load_study("cifar10-salun")
+    tc = train_config(cfg, 1)
+    assert cfg.recipe == "paper-cifar" and tc.epochs == 182 and tc.label_smoothing == 0 and not tc.amp
+    assert cfg.differences  # a paper study lists what still differs
+    over = load_study("cifar10-salun", train={"epochs": 3})
+    assert train_config(over, 1).epochs == 3 and train_config(over, 1).lr == 0.1
+    # a study without a recipe keeps its id (resuming studies written before recipes existed)
+    plain = load_study("digits")
+    assert plain.recipe is None and study_id(plain) == study_id(load_study("digits", differences=["x"]))
+    with pytest.raises(Exception, match="Did you mean 'paper-cifar'"):
+        load_study("digits", recipe="paper-cifr")
+
+
+def test_a_cifar_study_with_a_paper_preset_and_another_recipe_is_warned_about():
+    from unlearnbench.eval.study import load_study
+
+    with pytest.warns(UserWarning, match="recipe 'fast-cifar'"):
+        load_study("cifar10-salun", recipe="fast-cifar")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_study("cifar10-salun")  # paper-cifar: no warning
+        load_study("cifar10-salun", recipe="fast-cifar",
+                   differences=["Original and Retrain use recipe fast-cifar (40 epochs, label smoothing)."])

@@ -1,0 +1,139 @@
+"""``expected:`` blocks: parsing, the measured-vs-paper arithmetic, and a CPU run of the SalUn
+Table 1 study shape on digits that shows the comparison in the CLI table, summary.md and
+report.html."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import yaml
+from study_helpers import bench, runner
+
+from unlearnbench.cli import app
+from unlearnbench.core.config import load_yaml
+from unlearnbench.core.errors import ConfigError
+from unlearnbench.eval.expected import ExpectedBlock, compare, parse_value
+from unlearnbench.eval.study import EXAMPLES_DIR, load_study, study_from_dict
+from unlearnbench.reports.expected import protocol
+
+
+def _stat(mean, std=None, n=1):
+    return {"mean": mean, "std": std, "n": n}
+
+
+def test_values_parse_in_every_written_form():
+    assert parse_value("5.24±0.69", "x") == (5.24, 0.69)
+    assert parse_value(" 5.24 ± 0.69 ", "x") == (5.24, 0.69)
+    assert parse_value([100, 0], "x") == (100.0, 0.0)
+    assert parse_value(1.15, "x") == (1.15, None)  # a bare mean: the paper prints no std
+    for bad in ("5.24±", "about 5", True, [1, 2, 3]):
+        with pytest.raises(ConfigError):
+            parse_value(bad, "x")
+
+
+def test_compare_reports_difference_in_paper_std_and_a_verdict():
+    block = ExpectedBlock(forget="random:0.1", citation="SalUn Table 1", methods={
+        "retrain": {"UA": "5.24±0.69", "RA": "100.00±0.00", "TA": "94.26±0.02", "MIA": "12.88±0.09"},
+        "salun": {"name": "SalUn", "UA": "2.85±0.43", "avg_gap": 1.15},
+        "salun_soft": {"UA": "4.19±0.66"},
+    })
+    rows = [
+        {"forget": "random:0.1", "label": "retrain", "seeds": [0, 1],
+         "values": {"ua": _stat(6.0, 0.5, 2), "retain_acc": _stat(100.0, 0.0, 2), "test_acc": _stat(94.0, 0.1, 2)}},
+        {"forget": "random:0.1", "label": "salun", "seeds": [0, 1],
+         "values": {"ua": _stat(2.0, 0.2, 2), "avg_gap": _stat(3.0, 0.4, 2)}},
+        {"forget": "class:3", "label": "salun", "seeds": [0], "values": {"ua": _stat(50.0)}},  # another spec
+    ]
+    out = compare(json.loads(json.dumps(block.__dict__)), rows)
+    cells = {(r["label"], c["column"]): c for r in out["rows"] for c in r["cells"]}
+    ua = cells[("retrain", "UA")]
+    assert ua["diff"] == pytest.approx(0.76) and ua["z"] == pytest.approx(0.76 / 0.69)
+    assert ua["verdict"] == "within 2 std" and ua["measured"]["n"] == 2
+    # RA: a printed ±0.00 is floored at 0.005; equal means are within
+    assert cells[("retrain", "RA")]["z"] == 0 and cells[("retrain", "RA")]["verdict"] == "within 2 std"
+    ta = cells[("retrain", "TA")]
+    assert ta["z"] == pytest.approx(-0.26 / 0.02) and ta["verdict"] == "outside"
+    assert cells[("retrain", "MIA")]["verdict"] == "not measured"
+    assert cells[("salun", "UA")]["z"] == pytest.approx((2.0 - 2.85) / 0.43)  # the class:3 row is not used
+    gap = cells[("salun", "Avg. Gap")]
+    assert gap["diff"] == pytest.approx(1.85) and gap["z"] is None and gap["verdict"] == "no std in paper"
+    assert cells[("salun_soft", "UA")]["verdict"] == "not run"
+    assert (out["within"], out["judged"]) == (3, 4)
+
+
+def test_class_wise_ta_is_the_retained_classes_accuracy():
+    block = ExpectedBlock(forget="class:0", citation="c", variant="prune=0.95", methods={"finetune": {"TA": "94.32±0.12"}})
+    rows = [{"forget": "class:0", "label": "finetune [prune=0.95]", "seeds": [0],
+             "values": {"test_acc": _stat(80.0), "test_retained_acc": _stat(94.0)}}]
+    cell = compare(json.loads(json.dumps(block.__dict__)), rows)["rows"][0]["cells"][0]
+    assert cell["key"] == "test_retained_acc" and cell["diff"] == pytest.approx(-0.32)
+
+
+def test_bad_expected_blocks_are_one_sentence():
+    base = load_yaml(EXAMPLES_DIR / "digits.yaml")
+    cases = [
+        ({"forget": "class:9", "citation": "c", "methods": {"retrain": {"UA": 1}}}, "does not run"),
+        ({"forget": "class:3", "citation": "", "methods": {"retrain": {"UA": 1}}}, "needs a citation"),
+        ({"forget": "class:3", "citation": "c", "methods": {"retrain": {"XA": 1}}}, "unknown column 'XA'"),
+        ({"forget": "class:3", "citation": "c", "methods": {"retrain": {"UA": "high"}}}, "expected mean±std"),
+        ({"forget": "class:3", "citation": "c", "variant": "prune=0.5", "methods": {"retrain": {"UA": 1}}}, "variant"),
+    ]
+    for block, needle in cases:
+        with pytest.raises(ConfigError, match=needle):
+            study_from_dict({**base, "expected": [block]})
+
+
+def test_shipped_paper_blocks_hold_the_dossier_rows():
+    salun = load_study("cifar10-salun")
+    ten = next(b for b in salun.expected if b.forget == "random:0.1")
+    assert ten.methods["salun"]["ua"] == {"mean": 2.85, "std": 0.43} and ten.methods["salun"]["avg_gap"]["mean"] == 1.15
+    assert len(ten.methods) == 10 and {b.forget for b in salun.expected} == {"random:0.1", "random:0.5"}
+    sparse = load_study("cifar10-sparse")
+    pruned = next(b for b in sparse.expected if b.variant == "prune=0.95")
+    assert pruned.methods["finetune"]["ua"] == {"mean": 73.64, "std": 9.46}
+    assert pruned.methods["finetune"]["mia"] == {"mean": 83.02, "std": 16.33}
+
+
+@pytest.mark.slow
+def test_table1_shape_on_digits_renders_measured_vs_paper(mlflow_uri, tmp_path):
+    """SalUn Table 1's study (methods, forget specs, expected block) with digits, the cnn and the
+    paper-digits recipe on a CPU: benchmark and report show the paper's numbers beside ours."""
+    study = load_yaml(EXAMPLES_DIR / "cifar10-salun.yaml")
+    quick = {"epochs": 1}
+    study.update(
+        name="table1-digits", dataset="digits", model="cnn", recipe="paper-digits", train={"epochs": 3}, seeds=[0],
+        device="cpu", evaluation={},
+        methods=[{"name": "finetune", "config": quick}, {"name": "grad_ascent", "config": quick},
+                 {"name": "random_label", "config": quick}, {"name": "l1_sparse", "config": quick},
+                 {"name": "salun", "config": quick}],
+    )
+    path = tmp_path / "table1-digits.yaml"
+    path.write_text(yaml.safe_dump(study, allow_unicode=True))
+    experiment = f"table1-{uuid.uuid4().hex[:8]}"
+    result = bench(path, experiment, mlflow_uri, tmp_path / "work", quiet=False)
+    assert result.exit_code == 0, result.output
+    assert "measured vs paper, forget random:0.1" in result.output and "paper-digits" in result.output
+    out = tmp_path / "reports"
+    rep = runner.invoke(app, ["report", "--experiment", experiment, "--tracking-uri", mlflow_uri, "--out", str(out),
+                              "-q"], env={"COLUMNS": "200"})
+    assert rep.exit_code == 0, rep.output
+    summary = json.loads(next(out.glob("*/summary.json")).read_text())
+    paper = summary["paper"]
+    assert paper["recipe"]["name"] == "paper-digits" and paper["differences"]
+    comp = next(c for c in paper["comparisons"] if c["forget"] == "random:0.1")
+    rows = {(r["forget"], r["label"]): r for r in summary["rows"]}
+    salun_ua = next(c for r in comp["rows"] if r["label"] == "salun" for c in r["cells"] if c["column"] == "UA")
+    measured = rows[("random:0.1", "salun")]["values"]["ua"]["mean"]
+    assert salun_ua["measured"]["mean"] == measured
+    assert salun_ua["z"] == pytest.approx((measured - 2.85) / 0.43)
+    assert next(r for r in comp["rows"] if r["label"] == "salun_soft")["run"] is False
+    md = next(out.glob("*/summary.md")).read_text()
+    assert "## Measured vs paper: forget `random:0.5`" in md and "Fan et al., SalUn, ICLR 2024, Table 1" in md
+    assert f"| salun (SalUn) | UA | {measured:.2f} (n=1) | 2.85 ± 0.43 |" in md
+    html = next(out.glob("*/report.html")).read_text()
+    assert "Measured vs paper: forget <code>random:0.1</code>" in html and "Known differences" in html
+    # what the report shows is the study's blocks compared with the report's own rows
+    blocks = [json.loads(json.dumps(b.__dict__)) for b in load_study(path).expected]
+    assert protocol(study | {"expected": blocks}, summary["rows"])["comparisons"] == paper["comparisons"]
