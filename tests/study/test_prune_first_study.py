@@ -9,7 +9,7 @@ import torch
 from study_helpers import bench, runs_of
 
 from unlearnbench.core.checkpoint import load_checkpoint
-from unlearnbench.eval.study import load_study, model_dir, rewind_path
+from unlearnbench.eval.study import load_study, model_dir, preflight, rewind_path
 from unlearnbench.unlearn.prune import magnitude_masks, mask_digest
 
 
@@ -42,7 +42,7 @@ def tiny_study_module(tmp_path_factory):
 def test_sparse_original_is_rewound_and_retrained_with_the_dense_mask(pruned_study):
     path, _, work = pruned_study
     cfg = load_study(path)
-    mdir = model_dir(cfg, work, 0)
+    mdir = model_dir(cfg, work, 0, preflight(cfg, None))  # the cache folder is keyed by the data digest
     dense = load_checkpoint(mdir / "original.pt")
     early = load_checkpoint(rewind_path(mdir / "original.pt", 1))
     last = load_checkpoint(rewind_path(mdir / "original.pt", 2))  # TINY trains 2 epochs
