@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -25,7 +26,9 @@ from unlearnbench.commands._common import (
     app,
     build_config,
     console,
+    err_console,
     handle_errors,
+    print_json,
     setup_output,
 )
 from unlearnbench.core.config import from_dict, load_yaml, parse_overrides
@@ -103,7 +106,7 @@ def evaluate(
     shadow_pool: list[Path] | None = typer.Option(None, "--shadow-pool", help="Shadow pool folder (LiRA and/or U-LiRA; repeatable)."),
     rte_seconds: float | None = typer.Option(None, "--rte-seconds", help="Unlearning run time (default: from the checkpoint)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the evaluation (robustness subsets)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON to this file; - prints only the JSON, on stdout."),
     no_log_checkpoint: bool = typer.Option(False, "--no-log-checkpoint", help="Do not copy the checkpoint into MLflow."),
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
@@ -124,7 +127,9 @@ def evaluate(
         EvalConfig, config, set_, metrics=_names(metrics), robustness=_names(robustness), norm=norm, eps=eps,
         robust_n=robust_n, seed=seed,
     )
-    if json_out is not None and json_out.is_dir():
+    to_stdout = json_out is not None and str(json_out) == "-"
+    out = err_console if to_stdout else console  # with --json -, stdout carries the JSON alone
+    if json_out is not None and not to_stdout and json_out.is_dir():
         raise UserError(f"--json {json_out} is a folder; give a file path such as {json_out}/report.json.")
     if not checkpoint.is_file():
         raise UserError(f"Checkpoint {str(checkpoint)!r} does not exist.")
@@ -139,21 +144,25 @@ def evaluate(
         checkpoint, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
         source=DataSource.from_env(data_root, download), rte_seconds=rte_seconds,
     )
-    console.print(_summary_table(report))
-    mia = _mia_table(report)
-    if mia is not None:
-        console.print(mia)
+    if not to_stdout:
+        console.print(_summary_table(report))
+        mia = _mia_table(report)
+        if mia is not None:
+            console.print(mia)
     # Class-wise-only metrics on a random spec are not worth a line; missing inputs are.
     skipped = {k: v for k, v in report.skipped.items() if v != "needs classwise"}
     if skipped:
-        console.print("Skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items())), style="dim")
-    if json_out is not None:
+        out.print("Skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items())), style="dim")
+    if json_out is not None and not to_stdout:
         report.save(json_out)
         console.print(f"Wrote {json_out}")
+    run_id = None
     if track is not None:
         run_id = track.log_report(report, checkpoint=checkpoint, log_checkpoint=not no_log_checkpoint)
-        console.print(f"Logged MLflow run {run_id} in experiment {experiment!r} ({track.resolve_uri(tracking_uri)}).")
-    console.print(f"Evaluated in {report.timings.get('total', 0):.1f} s.", style="dim")
+        out.print(f"Logged MLflow run {run_id} in experiment {experiment!r} ({track.resolve_uri(tracking_uri)}).")
+    out.print(f"Evaluated in {report.timings.get('total', 0):.1f} s.", style="dim")
+    if to_stdout:
+        print_json({**json.loads(report.to_json()), "mlflow_run_id": run_id})
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -84,6 +84,6 @@ def report(
         raise ConfigError("--tolerance must be zero or positive (points of accuracy).")
     result = build_report(experiment, out, tracking_uri=tracking_uri, parent_run_id=run_id, tolerance=tolerance,
                           log_to_mlflow=log)
-    print_report_result(result, show_table=not quiet)
+    print_report_result(result)  # --quiet silences progress, never the results
     if fail_on_regression and result.regressions:
         raise typer.Exit(1)
