@@ -22,6 +22,7 @@ from unlearnbench.commands._common import (
     NoTrackOpt,
     QuietOpt,
     SetOpt,
+    SystemMetricsOpt,
     TrackingOpt,
     app,
     build_config,
@@ -116,6 +117,7 @@ def evaluate(
     tracking_uri: str | None = TrackingOpt,
     experiment: str = ExperimentOpt,
     no_track: bool = NoTrackOpt,
+    system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Evaluate a checkpoint: accuracies, MIAs, gaps to the retrained reference; log to MLflow."""
@@ -138,6 +140,7 @@ def evaluate(
         from unlearnbench.eval import tracking
 
         tracking.setup(tracking_uri, experiment)  # fail fast, before any work
+        tracking.enable_system_metrics(system_metrics)
         track = tracking
     evaluator = Evaluator.from_config(cfg, shadow_pool=list(shadow_pool) if shadow_pool else None)
     report = evaluate_checkpoint(

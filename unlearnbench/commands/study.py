@@ -14,6 +14,7 @@ from unlearnbench.commands._common import (
     DownloadOpt,
     QuietOpt,
     SetOpt,
+    SystemMetricsOpt,
     TrackingOpt,
     app,
     console,
@@ -127,6 +128,7 @@ def benchmark(
     download: bool = DownloadOpt,
     tracking_uri: str | None = TrackingOpt,
     quiet: bool = QuietOpt,
+    system_metrics: bool = SystemMetricsOpt,
     json_out: Path | None = typer.Option(None, "--json", help="Also write the outcome and table as JSON to this file; - prints only the JSON, on stdout."),
 ) -> None:
     """Run a study: methods × forget specs × seeds against the retrained reference, logged to
@@ -137,6 +139,9 @@ def benchmark(
     if executor not in ("local", "ray"):
         raise ConfigError(f"Unknown executor {executor!r}; use local or ray.")
     cfg, path = load(study, set_, experiment=experiment, device=device)
+    from unlearnbench.eval import tracking
+
+    tracking.enable_system_metrics(system_metrics)  # sampled on the study's parent run
     run_and_summarize(cfg, path, executor=executor, ray_address=ray_address, cpus=cpus_per_job, gpus=gpus_per_job,
                       tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root, download=download, new=new,
                       quiet=quiet, json_out=json_out)

@@ -32,6 +32,7 @@ from unlearnbench.core.config import configclass, to_dict
 from unlearnbench.core.data import UnlearnData
 from unlearnbench.core.errors import ConfigError, UserError
 from unlearnbench.core.runtime import model_device
+from unlearnbench.eval.inputs import dataset_inputs
 from unlearnbench.eval.metrics import METRICS, EvalContext, MetricOutput, PredictionCache
 from unlearnbench.eval.metrics.base import metric_info, metric_spec
 from unlearnbench.eval.report import PER_CLASS_COLUMNS, Report
@@ -203,7 +204,8 @@ class Evaluator:
         directions = {k: metric_info(m)["direction"] for k, m in ctx.sources.items()}
         timings["predictions"] = cache.seconds
         timings["total"] = time.perf_counter() - start
-        meta_out = {"dataset": data.info.name, "forget": str(data.spec), "seed": self.config.seed, **(meta or {})}
+        meta_out = {"dataset": data.info.name, "forget": str(data.spec), "seed": self.config.seed,
+                    "inputs": dataset_inputs(data), **(meta or {})}
         eval_cfg = to_dict(self.config)
         if self.threat is not None:
             eval_cfg.update(norm=getattr(self.threat, "norm", eval_cfg["norm"]), eps=getattr(self.threat, "eps", eval_cfg["eps"]))
