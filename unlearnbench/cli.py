@@ -76,6 +76,12 @@ _tidy_help(app)
 
 
 def main() -> None:
+    # An installation whose `unlearnbench` script still points here (installed before
+    # `unlearnbench.__main__:run`) or `python -m unlearnbench.cli`: tune the allocator now; this
+    # re-executes after the imports above, so `python -m unlearnbench` is the faster way in.
+    from unlearnbench._malloc import reexec_if_needed
+
+    reexec_if_needed()
     app()
 
 

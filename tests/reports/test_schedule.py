@@ -38,7 +38,7 @@ def test_cron_install_replace_and_remove_only_own_entries(tmp_path):
     nightly = [ln for ln in lines if ln.endswith("# unlearnbench-schedule:nightly")]
     assert len(nightly) == 1
     assert nightly[0].startswith("0 6 * * * cd ")
-    assert "unlearnbench.cli report --experiment 'exp one'" in nightly[0]
+    assert "-m unlearnbench report --experiment 'exp one'" in nightly[0]
     assert f">> {tmp_path}/reports/schedule-nightly.log 2>&1" in nightly[0]
 
     # Installing the same name again replaces its entry instead of adding a second one.
@@ -217,8 +217,8 @@ def test_schedule_a_study_and_its_report(tmp_path):
     assert res.exit_code == 0, res.output
     line = tab.read_text().strip()
     # A fresh study run each time, then the report of the study's experiment, output to the log.
-    assert f"unlearnbench.cli benchmark {study} --new --quiet" in line
-    assert "unlearnbench.cli report --experiment nightly" in line
+    assert f"-m unlearnbench benchmark {study} --new --quiet" in line
+    assert "-m unlearnbench report --experiment nightly" in line
     res = _invoke(["--every", "6h", "--study", "digits", "--unit-dir", str(tmp_path / "u"), "--dry-run"])
     assert res.exit_code == 0 and "benchmark digits --new" in res.output and not (tmp_path / "u").exists()
     study.write_text("name: nightly\nmethods: [finetune]\nepochs: 3\n")

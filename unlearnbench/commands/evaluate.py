@@ -29,6 +29,7 @@ from unlearnbench.commands._common import (
     console,
     err_console,
     handle_errors,
+    json_safe,
     print_json,
     setup_output,
 )
@@ -95,7 +96,9 @@ def _mia_table(report) -> Table | None:
 @app.command()
 @handle_errors
 def evaluate(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint to evaluate (e.g. the unlearned model)."),
+    checkpoint: list[Path] = typer.Option(
+        ..., "--checkpoint", "-c",
+        help="Checkpoint to evaluate (e.g. the unlearned model); repeat -c for several against one reference/original, which are then evaluated once."),
     reference: Path | None = typer.Option(None, "--reference", "-r", help="Retrained reference: checkpoint, or a report JSON."),
     original: Path | None = typer.Option(None, "--original", help="Original model checkpoint (or report JSON), for AUS."),
     forget: str | None = typer.Option(None, "--forget", help="Forget spec (default: recorded in the checkpoint)."),
@@ -133,8 +136,9 @@ def evaluate(
     out = err_console if to_stdout else console  # with --json -, stdout carries the JSON alone
     if json_out is not None and not to_stdout and json_out.is_dir():
         raise UserError(f"--json {json_out} is a folder; give a file path such as {json_out}/report.json.")
-    if not checkpoint.is_file():
-        raise UserError(f"Checkpoint {str(checkpoint)!r} does not exist.")
+    for path in checkpoint:
+        if not path.is_file():
+            raise UserError(f"Checkpoint {str(path)!r} does not exist.")
     track = None
     if not no_track:
         from unlearnbench.eval import tracking
@@ -143,29 +147,44 @@ def evaluate(
         tracking.enable_system_metrics(system_metrics)
         track = tracking
     evaluator = Evaluator.from_config(cfg, shadow_pool=list(shadow_pool) if shadow_pool else None)
-    report = evaluate_checkpoint(
-        checkpoint, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
-        source=DataSource.from_env(data_root, download), rte_seconds=rte_seconds,
-    )
-    if not to_stdout:
-        console.print(_summary_table(report))
-        mia = _mia_table(report)
-        if mia is not None:
-            console.print(mia)
-    # Class-wise-only metrics on a random spec are not worth a line; missing inputs are.
-    skipped = {k: v for k, v in report.skipped.items() if v != "needs classwise"}
-    if skipped:
-        out.print("Skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items())), style="dim")
-    if json_out is not None and not to_stdout:
-        report.save(json_out)
-        console.print(f"Wrote {json_out}")
-    run_id = None
-    if track is not None:
-        run_id = track.log_report(report, checkpoint=checkpoint, log_checkpoint=not no_log_checkpoint)
-        out.print(f"Logged MLflow run {run_id} in experiment {experiment!r} ({track.resolve_uri(tracking_uri)}).")
-    out.print(f"Evaluated in {report.timings.get('total', 0):.1f} s.", style="dim")
-    if to_stdout:
-        print_json({**json.loads(report.to_json()), "mlflow_run_id": run_id})
+    results = []
+    for path in checkpoint:
+        report = evaluate_checkpoint(
+            path, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
+            source=DataSource.from_env(data_root, download), rte_seconds=rte_seconds,
+        )
+        if not to_stdout:
+            console.print(_summary_table(report))
+            mia = _mia_table(report)
+            if mia is not None:
+                console.print(mia)
+        # Class-wise-only metrics on a random spec are not worth a line; missing inputs are.
+        skipped = {k: v for k, v in report.skipped.items() if v != "needs classwise"}
+        if skipped:
+            out.print("Skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items())), style="dim")
+        run_id = None
+        if track is not None:
+            run_id = track.log_report(report, checkpoint=path, log_checkpoint=not no_log_checkpoint)
+            out.print(f"Logged MLflow run {run_id} in experiment {experiment!r} ({track.resolve_uri(tracking_uri)}).")
+        out.print(f"Evaluated {path} in {report.timings.get('total', 0):.1f} s.", style="dim", highlight=False)
+        results.append((report, run_id))
+    if len(checkpoint) > 1 and evaluator.companion_hits:
+        out.print(f"The reference and original were predicted and evaluated once for {len(checkpoint)} checkpoints.",
+                  style="dim")
+    if json_out is None:
+        return
+    if len(results) == 1 and not to_stdout:
+        results[0][0].save(json_out)
+    else:
+        data = [{**json.loads(r.to_json()), "mlflow_run_id": rid} for r, rid in results]
+        data = data[0] if len(data) == 1 else data
+        if to_stdout:
+            print_json(data)
+            return
+        from unlearnbench.reports.render import write_text_atomic
+
+        write_text_atomic(json_out, json.dumps(json_safe(data), indent=1, allow_nan=False) + "\n")
+    console.print(f"Wrote {json_out}")
 
 
 def _port_free(host: str, port: int) -> bool:

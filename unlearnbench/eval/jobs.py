@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,8 +73,19 @@ def _as_checkpoint(item: str | Path | Checkpoint) -> Checkpoint:
     return item if isinstance(item, Checkpoint) else load_checkpoint(item)
 
 
-def _companion(item: Any, role: str, main: Checkpoint, splits: Splits, device: Any) -> nn.Module | Report | None:
-    """Load a reference / original given as checkpoint path, Checkpoint, report JSON or Report."""
+def file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _companion(item: Any, role: str, main: Checkpoint, splits: Splits, device: Any,
+               models: dict[str, Any] | None = None) -> nn.Module | Report | None:
+    """Load a reference / original given as checkpoint path, Checkpoint, report JSON or Report.
+    ``models``: checkpoint files already built, by content hash (the same file, the same module,
+    so the evaluator predicts and evaluates it once for several evaluated checkpoints)."""
     if item is None or isinstance(item, (Report, nn.Module)):
         return item
     if isinstance(item, (str, Path)) and str(item).endswith(".json"):
@@ -82,11 +94,19 @@ def _companion(item: Any, role: str, main: Checkpoint, splits: Splits, device: A
         if dataset and dataset != splits.info.name:
             raise UserError(f"The {role} report {item} is for dataset {dataset!r}, not {splits.info.name!r}.")
         return report
+    key = f"{file_hash(item)}@{device}" if models is not None and isinstance(item, (str, Path)) else None
+    if key is not None and key in models:
+        ckpt, model = models[key]
+        check_compatible(ckpt, splits)  # the same file may not fit another evaluated checkpoint
+        return model
     ckpt = _as_checkpoint(item)
     check_compatible(ckpt, splits)
     if ckpt.meta["model"] != main.meta["model"]:
         log.warning("the %s is a %s, the evaluated model a %s", role, ckpt.meta["model"], main.meta["model"])
-    return ckpt.build(device)
+    model = ckpt.build(device)
+    if key is not None:
+        models[key] = (ckpt, model)
+    return model
 
 
 def report_meta(ckpt: Checkpoint, data: UnlearnData) -> dict[str, Any]:
@@ -124,11 +144,13 @@ def evaluate_checkpoint(
     dev = resolve_device(device)
     splits, data = load_eval_data(ckpt, forget, source, dev)
     model = ckpt.build(dev)
-    ref = _companion(reference, "reference", ckpt, splits, dev)
-    orig = _companion(original, "original", ckpt, splits, dev)
+    evaluator = evaluator or Evaluator()
+    # Several checkpoints evaluated with one evaluator share the reference and the original:
+    # built once (by file hash), predicted and evaluated once (the evaluator's companion memo).
+    ref = _companion(reference, "reference", ckpt, splits, dev, evaluator.companion_models)
+    orig = _companion(original, "original", ckpt, splits, dev, evaluator.companion_models)
     if rte_seconds is None and ckpt.meta.get("rte_seconds") is not None:
         rte_seconds = float(ckpt.meta["rte_seconds"])
-    evaluator = evaluator or Evaluator()
     for pool in evaluator.pools:
         if pool.kind == "ulira" and ckpt.meta.get("method") and pool.manifest.get("method") != ckpt.meta.get("method"):
             log.warning("U-LiRA pool %s unlearned with %r but the checkpoint used %r",

@@ -49,7 +49,7 @@ def check_name(name: str) -> str:
 
 def cli_prefix() -> list[str]:
     """How a scheduled job starts this same installation (the venv's Python, not PATH's)."""
-    return [sys.executable, "-m", "unlearnbench.cli"]
+    return [sys.executable, "-m", "unlearnbench"]
 
 
 def absolute_uri(uri: str | None, workdir: Path) -> str | None:
