@@ -173,3 +173,27 @@ def test_progress_lines_inside_autoattack(digits_cnn, digits_splits, capsys):
     assert any(ln.startswith("autoattack square: query 500/501") for ln in err)
     assert any(ln.startswith("autoattack apgd-ce") and "/12 points" in ln and "ETA" in ln for ln in err)
     assert any(ln.startswith("autoattack (standard): after square") and "robust (n=12)" in ln for ln in err)
+
+
+def test_describe_is_generic_over_registries():
+    """A recipe-like entry (an object carrying training keys) shows what it sets with the
+    TrainConfig meanings; a metric shows its info."""
+    from dataclasses import dataclass, field
+
+    from unlearnbench.commands._describe import describe
+    from unlearnbench.core.registry import Entry
+    from unlearnbench.eval.metrics import METRICS
+
+    @dataclass(frozen=True)
+    class FakeRecipe:
+        name: str
+        train: dict = field(default_factory=dict)
+        caveat: str = ""
+
+    d = describe("recipes", Entry("paper", FakeRecipe("paper", {"epochs": 182, "warmup": 0.1}, "slow"), {"summary": "s"}))
+    rows = {r["key"]: r for r in d["sets"]}
+    assert d["config_class"] == "TrainConfig" and d["caveat"] == "slow"
+    assert rows["epochs"]["value"] == 182 and rows["epochs"]["type"] == "int"
+    assert rows["warmup"]["meaning"] == "fraction of all steps with linear warm-up"  # the field's comment
+    m = describe("metrics", METRICS.entry("ua"))
+    assert m["direction"] == "reference" and "config" not in m

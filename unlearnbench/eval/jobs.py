@@ -119,6 +119,7 @@ def report_meta(ckpt: Checkpoint, data: UnlearnData) -> dict[str, Any]:
         "model": meta["model"],
         "forget": str(data.spec),
         "seed": seed,
+        **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),  # logged as an MLflow param
     }
 
 
