@@ -5,6 +5,9 @@ Commands live in ``unlearnbench.commands``; importing them registers them on the
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import typer
 
 import unlearnbench
@@ -32,7 +35,54 @@ def _root(
     """Machine-unlearning and adversarial-robustness evaluation for image classifiers."""
 
 
+def _unwrap(text: str) -> str:
+    """Join the lines of each paragraph: the help is re-wrapped to the terminal, so a docstring's
+    own line breaks would otherwise end lines in mid-sentence."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text))
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _tidy_help(typer_app: typer.Typer) -> None:
+    """Help text a terminal shows well: whole sentences (see ``_unwrap``)."""
+    for cmd in typer_app.registered_commands:
+        if cmd.callback is not None and cmd.help is None and cmd.callback.__doc__:
+            cmd.help = _unwrap(cmd.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _tidy_help(group.typer_instance)
+
+
+def _no_flag_metavar() -> None:
+    """An on/off flag takes no value, so its help row shows no type (Typer prints ``<bool>``,
+    even after --help). Guarded: a Typer without this hook keeps its default display."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - another Typer layout
+        return
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "_unlearnbench", False):
+        return
+
+    def display_type_rich(self, ctx):  # noqa: ANN001, ANN202
+        if getattr(self, "is_bool_flag", False):
+            return None
+        return original(self, ctx)
+
+    display_type_rich._unlearnbench = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich
+
+
+_no_flag_metavar()
+_tidy_help(app)
+
+
 def main() -> None:
+    # An installation whose `unlearnbench` script still points here (installed before
+    # `unlearnbench.__main__:run`) or `python -m unlearnbench.cli`: tune the allocator now; this
+    # re-executes after the imports above, so `python -m unlearnbench` is the faster way in.
+    from unlearnbench._malloc import reexec_if_needed
+
+    reexec_if_needed()
     app()
 
 

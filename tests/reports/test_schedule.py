@@ -38,7 +38,7 @@ def test_cron_install_replace_and_remove_only_own_entries(tmp_path):
     nightly = [ln for ln in lines if ln.endswith("# unlearnbench-schedule:nightly")]
     assert len(nightly) == 1
     assert nightly[0].startswith("0 6 * * * cd ")
-    assert "unlearnbench.cli report --experiment 'exp one'" in nightly[0]
+    assert "-m unlearnbench report --experiment 'exp one'" in nightly[0]
     assert f">> {tmp_path}/reports/schedule-nightly.log 2>&1" in nightly[0]
 
     # Installing the same name again replaces its entry instead of adding a second one.
@@ -103,6 +103,7 @@ def test_systemd_units_install_and_remove(tmp_path):
     # The relative SQLite store is pinned to the working folder the schedule was made in.
     assert f"--tracking-uri sqlite:///{tmp_path}/rel/mlflow.db" in service
     assert "OnUnitActiveSec=86400s" in timer and "Unit=unlearnbench-daily.service" in timer
+    assert "OnActiveSec=1s" in timer  # the first run right after activation, not a day later
     assert "systemctl --user daemon-reload" in res.output  # custom unit dir: only written
     res = _invoke(["--list", "--unit-dir", str(units), "--crontab-file", str(tmp_path / "tab")])
     assert "daily" in res.output and "mine" not in res.output
@@ -147,10 +148,20 @@ def test_cron_parser():
     # Both day fields restricted: either matches (Vixie cron).
     assert sched.parse_cron("0 0 1 * fri").next_after(t) == dt.datetime(2026, 3, 6, 0, 0)
     assert sched.parse_cron("@daily").next_after(t) == dt.datetime(2026, 3, 5, 0, 0)
-    assert sched.parse_cron("30 8-10/2 * jan-mar *").fields[1] == frozenset({8, 10})
-    for bad in ("* * * *", "0 24 * * *", "0 0 32 * *", "0 0 * 13 *", "5-1 * * * *", "*/0 * * * *", "x * * * *"):
+    assert sched.parse_cron("30 8-10/2 * jan-mar *").next_times(t, 3) == [
+        dt.datetime(2026, 3, 4, 8, 30), dt.datetime(2026, 3, 4, 10, 30), dt.datetime(2026, 3, 5, 8, 30)]
+    assert sched.parse_cron("30 8-10/2 * apr *").next_after(t) == dt.datetime(2026, 4, 1, 8, 30)
+    for bad in ("* * * *", "0 24 * * *", "0 0 32 * *", "0 0 * 13 *", "5-1 * * * *", "*/0 * * * *", "x * * * *",
+                "0 0 L * *", "0 0 * * 1#2", "0 0 0 * * *", "@reboot"):
         with pytest.raises(ConfigError):
             sched.parse_cron(bad)
+    # One sentence naming the field, with its article.
+    with pytest.raises(ConfigError, match=r"'24' is not an hour \(0-23\)"):
+        sched.parse_cron("24 24 * * *")
+    with pytest.raises(ConfigError, match=r"'32' is not a day of the month \(1-31\)"):
+        sched.parse_cron("0 0 32 * *")
+    with pytest.raises(ConfigError, match=r"the range '5-1' runs backwards"):
+        sched.parse_cron("5-1 * * * *")
     assert sched.parse_duration("1h30m") == 5400 and sched.parse_duration("0.5s") == 0.5
     assert sched.parse_duration("2d") == 172800
 
@@ -175,6 +186,12 @@ def test_foreground_runs_n_times_on_a_tiny_interval(tmp_path):
 
     sched.run_foreground([cmd], cron="0 6 * * *", max_runs=2, sleep=fake_sleep, now=lambda: clock["t"])
     assert waits == [90.0, 86400.0]
+    # --every: the first run at once, unless delayed.
+    waits.clear()
+    sched.run_foreground([cmd], every_s=3600, max_runs=1, sleep=fake_sleep)
+    assert waits == []
+    sched.run_foreground([cmd], every_s=3600, delay_s=600, max_runs=1, sleep=fake_sleep)
+    assert waits == [600]
 
 
 def test_foreground_cli_renders_the_report(mlflow_uri, tmp_path):
@@ -200,10 +217,52 @@ def test_schedule_a_study_and_its_report(tmp_path):
     assert res.exit_code == 0, res.output
     line = tab.read_text().strip()
     # A fresh study run each time, then the report of the study's experiment, output to the log.
-    assert f"unlearnbench.cli benchmark {study} --new --quiet" in line
-    assert "unlearnbench.cli report --experiment nightly" in line
+    assert f"-m unlearnbench benchmark {study} --new --quiet" in line
+    assert "-m unlearnbench report --experiment nightly" in line
     res = _invoke(["--every", "6h", "--study", "digits", "--unit-dir", str(tmp_path / "u"), "--dry-run"])
     assert res.exit_code == 0 and "benchmark digits --new" in res.output and not (tmp_path / "u").exists()
     study.write_text("name: nightly\nmethods: [finetune]\nepochs: 3\n")
     res = _invoke(["--cron", "0 6 * * *", "--study", str(study), "--crontab-file", str(tmp_path / "t2")])
     assert res.exit_code == 2 and "Unknown config key 'epochs'" in res.output
+
+
+def test_system_crontab_lines_carry_the_user_field(tmp_path):
+    line = sched.cron_line("n", "0 6 * * *", [["/bin/true"]], tmp_path, tmp_path / "log", user="alice")
+    assert line.startswith("0 6 * * * alice cd ")
+    assert sched.cron_line("n", "@daily", [["/bin/true"]], tmp_path, tmp_path / "log").startswith("@daily cd ")
+    assert sched.is_system_crontab(sched.Path("/etc/cron.d/unlearnbench")) and sched.is_system_crontab(sched.Path("/etc/crontab"))
+    assert not sched.is_system_crontab(tmp_path / "tab") and not sched.is_system_crontab(None)
+    # Through the CLI: /etc/cron.d gets the user field by default (dry run: nothing written there).
+    res = _invoke(["--cron", "0 6 * * *", "--experiment", "e", "--crontab-file", "/etc/cron.d/unlearnbench",
+                   "--dry-run", "--workdir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert f"0 6 * * * {sched.default_user()} cd " in res.output and "Would write /etc/cron.d/unlearnbench" in res.output
+    tab = tmp_path / "tab"
+    res = _invoke(["--cron", "0 6 * * *", "--experiment", "e", "--crontab-file", str(tab), "--cron-user", "bob",
+                   "--workdir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert tab.read_text().startswith("0 6 * * * bob cd ")
+    res = _invoke(["--cron", "0 6 * * *", "--experiment", "e", "--crontab-file", str(tab), "--cron-user", "b b"])
+    assert res.exit_code == 2 and "Bad cron user" in res.output
+
+
+def test_dry_run_checks_the_tools_and_prints_the_next_three_runs(tmp_path):
+    res = _invoke(["--cron", "0 6 * * *", "--experiment", "e", "--dry-run", "--workdir", str(tmp_path)],
+                  UNLEARNBENCH_CRONTAB="no-such-crontab-program")
+    assert res.exit_code == 0, res.output
+    assert "no-such-crontab-program is not installed here" in res.output
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("Next runs: "))
+    times = [dt.datetime.strptime(t.strip()[:19], "%Y-%m-%d %H:%M:%S") for t in line[len("Next runs: "):].split(",")]
+    assert len(times) == 3 and all(t.hour == 6 and t.minute == 0 for t in times)
+    assert [(b - a).days for a, b in zip(times, times[1:], strict=False)] == [1, 1]
+    assert times[0] - dt.datetime.now() <= dt.timedelta(days=1)
+    res = _invoke(["--every", "2h", "--delay", "30m", "--experiment", "e", "--dry-run", "--workdir", str(tmp_path)],
+                  PATH="/nonexistent")
+    assert res.exit_code == 0, res.output
+    assert "OnActiveSec=1800s" in res.output and "systemctl is not installed here" in res.output
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("Next runs (if activated now): "))
+    times = [dt.datetime.strptime(t.strip()[:19], "%Y-%m-%d %H:%M:%S") for t in line.split(": ", 1)[1].split(",")]
+    assert [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)] == [7200, 7200]
+    assert abs((times[0] - dt.datetime.now()).total_seconds() - 1800) < 60
+    res = _invoke(["--cron", "0 6 * * *", "--delay", "5m", "--experiment", "e", "--dry-run"])
+    assert res.exit_code == 2 and "--delay only applies with --every" in res.output

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 from typer.core import TyperGroup
 
 try:  # typer >= 0.2x vendors click as typer._click; its usage errors are that copy's classes
@@ -62,7 +66,90 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# Wide enough for any row: piped output and log files get whole names, never "bad_teach…".
+PIPE_WIDTH = 100_000
+
+
+class TableConsole(Console):
+    """A console whose tables never cut a name or a URL short.
+
+    Rich shrinks a table to the terminal and ends every word that does not fit with "…". Here a
+    table goes out unshrunk when stdout is not a terminal (logs, pipes, ``| grep``), and as one
+    ``column: value`` block per row when the terminal is narrower than the table's longest words.
+    """
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if len(objects) == 1 and isinstance(objects[0], Table):
+            self._print_table(objects[0], **kwargs)
+        else:
+            super().print(*objects, **kwargs)
+
+    def _print_table(self, table: Table, **kwargs: Any) -> None:
+        if not self.is_terminal:
+            saved = self._width
+            self._width = PIPE_WIDTH
+            try:
+                super().print(table, crop=False, **kwargs)
+            finally:
+                self._width = saved
+            return
+        need = Measurement.get(self, self.options.update(width=PIPE_WIDTH), table).minimum
+        if need <= self.width:
+            super().print(table, **kwargs)
+            return
+        super().print(table_records(table), highlight=False, soft_wrap=True)
+
+
+def table_cells(table: Table) -> tuple[list[str], list[list[str]]]:
+    """A rich table's headers and rows as plain strings (markup stripped)."""
+    from rich.text import Text
+
+    def plain(cell: Any) -> str:
+        if isinstance(cell, Text):
+            return cell.plain
+        return Text.from_markup(str(cell)).plain if isinstance(cell, str) else str(cell)
+
+    headers = [plain(c.header) for c in table.columns]
+    columns = [[plain(cell) for cell in c.cells] for c in table.columns]
+    return headers, [list(r) for r in zip(*columns, strict=True)] if columns else []
+
+
+def table_records(table: Table) -> str:
+    """The narrow-terminal layout: the title, then per row ``header: value`` lines."""
+    headers, rows = table_cells(table)
+    title = table.title.plain if hasattr(table.title, "plain") else (table.title or "")
+    out = [str(title)] if title else []
+    for row in rows:
+        out.append("")
+        out.append(f"{headers[0]}: {row[0]}")
+        out.extend(f"  {h}: {v}" for h, v in zip(headers[1:], row[1:], strict=True) if v.strip())
+    return "\n".join(out)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: JSON on stdout, nothing else there."""
+    sys.stdout.write(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def json_safe(data: Any) -> Any:
+    """NaN/inf become null (strict JSON, readable by jq); tuples lists; other objects strings."""
+    import math
+
+    if isinstance(data, dict):
+        return {str(k): json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in data]
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if data is None or isinstance(data, (str, int, bool)):
+        return data
+    if isinstance(data, type):
+        return data.__name__
+    return str(data)
+
+
+console = TableConsole()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
@@ -102,10 +189,50 @@ def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | 
             check_writable(path, inputs=inputs, folder=folder, option=option)
 
 
+class _Once(logging.Filter):
+    """Let each distinct warning through once: a study's 40 jobs repeat the same warning."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
 def setup_output(quiet: bool, verbose: bool = False) -> None:
+    """Progress on stderr unless ``quiet`` (never results: those go to stdout regardless);
+    library warnings, both ``logging`` and ``warnings``, shown once each."""
     progress.set_enabled(not quiet)
     level = logging.DEBUG if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Once())
+    # Python shows a warning once per code location; once per message is what a reader wants
+    # when every job of a study raises the same one.
+    _once_per_message()
+
+
+def _once_per_message() -> None:
+    seen: set[str] = set()
+    show = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        key = f"{category.__name__}: {message}"
+        if key in seen:
+            return
+        seen.add(key)
+        show(message, category, filename, lineno, file, line)
+
+    if not getattr(warnings.showwarning, "_unlearnbench_once", False):
+        showwarning._unlearnbench_once = True  # type: ignore[attr-defined]
+        warnings.showwarning = showwarning
 
 
 def build_config(cls: type[C], config_file: Path | None, sets: list[str] | None, base: dict | None = None, **cli: Any) -> C:
@@ -119,13 +246,15 @@ def build_config(cls: type[C], config_file: Path | None, sets: list[str] | None,
 
 
 # Reusable option declarations keep flags spelled the same across commands.
-QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars (for CI and scripts).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress (bars or log lines); results are still printed.")
 DataRootOpt = typer.Option(None, "--data-root", envvar="UNLEARNBENCH_DATA", help="Folder holding dataset files.")
 DownloadOpt = typer.Option(False, "--download", help="Download missing dataset files (never by default).")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA if present), cpu or cuda[:N].")
 TrackingOpt = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store (default sqlite:///mlflow.db).")
 ExperimentOpt = typer.Option("unlearnbench", "--experiment", help="MLflow experiment name.")
 NoTrackOpt = typer.Option(False, "--no-track", help="Do not log to MLflow.")
+LogModelOpt = typer.Option(False, "--log-model", help="Also log the model as an MLflow PyTorch model (signature, input example).")
+SystemMetricsOpt = typer.Option(False, "--system-metrics", help="Sample CPU, GPU and memory use into the MLflow run (MLflow's sampler).")
 ConfigOpt = typer.Option(None, "--config", help="YAML file of config keys.")
 SetOpt = typer.Option(None, "--set", help="Override one config key: --set lr=0.01 (repeatable).")
 

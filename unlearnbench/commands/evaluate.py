@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import socket
@@ -26,13 +27,17 @@ from unlearnbench.commands._common import (
     QuietOpt,
     SetOpt,
     SubsetOpt,
+    SystemMetricsOpt,
     TrackingOpt,
     app,
     build_config,
     check_outputs,
     console,
     data_source,
+    err_console,
     handle_errors,
+    json_safe,
+    print_json,
     setup_output,
 )
 from unlearnbench.core.config import from_dict, load_yaml, parse_overrides
@@ -98,7 +103,9 @@ def _mia_table(report) -> Table | None:
 @app.command()
 @handle_errors
 def evaluate(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint to evaluate (e.g. the unlearned model)."),
+    checkpoint: list[Path] = typer.Option(
+        ..., "--checkpoint", "-c",
+        help="Checkpoint to evaluate (e.g. the unlearned model); repeat -c for several against one reference/original, which are then evaluated once."),
     reference: Path | None = typer.Option(None, "--reference", "-r", help="Retrained reference: checkpoint, or a report JSON."),
     original: Path | None = typer.Option(None, "--original", help="Original model checkpoint (or report JSON), for AUS."),
     forget: str | None = typer.Option(None, "--forget", help="Forget spec (default: recorded in the checkpoint)."),
@@ -110,7 +117,7 @@ def evaluate(
     shadow_pool: list[Path] | None = typer.Option(None, "--shadow-pool", help="Shadow pool folder (LiRA and/or U-LiRA; repeatable)."),
     rte_seconds: float | None = typer.Option(None, "--rte-seconds", help="Unlearning run time (default: from the checkpoint)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the evaluation (robustness subsets)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON to this file; - prints only the JSON, on stdout."),
     no_log_checkpoint: bool = typer.Option(False, "--no-log-checkpoint", help="Do not copy the checkpoint into MLflow."),
     subset: int | None = SubsetOpt,
     per_class: int | None = PerClassOpt,
@@ -124,6 +131,7 @@ def evaluate(
     tracking_uri: str | None = TrackingOpt,
     experiment: str = ExperimentOpt,
     no_track: bool = NoTrackOpt,
+    system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Evaluate a checkpoint: accuracies, MIAs, gaps to the retrained reference; log to MLflow."""
@@ -135,36 +143,59 @@ def evaluate(
         EvalConfig, config, set_, metrics=_names(metrics), robustness=_names(robustness), norm=norm, eps=eps,
         robust_n=robust_n, seed=seed,
     )
-    check_outputs(("--json", json_out, False), inputs=(checkpoint, reference, original, config))
-    if not checkpoint.is_file():
-        raise UserError(f"Checkpoint {str(checkpoint)!r} does not exist.")
+    to_stdout = json_out is not None and str(json_out) == "-"
+    out = err_console if to_stdout else console  # with --json -, stdout carries the JSON alone
+    check_outputs(("--json", None if to_stdout else json_out, False), inputs=(*checkpoint, reference, original, config))
+    for path in checkpoint:
+        if not path.is_file():
+            raise UserError(f"Checkpoint {str(path)!r} does not exist.")
     track = None
     if not no_track:
         from unlearnbench.eval import tracking
 
         tracking.setup(tracking_uri, experiment)  # fail fast, before any work
+        tracking.enable_system_metrics(system_metrics)
         track = tracking
     evaluator = Evaluator.from_config(cfg, shadow_pool=list(shadow_pool) if shadow_pool else None)
-    report = evaluate_checkpoint(
-        checkpoint, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
-        source=data_source(data_root, download, subset, per_class), rte_seconds=rte_seconds,
-        allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
-    )
-    console.print(_summary_table(report))
-    mia = _mia_table(report)
-    if mia is not None:
-        console.print(mia)
-    # Class-wise-only metrics on a random spec are not worth a line; missing inputs are.
-    skipped = {k: v for k, v in report.skipped.items() if v != "needs classwise"}
-    if skipped:
-        console.print("Skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items())), style="dim")
-    if json_out is not None:
-        report.save(json_out)
-        console.print(f"Wrote {json_out}")
-    if track is not None:
-        run_id = track.log_report(report, checkpoint=checkpoint, log_checkpoint=not no_log_checkpoint)
-        console.print(f"Logged MLflow run {run_id} in experiment {experiment!r} ({track.resolve_uri(tracking_uri)}).")
-    console.print(f"Evaluated in {report.timings.get('total', 0):.1f} s.", style="dim")
+    results = []
+    for path in checkpoint:
+        report = evaluate_checkpoint(
+            path, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
+            source=data_source(data_root, download, subset, per_class), rte_seconds=rte_seconds,
+            allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
+        )
+        if not to_stdout:
+            console.print(_summary_table(report))
+            mia = _mia_table(report)
+            if mia is not None:
+                console.print(mia)
+        # Class-wise-only metrics on a random spec are not worth a line; missing inputs are.
+        skipped = {k: v for k, v in report.skipped.items() if v != "needs classwise"}
+        if skipped:
+            out.print("Skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items())), style="dim")
+        run_id = None
+        if track is not None:
+            run_id = track.log_report(report, checkpoint=path, log_checkpoint=not no_log_checkpoint)
+            out.print(f"Logged MLflow run {run_id} in experiment {experiment!r} ({track.resolve_uri(tracking_uri)}).")
+        out.print(f"Evaluated {path} in {report.timings.get('total', 0):.1f} s.", style="dim", highlight=False)
+        results.append((report, run_id))
+    if len(checkpoint) > 1 and evaluator.companion_hits:
+        out.print(f"The reference and original were predicted and evaluated once for {len(checkpoint)} checkpoints.",
+                  style="dim")
+    if json_out is None:
+        return
+    if len(results) == 1 and not to_stdout:
+        results[0][0].save(json_out)
+    else:
+        data = [{**json.loads(r.to_json()), "mlflow_run_id": rid} for r, rid in results]
+        data = data[0] if len(data) == 1 else data
+        if to_stdout:
+            print_json(data)
+            return
+        from unlearnbench.reports.render import write_text_atomic
+
+        write_text_atomic(json_out, json.dumps(json_safe(data), indent=1, allow_nan=False) + "\n")
+    console.print(f"Wrote {json_out}")
 
 
 def _port_free(host: str, port: int) -> bool:

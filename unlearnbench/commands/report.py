@@ -97,6 +97,6 @@ def report(
     check_outputs(("--out", out, True))
     result = build_report(experiment, out, tracking_uri=tracking_uri, parent_run_id=run_id, tolerance=tolerance,
                           log_to_mlflow=log)
-    print_report_result(result, show_table=not quiet)
+    print_report_result(result)  # --quiet silences progress, never the results
     if fail_on_regression and result.regressions:
         raise typer.Exit(1)

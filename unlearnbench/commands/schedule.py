@@ -14,7 +14,8 @@ from unlearnbench.commands._common import TrackingOpt, app, check_outputs, conso
 @handle_errors
 def schedule(
     cron: str | None = typer.Option(None, "--cron", help='Cron expression, e.g. "0 6 * * *" (06:00 daily): installs a cron entry.'),
-    every: str | None = typer.Option(None, "--every", help="Interval such as 24h or 30m: installs a systemd user timer."),
+    every: str | None = typer.Option(None, "--every", help="Interval such as 24h or 30m: installs a systemd user timer; the first run starts at activation."),
+    delay: str | None = typer.Option(None, "--delay", help="With --every: start the first run this long after activation, e.g. 10m."),
     foreground: bool = typer.Option(False, "--foreground", help="Run here on the --cron/--every schedule instead of installing."),
     max_runs: int | None = typer.Option(None, "--max-runs", min=1, help="With --foreground: stop after this many runs."),
     study: str | None = typer.Option(None, "--study", help="Study YAML (or shipped example) to run each time, afresh."),
@@ -28,7 +29,10 @@ def schedule(
     workdir: Path = typer.Option(Path("."), "--workdir", help="Folder the scheduled commands run in."),
     crontab_file: Path | None = typer.Option(
         None, "--crontab-file", envvar="UNLEARNBENCH_CRONTAB_FILE",
-        help="Manage this crontab file directly instead of calling `crontab` (e.g. /etc/cron.d/unlearnbench).",
+        help="Manage this crontab file directly instead of calling `crontab`; in /etc/cron.d (e.g. /etc/cron.d/unlearnbench) each line names the user it runs as.",
+    ),
+    cron_user: str | None = typer.Option(
+        None, "--cron-user", help="User field of system crontab lines (default: you, for /etc/cron.d and /etc/crontab files).",
     ),
     crontab_command: str | None = typer.Option(
         None, "--crontab-command", envvar="UNLEARNBENCH_CRONTAB", help="The crontab program (default: crontab)."
@@ -64,8 +68,16 @@ def schedule(
     if max_runs is not None and not foreground:
         raise ConfigError("--max-runs only applies with --foreground.")
     every_s = sched.parse_duration(every) if every else None
+    if delay is not None and every is None:
+        raise ConfigError("--delay only applies with --every (a cron expression says when it runs).")
+    delay_s = sched.parse_duration(delay) if delay else 0.0
     if cron:
         sched.parse_cron(cron)
+    user = None
+    if cron and (cron_user is not None or sched.is_system_crontab(crontab.file)):
+        if crontab.file is None:
+            raise ConfigError("--cron-user is for system crontab files; pass --crontab-file /etc/cron.d/NAME too.")
+        user = sched.check_user(cron_user or sched.default_user())
     workdir = workdir.resolve()
     if not workdir.is_dir():
         raise ConfigError(f"--workdir {workdir} is not a folder.")
@@ -82,11 +94,12 @@ def schedule(
         if dry_run:
             for c in commands:
                 console.print(" ".join(c), highlight=False, soft_wrap=True)
+            _print_next_runs(sched, cron, every_s, delay_s)
             return
         what = f"cron {cron!r}" if cron else f"every {every}"
         console.print(f"Running {len(commands)} command(s) {what} in the foreground; Ctrl-C stops.")
         runs = sched.run_foreground(
-            commands, every_s=every_s, cron=cron, max_runs=max_runs, workdir=workdir,
+            commands, every_s=every_s, cron=cron, max_runs=max_runs, delay_s=delay_s, workdir=workdir,
             on_run=lambda n, codes: console.print(f"run {n} done (exit codes {codes})"),
         )
         console.print(f"Stopped after {runs} run(s).")
@@ -94,9 +107,16 @@ def schedule(
 
     if cron:
         logfile = (out if out.is_absolute() else workdir / out) / f"schedule-{name}.log"
-        line = sched.cron_line(name, cron, commands, workdir, logfile)
+        line = sched.cron_line(name, cron, commands, workdir, logfile, user=user)
         if dry_run:
             console.print(line, highlight=False, soft_wrap=True)
+            _print_next_runs(sched, cron, None, 0.0)
+            if crontab.file is None:
+                _check_tools(sched, crontab.command.split()[0] if crontab.command.split() else "crontab",
+                             hint="install cron (apt-get install cron) or pass --crontab-file")
+            else:
+                console.print(f"Would write {crontab.file}" + (f" (lines run as user {user})" if user else "") + ".",
+                              highlight=False)
             return
         check_outputs(("--out", logfile.parent, True), ("--crontab-file", crontab.file, False))
         logfile.parent.mkdir(parents=True, exist_ok=True)
@@ -108,10 +128,13 @@ def schedule(
                       highlight=False, soft_wrap=True)
         return
 
-    files = sched.systemd_units(name, every_s, commands, workdir)
+    files = sched.systemd_units(name, every_s, commands, workdir, delay_s=delay_s)
     if dry_run:
         for fname, text in files.items():
             console.print(f"# {units / fname}\n{text}", highlight=False, soft_wrap=True)
+        _print_next_runs(sched, None, every_s, max(1.0, delay_s), after="activation")
+        if not custom_units:
+            _check_tools(sched, "systemctl", hint="this machine has no systemd; use --cron or --foreground")
         return
     check_outputs(("--unit-dir", units, True))
     written = sched.install_systemd(units, files)
@@ -122,6 +145,21 @@ def schedule(
     else:
         console.print(f"Activate it with: systemctl --user daemon-reload && systemctl --user enable --now {timer}",
                       highlight=False, soft_wrap=True)
+
+
+def _print_next_runs(sched, cron: str | None, every_s: float | None, delay_s: float, after: str = "") -> None:
+    times = sched.next_runs(cron=cron, every_s=every_s, delay_s=delay_s)
+    when = ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z").strip() for t in times)
+    console.print(f"Next runs{' (if activated now)' if after else ''}: {when}", highlight=False, soft_wrap=True)
+
+
+def _check_tools(sched, program: str, *, hint: str) -> None:
+    for name, path in sched.tool_status(program):
+        if path:
+            console.print(f"Check: {name} found at {path}.", highlight=False)
+        else:
+            console.print(f"[yellow]Check: {name} is not installed here[/]; installing would fail ({hint}).",
+                          highlight=False, soft_wrap=True)
 
 
 def _list(sched, crontab, units: Path) -> None:

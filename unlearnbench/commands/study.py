@@ -3,6 +3,7 @@ on digits, then its report)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,15 @@ from unlearnbench.commands._common import (
     QuietOpt,
     SetOpt,
     SubsetOpt,
+    SystemMetricsOpt,
     TrackingOpt,
     app,
     check_outputs,
     console,
     err_console,
     handle_errors,
+    json_safe,
+    print_json,
     setup_output,
 )
 
@@ -68,7 +72,9 @@ def load(study: str, sets: list[str] | None, **cli: Any):
 
 def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None, cpus: float, gpus: float,
                       tracking_uri: str | None, work_dir: Path, data_root: Path | None, download: bool, new: bool,
-                      quiet: bool):
+                      quiet: bool, json_out: Path | None = None):
+    """Run the study and print its table (always: ``--quiet`` silences progress, not results).
+    ``json_out``: also write the outcome and the table as JSON there (``-``: stdout, alone)."""
     from unlearnbench.commands.report import print_summary
     from unlearnbench.core.data import DataSource
     from unlearnbench.core.executor import ExecutorConfig
@@ -82,9 +88,11 @@ def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None
                        study_file=path, on_event=(None if quiet else lambda text: err_console.print(text, highlight=False)))
     runs = load_runs(result.experiment, result.tracking_uri, parent_run_id=result.parent_run_id, with_artifacts=False)
     summary = build_summary(runs, "")
-    if not quiet:
+    to_stdout = json_out is not None and str(json_out) == "-"
+    out = err_console if to_stdout else console
+    if not to_stdout:
         print_summary(summary)
-    console.print(
+    out.print(
         f"Study {result.study} ({result.study_id}): {result.finished} run(s) finished now, "
         f"{result.skipped} already done, {len(result.failures)} failed; experiment {result.experiment!r}, "
         f"parent run {result.parent_run_id} in {result.tracking_uri}.", highlight=False, soft_wrap=True,
@@ -92,7 +100,19 @@ def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None
     from rich.markup import escape
 
     for key, error in result.failures:  # labels such as "finetune [prune=0.95]" are not markup
-        console.print(f"[yellow]failed[/] {escape(key)}: {escape(error)}", highlight=False, soft_wrap=True)
+        out.print(f"[yellow]failed[/] {escape(key)}: {escape(error)}", highlight=False, soft_wrap=True)
+    if json_out is not None:
+        data = {"study": result.study, "study_id": result.study_id, "experiment": result.experiment,
+                "tracking_uri": result.tracking_uri, "parent_run_id": result.parent_run_id, "total": result.total,
+                "finished": result.finished, "skipped": result.skipped, "resumed": result.resumed,
+                "failures": [{"run_key": k, "error": e} for k, e in result.failures], "summary": summary}
+        if to_stdout:
+            print_json(data)
+        else:
+            from unlearnbench.reports.render import write_text_atomic
+
+            write_text_atomic(json_out, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+            console.print(f"Wrote {json_out}", highlight=False)
     return result
 
 
@@ -125,6 +145,8 @@ def benchmark(
     download: bool = DownloadOpt,
     tracking_uri: str | None = TrackingOpt,
     quiet: bool = QuietOpt,
+    system_metrics: bool = SystemMetricsOpt,
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the outcome and table as JSON to this file; - prints only the JSON, on stdout."),
 ) -> None:
     """Run a study: methods × forget specs × seeds against the retrained reference, logged to
     MLflow (a parent run, one child run per method, spec and seed). Re-running resumes it."""
@@ -134,10 +156,14 @@ def benchmark(
     if executor not in ("local", "ray"):
         raise ConfigError(f"Unknown executor {executor!r}; use local or ray.")
     cfg, path = load(study, set_, experiment=experiment, device=device, subset=subset, per_class=per_class)
+    from unlearnbench.eval import tracking
+
+    tracking.enable_system_metrics(system_metrics)  # sampled on the study's parent run
     result = run_and_summarize(cfg, path, executor=executor, ray_address=ray_address, cpus=cpus_per_job,
                                gpus=gpus_per_job, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root,
-                               download=download, new=new, quiet=quiet)
-    console.print(f"Report: unlearnbench report --experiment {cfg.experiment_name}", highlight=False)
+                               download=download, new=new, quiet=quiet, json_out=json_out)
+    hint = f"Report: unlearnbench report --experiment {cfg.experiment_name}"
+    (err_console if json_out is not None and str(json_out) == "-" else console).print(hint, highlight=False)
     exit_if_failed(result)
 
 

@@ -14,11 +14,13 @@ from unlearnbench.commands._common import (
     DeviceOpt,
     DownloadOpt,
     ExperimentOpt,
+    LogModelOpt,
     NoTrackOpt,
     PerClassOpt,
     QuietOpt,
     SetOpt,
     SubsetOpt,
+    SystemMetricsOpt,
     TrackingOpt,
     app,
     build_config,
@@ -53,32 +55,83 @@ def _registry(kind: str):
         return None
 
 
+def _cell(v) -> str:
+    if isinstance(v, type):  # config classes: their name is what a user can look up
+        return v.__name__
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return ", ".join(map(str, v))
+    return "" if v is None else str(v)
+
+
 @app.command("ls")
 @handle_errors
-def ls(kind: str = typer.Argument("all", help=f"One of: all, {', '.join(LISTABLE)}.")) -> None:
-    """List registered datasets, models, methods, attacks, metrics or presets."""
+def ls(
+    kind: str = typer.Argument("all", help=f"One of: all, {', '.join(LISTABLE)}."),
+    name: str | None = typer.Argument(None, help="One entry in full: every config key with type, default and meaning."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON (for scripts) instead of tables."),
+) -> None:
+    """List registered datasets, models, methods, attacks, metrics, presets or recipes; with NAME,
+    show one entry in full (config keys, paper, reference code)."""
+    from unlearnbench.commands._common import print_json
+    from unlearnbench.commands._describe import describe
     from unlearnbench.core.errors import UnknownNameError
 
     if kind != "all" and kind not in LISTABLE:
         raise UnknownNameError(f"Unknown list {kind!r}; choose all or one of: {', '.join(LISTABLE)}.")
+    if name is not None:
+        if kind == "all":
+            raise UnknownNameError(f"Name the list {name!r} belongs to, e.g. unlearnbench ls methods {name}.")
+        reg = _registry(kind)
+        if reg is None:
+            raise UnknownNameError(f"The {kind} registry is not installed here.")
+        _show_entry(describe(kind, reg.entry(name)), json_)
+        return
+    listing: dict[str, list[dict]] = {}
     for k in LISTABLE if kind == "all" else [kind]:
         reg = _registry(k)
         if reg is None:
             continue
+        listing[k] = [{"name": e.name, "summary": e.summary, **{c: v for c, v in e.info.items() if c != "summary"}}
+                      for e in reg.entries()]
+    if json_:
+        print_json(listing if kind == "all" else listing.get(kind, []))
+        return
+    for k, rows in listing.items():
         table = Table(title=k, title_justify="left")
-        extra_cols = sorted({c for e in reg.entries() for c in e.info if c != "summary"})
+        extra_cols = sorted({c for r in rows for c in r if c not in ("name", "summary")})
         table.add_column("name", style="bold")
         table.add_column("summary")
         for c in extra_cols:
             table.add_column(c)
-        for e in reg.entries():
-            vals = []
-            for c in extra_cols:
-                v = e.info.get(c, "")
-                if isinstance(v, type):  # config classes: their name is what a user can look up
-                    v = v.__name__
-                vals.append(", ".join(map(str, v)) if isinstance(v, (list, tuple, set, frozenset)) else str(v))
-            table.add_row(e.name, e.summary, *vals)
+        for r in rows:
+            table.add_row(r["name"], r["summary"], *(_cell(r.get(c, "")) for c in extra_cols))
+        console.print(table)
+    if kind != "all":
+        console.print(f"One in full: unlearnbench ls {kind} NAME", style="dim", highlight=False)
+
+
+def _show_entry(d: dict, json_: bool) -> None:
+    from unlearnbench.commands._common import print_json
+
+    if json_:
+        print_json(d)
+        return
+    console.print(f"[bold]{d['name']}[/] ({d['kind'][:-1] if d['kind'].endswith('s') else d['kind']}): {d['summary']}",
+                  highlight=False, soft_wrap=True)
+    for k, v in d.items():
+        if k in ("kind", "name", "summary", "config", "sets"):
+            continue
+        console.print(f"  {k}: {_cell(v)}", highlight=False, soft_wrap=True)
+    for section, title in (("config", "config keys (--set key=value)"), ("sets", "what it sets")):
+        rows = d.get(section)
+        if not rows:
+            continue
+        table = Table(title=title, title_justify="left")
+        cols = ["key", "type", "default", *(["value"] if section == "sets" else []), "meaning"]
+        for c in cols:
+            table.add_column(c, style="bold" if c == "key" else None)
+        for r in rows:
+            table.add_row(*(_cell(r[c]) if r[c] is not None else "null" for c in cols))
         console.print(table)
 
 
@@ -141,6 +194,8 @@ def train(
     tracking_uri: str | None = TrackingOpt,
     experiment: str = ExperimentOpt,
     no_track: bool = NoTrackOpt,
+    log_model: bool = LogModelOpt,
+    system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Train an original model (or, with --exclude, the retrain-from-scratch reference)."""
@@ -173,6 +228,7 @@ def train(
 
         track = tracking
         tracking.setup(tracking_uri, experiment)
+        tracking.enable_system_metrics(system_metrics)
     at = None
     if adversarial is not None:
         # Robust training selects its own weights (best held-out PGD accuracy), not fit's best clean val.
@@ -185,6 +241,9 @@ def train(
         from unlearnbench.unlearn.prune import EpochSnapshot
 
         snap = EpochSnapshot(rewind_epoch, cfg.epochs)
+    from unlearnbench.core.progress import images_seen
+
+    images_before = images_seen()
     outcome = train_model(
         dataset, model, cfg, exclude=exclude, split_seed=split_seed, val_fraction=val_fraction,
         source=source,
@@ -205,14 +264,28 @@ def train(
                   "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
                   "subset": source.subset or "", "per_class": source.per_class or "",
                   **(flatten(at.cfg, "adversarial.") if at else {})}
-        with track.run(f"{outcome.meta['kind']}-{model}-{dataset}", params=params, tags=tags):
-            track.log_history(outcome.history)
+        name = track.readable_run_name(outcome.meta["kind"], dataset=dataset, model=model, seed=seed,
+                                       forget=f"without {exclude}" if exclude else "")
+        with track.run(name, params=params, tags=tags):
+            track.log_history(outcome.history)  # train_loss, lr, val_acc per epoch (step = epoch)
             track.log_metrics(metrics)
             track.log_artifact(out, "checkpoint")
+            if outcome.data is not None:  # the retrain reference: its splits as dataset inputs
+                from unlearnbench.eval.inputs import dataset_inputs
+
+                track.log_inputs([e for e in dataset_inputs(outcome.data) if e["context"] != "forget"])
+            if log_model:
+                track.log_model(outcome.model, outcome.splits.test.x[:2].float() / 255)
     console.print(
         f"Saved {out}  test acc {metrics['test_acc']:.2f}%  val acc {metrics['val_acc']:.2f}%"
         + (f"  forget acc {metrics['forget_acc']:.2f}%" if "forget_acc" in metrics else "")
-        + f"  ({metrics['train_seconds']:.1f} s, recipe {chosen.name})"
+        + f"  ({metrics['train_seconds']:.1f} s, {_per_second(images_seen() - images_before, metrics['train_seconds'])}, "
+        f"recipe {chosen.name})",
+        highlight=False,
     )
     if chosen.caveat:
         console.print(f"Note on recipe {chosen.name}: {chosen.caveat}.", style="dim", highlight=False, soft_wrap=True)
+
+
+def _per_second(images: int, seconds: float) -> str:
+    return f"{images / seconds:.0f} images/s" if seconds > 0 else "- images/s"

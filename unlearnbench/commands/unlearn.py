@@ -16,11 +16,13 @@ from unlearnbench.commands._common import (
     DeviceOpt,
     DownloadOpt,
     ExperimentOpt,
+    LogModelOpt,
     NoTrackOpt,
     PerClassOpt,
     QuietOpt,
     SetOpt,
     SubsetOpt,
+    SystemMetricsOpt,
     TrackingOpt,
     app,
     check_outputs,
@@ -68,6 +70,8 @@ def unlearn(
     tracking_uri: str | None = TrackingOpt,
     experiment: str = ExperimentOpt,
     no_track: bool = NoTrackOpt,
+    log_model: bool = LogModelOpt,
+    system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
@@ -107,11 +111,16 @@ def unlearn(
 
         tracking.check_reachable(tracking.resolve_uri(tracking_uri))
 
-    outcome = unlearn_checkpoint(
-        ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed, device=device,
-        source=data_source(data_root, download, subset, per_class), dataset=dataset, reference=ref_ckpt,
-        allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
-    )
+    from unlearnbench.core.progress import images_seen
+
+    images_before = images_seen()
+    source = data_source(data_root, download, subset, per_class)
+    with _epoch_curves(ckpt, forget, device, source, enabled=not no_track) as history:
+        outcome = unlearn_checkpoint(
+            ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed, device=device,
+            source=source, dataset=dataset, reference=ref_ckpt,
+            allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
+        )
     report, before = None, {}
     if not no_eval:
         report = _evaluate(outcome, ref_ckpt)
@@ -119,13 +128,15 @@ def unlearn(
         # already predicted every split); only the original's are computed for the comparison.
         outcome.metrics.update({k: report.values[k] for k, _ in _ROWS if k in report.values})
         before = accuracies(outcome.original, outcome.data)
+    images = images_seen() - images_before
     # The checkpoint is written before the store is opened: the store was checked before the run,
     # and if it breaks since (locked, read-only), the user still gets the model they asked for.
     save_checkpoint(out, outcome.model, outcome.meta)
     if not no_track:
         tracking.setup(tracking_uri, experiment)
-        _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed, report)
-    _summary(method, out, outcome, before)
+        tracking.enable_system_metrics(system_metrics)
+        _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed, report, history, log_model)
+    _summary(method, out, outcome, before, images)
     if report is not None:
         from unlearnbench.commands.evaluate import _summary_table
 
@@ -152,24 +163,49 @@ def _mismatches(meta: dict) -> dict:
     return {k: meta[k] for k in ("data_mismatch", "reference_mismatch") if meta.get(k)}
 
 
-def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_retain, seed: int, report=None) -> None:
+def _epoch_curves(ckpt, forget: str, device: str, source, *, enabled: bool):
+    """Record the unlearning loop's loss and forget accuracy per epoch (for MLflow's charts)."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext([])
+    from unlearnbench.core.data import prepare
+    from unlearnbench.core.runtime import resolve_device
+    from unlearnbench.unlearn.loops import record_epochs
+
+    meta = ckpt.meta
+    _, data = prepare(meta["dataset"], forget, split_seed=int(meta["split_seed"]),
+                      val_fraction=float(meta.get("val_fraction", 0.1)), source=source, device=resolve_device(device))
+    return record_epochs(data.forget)
+
+
+def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_retain, seed: int, report=None,
+             history=(), log_model: bool = False) -> None:
+    from unlearnbench.eval.inputs import dataset_inputs
+
     meta = outcome.meta
     method = meta["method"]
     params = {
         **flatten(outcome.result.config), "method": method, "forget": meta["forget"], "dataset": meta["dataset"],
         "model": meta["model"], "prune": prune, "adv_retain": adv_retain or "", "preset": preset or "",
-        "checkpoint": str(checkpoint), **_mismatches(meta),
+        "checkpoint": str(checkpoint), **_mismatches(meta), **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),
     }
     tags = {
         "kind": "unlearn", "method": method, "dataset": meta["dataset"], "model": meta["model"],
         "forget": meta["forget"], "seed": seed, "git_sha": meta["provenance"]["git_sha"], "preset": preset or "",
     }
-    with tracking.run(f"unlearn-{method}-{meta['dataset']}", params=params, tags=tags):
+    name = tracking.readable_run_name("unlearn", method=method, dataset=meta["dataset"], model=meta["model"],
+                                      forget=meta["forget"], seed=seed, label=preset or method)
+    with tracking.run(name, params=params, tags=tags):
         tracking.log_metrics(outcome.metrics)
-        if report is not None:  # logs into the open run: metrics, report.json, per-class CSV, ROC plots
+        tracking.log_epochs(history, prefix="unlearn/")  # loss and forget accuracy per epoch
+        if report is not None:  # logs into the open run: metrics, inputs, report.json, per-class CSV, ROC plots
             tracking.log_report(report, checkpoint=out)
         else:
+            tracking.log_inputs(dataset_inputs(outcome.data))
             tracking.log_artifact(out, "checkpoint")
+        if log_model:
+            tracking.log_model(outcome.model, outcome.data.forget.x[:2].float() / 255)
 
 
 def _resolve_seed(seed: int | None, values: dict[str, Any]) -> int:
@@ -186,7 +222,7 @@ def _resolve_seed(seed: int | None, values: dict[str, Any]) -> int:
     return 0 if seed is None else seed
 
 
-def _summary(method: str, out: Path, outcome, before: dict[str, float]) -> None:
+def _summary(method: str, out: Path, outcome, before: dict[str, float], images: int = 0) -> None:
     metrics = outcome.metrics
     table = Table(title=f"{method}: {outcome.meta['forget']} on {outcome.meta['dataset']}", title_justify="left")
     table.add_column("metric")
@@ -196,5 +232,12 @@ def _summary(method: str, out: Path, outcome, before: dict[str, float]) -> None:
         if key in metrics:
             table.add_row(label, f"{before[key]:.2f}" if key in before else "", f"{metrics[key]:.2f}")
     table.add_row("run time, RTE (s)", "", f"{metrics['rte_seconds']:.2f}")
-    console.print(table)
-    console.print(f"Saved {out}")
+    if len(table.rows) > 1:
+        console.print(table)
+    console.print(f"Saved {out}  (unlearning took {metrics['rte_seconds']:.2f} s{_rate(images, metrics['rte_seconds'])})",
+                  highlight=False)
+
+
+def _rate(images: int, seconds: float) -> str:
+    """``, 1234 images/s`` when the method stepped through images (one-shot methods do not)."""
+    return f", {images / seconds:.0f} images/s" if images and seconds > 0 else ""

@@ -186,7 +186,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def flatten(data: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:
-    """Flatten a config (or nested dict) into ``{"a.b": "value"}`` strings for MLflow params."""
+    """Flatten a config (or nested dict) into ``{"a.b": "value"}`` strings for MLflow params,
+    written as ``--set`` takes them (``null``, ``true``, ``0.5,0.75``), never as Python reprs."""
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
         data = dataclasses.asdict(data)
     out: dict[str, str] = {}
@@ -195,7 +196,15 @@ def flatten(data: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:
         if isinstance(value, Mapping):
             out.update(flatten(value, f"{name}."))
         elif isinstance(value, (list, tuple)):
-            out[name] = ",".join(map(str, value))
+            out[name] = ",".join(map(_scalar, value))
         else:
-            out[name] = str(value)
+            out[name] = _scalar(value)
     return out
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

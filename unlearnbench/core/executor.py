@@ -65,7 +65,7 @@ def run_jobs(
     """
     config = config or ExecutorConfig()
     results: list[JobOutcome | None] = [None] * len(jobs)
-    with task(description, len(jobs)) as bar:
+    with task(description, len(jobs), each=True, unit="jobs") as bar:
         if config.kind == "local":
             for i, args in enumerate(jobs):
                 results[i] = _safe_call(fn, args)

@@ -22,7 +22,7 @@ import torch.nn as nn
 from unlearnbench.core.config import check_training, configclass
 from unlearnbench.core.data import DatasetInfo, Loader, TensorSet
 from unlearnbench.core.errors import ConfigError, TrainingDiverged
-from unlearnbench.core.progress import task
+from unlearnbench.core.progress import count_images, task
 from unlearnbench.core.runtime import model_device, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ def fit(
     result = TrainResult(model)
     best_state = None
     start = time.perf_counter()
-    with task(description, total) as bar:
+    with task(description, total, unit="steps") as bar:
         for epoch in range(config.epochs):
             model.train()
             t0 = time.perf_counter()
@@ -238,8 +238,9 @@ def fit(
                     best_state = copy.deepcopy(model.state_dict())
             result.history.append(record)
             log.info("epoch %d: %s", epoch + 1, record)
-            bar.describe(f"{description} {epoch + 1}/{config.epochs} loss {train_loss:.3f}"
-                         + (f" val {record['val_acc']:.1f}%" if "val_acc" in record else ""))
+            count_images(n_seen)
+            bar.report(f"epoch {epoch + 1}/{config.epochs} loss {train_loss:.3f}"
+                       + (f" val {record['val_acc']:.1f}%" if "val_acc" in record else ""), images=n_seen)
             if epoch_end is not None and epoch_end(epoch + 1, record, model):
                 break
     if best_state is not None:

@@ -32,6 +32,7 @@ from unlearnbench.core.config import configclass, to_dict
 from unlearnbench.core.data import UnlearnData
 from unlearnbench.core.errors import ConfigError, UserError
 from unlearnbench.core.runtime import model_device
+from unlearnbench.eval.inputs import dataset_inputs
 from unlearnbench.eval.metrics import METRICS, EvalContext, MetricOutput, PredictionCache
 from unlearnbench.eval.metrics.base import metric_info, metric_spec
 from unlearnbench.eval.report import PER_CLASS_COLUMNS, Report
@@ -112,6 +113,13 @@ class Evaluator:
         if self.config.robustness:
             self.threat = self._threat(threat)
         self.pools = tuple(_load_pools(shadow_pool))
+        # Reference / original models seen by this evaluator, per data: their predictions and
+        # the reference's values, so evaluating several models against one reference predicts
+        # and evaluates it once. Keys hold the model itself (its id stays valid).
+        self._companions: dict[tuple[int, tuple[str, ...]], tuple[nn.Module, PredictionCache, dict | None]] = {}
+        self.companion_hits = 0
+        # Reference / original models built from checkpoint files, by file hash (eval.jobs).
+        self.companion_models: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, config: EvalConfig, shadow_pool: Any = None) -> Evaluator:
@@ -184,6 +192,10 @@ class Evaluator:
         cache = PredictionCache(self.config.batch_size, self.config.amp)
         ref_model, ref_values = _split_ref(reference)
         orig_model, orig_values = _split_ref(original)
+        inputs = dataset_inputs(data)
+        data_key = tuple(f"{e['context']}:{e['digest']}" for e in inputs)
+        ref_memo = self._adopt(cache, ref_model, data_key)
+        self._adopt(cache, orig_model, data_key)
         ctx = EvalContext(
             model=model, data=data, options=self.config, cache=cache, reference_model=ref_model,
             reference_values=ref_values, original_model=orig_model, original_values=orig_values,
@@ -191,7 +203,9 @@ class Evaluator:
         )
         plan, skipped = self.plan(ctx)
         timings: dict[str, float] = {}
-        if ref_model is not None:
+        if ref_model is not None and ref_memo is not None:
+            ctx.reference_values = dict(ref_memo)
+        elif ref_model is not None:
             t0 = time.perf_counter()
             ref_ctx = EvalContext(model=ref_model, data=data, options=self.config, cache=cache, pools=self.pools,
                                   threat=self.threat)
@@ -203,10 +217,13 @@ class Evaluator:
         per_class: list[dict[str, Any]] = []
         curves: dict[str, dict[str, list[float]]] = {}
         self._run(ctx, plan, timings, per_class, curves)
+        self._remember(cache, ref_model, data_key, ctx.reference_values)
+        self._remember(cache, orig_model, data_key, None)
         directions = {k: metric_info(m)["direction"] for k, m in ctx.sources.items()}
         timings["predictions"] = cache.seconds
         timings["total"] = time.perf_counter() - start
-        meta_out = {"dataset": data.info.name, "forget": str(data.spec), "seed": self.config.seed, **(meta or {})}
+        meta_out = {"dataset": data.info.name, "forget": str(data.spec), "seed": self.config.seed,
+                    "inputs": inputs, **(meta or {})}
         eval_cfg = to_dict(self.config)
         if self.threat is not None:
             eval_cfg.update(norm=getattr(self.threat, "norm", eval_cfg["norm"]), eps=getattr(self.threat, "eps", eval_cfg["eps"]))
@@ -244,6 +261,24 @@ class Evaluator:
                 curves.update(result.curves)
             timings[name] = time.perf_counter() - t0
             log.debug("metric %s took %.2f s", name, timings[name])
+
+    def _adopt(self, cache: PredictionCache, model: nn.Module | None, data_key: tuple[str, ...]) -> dict | None:
+        """Reuse a companion model's predictions on the same data; returns its values if known."""
+        memo = self._companions.get((id(model), data_key)) if model is not None else None
+        if memo is None:
+            return None
+        self.companion_hits += 1
+        cache.adopt(memo[1], model)
+        return memo[2]
+
+    def _remember(self, cache: PredictionCache, model: nn.Module | None, data_key: tuple[str, ...],
+                  values: dict | None) -> None:
+        if model is None:
+            return
+        kept = PredictionCache(self.config.batch_size, self.config.amp)
+        kept.adopt(cache, model)
+        old = self._companions.get((id(model), data_key))
+        self._companions[(id(model), data_key)] = (model, kept, dict(values) if values is not None else (old[2] if old else None))
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:

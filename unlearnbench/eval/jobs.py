@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -74,12 +75,23 @@ def _as_checkpoint(item: str | Path | Checkpoint) -> Checkpoint:
     return item if isinstance(item, Checkpoint) else load_checkpoint(item)
 
 
+def file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _companion(item: Any, role: str, main: Checkpoint, splits: Splits, device: Any, data: UnlearnData | None = None,
-               allow_mismatch: bool = False, notes: dict[str, str] | None = None) -> nn.Module | Report | None:
+               allow_mismatch: bool = False, notes: dict[str, str] | None = None,
+               models: dict[str, Any] | None = None) -> nn.Module | Report | None:
     """Load a reference / original given as checkpoint path, Checkpoint, report JSON or Report.
 
     A reference checkpoint or report is checked against the run (:func:`check_reference`) before
-    any model is built; a mismatch the user allowed is added to ``notes``."""
+    any model is built; a mismatch the user allowed is added to ``notes``. ``models``: checkpoint
+    files already built, by content hash (the same file, the same module, so the evaluator
+    predicts and evaluates it once for several evaluated checkpoints)."""
     if item is None or isinstance(item, nn.Module):
         return item
     if isinstance(item, Report) or (isinstance(item, (str, Path)) and str(item).endswith(".json")):
@@ -91,17 +103,23 @@ def _companion(item: Any, role: str, main: Checkpoint, splits: Splits, device: A
             _note(notes, "reference_mismatch", check_reference(
                 report.meta, run=main.meta, splits=splits, data=data, where=_describe(item), allow=allow_mismatch))
         return report
-    ckpt = _as_checkpoint(item)
+    key = f"{file_hash(item)}@{device}" if models is not None and isinstance(item, (str, Path)) else None
+    ckpt, model = models[key] if key is not None and key in models else (_as_checkpoint(item), None)
+    # The checks read metadata only; they run for every evaluated checkpoint, cached model or not.
     if role == "reference" and data is not None:
         # Replaces check_compatible: a split-seed mismatch is one the user may allow here.
         _note(notes, "reference_mismatch", check_reference(
             ckpt.meta, run=main.meta, splits=splits, data=data, where=str(ckpt.path or "(in memory)"),
             allow=allow_mismatch))
-        return ckpt.build(device)
-    check_compatible(ckpt, splits)
-    if ckpt.meta["model"] != main.meta["model"]:
-        log.warning("the %s is a %s, the evaluated model a %s", role, ckpt.meta["model"], main.meta["model"])
-    return ckpt.build(device)
+    else:
+        check_compatible(ckpt, splits)
+        if ckpt.meta["model"] != main.meta["model"]:
+            log.warning("the %s is a %s, the evaluated model a %s", role, ckpt.meta["model"], main.meta["model"])
+    if model is None:
+        model = ckpt.build(device)
+        if key is not None:
+            models[key] = (ckpt, model)
+    return model
 
 
 def _note(notes: dict[str, str] | None, key: str, note: str | None) -> None:
@@ -119,6 +137,7 @@ def report_meta(ckpt: Checkpoint, data: UnlearnData) -> dict[str, Any]:
         "model": meta["model"],
         "forget": str(data.spec),
         "seed": seed,
+        **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),  # logged as an MLflow param
     }
 
 
@@ -150,12 +169,15 @@ def evaluate_checkpoint(
     notes: dict[str, str] = {}
     _note(notes, "data_mismatch", check_data(ckpt.meta, splits, where=str(ckpt.path or "(in memory)"),
                                              allow=allow_data_mismatch))
-    ref = _companion(reference, "reference", ckpt, splits, dev, data, allow_reference_mismatch, notes)
-    orig = _companion(original, "original", ckpt, splits, dev)
+    evaluator = evaluator or Evaluator()
+    # Several checkpoints evaluated with one evaluator share the reference and the original:
+    # built once (by file hash), predicted and evaluated once (the evaluator's companion memo).
+    ref = _companion(reference, "reference", ckpt, splits, dev, data, allow_reference_mismatch, notes,
+                     models=evaluator.companion_models)
+    orig = _companion(original, "original", ckpt, splits, dev, models=evaluator.companion_models)
     model = ckpt.build(dev)
     if rte_seconds is None and ckpt.meta.get("rte_seconds") is not None:
         rte_seconds = float(ckpt.meta["rte_seconds"])
-    evaluator = evaluator or Evaluator()
     for pool in evaluator.pools:
         if pool.kind == "ulira" and ckpt.meta.get("method") and pool.manifest.get("method") != ckpt.meta.get("method"):
             log.warning("U-LiRA pool %s unlearned with %r but the checkpoint used %r",

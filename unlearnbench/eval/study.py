@@ -114,6 +114,7 @@ class StudyConfig:
     differences: tuple[str, ...] = ()
     # The paper's numbers for this study's rows (eval/expected.py); shown beside the measured ones.
     expected: tuple[ExpectedBlock, ...] = ()
+    description: str = ""  # shown as the parent run's MLflow description (mlflow.note.content)
 
     def __post_init__(self) -> None:
         if not re.match(r"^[A-Za-z0-9_.-]+$", self.name):
@@ -313,7 +314,7 @@ def recipe_name(cfg: StudyConfig) -> str:
 def study_id(cfg: StudyConfig) -> str:
     """What the results depend on (not where they are logged or which device ran them)."""
     data = to_dict(cfg)
-    for k in ("experiment", "device", "save_checkpoints", "differences", "expected"):
+    for k in ("experiment", "device", "save_checkpoints", "differences", "expected", "description"):
         data.pop(k, None)
     if data.get("original") is None:  # studies written before `original:` existed keep their id
         data.pop("original", None)
@@ -562,9 +563,13 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
     evaluator = Evaluator.from_config(ev_cfg)
     info: dict[str, Any] = {}
     params: dict[str, Any] = {}
+    history: list[dict] = []
     if job.kind == "unlearn":
-        res = unlearn.run(job.method, original, data, dict(job.method_config), prune=job.prune,
-                          adv_retain=job.adv_retain, seed=job.seed, device=job.device)
+        from unlearnbench.unlearn.loops import record_epochs
+
+        with record_epochs(data.forget) as history:  # loss and forget accuracy per epoch
+            res = unlearn.run(job.method, original, data, dict(job.method_config), prune=job.prune,
+                              adv_retain=job.adv_retain, seed=job.seed, device=job.device)
         model, rte = res.model, res.seconds
         if job.mask_from:
             _check_mask_kept(model, job.mask_from, job.prune, device)
@@ -593,7 +598,8 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
             **original_ckpt.meta, "kind": "unlearn", "method": job.method, "forget": job.spec, "seed": job.seed,
             "variant": job.variant,
         }))
-    return {"report": report.to_json(indent=None), "params": params, "info": info, "checkpoint": ckpt}
+    return {"report": report.to_json(indent=None), "params": params, "info": info, "checkpoint": ckpt,
+            "history": history}
 
 
 def _check_mask_kept(model, mask_from: str, sparsity: float, device) -> None:
@@ -772,10 +778,11 @@ def run_study(
 
     if parent is None:
         tags = {"kind": "study", "study": cfg.name, "study_id": sid, "dataset": cfg.dataset, "model": cfg.model,
-                "git_sha": provenance.git_sha(), "data_sha256": data_key[:12]}
-        active = mlflow.start_run(run_name=f"study-{cfg.name}", tags=tags)
+                "git_sha": provenance.git_sha(), "data_sha256": data_key[:12], "mlflow.note.content": describe_study(cfg)}
+        active = mlflow.start_run(run_name=f"study {cfg.name} ({cfg.model} on {cfg.dataset})",
+                                  tags=tracking.standard_tags(tags), log_system_metrics=tracking.system_metrics_enabled())
     else:
-        active = mlflow.start_run(run_id=parent.info.run_id)
+        active = mlflow.start_run(run_id=parent.info.run_id, log_system_metrics=tracking.system_metrics_enabled())
     parent_id = active.info.run_id
     result.parent_run_id = parent_id
     status = "FAILED"
@@ -879,11 +886,22 @@ def _tags(job: EvalJob, cfg: StudyConfig) -> dict[str, str]:
 
 def _params(job: EvalJob) -> dict[str, Any]:
     return {"method": job.method, "forget": job.spec, "seed": job.seed, "prune": job.prune,
-            "adv_retain": job.adv_retain, **{f"method.{k}": v for k, v in flatten(job.method_config).items()}}
+            "adv_retain": job.adv_retain, "dataset": job.dataset, "model": job.model, **{f"method.{k}": v for k, v in flatten(job.method_config).items()}}
 
 
 def _run_name(job: EvalJob) -> str:
-    return f"{job.label}-{job.spec}-s{job.seed}"
+    from unlearnbench.eval.tracking import readable_run_name
+
+    return readable_run_name(job.kind, method=job.method, forget=job.spec, seed=job.seed, label=job.label)
+
+
+def describe_study(cfg: StudyConfig) -> str:
+    """The parent run's description: the study's own ``description``, then what it runs."""
+    methods = ", ".join(m.display for m in cfg.methods)
+    what = (f"{len(cfg.methods)} method(s) ({methods}) × forget {', '.join(cfg.forget)} × seeds "
+            f"{', '.join(map(str, cfg.seeds))} on {cfg.model}/{cfg.dataset}, against the model retrained without "
+            "the forget set.")
+    return f"{cfg.description.strip()}\n\n{what}" if cfg.description.strip() else what
 
 
 def _log_outcome(job: EvalJob, outcome: JobOutcome, parent_id: str, cfg: StudyConfig, client, result) -> dict | None:
@@ -900,7 +918,9 @@ def _log_outcome(job: EvalJob, outcome: JobOutcome, parent_id: str, cfg: StudyCo
     # report.config already holds the method's full config (method.*) and the evaluation (eval.*).
     tracking.log_report(report, checkpoint=Path(ckpt) if ckpt else None, parent_run_id=parent_id,
                         run_name=_run_name(job), extra_tags=_tags(job, cfg),
-                        extra_params={"forget": job.spec, "seed": job.seed, "recipe": recipe_name(cfg)})
+                        extra_params={"forget": job.spec, "seed": job.seed, "dataset": cfg.dataset, "model": cfg.model,
+                                      "recipe": recipe_name(cfg)},
+                        epochs=value.get("history"))
     result.finished += 1
     return {k: v for k, v in report.values.items() if v == v}  # drop NaN
 

@@ -141,19 +141,86 @@ def run(
     kwargs: dict[str, Any] = {"run_name": name, "nested": nested or parent_run_id is not None}
     if parent_run_id is not None:
         kwargs["parent_run_id"] = parent_run_id
+    if _SYSTEM_METRICS["on"]:
+        kwargs["log_system_metrics"] = True
     with mlflow.start_run(**kwargs) as active:
         if params:
             log_params(params)
         if tags:
-            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+            mlflow.set_tags(standard_tags(tags))
         yield active
+
+
+_SYSTEM_METRICS = {"on": False}
+
+
+def enable_system_metrics(on: bool = True, interval: float | None = None) -> None:
+    """Runs started from now on sample CPU/GPU/memory with MLflow's own sampler (``system/*``
+    metrics; needs psutil, and pynvml for NVIDIA GPUs). Off by default: a thread per run."""
+    if on:
+        try:
+            import psutil  # noqa: F401
+        except ImportError:
+            raise UserError("--system-metrics needs psutil: pip install 'unlearnbench[system-metrics]'.") from None
+    _SYSTEM_METRICS["on"] = on
+    if on and interval is not None:
+        import mlflow
+
+        mlflow.set_system_metrics_sampling_interval(interval)
+
+
+def system_metrics_enabled() -> bool:
+    return bool(_SYSTEM_METRICS["on"])
+
+
+def param_value(value: Any) -> str:
+    """A param as a user would type it (``--set`` syntax), never a Python repr: None → ``null``,
+    booleans → ``true``/``false``, sequences → ``a,b``, mappings → JSON."""
+    import json
+
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ",".join(param_value(v) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps({str(k): value[k] for k in value}, default=param_value, sort_keys=True)
+    if isinstance(value, type):
+        return value.__name__
+    return str(value)
 
 
 def log_params(params: Mapping[str, Any]) -> None:
     import mlflow
 
     # MLflow caps param values at 6000 characters.
-    mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+    mlflow.log_params({k: param_value(v)[:6000] for k, v in params.items()})
+
+
+def standard_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    """Tags as strings, plus MLflow's own ``mlflow.source.git.commit`` (the UI's "Source"
+    commit) wherever our ``git_sha`` is known."""
+    out = {k: str(v) for k, v in tags.items()}
+    sha = out.get("git_sha", "")
+    if sha and sha != "unknown":
+        out.setdefault("mlflow.source.git.commit", sha)
+    return out
+
+
+def readable_run_name(kind: str, *, method: str = "", dataset: str = "", model: str = "", forget: str = "",
+             seed: Any = None, label: str = "") -> str:
+    """A name a person can read in the run list: ``salun · class:3 · seed 0 (cnn on digits)``."""
+    what = label or method or kind
+    parts = [what]
+    if kind == "unlearn" and method and label and label != method:
+        parts = [label]
+    if forget:
+        parts.append(forget if kind != "original" else f"before {forget}")
+    if seed not in (None, ""):
+        parts.append(f"seed {seed}")
+    where = " on ".join(p for p in (model, dataset) if p)
+    return " · ".join(parts) + (f" ({where})" if where else "")
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -170,6 +237,53 @@ def log_history(history: list[dict], step_key: str = "epoch") -> None:
     for record in history:
         step = int(record.get(step_key, 0))
         log_metrics({k: v for k, v in record.items() if k != step_key and isinstance(v, (int, float))}, step=step)
+
+
+def log_inputs(entries: list[Mapping[str, Any]]) -> None:
+    """Log the splits a run used as MLflow dataset inputs (name, digest, source; the split as
+    the input's context), from ``eval.inputs.dataset_inputs`` entries."""
+    import mlflow
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for e in entries:
+        src = str(e.get("source", ""))
+        source = HTTPDatasetSource(src) if src.startswith(("http://", "https://")) else CodeDatasetSource({"source": src})
+        dataset = MetaDataset(source, name=str(e["name"]), digest=str(e["digest"]))
+        mlflow.log_input(dataset, context=str(e["context"]),
+                         tags={"n": str(e.get("n", "")), "forget": str(e.get("forget", "")),
+                               "split_seed": str(e.get("split_seed", ""))})
+
+
+def log_epochs(history: list[Mapping[str, Any]], prefix: str = "") -> None:
+    """Per-epoch curves with the epoch as step (``history``: dicts with an ``epoch`` key)."""
+    for record in history:
+        step = int(record.get("epoch", 0))
+        log_metrics({f"{prefix}{k}": v for k, v in record.items() if k != "epoch" and isinstance(v, (int, float))},
+                    step=step)
+
+
+def log_model(model: Any, example: Any, name: str = "model") -> str:
+    """Log ``model`` as an MLflow PyTorch model of the active run, with an input example and the
+    signature inferred from it (so it can be registered and served); returns its model URI.
+    ``example``: a small float tensor batch in the model's input format ([0, 1] images)."""
+    import copy
+
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    model = copy.deepcopy(model).to("cpu").eval()  # the caller's model stays where it is
+    x = example.detach().float().cpu()
+    with torch.no_grad():
+        y = model(x).numpy()
+    signature = mlflow.models.infer_signature(x.numpy(), y)
+    # Pinned requirements: MLflow would otherwise infer them by importing the model in a
+    # subprocess (tens of seconds).
+    info = mlflow.pytorch.log_model(model, name=name, input_example=x.numpy(), signature=signature,
+                                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    return info.model_uri
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
@@ -194,6 +308,7 @@ def log_report(
     experiment: str | None = None,
     extra_tags: Mapping[str, Any] | None = None,
     extra_params: Mapping[str, Any] | None = None,
+    epochs: list[Mapping[str, Any]] | None = None,
 ) -> str:
     """Log an ``eval.report.Report`` to MLflow and return the run id.
 
@@ -201,7 +316,8 @@ def log_report(
     given), otherwise starts a run (a child of ``parent_run_id`` if given). params = the
     flattened ``report.config`` (+ ``extra_params``); metrics = ``report.values`` plus
     ``time/<step>`` timings; tags = kind, method, dataset, model, forget, seed, git_sha
-    (+ ``extra_tags``); artifacts (unless ``artifacts=False``) = ``report.json``,
+    (+ ``extra_tags``); ``epochs``: the unlearning loop's per-epoch rows (``unlearn/*`` curves);
+    dataset inputs from ``report.meta["inputs"]``; artifacts (unless ``artifacts=False``) = ``report.json``,
     ``per_class.csv``, ``roc/<pair>.png`` and, unless ``log_checkpoint=False``, the checkpoint
     under ``checkpoint/``. Pass ``uri``/``experiment`` to select the store here, otherwise the
     one from ``setup`` is used. Call only from the driver process (SQLite locks under
@@ -213,18 +329,34 @@ def log_report(
 
     if uri is not None or experiment is not None:
         setup(uri, experiment or "unlearnbench")
-    params = {**flatten(report.config), **{k: str(v) for k, v in (extra_params or {}).items()}}
+    params = {**flatten(report.config), **report_params(report), **dict(extra_params or {})}
     tags = {**report.tags(), **{k: str(v) for k, v in (extra_tags or {}).items()}}
     active = mlflow.active_run()
     if active is not None and parent_run_id is None and not nested:
         _log_new_params(active.info.run_id, params)
-        mlflow.set_tags(tags)
+        mlflow.set_tags(standard_tags(tags))
         _log_report_body(report, checkpoint, artifacts, log_checkpoint)
+        log_epochs(epochs or [], prefix="unlearn/")
         return active.info.run_id
-    name = run_name or report.name or f"{tags['kind'] or 'eval'}-{tags['method'] or tags['model']}-{tags['dataset']}"
+    m = report.meta
+    name = run_name or readable_run_name(
+        tags.get("kind") or "eval", method=tags.get("method", ""), dataset=tags.get("dataset", ""),
+        model=tags.get("model", ""), forget=tags.get("forget", ""), seed=tags.get("seed", m.get("seed")),
+        label=report.name)
     with run(name, params=params, tags=tags, nested=nested, parent_run_id=parent_run_id) as started:
         _log_report_body(report, checkpoint, artifacts, log_checkpoint)
+        log_epochs(epochs or [], prefix="unlearn/")
         return started.info.run_id
+
+
+def report_params(report: Any) -> dict[str, Any]:
+    """Dataset, model and recipe of a report as params (run comparison filters on params)."""
+    m = report.meta
+    out = {k: m[k] for k in ("dataset", "model", "forget") if m.get(k) not in (None, "")}
+    recipe = m.get("recipe") or report.config.get("recipe")
+    if recipe:
+        out["recipe"] = recipe
+    return out
 
 
 def _log_new_params(run_id: str, params: Mapping[str, str]) -> None:
@@ -233,7 +365,7 @@ def _log_new_params(run_id: str, params: Mapping[str, str]) -> None:
 
     existing = mlflow.tracking.MlflowClient().get_run(run_id).data.params
     for key in params.keys() & existing.keys():
-        if str(params[key])[:6000] != existing[key]:
+        if param_value(params[key])[:6000] != existing[key]:
             log.warning("param %s is already %r on run %s; keeping it (report says %r)", key, existing[key],
                         run_id, params[key])
     fresh = {k: v for k, v in params.items() if k not in existing}
@@ -248,6 +380,7 @@ def _log_report_body(report: Any, checkpoint: str | Path | None, artifacts: bool
 
     log_metrics(report.values)
     log_metrics({f"time/{k}": v for k, v in report.timings.items()})
+    log_inputs(report.meta.get("inputs") or [])
     if artifacts:
         with tempfile.TemporaryDirectory(prefix="unlearnbench-report-") as tmp:
             folder = Path(tmp)

@@ -49,7 +49,7 @@ def check_name(name: str) -> str:
 
 def cli_prefix() -> list[str]:
     """How a scheduled job starts this same installation (the venv's Python, not PATH's)."""
-    return [sys.executable, "-m", "unlearnbench.cli"]
+    return [sys.executable, "-m", "unlearnbench"]
 
 
 def absolute_uri(uri: str | None, workdir: Path) -> str | None:
@@ -105,86 +105,61 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
-_CRON_NAMES = {
-    3: {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
-    4: {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
-}
-_CRON_MACROS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-                "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"}
+# (name with its article, lowest, highest) of the five fields, for error messages.
+_CRON_FIELDS = (("a minute", 0, 59), ("an hour", 0, 23), ("a day of the month", 1, 31), ("a month", 1, 12),
+                ("a day of the week", 0, 7))
+_CRON_MACROS = {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
+_CRON_TOKEN = re.compile(r"^[0-9a-z*,/-]+$")
+# Names cron knows (month and weekday fields only); croniter would also take L, W, #, ?.
+_CRON_WORDS = {3: set("jan feb mar apr may jun jul aug sep oct nov dec".split()),
+               4: set("sun mon tue wed thu fri sat".split())}
 
 
 @dataclass(frozen=True)
 class CronSpec:
-    """A parsed five-field cron expression (Vixie semantics: when both day fields are
-    restricted, a day matches if either does)."""
+    """A five-field cron expression (or ``@daily``-style macro), checked and evaluated with
+    ``croniter`` (Vixie semantics: when both day fields are restricted, either may match)."""
 
     text: str
-    fields: tuple[frozenset[int], ...]
-    dom_any: bool
-    dow_any: bool
-
-    def matches(self, t: dt.datetime) -> bool:
-        minute, hour, dom, month, dow = self.fields
-        if t.minute not in minute or t.hour not in hour or t.month not in month:
-            return False
-        wd = (t.weekday() + 1) % 7  # cron: 0 = Sunday
-        day_dom, day_dow = t.day in dom, wd in dow
-        if self.dom_any or self.dow_any:
-            return day_dom and day_dow
-        return day_dom or day_dow
 
     def next_after(self, t: dt.datetime) -> dt.datetime:
-        """The first matching minute strictly after ``t`` (searched minute by minute, ≤ 4 years)."""
-        cur = t.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-        for _ in range(4 * 366 * 24 * 60):
-            if self.matches(cur):
-                return cur
-            cur += dt.timedelta(minutes=1)
-        raise ConfigError(f"Cron expression {self.text!r} never matches a date.")
+        """The first matching minute strictly after ``t`` (same time zone as ``t``)."""
+        from croniter import croniter
+
+        return croniter(self.text, t).get_next(dt.datetime)
+
+    def next_times(self, t: dt.datetime, n: int = 3) -> list[dt.datetime]:
+        from croniter import croniter
+
+        it = croniter(self.text, t)
+        return [it.get_next(dt.datetime) for _ in range(n)]
 
 
 def parse_cron(text: str) -> CronSpec:
-    expr = _CRON_MACROS.get(text.strip().lower(), text.strip())
+    """Check ``text`` and return it as a :class:`CronSpec`; a mistake is one sentence naming the
+    field, e.g. "'24' is not an hour (0-23)"."""
+    from croniter import croniter
+
+    expr = " ".join(text.strip().lower().split())
+    if expr.startswith("@"):
+        if expr not in _CRON_MACROS:
+            raise ConfigError(f"Bad cron expression {text!r}: use five fields or one of {', '.join(sorted(_CRON_MACROS))}.")
+        return CronSpec(expr)
     parts = expr.split()
     if len(parts) != 5:
         raise ConfigError(f"Bad cron expression {text!r}: give five fields, e.g. \"0 6 * * *\" (06:00 daily).")
-    fields = []
     for i, (part, (what, lo, hi)) in enumerate(zip(parts, _CRON_FIELDS, strict=True)):
-        values: set[int] = set()
-        for item in part.split(","):
-            values |= _cron_item(item.lower(), i, what, lo, hi, text)
-        if i == 4 and 7 in values:  # both 0 and 7 mean Sunday
-            values = (values - {7}) | {0}
-        fields.append(frozenset(values))
-    return CronSpec(text, tuple(fields), dom_any=parts[2] == "*", dow_any=parts[4] == "*")
-
-
-def _cron_value(token: str, i: int, what: str, lo: int, hi: int, text: str) -> int:
-    token = str(_CRON_NAMES.get(i, {}).get(token, token))
-    if not token.isdigit() or not lo <= int(token) <= hi:
-        raise ConfigError(f"Bad cron expression {text!r}: {token!r} is not a {what} ({lo}-{hi}).")
-    return int(token)
-
-
-def _cron_item(item: str, i: int, what: str, lo: int, hi: int, text: str) -> set[int]:
-    base, _, step_text = item.partition("/")
-    step = 1
-    if step_text:
-        if not step_text.isdigit() or int(step_text) < 1:
-            raise ConfigError(f"Bad cron expression {text!r}: step {step_text!r} must be a positive number.")
-        step = int(step_text)
-    if base == "*":
-        start, end = lo, hi if i != 4 else 6
-    elif "-" in base:
-        a, b = base.split("-", 1)
-        start, end = _cron_value(a, i, what, lo, hi, text), _cron_value(b, i, what, lo, hi, text)
-        if start > end:
-            raise ConfigError(f"Bad cron expression {text!r}: range {base!r} runs backwards.")
-    else:
-        start = _cron_value(base, i, what, lo, hi, text)
-        end = hi if step_text else start
-    return set(range(start, end + 1, step))
+        # croniter also takes extensions cron does not (L, #, ?), and reads a backwards range as
+        # wrapping around; cron rejects both.
+        if any(a.isdigit() and b.isdigit() and int(a) > int(b) for a, b in re.findall(r"(\w+)-(\w+)", part)):
+            raise ConfigError(f"Bad cron expression {text!r}: the range {part!r} runs backwards.")
+        alone = " ".join(p if j == i else "*" for j, p in enumerate(parts))
+        words = set(re.findall(r"[a-z]+", part))
+        if not _CRON_TOKEN.match(part) or not words <= _CRON_WORDS.get(i, set()) or not croniter.is_valid(alone):
+            raise ConfigError(f"Bad cron expression {text!r}: {part!r} is not {what} ({lo}-{hi}).")
+    if not croniter.is_valid(expr):
+        raise ConfigError(f"Bad cron expression {text!r}: croniter rejects it; check each field.")
+    return CronSpec(expr)
 
 
 # ----------------------------------------------------------------------------- cron backend
@@ -244,12 +219,41 @@ def _cron_quote(cmd: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in cmd).replace("%", "\\%")
 
 
-def cron_line(name: str, cron: str, commands: list[list[str]], workdir: Path, logfile: Path) -> str:
+def cron_line(name: str, cron: str, commands: list[list[str]], workdir: Path, logfile: Path,
+              user: str | None = None) -> str:
+    """One crontab line. ``user``: the user field that system crontabs (``/etc/cron.d/*``,
+    ``/etc/crontab``) have between the schedule and the command; a user crontab has none."""
     spec = parse_cron(cron)
     body = "; ".join(_cron_quote(c) for c in commands)
     log_q = shlex.quote(str(logfile)).replace("%", "\\%")
-    expr = " ".join(spec.text.split()) if not spec.text.startswith("@") else spec.text
-    return f"{expr} cd {_cron_quote([str(workdir)])} && {{ {body}; }} >> {log_q} 2>&1 {CRON_TAG}{name}"
+    who = f" {check_user(user)}" if user else ""
+    return f"{spec.text}{who} cd {_cron_quote([str(workdir)])} && {{ {body}; }} >> {log_q} 2>&1 {CRON_TAG}{name}"
+
+
+_USER = re.compile(r"^[a-z_][a-z0-9_.-]*\$?$", re.IGNORECASE)
+
+
+def check_user(user: str) -> str:
+    if not _USER.match(user) or len(user) > 32:
+        raise ConfigError(f"Bad cron user {user!r}: give a login name such as {default_user()!r}.")
+    return user
+
+
+def default_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment
+        return "root" if os.geteuid() == 0 else str(os.geteuid())
+
+
+def is_system_crontab(path: Path | None) -> bool:
+    """``/etc/crontab`` and files in ``/etc/cron.d`` name the user on every line."""
+    if path is None:
+        return False
+    p = Path(os.path.abspath(path))
+    return p == Path("/etc/crontab") or p.parent == Path("/etc/cron.d")
 
 
 def _is_ours(line: str, name: str | None) -> bool:
@@ -303,11 +307,14 @@ def _systemd_quote(arg: str) -> str:
     return arg
 
 
-def systemd_units(name: str, every_s: float, commands: list[list[str]], workdir: Path) -> dict[str, str]:
-    """The ``.service`` (oneshot, the commands in order) and ``.timer`` (every ``every_s``) files."""
+def systemd_units(name: str, every_s: float, commands: list[list[str]], workdir: Path,
+                  delay_s: float = 0.0) -> dict[str, str]:
+    """The ``.service`` (oneshot, the commands in order) and ``.timer`` (every ``every_s``) files.
+    The first run starts when the timer is activated, or ``delay_s`` after it."""
     seconds = int(round(every_s))
     if seconds < 1:
         raise ConfigError("A systemd timer needs an interval of at least 1s; use --foreground for shorter ones.")
+    first = max(1, int(round(delay_s)))  # 1s: right after activation
     unit = unit_name(name)
     # A failing study must not stop the report of whatever did finish: '-' ignores its exit code.
     execs = [f"ExecStart={'-' if i < len(commands) - 1 else ''}{' '.join(_systemd_quote(a) for a in cmd)}"
@@ -329,7 +336,7 @@ def systemd_units(name: str, every_s: float, commands: list[list[str]], workdir:
         f"Description=Run {unit}.service every {seconds}s",
         "",
         "[Timer]",
-        f"OnActiveSec={seconds}s",
+        f"OnActiveSec={first}s",
         f"OnUnitActiveSec={seconds}s",
         f"Unit={unit}.service",
         "",
@@ -390,6 +397,23 @@ def systemctl(*args: str) -> bool:
     return True
 
 
+def next_runs(*, cron: str | None = None, every_s: float | None = None, delay_s: float = 0.0,
+              now: dt.datetime | None = None, n: int = 3) -> list[dt.datetime]:
+    """When the schedule would run next: cron's next matching minutes, or for ``--every`` the
+    activation time (plus ``delay_s``) and then every ``every_s``."""
+    now = now or dt.datetime.now().astimezone()
+    if cron is not None:
+        return parse_cron(cron).next_times(now, n)
+    if every_s is None:
+        raise ConfigError("Give exactly one of --every or --cron.")
+    return [now + dt.timedelta(seconds=delay_s + i * every_s) for i in range(n)]
+
+
+def tool_status(*names: str) -> list[tuple[str, str | None]]:
+    """(program, path or None) for each program this schedule needs."""
+    return [(n, shutil.which(n)) for n in names]
+
+
 # ----------------------------------------------------------------------------- foreground
 
 
@@ -399,6 +423,7 @@ def run_foreground(
     every_s: float | None = None,
     cron: str | None = None,
     max_runs: int | None = None,
+    delay_s: float = 0.0,
     workdir: Path | None = None,
     on_run: Callable[[int, list[int]], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -406,15 +431,17 @@ def run_foreground(
 ) -> int:
     """Run ``commands`` on a schedule in this process until ``max_runs`` runs (forever if None).
 
-    With ``every_s`` the first run starts at once and later runs keep a fixed rate (a run that
-    overruns skips the missed slots instead of piling up); with ``cron`` each run waits for the
-    next matching minute. A failing command is logged and the schedule goes on. Returns the
+    With ``every_s`` the first run starts at once (after ``delay_s``) and later runs keep a fixed
+    rate (a run that overruns skips the missed slots instead of piling up); with ``cron`` each run
+    waits for the next matching minute. A failing command is logged and the schedule goes on. Returns the
     number of runs.
     """
     if (every_s is None) == (cron is None):
         raise ConfigError("Give exactly one of --every or --cron.")
     spec = parse_cron(cron) if cron else None
     runs = 0
+    if every_s is not None and delay_s > 0:
+        sleep(delay_s)
     start = time.monotonic()
     while max_runs is None or runs < max_runs:
         if spec is not None:

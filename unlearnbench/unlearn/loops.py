@@ -24,9 +24,11 @@ mask is always enforced exactly (pruned weights must stay zero), whichever mode 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -34,9 +36,9 @@ import torch.nn as nn
 
 from unlearnbench.core.data import DatasetInfo, Loader, TensorSet
 from unlearnbench.core.errors import UserError
-from unlearnbench.core.progress import task
+from unlearnbench.core.progress import count_images, task
 from unlearnbench.core.runtime import model_device
-from unlearnbench.core.train import autocast
+from unlearnbench.core.train import accuracy, autocast
 from unlearnbench.unlearn.base import Mask, RetainTransform
 
 log = logging.getLogger(__name__)
@@ -182,14 +184,17 @@ def run_epochs(
     epoch_end: Callable[[int, nn.Module], bool | None] | None = None,
     amp: bool = True,
     description: str = "unlearn",
+    on_epoch: Callable[[EpochRecord, nn.Module], None] | None = None,
 ) -> list[EpochRecord]:
     """Train ``model`` in place for ``epochs`` epochs of ``phases``.
 
     ``phase_epochs(phase, epoch)`` may skip a phase in some epochs (SCRUB's max-steps);
     ``epoch_end(epoch, model)`` may return True to stop early. ``amp`` enables bf16 autocast on
     CUDA only. ``mask`` / ``grad_mask``: see :class:`Stepper`. Raises :class:`UnlearningDiverged`
-    when an epoch's loss is not finite.
+    when an epoch's loss is not finite. ``on_epoch(record, model)`` (default: the hook installed with
+    :func:`epoch_hook`, if any) sees each finished epoch, e.g. to log the loss and forget accuracy per epoch.
     """
+    on_epoch = on_epoch or _EPOCH_HOOK.get("hook")
     device = model_device(model)
     terms = list(extra_terms)
     stepper = Stepper(model, optimizer, mask=mask, grad_mask=grad_mask, schedule=schedule)
@@ -199,10 +204,11 @@ def run_epochs(
     ]
     total = epochs * sum(len(ld) for ld in loaders)
     history: list[EpochRecord] = []
-    with task(description, total) as bar:
+    with task(description, total, unit="steps") as bar:
         for epoch in range(epochs):
             model.train()
             record = EpochRecord(epoch + 1, lr=optimizer.param_groups[0]["lr"])
+            images = 0
             for ph, loader in zip(phases, loaders, strict=True):
                 if phase_epochs is not None and not phase_epochs(ph, epoch):
                     bar.advance(len(loader))
@@ -222,6 +228,7 @@ def run_epochs(
                     stepper.step(loss)
                     loss_sum += loss.detach().float()
                     n += 1
+                    images += len(x)
                     bar.advance()
                 mean = loss_sum.item() / max(1, n)
                 if not math.isfinite(mean):
@@ -232,10 +239,60 @@ def run_epochs(
                 record.losses[ph.name or f"phase{len(record.losses)}"] = mean
             history.append(record)
             log.info("epoch %d: %s", epoch + 1, record)
+            count_images(images)
+            bar.report(f"epoch {epoch + 1}/{epochs} "
+                       + " ".join(f"{k} loss {v:.3f}" for k, v in record.losses.items()), images=images)
+            if on_epoch is not None:
+                t_hook = time.perf_counter()
+                on_epoch(record, model)
+                _HOOK_SECONDS[0] += time.perf_counter() - t_hook
+                model.train()
             if epoch_end is not None and epoch_end(epoch + 1, model):
                 break
     model.eval()
     return history
+
+
+_EPOCH_HOOK: dict[str, Callable[[EpochRecord, nn.Module], None]] = {}
+_HOOK_SECONDS = [0.0]
+
+
+def hook_seconds() -> float:
+    """Seconds spent in epoch hooks so far in this process: ``unlearn.run`` leaves them out of
+    the run time (RTE), since measuring the forget accuracy per epoch is not the method's work."""
+    return _HOOK_SECONDS[0]
+
+
+@contextlib.contextmanager
+def epoch_hook(hook: Callable[[EpochRecord, nn.Module], None]) -> Iterator[None]:
+    """Within the block, every :func:`run_epochs` calls ``hook(record, model)`` after each epoch
+    (methods call ``run_epochs`` themselves, so the caller of a method cannot pass it down)."""
+    previous = _EPOCH_HOOK.get("hook")
+    _EPOCH_HOOK["hook"] = hook
+    try:
+        yield
+    finally:
+        if previous is None:
+            _EPOCH_HOOK.pop("hook", None)
+        else:
+            _EPOCH_HOOK["hook"] = previous
+
+
+@contextlib.contextmanager
+def record_epochs(forget: TensorSet | None = None) -> Iterator[list[dict]]:
+    """Within the block, collect one row per unlearning epoch: ``epoch``, ``lr``, ``loss/<phase>``
+    and, given the forget set, ``forget_acc`` (%) after the epoch (the curves MLflow draws).
+    The forget-accuracy pass is excluded from the method's run time (see :func:`hook_seconds`)."""
+    history: list[dict] = []
+
+    def hook(record: EpochRecord, model: nn.Module) -> None:
+        row: dict = {"epoch": record.epoch, "lr": record.lr, **{f"loss/{k}": v for k, v in record.losses.items()}}
+        if forget is not None and len(forget):
+            row["forget_acc"] = accuracy(model, forget.to(model_device(model)))
+        history.append(row)
+
+    with epoch_hook(hook):
+        yield history
 
 
 def ce_loss(label_smoothing: float = 0.0) -> PhaseLoss:

@@ -218,6 +218,13 @@ class _ChunkedMixin:
     """Per-chunk random streams seeded like the reference re-seeds its global generator."""
 
     seed: int
+    # Set by the AutoAttack engine: called with a short note at each milestone of a stage
+    # (an APGD-T target, a block of Square queries), so logs show progress within a stage.
+    on_progress = None
+
+    def _note(self, text: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(text)
 
     def _generators(self, n_chunks: int) -> list[torch.Generator]:
         return [torch.Generator().manual_seed(int(self.seed)) for _ in range(n_chunks)]
@@ -285,6 +292,7 @@ class APGDT(_ChunkedMixin, torchattacks.APGDT):
         n_targets = min(self.n_target_classes, logits.shape[1] - 1)
         adv = x.clone()
         for target_class in range(2, n_targets + 2):
+            self._note(f"target {target_class - 1}/{n_targets}")
             for _ in range(self.n_restarts):
                 ind = acc.nonzero().flatten()
                 if ind.numel() == 0:

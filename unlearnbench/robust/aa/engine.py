@@ -141,20 +141,24 @@ def run_autoattack(
             t0 = time.perf_counter()
             idx = robust.nonzero().flatten()
             if idx.numel():
-                for gidx, sizes in _groups(idx, chunk, max_batch):
-                    xg, yg = x[gidx], y[gidx]
-                    adv = _attack_group(stage, xg, yg, sizes)
-                    with torch.no_grad():
-                        fooled = model(adv).argmax(1) != yg
-                    robust[gidx[fooled]] = False
-                    x_adv[gidx[fooled]] = adv[fooled].detach()
+                # Progress (and ETA) within the stage, one step per group of chunks.
+                with task(f"autoattack {name}", int(idx.numel()), each=True, unit="points") as points:
+                    stage.on_progress = points.report
+                    for gidx, sizes in _groups(idx, chunk, max_batch):
+                        xg, yg = x[gidx], y[gidx]
+                        adv = _attack_group(stage, xg, yg, sizes)
+                        with torch.no_grad():
+                            fooled = model(adv).argmax(1) != yg
+                        robust[gidx[fooled]] = False
+                        x_adv[gidx[fooled]] = adv[fooled].detach()
+                        points.advance(len(gidx))
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             seconds[name] = time.perf_counter() - t0
             counts[name] = int(robust.sum())
             log.info("robust accuracy after %s: %.2f%% (%.1f s)", name.upper(), 100 * counts[name] / n, seconds[name])
-            bar.describe(f"autoattack {name}: {100 * counts[name] / n:.1f}% robust")
             bar.advance()
+            bar.report(f"after {name} {100 * counts[name] / n:.1f}% robust (n={n})")
 
     zero = sum(getattr(s, "zero_grad_points", 0) for s in stages.values())
     if cfg.checks:

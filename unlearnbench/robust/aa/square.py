@@ -136,6 +136,8 @@ class Square(_ChunkedMixin, torchattacks.Square):
         ar_w = torch.arange(w, device=dev)
         idx = None
         for i_iter in range(self.n_queries):
+            if i_iter % 500 == 0:
+                self._note(f"query {i_iter}/{self.n_queries}")
             if i_iter % every == 0:
                 idx = (margin_min > 0.0).nonzero().flatten()
                 if idx.numel() == 0:
@@ -205,6 +207,8 @@ class Square(_ChunkedMixin, torchattacks.Square):
             return x_best
 
         for i_iter in range(self.n_queries):
+            if i_iter % 500 == 0:
+                self._note(f"query {i_iter}/{self.n_queries}")
             idx = (margin_min > 0.0).nonzero().flatten()
             if idx.numel() == 0:
                 break

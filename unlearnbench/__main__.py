@@ -1,0 +1,17 @@
+"""``python -m unlearnbench`` and the ``unlearnbench`` command: set the allocator up, then run
+the CLI. Kept free of heavy imports so the re-execution in ``_malloc`` happens before torch loads."""
+
+from __future__ import annotations
+
+
+def run() -> None:
+    from unlearnbench._malloc import reexec_if_needed
+
+    reexec_if_needed()
+    from unlearnbench.cli import main
+
+    main()
+
+
+if __name__ == "__main__":
+    run()
