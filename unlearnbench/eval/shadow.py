@@ -25,7 +25,7 @@ Two kinds of pool, both a folder with ``manifest.json`` plus one ``.pt`` checkpo
     ratio. The attacker knows the forget set (the strongest per-example attacker), so a pool
     serves one (dataset, split, forget spec, method and config). Cost per shadow: two trainings
     and one unlearning run. ``holdout`` in the manifest is the attack on each shadow's own pair
-    with the other shadows as the pool (bal_acc 0.5 = indistinguishable from retraining).
+    with the other shadows as the pool (cross-fitted bal_acc about 0.5 = indistinguishable).
 
 Every shadow is an independent job run through ``core.executor.run_jobs`` (local or Ray); jobs
 return weights and signals, and only this driver writes files. Re-running the same command

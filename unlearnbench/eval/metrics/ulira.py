@@ -6,8 +6,9 @@ see ``eval.shadow``), every forget example gets a Gaussian over its logit-scaled
 under the shadows' unlearned models (IN) and one under their retrained models (OUT). The score
 of a model on the example is the online likelihood ratio. Positives are the forget examples
 under the evaluated (unlearned) model, negatives the same examples under the retrained
-reference. ``bal_acc`` is the U-LiRA headline: 0.5 means the unlearning is indistinguishable
-from retraining, 1.0 that every forget example gives it away.
+reference. ``bal_acc`` is cross-fitted (threshold chosen on one half of the examples, scored on the
+other, see ``eval.crossfit``): about 0.5 means the attack cannot tell the two models apart
+(it can fall below 0.5 by chance), 1.0 that every forget example gives it away.
 """
 
 from __future__ import annotations
