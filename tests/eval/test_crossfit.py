@@ -74,3 +74,8 @@ def test_strong_signal_still_scores_high_and_attack_stats_uses_it():
     st = attack_stats(m, n, seed=5)
     assert st.bal_acc == cross_fitted_balanced_accuracy(m, n, seed=5)
     assert np.isnan(cross_fitted_balanced_accuracy(m[:1], n, seed=0))
+
+
+def test_held_out_rule_is_strictly_above_the_threshold():
+    # A point exactly on the threshold is not a member: TPR 0, FPR 0 -> 0.5 (">=" would say 1.0)
+    assert balanced_accuracy_at(np.array([1.0]), np.array([0.0]), 1.0) == 0.5

@@ -136,3 +136,20 @@ def test_evaluate_with_a_ulira_pool_through_the_cli(ulira_pools, tmp_path):
     assert "mia/two_model_ulira/forget/tpr_at_fpr_0.01" in values
     info = CliRunner().invoke(app, ["shadow", "info", str(pool)])
     assert info.exit_code == 0 and "U-LiRA over 8 targets" in " ".join(info.output.split())
+
+
+def test_the_null_control_is_exactly_symmetric():
+    """With ``--ulira-method retrain`` the "unlearned" and the retrained model come from one
+    procedure: swapping a pair's two seeds swaps its two models bit for bit (and the seeds are
+    used: the two models differ)."""
+    from unlearnbench.core.config import to_dict
+    from unlearnbench.eval.shadow import ulira_shadow_job
+
+    cfg = TrainConfig(**{**SHADOW_CFG, "epochs": 2})
+    base = dict(dataset="digits", model="mlp", split_seed=0, val_fraction=0.1, data_root=None,
+                train_config=to_dict(cfg), index=0, seed=5, forget="random:0.2", method="retrain",
+                method_config={}, forget_mask=ulira_masks(4, 2, 243, 0)[0])
+    a = ulira_shadow_job({**base, "unlearn_seed": 11, "retrain_seed": 22})
+    b = ulira_shadow_job({**base, "unlearn_seed": 22, "retrain_seed": 11})
+    assert np.array_equal(a["phi_unlearned"], b["phi_retrained"]) and np.array_equal(a["phi_retrained"], b["phi_unlearned"])
+    assert not np.array_equal(a["phi_unlearned"], a["phi_retrained"])
