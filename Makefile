@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean mutate
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check unlearnbench tests benchmarks
+
+# Curated mutation check over the lines that decide published numbers (minutes; not run in CI).
+# Writes the score and the list to docs/mutation.md; MUTATE_ARGS="--only ID,ID" runs a few.
+mutate: $(STAMP)
+	$(PY) tools/mutate.py $(MUTATE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -18,8 +18,10 @@ from unlearnbench.eval.roc import attack_stats
 def test_attack_stats_hand_computed():
     st = attack_stats(np.array([0.9, 0.8, 0.4]), np.array([0.7, 0.3, 0.2, 0.1]))
     assert st.auc == pytest.approx(11 / 12)  # 11 of the 12 (member, non-member) pairs ordered right
-    # threshold 0.4: TPR 1, FPR 1/4 -> (1 + 1 - 0.25) / 2
-    assert st.bal_acc == pytest.approx(0.875)
+    # Cross-fitted (seed 0 halves: members A {0.4}, B {0.9, 0.8}; non-members A {0.1, 0.2},
+    # B {0.3, 0.7}). A's best threshold 0.3 on B: TPR 1, FPR 1/2 -> 0.75; B's best 0.75 on A:
+    # TPR 0, FPR 0 -> 0.5; mean 0.625. (The in-sample best, threshold 0.4, would say 0.875.)
+    assert st.bal_acc == pytest.approx(0.625)
     # the last ROC point with FPR <= 1 % is threshold 0.8 (FPR 0, TPR 2/3)
     assert st.tpr_at_fpr[0.01] == pytest.approx(2 / 3)
     assert st.tpr_at_fpr[0.001] == pytest.approx(2 / 3)
@@ -97,7 +99,9 @@ def test_mia_efficacy_uses_the_first_test_size_retain_samples(constructed):
     for attack in ("loss", "confidence", "entropy", "m_entropy"):
         # forget vs test: 3x4 pairs ordered + 2x4 ties at half -> 16/20
         assert report[f"mia/{attack}/forget_test/auc"] == pytest.approx(0.8)
-        assert report[f"mia/{attack}/forget_test/bal_acc"] == pytest.approx(0.8)
+        # cross-fitted, seed 0: members A {.99, .2} B {.2, .99, .99}, non-members all 0.2; both
+        # halves pick threshold 0.595: on B TPR 2/3 -> 5/6, on A TPR 1/2 -> 3/4; mean 19/24
+        assert report[f"mia/{attack}/forget_test/bal_acc"] == pytest.approx(19 / 24)
         assert report[f"mia/{attack}/forget_test/tpr_at_fpr_0.01"] == pytest.approx(0.6)
         # retain vs test: 4x4 ordered + 6x4 ties -> 28/40
         assert report[f"mia/{attack}/retain_test/auc"] == pytest.approx(0.7)

@@ -200,15 +200,16 @@ def test_shadow_train_ulira_pool_with_method_config(tmp_path):
     method_yaml.write_text("lr: 0.001\nepochs: 3\n")
     pool = tmp_path / "upool"
     result = runner.invoke(app, [
-        "shadow", "train", "--out", str(pool), "--model", "mlp", "--n", "2", "--epochs", "1", "--device", "cpu",
-        "--ulira-method", "finetune", "--forget", "random:0.1", "--method-config", str(method_yaml),
+        "shadow", "train", "--out", str(pool), "--model", "mlp", "--n", "4", "--targets", "2", "--epochs", "1",
+        "--device", "cpu", "--ulira-method", "finetune", "--forget", "random:0.1", "--method-config", str(method_yaml),
         "--method-set", "epochs=1", "-q",
     ])
     assert result.exit_code == 0, result.output
     assert "U-LiRA pool (finetune on random:0.1)" in " ".join(result.output.split())
     manifest = json.loads((pool / "manifest.json").read_text())
     assert manifest["method_config"] == {"lr": 0.001, "epochs": 1}  # the override wins over the file
-    assert len(manifest["shadows"]) == 2 and "ulira" in manifest["holdout"]
+    assert len(manifest["shadows"]) == 4 and manifest["targets"] == 2
+    assert manifest["holdout"]["ulira"]["n_targets"] == 4
 
 
 def test_evaluate_a_diverged_checkpoint_exits_2_and_writes_nothing(digits_ckpts, tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from eval_helpers import SHADOW_CFG
@@ -92,8 +90,12 @@ def test_evaluator_runs_lira_against_a_target(lira_pool, digits_random):
     r = Evaluator(metrics=["lira", "mia_threshold"], shadow_pool=lira_pool.path).evaluate(target, digits_random)
     for name in ("lira_online", "lira_offline"):
         for pair in ("forget_test", "retain_test"):
-            for stat in ("auc", "bal_acc", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"):
+            for stat in ("auc", "bal_acc", "tpr_at_fpr_0.01"):
                 assert 0 <= r[f"mia/{name}/{pair}/{stat}"] <= 1
+            # 450 test images as non-members: FPR 0.1 % is below 1/450, so that TPR is undefined
+            assert r[f"mia/{name}/{pair}/n_nonmembers"] == 450
+            assert f"mia/{name}/{pair}/tpr_at_fpr_0.001" not in r.values
+        assert r[f"mia/{name}/forget_test/n_members"] + r[f"mia/{name}/retain_test/n_members"] == 1217
         # the target trained on both forget and retain: LiRA sees them as members
         assert r[f"mia/{name}/retain_test/auc"] > 0.52 and r[f"mia/{name}/forget_test/auc"] > 0.52
     assert r.directions["mia/lira_online/forget_test/auc"] == "reference"
@@ -111,39 +113,3 @@ def test_pool_errors(tmp_path):
     with pytest.raises(UserError, match="--forget"):
         train_pool(tmp_path / "u", dataset="digits", model="mlp", n=2, config=TrainConfig(epochs=1, device="cpu"),
                    ulira_method="finetune")
-
-
-def test_ulira_pool_detects_an_unlearning_that_changes_nothing(tmp_path_factory, digits_random):
-    """U-LiRA on digits with 4 (unlearned, retrained) pairs. The method is fine-tuning with a
-    learning rate too small to move the weights, so the forget set stays memorised: the
-    per-example attack must tell the "unlearned" models from the retrained ones."""
-    from unlearnbench import unlearn
-    from unlearnbench.core.models import create_model
-    from unlearnbench.core.train import fit
-
-    cfg = TrainConfig(**{**SHADOW_CFG, "epochs": 20})
-    noop = {"epochs": 1, "lr": 1e-6}
-    pool = train_pool(tmp_path_factory.mktemp("upool") / "u", dataset="digits", model="mlp", n=4, config=cfg,
-                      ulira_method="finetune", forget="random:0.1", method_config=noop)
-    m = pool.manifest
-    assert m["kind"] == "ulira" and m["method"] == "finetune" and m["forget"] == "random:0.1"
-    assert pool.phi_unlearned.shape == pool.phi_retrained.shape == (4, len(digits_random.forget))
-    assert all(s["forget_acc"] > s["retrained_forget_acc"] for s in m["shadows"])
-    hold = m["holdout"]["ulira"]
-    assert hold["auc"] > 0.6 and hold["bal_acc"] > 0.55
-    assert json.loads((pool.path / "manifest.json").read_text())["holdout"]["ulira"] == hold
-
-    # a fresh target pair (seed outside the pool) evaluated through the engine
-    info = digits_random.info
-    original = create_model("mlp", 10, 1, 8, info.mean, info.std)
-    splits, _ = prepare("digits", split_seed=0)
-    fit(original, splits.train, splits.val, info, TrainConfig(**{**SHADOW_CFG, "epochs": 20, "seed": 777}))
-    unlearned = unlearn.run("finetune", original, digits_random, noop, seed=777, device="cpu").model
-    retrained = create_model("mlp", 10, 1, 8, info.mean, info.std)
-    fit(retrained, digits_random.retain, splits.val, info, TrainConfig(**{**SHADOW_CFG, "epochs": 20, "seed": 777}))
-    r = Evaluator(metrics=["ulira"], shadow_pool=pool.path).evaluate(unlearned, digits_random, reference=retrained)
-    assert r["mia/ulira/forget/auc"] > 0.6
-    assert r.directions["mia/ulira/forget/bal_acc"] == "lower"
-    _, classwise = prepare("digits", "class:3", split_seed=0)
-    with pytest.raises(UserError, match="forget spec 'random:0.1'"):
-        Evaluator(metrics=["ulira"], shadow_pool=pool).evaluate(unlearned, classwise, reference=retrained)

@@ -278,7 +278,8 @@ def shadow_train(
     model: str = typer.Option("cnn", "--model", "-m", help="Registered model (use the target's architecture)."),
     n: int = typer.Option(16, "--n", help="Number of shadow models (each example is IN for n/2 of them)."),
     ulira_method: str | None = typer.Option(None, "--ulira-method", help="Build a U-LiRA pool with this unlearning method."),
-    forget: str | None = typer.Option(None, "--forget", help="Forget spec of the U-LiRA pool."),
+    forget: str | None = typer.Option(None, "--forget", help="U-LiRA: the candidate forget examples (each pair forgets a random half)."),
+    targets: int | None = typer.Option(None, "--targets", help="U-LiRA: pairs used as targets, not shadows (default n/2)."),
     method_config: Path | None = typer.Option(None, "--method-config", help="YAML config of the U-LiRA method."),
     method_set: list[str] | None = typer.Option(None, "--method-set", help="Override one method config key (repeatable)."),
     executor: str = typer.Option("local", "--executor", help="local (in-process) or ray."),
@@ -312,7 +313,7 @@ def shadow_train(
     pool = train_pool(
         out, dataset=dataset, model=model, n=n, config=cfg, split_seed=split_seed, val_fraction=val_fraction,
         seed=seed, source=DataSource.from_env(data_root, download), executor=ex, ulira_method=ulira_method,
-        forget=forget, method_config=mcfg or None,
+        forget=forget, method_config=mcfg or None, targets=targets,
     )
     _print_pool(pool)
 
@@ -332,7 +333,12 @@ def _print_pool(pool) -> None:
     console.print(f"{what} in {pool.path}: {pool.n}/{m['n']} shadows, {m['model']} on {m['dataset']} "
                   f"(split_seed {m['split_seed']}), {sum(s['seconds'] for s in m['shadows']):.0f} s of training.")
     hold = m.get("holdout")
-    if hold:
+    if hold and pool.kind == "ulira":
+        u = hold["ulira"]
+        console.print(f"U-LiRA over {u['n_targets']} targets (half unlearned, half retrained; {u['n_members']} + "
+                      f"{u['n_nonmembers']} decisions): accuracy {u['acc']:.3f} [{u['acc_lo']:.3f}, {u['acc_hi']:.3f}], "
+                      f"AUC {u['auc']:.3f} [{u['auc_lo']:.3f}, {u['auc_hi']:.3f}] (95 % intervals; 0.5 = like retraining).")
+    elif hold:
         table = Table(title="Hold-out attack on the pool's own shadows", title_justify="left")
         for col in ("attack", "auc", "bal_acc", "tpr@1%fpr", "tpr@0.1%fpr"):
             table.add_column(col, justify="left" if col == "attack" else "right")

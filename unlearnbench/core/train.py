@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from unlearnbench.core.config import check_training, configclass
 from unlearnbench.core.data import DatasetInfo, Loader, TensorSet
@@ -151,12 +152,36 @@ def accuracy(model: nn.Module, data: TensorSet, batch_size: int = 1024) -> float
     return 100.0 * (logits.argmax(1) == data.y.to(logits.device)).float().mean().item()
 
 
+@torch.no_grad()
+def val_metrics(model: nn.Module, data: TensorSet, batch_size: int = 1024) -> tuple[float, float]:
+    """Top-1 accuracy (%) and mean cross-entropy on ``data`` from one forward pass."""
+    if len(data) == 0:
+        return float("nan"), float("nan")
+    logits = predict(model, data, batch_size)
+    y = data.y.to(logits.device)
+    return 100.0 * (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
+
+
+def improves(acc: float, loss: float, best_acc: float, best_loss: float) -> bool:
+    """``keep_best``'s rule: higher validation accuracy wins; equal accuracy goes to the lower
+    validation loss, and equal accuracy and loss to the later epoch.
+
+    Why not "first epoch reaching the best accuracy": a small validation set's accuracy plateaus
+    for many epochs, and the first epoch of the plateau is an under-fitted model (epoch 7 of 30
+    on digits), which weakens every membership signal and makes retrains of the same data differ.
+    """
+    if math.isnan(best_acc):
+        return True
+    return acc > best_acc or (acc == best_acc and not loss > best_loss)
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_val_acc: float = float("nan")
+    best_val_loss: float = float("nan")
     seconds: float = 0.0
 
 
@@ -231,9 +256,10 @@ def fit(
                 "epoch_seconds": time.perf_counter() - t0,
             }
             if val is not None and len(val):
-                record["val_acc"] = accuracy(model, val)
-                if config.keep_best and not (record["val_acc"] <= result.best_val_acc):
-                    result.best_val_acc = record["val_acc"]
+                record["val_acc"], record["val_loss"] = val_metrics(model, val)
+                if config.keep_best and improves(record["val_acc"], record["val_loss"],
+                                                 result.best_val_acc, result.best_val_loss):
+                    result.best_val_acc, result.best_val_loss = record["val_acc"], record["val_loss"]
                     result.best_epoch = epoch + 1
                     best_state = copy.deepcopy(model.state_dict())
             result.history.append(record)

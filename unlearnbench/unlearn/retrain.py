@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from unlearnbench.core.config import configclass
 from unlearnbench.core.data import UnlearnData
-from unlearnbench.core.train import TrainConfig, accuracy, lr_lambda
+from unlearnbench.core.train import TrainConfig, improves, lr_lambda, val_metrics
 from unlearnbench.unlearn.base import ConfigType, check, check_training, hooks, register_method, reinitialize
 from unlearnbench.unlearn.loops import Phase, ce_loss, make_optimizer, run_epochs
 from unlearnbench.unlearn.prune import apply_masks
@@ -74,13 +74,14 @@ def retrain(model: nn.Module, data: UnlearnData, config: RetrainConfig) -> nn.Mo
     schedule = lr_lambda(config.schedule_config(), config.epochs * steps_per_epoch)
     opt = make_optimizer(fresh, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
                          nesterov=config.nesterov)
-    best = {"acc": -1.0, "state": None}
+    best = {"acc": float("nan"), "loss": float("nan"), "state": None}
 
     def keep_best(epoch: int, m: nn.Module) -> None:
+        # The same rule as ``core.train.fit`` (ties on accuracy go to the lower loss, then the later epoch).
         if config.keep_best:
-            acc = accuracy(m, data.val)
-            if acc > best["acc"]:
-                best["acc"], best["state"] = acc, {k: v.detach().clone() for k, v in m.state_dict().items()}
+            acc, loss = val_metrics(m, data.val)
+            if improves(acc, loss, best["acc"], best["loss"]):
+                best.update(acc=acc, loss=loss, state={k: v.detach().clone() for k, v in m.state_dict().items()})
 
     run_epochs(fresh, [phase], epochs=config.epochs, optimizer=opt, generator=gen, mask=h.mask,
                schedule=schedule, epoch_end=keep_best, amp=config.amp, description="retrain")

@@ -14,6 +14,7 @@ from unlearnbench.eval.metrics import (  # noqa: F401  (registration side effect
     mia_threshold,
     robustness,
     rte,
+    two_model_ulira,
     ulira,
 )
 from unlearnbench.eval.metrics.base import (

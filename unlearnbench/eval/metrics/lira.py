@@ -3,7 +3,9 @@
 For each pair of ``mia_threshold`` (forget vs test, retain vs test) the model's logit-scaled
 confidence of every sample is scored against that sample's Gaussians from the pool (see
 ``eval.lira`` for the exact estimator) and summarised as AUC, balanced accuracy and TPR at 1 % /
-0.1 % FPR. Samples without IN (online) or OUT observations in the pool are left out.
+0.1 % FPR, with ``n_members`` / ``n_nonmembers`` (a TPR at an FPR below 1/n_nonmembers is
+undefined and left out, see ``eval.mia_record``). Samples without IN (online) or OUT
+observations in the pool are left out.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import numpy as np
 from unlearnbench.eval.lira import GaussianFit, usable
 from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, register_metric
 from unlearnbench.eval.metrics.mia_threshold import pair_splits
+from unlearnbench.eval.mia_record import record_mia
 from unlearnbench.eval.roc import attack_stats
 
 _SOURCE = {"forget": "train", "retain": "train", "test": "test", "test_retained": "test", "test_forgotten": "test"}
 
 
 @register_metric("lira", direction="reference", needs=("lira_pool",),
-                 keys="mia/{lira_online,lira_offline}/{forget_test,retain_test}/{auc,bal_acc,tpr_at_fpr_*}",
+                 keys="mia/{lira_online,lira_offline}/{forget_test,retain_test}/{auc,bal_acc,tpr_at_fpr_*,n_members,n_nonmembers}",
                  summary="LiRA online/offline (per-example Gaussians from a shadow pool): AUC, TPR at low FPR")
 def lira(ctx: EvalContext) -> MetricOutput:
     pool = ctx.pool("lira")
@@ -36,9 +39,7 @@ def lira(ctx: EvalContext) -> MetricOutput:
             ok = usable(fit, online)
             st = attack_stats(_scores(fit, pm, mem.phi.numpy(), ok, online),
                               _scores(fit, pn, non.phi.numpy(), ok, online))
-            for stat, v in st.values().items():
-                out.values[f"mia/{name}/{pair}/{stat}"] = v
-            out.curves[f"mia/{name}/{pair}"] = st.curve()
+            record_mia(out, f"mia/{name}/{pair}", st)
     return out
 
 

@@ -1,5 +1,5 @@
 """Global-threshold membership attacks (Yeom et al. loss; Song & Mittal confidence, entropy,
-modified entropy) reported as ROC AUC, best balanced accuracy and TPR at 1 % / 0.1 % FPR.
+modified entropy) reported as ROC AUC, cross-fitted balanced accuracy and TPR at 1 % / 0.1 % FPR.
 
 Pairs (members vs non-members):
 

@@ -1,0 +1,155 @@
+"""The U-LiRA protocol (Hayes et al., 2024): target pools, per-example likelihood ratios,
+accuracy / AUC over targets with 95 % intervals; and the two-model diagnostic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eval_helpers import SHADOW_CFG
+
+from unlearnbench.core.errors import ConfigError
+from unlearnbench.core.train import TrainConfig
+from unlearnbench.eval.shadow import ShadowPool, mean_interval, train_pool, ulira_masks, ulira_targets
+
+
+def _synthetic_pool(n: int, targets: int, c: int, delta: float, seed: int) -> ShadowPool:
+    """phi = example offset + model offset + noise; unlearned models keep ``delta`` more
+    confidence on the examples of their own forget set (delta = 0: the null, retrain vs retrain)."""
+    rng = np.random.default_rng(seed)
+    masks = ulira_masks(n, targets, c, seed)
+    mu = rng.normal(0, 3, c)
+    u = mu + rng.normal(0, 0.5, (n, 1)) + rng.normal(0, 1, (n, c)) + delta * masks
+    r = mu + rng.normal(0, 0.5, (n, 1)) + rng.normal(0, 1, (n, c))
+    manifest = {"kind": "ulira", "targets": targets, "shadows": [{"index": j} for j in range(n)]}
+    return ShadowPool(Path("."), manifest, phi_unlearned=u, phi_retrained=r, forget_masks=masks)
+
+
+def test_masks_split_shadows_and_targets_each_balanced():
+    m = ulira_masks(10, 4, 50, seed=0)
+    assert m.shape == (10, 50)
+    assert (m[:6].sum(0) == 3).all() and (m[6:].sum(0) == 2).all()
+
+
+def test_mean_interval_known_values():
+    mean, lo, hi = mean_interval(np.array([0.4, 0.6]))
+    # t(0.975, 1) = 12.706; sd = 0.1414; half = 12.706 * 0.1414 / sqrt(2) = 1.2706
+    assert mean == pytest.approx(0.5) and hi - mean == pytest.approx(1.2706, abs=1e-3) and lo == pytest.approx(-0.7706, abs=1e-3)
+    assert np.isnan(mean_interval(np.array([0.5]))[1])
+
+
+def test_perfect_separation_by_hand():
+    pool = _synthetic_pool(8, 4, 20, delta=50.0, seed=0)
+    res = ulira_targets(pool)
+    assert res.n_targets == 8 and (res.acc == 1).all() and (res.auc == 1).all()
+    assert res.counts() == {"n_targets": 8, "n_members": 40, "n_nonmembers": 40}  # 4 pairs x 10 forget examples
+
+
+def test_null_intervals_cover_half_and_a_signal_is_detected():
+    """50 seeded null pools (unlearned = another retrain): the 95 % intervals contain 0.5 about 95 %
+    of the time (the interval is calibrated, not just wide); a real per-example signal is detected
+    with intervals above 0.5."""
+    covered_acc = covered_auc = 0
+    for seed in range(50):
+        v = ulira_targets(_synthetic_pool(16, 8, 60, delta=0.0, seed=seed)).values()
+        covered_acc += v["acc_lo"] <= 0.5 <= v["acc_hi"]
+        covered_auc += v["auc_lo"] <= 0.5 <= v["auc_hi"]
+    assert covered_acc >= 42 and covered_auc >= 42, (covered_acc, covered_auc)
+    v = ulira_targets(_synthetic_pool(16, 8, 60, delta=1.5, seed=0)).values()
+    assert v["acc_lo"] > 0.55 and v["auc_lo"] > 0.6
+
+
+def test_ulira_pool_errors(tmp_path):
+    cfg = TrainConfig(epochs=1, device="cpu")
+    with pytest.raises(ConfigError, match="example-level"):
+        train_pool(tmp_path / "a", dataset="digits", model="mlp", n=4, config=cfg, ulira_method="finetune", forget="class:3")
+    with pytest.raises(ConfigError, match="target pairs"):
+        train_pool(tmp_path / "b", dataset="digits", model="mlp", n=4, config=cfg, ulira_method="finetune",
+                   forget="random:0.1", targets=3)
+    with pytest.raises(ConfigError, match="only apply to U-LiRA"):
+        train_pool(tmp_path / "c", dataset="digits", model="mlp", n=4, config=cfg, targets=2)
+
+
+CFG = TrainConfig(**{**SHADOW_CFG, "epochs": 12})
+FT = {"epochs": 2}  # fine-tuning on the retain set for 2 epochs: a weak unlearner
+
+
+@pytest.fixture(scope="module")
+def ulira_pools(tmp_path_factory):
+    """Two digits U-LiRA pools of 8 MLP pairs (4 shadow, 4 target pairs; each pair forgets half
+    of the 243 candidates of random:0.2): finetune, and the null control (the retrain method)."""
+    root = tmp_path_factory.mktemp("ulira")
+    kw = dict(dataset="digits", model="mlp", n=8, config=CFG, forget="random:0.2", seed=0)
+    return {
+        "finetune": train_pool(root / "ft", ulira_method="finetune", method_config=FT, **kw),
+        "retrain": train_pool(root / "rt", ulira_method="retrain", **kw),
+    }
+
+
+def test_ulira_protocol_on_digits(ulira_pools):
+    """Retrains scored as targets: accuracy and AUC intervals contain 0.5. Finetune: above, with
+    intervals excluding 0.5. Both are the pools' recorded hold-out results."""
+    null = ulira_pools["retrain"].manifest["holdout"]["ulira"]
+    ft = ulira_pools["finetune"].manifest["holdout"]["ulira"]
+    for v in (null, ft):
+        assert v["n_targets"] == 8 and v["n_members"] == v["n_nonmembers"] > 200
+    assert null["acc_lo"] <= 0.5 <= null["acc_hi"] and null["auc_lo"] <= 0.5 <= null["auc_hi"], null
+    assert ft["acc_lo"] > 0.5 and ft["auc_lo"] > 0.5 and ft["auc"] > null["auc"] + 0.05, ft
+    # the recorded result is what the pool's signals give
+    assert ulira_targets(ulira_pools["finetune"]).values()["auc"] == pytest.approx(ft["auc"])
+    pool = ulira_pools["finetune"]
+    m = pool.manifest
+    assert pool.forget_masks.shape == pool.phi_unlearned.shape == (8, 243)
+    assert (pool.forget_masks[:4].sum(0) == 2).all() and (pool.forget_masks[4:].sum(0) == 2).all()
+    assert all(s["forget_acc"] >= s["retrained_forget_acc"] for s in m["shadows"])  # finetune keeps more
+    # retrains are independent draws: no retrained model is the original's twin
+    seeds = [(s["seed"]) for s in m["shadows"]]
+    assert len(set(seeds)) == 8
+
+
+def test_evaluate_with_a_ulira_pool_through_the_cli(ulira_pools, tmp_path):
+    """``evaluate --shadow-pool`` on a target pair of the pool: the protocol's values, the
+    model's own share called "unlearned", and the two-model diagnostic, with counts."""
+    from typer.testing import CliRunner
+
+    from unlearnbench.cli import app
+
+    pool = ulira_pools["finetune"].path
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, [
+        "evaluate", "-c", str(pool / "shadow_007_unlearned.pt"), "-r", str(pool / "shadow_007_retrained.pt"),
+        "--shadow-pool", str(pool), "--metrics", "ulira,two_model_ulira", "--no-track", "--json", str(out), "-q",
+    ])
+    assert res.exit_code == 0, res.output
+    values = json.loads(out.read_text())["values"]
+    hold = ulira_pools["finetune"].manifest["holdout"]["ulira"]
+    assert values["mia/ulira/targets/auc"] == pytest.approx(hold["auc"])
+    assert values["mia/ulira/targets/n_targets"] == 8
+    assert 0 <= values["mia/ulira/forget/called_unlearned"] <= 1
+    assert values["mia/ulira/forget/n_examples"] == values["mia/ulira/reference/n_examples"] == 243  # all candidates
+    # the finetuned target keeps its forget set: the attack calls more of it "unlearned" than of the retrain
+    assert values["mia/ulira/forget/called_unlearned"] > values["mia/ulira/reference/called_unlearned"]
+    assert values["mia/two_model_ulira/forget/n_members"] == values["mia/two_model_ulira/forget/n_nonmembers"] == 243
+    assert "mia/two_model_ulira/forget/tpr_at_fpr_0.001" not in values  # 243 non-members: undefined
+    assert "mia/two_model_ulira/forget/tpr_at_fpr_0.01" in values
+    info = CliRunner().invoke(app, ["shadow", "info", str(pool)])
+    assert info.exit_code == 0 and "U-LiRA over 8 targets" in " ".join(info.output.split())
+
+
+def test_the_null_control_is_exactly_symmetric():
+    """With ``--ulira-method retrain`` the "unlearned" and the retrained model come from one
+    procedure: swapping a pair's two seeds swaps its two models bit for bit (and the seeds are
+    used: the two models differ)."""
+    from unlearnbench.core.config import to_dict
+    from unlearnbench.eval.shadow import ulira_shadow_job
+
+    cfg = TrainConfig(**{**SHADOW_CFG, "epochs": 2})
+    base = dict(dataset="digits", model="mlp", split_seed=0, val_fraction=0.1, data_root=None,
+                train_config=to_dict(cfg), index=0, seed=5, forget="random:0.2", method="retrain",
+                method_config={}, forget_mask=ulira_masks(4, 2, 243, 0)[0])
+    a = ulira_shadow_job({**base, "unlearn_seed": 11, "retrain_seed": 22})
+    b = ulira_shadow_job({**base, "unlearn_seed": 22, "retrain_seed": 11})
+    assert np.array_equal(a["phi_unlearned"], b["phi_retrained"]) and np.array_equal(a["phi_retrained"], b["phi_unlearned"])
+    assert not np.array_equal(a["phi_unlearned"], a["phi_retrained"])
