@@ -102,7 +102,9 @@ def test_train_logs_system_metrics_and_the_reference_inputs(mlflow_uri, tmp_path
     from mlflow import MlflowClient
 
     experiment = f"conv-{uuid.uuid4().hex[:8]}"
-    mlflow.set_system_metrics_sampling_interval(0.2)
+    # Sample often and log every sample: a digits run can end in well under a second.
+    mlflow.set_system_metrics_sampling_interval(0.05)
+    mlflow.set_system_metrics_samples_before_logging(1)
     try:
         result = runner.invoke(app, [
             "train", "--epochs", "2", "--exclude", "class:3", "--system-metrics", "--out", str(tmp_path / "r.pt"),
@@ -110,6 +112,7 @@ def test_train_logs_system_metrics_and_the_reference_inputs(mlflow_uri, tmp_path
         ])
     finally:
         mlflow.set_system_metrics_sampling_interval(None)
+        mlflow.set_system_metrics_samples_before_logging(None)
         tracking.enable_system_metrics(False)
     assert result.exit_code == 0, result.output
     client = MlflowClient(tracking_uri=mlflow_uri)

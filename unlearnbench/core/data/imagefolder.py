@@ -31,7 +31,7 @@ from unlearnbench.core.data.types import (
     _make_set,
     channel_histogram,
 )
-from unlearnbench.core.errors import DataError
+from unlearnbench.core.errors import DataError, OutputError
 from unlearnbench.core.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def _read_split(folder: Path, files: list[tuple[str, int, int]], size: int) -> t
         for target, value in ((hist_path, hist), (path, x)):
             with atomic_write(target) as fh:
                 np.save(fh, value, allow_pickle=False)
-    except OSError as exc:  # a read-only or full cache costs speed, never the run
+    except (OSError, OutputError) as exc:  # a read-only or full cache costs speed, never the run
         log.warning("cannot write the imagefolder cache %s (%s); the next load decodes again", path, exc)
     return x, hist
 
