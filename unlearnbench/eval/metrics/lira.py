@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from unlearnbench.eval.lira import GaussianFit, usable
-from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, register_metric
+from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, record_attack, register_metric
 from unlearnbench.eval.metrics.mia_threshold import pair_splits
 from unlearnbench.eval.roc import attack_stats
 
@@ -36,9 +36,7 @@ def lira(ctx: EvalContext) -> MetricOutput:
             ok = usable(fit, online)
             st = attack_stats(_scores(fit, pm, mem.phi.numpy(), ok, online),
                               _scores(fit, pn, non.phi.numpy(), ok, online))
-            for stat, v in st.values().items():
-                out.values[f"mia/{name}/{pair}/{stat}"] = v
-            out.curves[f"mia/{name}/{pair}"] = st.curve()
+            record_attack(out, f"mia/{name}/{pair}", st)
     return out
 
 
