@@ -83,10 +83,17 @@ BASE = {
 }
 
 
-def records(base: dict = BASE, forget: str = "class:3") -> list[dict]:
+# The n behind each proportion, as the engine logs them (n/<key>): forget 180, retain 1200,
+# test 360 images, 100 points under attack.
+COUNTS = {"n/ua": 180, "n/forget_acc": 180, "n/retain_acc": 1200, "n/test_acc": 360, "n/test_retained_acc": 324,
+          "n/mia_efficacy": 180, "n/robust/test/pgd": 100, "n/clean/test": 100}
+
+
+def records(base: dict = BASE, forget: str = "class:3", counts: dict | None = COUNTS) -> list[dict]:
     out = []
     for method, per_seed in base.items():
         kind = method if method in ("retrain", "original") else "unlearn"
         for seed, metrics in enumerate(per_seed):
-            out.append({"method": method, "forget": forget, "seed": seed, "kind": kind, "metrics": dict(metrics)})
+            logged = {**dict(metrics), **{k: v for k, v in (counts or {}).items() if k[2:] in metrics}}
+            out.append({"method": method, "forget": forget, "seed": seed, "kind": kind, "metrics": logged})
     return out

@@ -87,13 +87,22 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Inter
     if len(a) < 2 or len(b) < 2:
         return None
     ma, mb = sum(a) / len(a), sum(b) / len(b)
-    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
-    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    sa = math.sqrt(sum((x - ma) ** 2 for x in a) / (len(a) - 1))
+    sb = math.sqrt(sum((x - mb) ** 2 for x in b) / (len(b) - 1))
+    return welch_from_stats(ma, sa, len(a), mb, sb, len(b), level)
+
+
+def welch_from_stats(m1: float, s1: float, n1: int, m2: float, s2: float, n2: int,
+                     level: float = LEVEL) -> Interval | None:
+    """Welch's t interval of m1 - m2 from means, sample standard deviations and sizes."""
+    if n1 < 2 or n2 < 2:
+        return None
+    va, vb = s1 * s1 / n1, s2 * s2 / n2
     se2 = va + vb
-    d = ma - mb
+    d = m1 - m2
     if se2 == 0:
         return d, d
-    df = se2 ** 2 / ((va ** 2 / (len(a) - 1) if va else 0.0) + (vb ** 2 / (len(b) - 1) if vb else 0.0))
+    df = se2 ** 2 / ((va * va / (n1 - 1)) + (vb * vb / (n2 - 1)))
     half = t_quantile(df, level) * math.sqrt(se2)
     return d - half, d + half
 

@@ -29,7 +29,16 @@ from unlearnbench.core.io import atomic_write
 from unlearnbench.reports import plots
 from unlearnbench.reports.compare import Change, compare, regressions
 from unlearnbench.reports.runs import RunSet, load_runs
-from unlearnbench.reports.summary import comparison_metrics, fmt, markdown_table, summarize, summary_metrics
+from unlearnbench.reports.summary import (
+    beyond_noise,
+    comparison_metrics,
+    fmt,
+    fmt_ci,
+    markdown_table,
+    points_text,
+    summarize,
+    summary_metrics,
+)
 
 log = logging.getLogger(__name__)
 FORMAT = "unlearnbench-report-summary-v1"
@@ -213,8 +222,11 @@ def render_markdown(summary: dict, changes: list[Change], previous: dict | None,
     lines = [f"# unlearnbench report: {summary['experiment']}", ""]
     what = f"study {src['study']} ({src['study_id']}), parent run {src['parent_run_id']}" if src.get("parent_run_id") else "all evaluated runs"
     lines += [f"Generated {summary['created']} from {src['runs']} runs ({what}) in `{summary['tracking_uri']}`.", ""]
-    lines += ["Values are mean ± std over seeds (sample std); accuracies and MIA-Efficacy in %, RTE in seconds. "
-              "UA and MIA-Efficacy are best when closest to Retrain.", ""]
+    lines += ["Values are mean ± std over seeds (sample std) [95 % interval: t over seeds, at least the Wilson "
+              "interval of all seeds' points pooled; Wilson on the run's n for a single seed]; accuracies and "
+              "MIA-Efficacy in %, RTE in seconds. UA and MIA-Efficacy are best when closest to Retrain. "
+              "`*`: the difference to Retrain is beyond the noise (its 95 % interval excludes 0). "
+              "*n (points)*: images each run's value was measured on.", ""]
     for spec in _specs(summary["rows"]):
         rows = [r for r in summary["rows"] if r["forget"] == spec]
         lines += [f"## Forget `{spec}`", "", markdown_table(rows, _spec_metrics(rows)), ""]
@@ -250,12 +262,30 @@ def _html_tables(summary: dict) -> list[dict[str, Any]]:
         tables.append({
             "forget": spec,
             "header": [m.label for m in metrics],
+            "points": [points_text(rows, m.key) for m in metrics],
             "rows": [{"label": r["label"], "reference": r["method"] in ("retrain", "original"),
-                      "cells": [fmt(r["values"].get(m.key)) for m in metrics], "seeds": len(r["seeds"])} for r in rows],
+                      "cells": [_cell(r, m.key) for m in metrics], "seeds": len(r["seeds"])} for r in rows],
             "all_header": [r["label"] for r in rows],
             "all_rows": [{"key": k, "cells": [fmt(r["values"].get(k)) for r in rows]} for k in all_keys],
         })
     return tables
+
+
+def _cell(row: dict, key: str) -> dict[str, Any]:
+    """A summary cell for the HTML table: the value, its 95 % interval, whether the gap to
+    retrain is beyond the noise, and a tooltip saying so."""
+    cell = row["values"].get(key)
+    gap = (row.get("vs_retrain") or {}).get(key)
+    title = ""
+    if cell is not None and cell.get("ci") is not None:
+        how = {"t": "t over seeds", "t+wilson": "t over seeds, at least Wilson on the pooled points",
+               "wilson": f"Wilson on n = {cell.get('n_points')}", "auc": "Hanley-McNeil"}.get(cell.get("ci_method"), "")
+        title = f"95 % interval ({how})"
+    if gap is not None:
+        lo, hi = gap["ci"]
+        title += (f"; vs retrain {gap['diff']:+.2f} [{lo:.2f}, {hi:.2f}]: "
+                  + ("beyond the noise" if gap["beyond_noise"] else "within the noise"))
+    return {"text": fmt(cell), "ci": fmt_ci(cell), "sig": beyond_noise(row, key), "title": title.lstrip("; ")}
 
 
 def render_html(summary: dict, changes: list[Change], previous: dict | None, failed: list[dict],
