@@ -23,7 +23,7 @@ def print_summary(summary: dict) -> None:
         rows = [r for r in summary["rows"] if r["forget"] == spec]
         # A terminal is narrow: robust accuracy on the test split only (the report has every split).
         metrics = [m for m in summary_metrics(sorted({k for r in rows for k in r["values"]}))
-                   if not m.key.startswith("robust/") or m.key.startswith("robust/test/")]
+                   if not m.key.startswith("robust/") or m.key.split("/")[1] in ("test", "test_retained")]
         seeds = {len(r["seeds"]) for r in rows}
         same = len(seeds) == 1
         title = (f"forget {spec}: mean ± std over {next(iter(seeds)) if same else 'the'} seed(s), "
@@ -31,7 +31,8 @@ def print_summary(summary: dict) -> None:
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         table.add_column("method", style="bold", no_wrap=True)
         for m in metrics:
-            label = _SHORT.get(m.key) or m.label.replace("Robust test ", "rob ").replace("autoattack", "AA")
+            label = _SHORT.get(m.key) or (m.label.replace("Robust test_retained ", "rob ")
+                                          .replace("Robust test ", "rob ").replace("autoattack", "AA"))
             # Wrap "98.12 ± 0.35" at its spaces rather than cutting numbers in a narrow terminal.
             table.add_column(label, justify="right", min_width=6, overflow="fold")
         if not same:

@@ -93,7 +93,8 @@ def comparison_metrics(columns: list[str] | pd.Index) -> list[SummaryMetric]:
     return [m for m in (*CORE_METRICS, *_robust(present), *TAIL_METRICS) if m.key in present]
 
 
-_SPLIT_ORDER = {"test": 0, "retain": 1, "forget": 2}
+# Class-wise specs attack test_retained (TA's images) and test_forgotten instead of test.
+_SPLIT_ORDER = {"test": 0, "test_retained": 0, "retain": 1, "forget": 2, "test_forgotten": 3}
 
 
 def _robust(present: set[str]) -> list[SummaryMetric]:
