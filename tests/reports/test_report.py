@@ -229,7 +229,7 @@ def test_html_is_self_contained(mlflow_uri, experiment, tmp_path):
     log_study(mlflow_uri, experiment, records())
     html = build_report(experiment, tmp_path, tracking_uri=mlflow_uri).html.read_text()
     srcs = re.findall(r'<img src="([^"]+)"', html)
-    assert len(srcs) == 4  # UA vs TA, ROC, robust bars, per-class heat map
+    assert len(srcs) == 6  # UA vs TA, gap bars, Pareto, ROC, robust bars, per-class heat map
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "http://" not in html and "https://" not in html  # nothing to fetch
 

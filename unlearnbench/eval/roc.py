@@ -55,7 +55,9 @@ class AttackStats:
         return {fpr_key(a): undefined_reason(a, self.n_nonmembers) for a in self.undefined_fprs()}  # type: ignore[misc]
 
     def curve(self) -> dict[str, list[float]]:
-        return {"fpr": self.fpr, "tpr": self.tpr}
+        """Thinned ROC points plus the counts (one-element lists), so a plot can shade the FPRs
+        below 1/n_nonmembers that the curve cannot resolve."""
+        return {"fpr": self.fpr, "tpr": self.tpr, "n_members": [self.n_members], "n_nonmembers": [self.n_nonmembers]}
 
 
 def min_fpr(n_nonmembers: int) -> float:
