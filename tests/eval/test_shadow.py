@@ -92,8 +92,10 @@ def test_evaluator_runs_lira_against_a_target(lira_pool, digits_random):
     r = Evaluator(metrics=["lira", "mia_threshold"], shadow_pool=lira_pool.path).evaluate(target, digits_random)
     for name in ("lira_online", "lira_offline"):
         for pair in ("forget_test", "retain_test"):
-            for stat in ("auc", "bal_acc", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"):
+            for stat in ("auc", "bal_acc", "tpr_at_fpr_0.01"):
                 assert 0 <= r[f"mia/{name}/{pair}/{stat}"] <= 1
+            # 450 test images cannot resolve FPR 0.1 %: undefined, not a number
+            assert f"mia/{name}/{pair}/tpr_at_fpr_0.001" in r.undefined
         # the target trained on both forget and retain: LiRA sees them as members
         assert r[f"mia/{name}/retain_test/auc"] > 0.52 and r[f"mia/{name}/forget_test/auc"] > 0.52
     assert r.directions["mia/lira_online/forget_test/auc"] == "reference"
