@@ -293,6 +293,10 @@ def test_interval_gate_flags_changes_beyond_the_noise_only():
     (change,) = compare(seeds_after, seeds_before)
     w = iv.welch([95.0, 95.3, 94.7], [96.0, 96.2, 95.8])
     assert change.status == "regression" and change.noise == pytest.approx((w[1] - w[0]) / 2)
+    # A previous summary from before intervals existed (mean, std, n only): the fixed 1-point rule.
+    legacy = _summary({"salun": {"test_acc": {"mean": 96.0, "std": None, "n": 1}}})
+    (change,) = [c for c in compare(after, legacy) if c.status != "new"]
+    assert change.rule == "tolerance" and change.status == "regression"
     # Reference metrics: the distance to retrain must grow beyond the four cells' noise.
     def ua(v):
         return Stat.of([v], "ua", {"n/ua": 180}).to_dict()
