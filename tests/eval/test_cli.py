@@ -87,7 +87,9 @@ def test_evaluate_robustness_rte_and_no_checkpoint_artifact(digits_ckpts, mlflow
     assert v["rte_seconds"] == 12.5 != load_checkpoint(digits_ckpts["unlearned"]).meta["rte_seconds"]
     assert report["config"]["eval"]["robust_n"] == 40 and report["config"]["eval"]["eps"] == 0.2
     # eps 0.2 on [0, 1] digits is a large budget: PGD must cost accuracy on the clean subset.
-    assert 0 <= v["robust/test/pgd"] < v["clean/test"]
+    # A class-wise checkpoint (class:3) is attacked on the kept classes' test images, like TA.
+    assert 0 <= v["robust/test_retained/pgd"] < v["clean/test_retained"] and "robust/test/pgd" not in v
+    assert report["counts"]["n/robust/test_retained/pgd"] == 40
     run_id = mlflow.search_runs(experiment_names=[experiment]).iloc[0]["run_id"]
     mlflow.set_tracking_uri(mlflow_uri)
     arts = [a.path for a in mlflow.tracking.MlflowClient().list_artifacts(run_id)]
