@@ -307,3 +307,19 @@ def test_interval_gate_flags_changes_beyond_the_noise_only():
     assert compare(far, near) == []  # 1 -> 3 points from retrain on 180 images: noise
     (change,) = compare(worse, near)
     assert change.status == "regression" and change.current_distance == pytest.approx(20.0)
+
+
+def test_pruned_rows_are_compared_with_their_sparse_retrain():
+    import pandas as pd
+
+    from unlearnbench.reports.summary import summarize
+
+    rows = []
+    for label, method, variant, ua in (("retrain", "retrain", "", 100.0), ("retrain [prune=0.95]", "retrain", "prune=0.95", 90.0),
+                                       ("salun [prune=0.95]", "salun", "prune=0.95", 90.0), ("salun", "salun", "", 90.0)):
+        rows.append({"forget": "class:3", "label": label, "method": method, "variant": variant, "kind": "x",
+                     "seed": 0, "ua": ua, "n/ua": 180})
+    out = {r["label"]: r for r in summarize(pd.DataFrame(rows), ["ua", "n/ua"])}
+    assert out["salun [prune=0.95]"]["vs_retrain"]["ua"]["diff"] == 0.0  # vs the sparse retrain
+    assert out["salun"]["vs_retrain"]["ua"]["diff"] == -10.0 and out["salun"]["vs_retrain"]["ua"]["beyond_noise"]
+    assert out["retrain [prune=0.95]"]["vs_retrain"] == {}

@@ -25,7 +25,14 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from unlearnbench.eval import intervals as iv
-from unlearnbench.reports.summary import REFERENCE_ROWS, Stat, SummaryMetric, comparison_metrics, hull
+from unlearnbench.reports.summary import (
+    REFERENCE_ROWS,
+    Stat,
+    SummaryMetric,
+    comparison_metrics,
+    hull,
+    reference_label,
+)
 
 Status = Literal["regression", "improvement", "missing", "new"]
 
@@ -135,16 +142,16 @@ def compare(current: dict, previous: dict, *, tolerance: float | None = None) ->
             if m.direction == "reference":
                 if is_reference_row:
                     continue  # a reference is not judged by its distance to itself
-                ref_before = _mean(prev.get((forget, "retrain")), m.key)
-                ref_after = _mean(cur.get((forget, "retrain")), m.key)
+                ref_before = _mean(prev.get((forget, reference_label(old))), m.key)
+                ref_after = _mean(cur.get((forget, reference_label(old))), m.key)
                 if ref_before is None or ref_after is None:
                     continue
                 prev_dist, cur_dist = abs(before - ref_before), abs(after - ref_after)
                 worse = cur_dist - prev_dist
                 base = prev_dist
                 halves = [_half(_stat(old, m.key)), _half(_stat(new, m.key)),
-                          _half(_stat(prev.get((forget, "retrain")), m.key)),
-                          _half(_stat(cur.get((forget, "retrain")), m.key))]
+                          _half(_stat(prev.get((forget, reference_label(old))), m.key)),
+                          _half(_stat(cur.get((forget, reference_label(old))), m.key))]
                 noise = math.sqrt(sum(h * h for h in halves)) if all(h is not None for h in halves) else None
                 bounds = None if noise is None else (worse - noise, worse + noise)
             else:

@@ -241,13 +241,20 @@ def is_count(key: str) -> bool:
     return key.startswith("n/") or key.endswith(("/n_members", "/n_nonmembers"))
 
 
+def reference_label(row: dict[str, Any]) -> str:
+    """The Retrain row a row is compared with: pruned rows have their own sparse Retrain
+    (``retrain [prune=0.95]``, see eval/study.py); other variants share the plain one's."""
+    prune = next((p for p in str(row.get("variant") or "").split(",") if p.startswith("prune=")), "")
+    return f"retrain [{prune}]" if prune else "retrain"
+
+
 def _add_vs_retrain(rows: list[dict[str, Any]], per_seed: dict) -> None:
-    """The difference of every non-reference row to its spec's retrain row, with its interval."""
-    retrain = {r["forget"]: r for r in rows if r["method"] == "retrain"}
+    """The difference of every non-retrain row to its spec's retrain row, with its interval."""
+    retrain = {(r["forget"], r["label"]): r for r in rows if r["method"] == "retrain"}
     for r in rows:
-        ref = retrain.get(r["forget"])
+        ref = retrain.get((r["forget"], reference_label(r)))
         r["vs_retrain"] = {}
-        if ref is None or r is ref:
+        if ref is None or r["method"] == "retrain":
             continue
         for key, cell in r["values"].items():
             rc = ref["values"].get(key)
