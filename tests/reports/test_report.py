@@ -323,3 +323,19 @@ def test_pruned_rows_are_compared_with_their_sparse_retrain():
     assert out["salun [prune=0.95]"]["vs_retrain"]["ua"]["diff"] == 0.0  # vs the sparse retrain
     assert out["salun"]["vs_retrain"]["ua"]["diff"] == -10.0 and out["salun"]["vs_retrain"]["ua"]["beyond_noise"]
     assert out["retrain [prune=0.95]"]["vs_retrain"] == {}
+
+
+def test_coinciding_markers_get_separate_labels():
+    """A method right on the retrain star (salun used to hide under it) is still named: every
+    point gets a label, and labels of coinciding points do not overlap."""
+    from unlearnbench.reports.plots import _figure, _label_points
+
+    fig = _figure(5, 4)
+    ax = fig.subplots()
+    ax.set_xlim(0, 100)
+    ax.set_ylim(90, 100)
+    _label_points(ax, [(99.0, 97.0, "retrain", "black"), (99.2, 97.05, "salun", "orange"), (20.0, 92.0, "ft", "blue")])
+    fig.canvas.draw()
+    boxes = {t.get_text(): t.get_window_extent() for t in ax.texts}
+    assert set(boxes) == {"retrain", "salun", "ft"}
+    assert not boxes["retrain"].overlaps(boxes["salun"])
