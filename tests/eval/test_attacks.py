@@ -22,15 +22,31 @@ def test_attack_stats_hand_computed():
     # B {0.3, 0.7}). A's best threshold 0.3 on B: TPR 1, FPR 1/2 -> 0.75; B's best 0.75 on A:
     # TPR 0, FPR 0 -> 0.5; mean 0.625. (The in-sample best, threshold 0.4, would say 0.875.)
     assert st.bal_acc == pytest.approx(0.625)
-    # the last ROC point with FPR <= 1 % is threshold 0.8 (FPR 0, TPR 2/3)
-    assert st.tpr_at_fpr[0.01] == pytest.approx(2 / 3)
-    assert st.tpr_at_fpr[0.001] == pytest.approx(2 / 3)
-    assert st.values().keys() == {"auc", "bal_acc", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"}
+    # 4 non-members resolve FPRs of 1/4 at best: TPR at 1 % and 0.1 % FPR are not measured
+    assert st.counts() == {"n_members": 3, "n_nonmembers": 4}
+    assert st.values().keys() == {"auc", "bal_acc"}
+    assert set(st.undefined()) == {"tpr_at_fpr_0.01", "tpr_at_fpr_0.001"}
+    assert "1/n_nonmembers = 1/4" in st.undefined()["tpr_at_fpr_0.01"]
     assert st.fpr[0] == 0 and st.tpr[-1] == 1
 
 
+def test_tpr_at_low_fpr_is_defined_from_1_over_n_nonmembers():
+    # 100 non-members 0..99 (score i/100), 10 members above all but one non-member: at FPR 1 %
+    # (one false positive allowed) 9 of the 10 members are found; 0.1 % < 1/100 is undefined.
+    non = np.arange(100) / 100
+    mem = np.r_[np.full(9, 2.0), 0.5]
+    st = attack_stats(mem, non)
+    assert st.tpr_at_fpr[0.01] == pytest.approx(0.9)
+    assert st.values()["tpr_at_fpr_0.01"] == pytest.approx(0.9)
+    assert "tpr_at_fpr_0.001" not in st.values() and math.isnan(st.tpr_at_fpr[0.001])
+    assert list(st.undefined()) == ["tpr_at_fpr_0.001"]
+    # 1,000 non-members: 0.1 % is exactly one false positive, so it is defined
+    big = attack_stats(mem, np.arange(1000) / 1000)
+    assert big.undefined() == {} and "tpr_at_fpr_0.001" in big.values()
+
+
 def test_attack_stats_ties_and_chance():
-    st = attack_stats(np.zeros(5), np.zeros(7))
+    st = attack_stats(np.zeros(5), np.zeros(700))
     assert st.auc == pytest.approx(0.5) and st.bal_acc == pytest.approx(0.5)
     assert st.tpr_at_fpr[0.01] == 0.0
 
@@ -105,10 +121,27 @@ def test_mia_efficacy_uses_the_first_test_size_retain_samples(constructed):
         assert report[f"mia/{attack}/forget_test/tpr_at_fpr_0.01"] == pytest.approx(0.6)
         # retain vs test: 4x4 ordered + 6x4 ties -> 28/40
         assert report[f"mia/{attack}/retain_test/auc"] == pytest.approx(0.7)
-        assert report[f"mia/{attack}/retain_test/tpr_at_fpr_0.001"] == pytest.approx(0.4)
+        # 4 non-members cannot resolve FPR 1 % or 0.1 %: undefined, with the reason, not logged
+        for pair, n_mem in (("forget_test", 5), ("retain_test", 10)):
+            assert report.counts[f"mia/{attack}/{pair}/n_members"] == n_mem
+            assert report.counts[f"mia/{attack}/{pair}/n_nonmembers"] == 4
+            for fpr in ("0.01", "0.001"):
+                key = f"mia/{attack}/{pair}/tpr_at_fpr_{fpr}"
+                assert key not in report.values and "1/n_nonmembers = 1/4" in report.undefined[key]
+    # MIA-Efficacy: a proportion of the 5 forget samples, from an SVC on 4 members / 4 non-members
+    assert report.counts["n/mia_efficacy"] == 5
+    assert report.counts["mia_efficacy/n_members"] == 4 and report.counts["mia_efficacy/n_nonmembers"] == 4
+    assert report.n("mia_efficacy") == 5
     assert report.directions["mia_efficacy"] == "reference"
     assert set(report.curves) == {f"mia/{a}/{p}" for a in ("loss", "confidence", "entropy", "m_entropy")
-                                  for p in ("forget_test", "retain_test")}
+                                  for p in ("forget_test", "retain_test")} | {"mia/svc_confidence/forget_test"}
+    # The SVC's ROC: its decision value separates the three 0.99 forget samples from the 0.2
+    # test images (ties at 0.2 count half): AUC (3*4 + 2*4/2) / 20 = 0.8; its operating point
+    # is MIA-Efficacy's: 3 of 5 forget predicted member (TPR 0.6), no test image (FPR 0).
+    svc = report.curves["mia/svc_confidence/forget_test"]
+    assert svc["op_tpr"] == [pytest.approx(1 - report["mia_efficacy"] / 100)] and svc["op_fpr"] == [0.0]
+    assert np.trapezoid(svc["tpr"], svc["fpr"]) == pytest.approx(0.8)
+    assert report.counts["mia/svc_confidence/forget_test/n_members"] == 5
 
 
 def test_entropy_variants_use_their_own_feature(constructed):

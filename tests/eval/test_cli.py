@@ -56,6 +56,18 @@ def test_evaluate_end_to_end_with_tracking(digits_ckpts, mlflow_uri, tmp_path):
     runs = mlflow.search_runs(experiment_names=[experiment])
     assert len(runs) == 1 and runs.iloc[0]["tags.kind"] == "unlearn"
     assert runs.iloc[0]["metrics.avg_gap"] == pytest.approx(v["avg_gap"])
+    # n behind every proportion, in the JSON, in MLflow and on screen with its 95 % interval
+    counts = report["counts"]
+    assert counts["n/forget_acc"] == counts["n/ua"] == counts["n/mia_efficacy"] > 0
+    assert runs.iloc[0]["metrics.n/forget_acc"] == counts["n/forget_acc"]
+    assert runs.iloc[0]["metrics.mia/loss/forget_test/n_nonmembers"] == counts["mia/loss/forget_test/n_nonmembers"]
+    lo, hi = report["intervals"]["test_retained_acc"]
+    assert lo <= v["test_retained_acc"] <= hi
+    for word in ("95 % CI", "beyond that noise", f"[{lo:.2f}, {hi:.2f}]", "undef."):
+        assert word in result.output
+    # class 3's ~36 test images cannot resolve FPR 1 %: undefined, never logged as a number
+    key = "mia/loss/forget_test/tpr_at_fpr_0.01"
+    assert key in report["undefined"] and key not in v and f"metrics.{key}" not in runs.columns
 
 
 def test_evaluate_robustness_rte_and_no_checkpoint_artifact(digits_ckpts, mlflow_uri, tmp_path):
@@ -75,7 +87,9 @@ def test_evaluate_robustness_rte_and_no_checkpoint_artifact(digits_ckpts, mlflow
     assert v["rte_seconds"] == 12.5 != load_checkpoint(digits_ckpts["unlearned"]).meta["rte_seconds"]
     assert report["config"]["eval"]["robust_n"] == 40 and report["config"]["eval"]["eps"] == 0.2
     # eps 0.2 on [0, 1] digits is a large budget: PGD must cost accuracy on the clean subset.
-    assert 0 <= v["robust/test/pgd"] < v["clean/test"]
+    # A class-wise checkpoint (class:3) is attacked on the kept classes' test images, like TA.
+    assert 0 <= v["robust/test_retained/pgd"] < v["clean/test_retained"] and "robust/test/pgd" not in v
+    assert report["counts"]["n/robust/test_retained/pgd"] == 40
     run_id = mlflow.search_runs(experiment_names=[experiment]).iloc[0]["run_id"]
     mlflow.set_tracking_uri(mlflow_uri)
     arts = [a.path for a in mlflow.tracking.MlflowClient().list_artifacts(run_id)]

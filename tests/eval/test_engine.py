@@ -206,6 +206,72 @@ def test_robustness_calls_the_robust_contract(digits_random, digits_cnn, monkeyp
     assert r.config["eval"]["eps"] == 0.1 and list(r.config["eval"]["robustness"]) == ["pgd", "autoattack"]
 
 
+def _stub_robust(monkeypatch, calls):
+    def robust_accuracy(model, data, attack, threat, *, n=None, seed=0, batch_size=256):
+        calls.append((data.name, attack, len(data), set(data.y.tolist())))
+        # n points of this split: min(n, len), as robust.evaluate.select_points draws them
+        return types.SimpleNamespace(clean_acc=90.0, robust_acc=40.0, n=min(n, len(data)), stages={}, seconds=0.0)
+
+    ev_mod = types.ModuleType("unlearnbench.robust.evaluate")
+    ev_mod.robust_accuracy = robust_accuracy
+    monkeypatch.setitem(sys.modules, "unlearnbench.robust.evaluate", ev_mod)
+
+
+def test_classwise_robustness_is_measured_on_test_retained_and_forgotten(digits_class3, digits_cnn, monkeypatch):
+    """Like TA, robustness on test images excludes the forgotten class for class-wise specs, and
+    the forgotten class's test images are reported on their own; every value carries its n."""
+    from unlearnbench.robust.threat import ThreatModel
+
+    calls = []
+    _stub_robust(monkeypatch, calls)
+    ev = Evaluator(metrics=["test_retained_acc"], robustness=["pgd"], threat=ThreatModel("Linf", 0.1), robust_n=100)
+    r = ev.evaluate(digits_cnn, digits_class3)
+    by_split = {c[0]: c for c in calls}
+    assert set(by_split) == {"forget", "retain", "test_retained", "test_forgotten"}
+    assert 3 not in by_split["test_retained"][3] and by_split["test_forgotten"][3] == {3}
+    assert by_split["test_retained"][2] == len(digits_class3.test_retained)
+    assert "robust/test/pgd" not in r.values and "clean/test" not in r.values
+    n_forgotten = len(digits_class3.test_forgotten)
+    assert n_forgotten < 100  # the forgotten class has fewer test images than robust_n: all of them
+    assert r.counts["n/robust/test_forgotten/pgd"] == n_forgotten and r.counts["n/clean/test_forgotten"] == n_forgotten
+    assert r.counts["n/robust/test_retained/pgd"] == 100
+    assert r["robust/test_retained/pgd"] == 40.0
+    lo, hi = r.interval("robust/test_retained/pgd")
+    assert lo < 40 < hi and hi - lo == pytest.approx(19, abs=1.5)  # Wilson on 40 of 100
+
+
+def test_random_forgetting_robustness_stays_on_test(digits_random, digits_cnn, monkeypatch):
+    from unlearnbench.robust.threat import ThreatModel
+
+    calls = []
+    _stub_robust(monkeypatch, calls)
+    r = Evaluator(metrics=["test_acc"], robustness=["pgd"], threat=ThreatModel("Linf", 0.1), robust_n=20).evaluate(
+        digits_cnn, digits_random)
+    assert {c[0] for c in calls} == {"forget", "retain", "test"}
+    assert r.counts["n/robust/test/pgd"] == 20
+
+
+def test_every_proportion_carries_its_n(digits_class3, digits_cnn, digits_cnn_retrain_class3):
+    r = Evaluator().evaluate(digits_cnn, digits_class3, reference=digits_cnn_retrain_class3)
+    d = digits_class3
+    for split in ("forget", "retain", "val", "test", "test_retained", "test_forgotten"):
+        assert r.n(f"{split}_acc") == len(getattr(d, split))
+        assert r.reference_counts[f"n/{split}_acc"] == len(getattr(d, split))
+    assert r.n("ua") == len(d.forget) and r.n("mia_efficacy") == len(d.forget)
+    assert r.counts["mia/loss/forget_test/n_nonmembers"] == len(d.test_forgotten)
+    assert r.counts["mia/loss/retain_test/n_members"] == len(d.retain)
+    # class 3 has ~36 test images: TPR at 1 % and 0.1 % FPR cannot be measured on them
+    assert "mia/loss/forget_test/tpr_at_fpr_0.01" in r.undefined
+    assert not any(k in r.values for k in r.undefined)
+    # every accuracy has an interval containing it; the original vs the retrain on the forgotten
+    # class is a gap far beyond the noise, on the retained classes' test images it is not
+    for key in ("forget_acc", "ua", "test_acc", "mia_efficacy"):
+        lo, hi = r.interval(key)
+        assert lo <= r[key] <= hi
+    assert r.beyond_noise("ua") is True and r.beyond_noise("test_forgotten_acc") is True
+    assert r.beyond_noise("test_retained_acc") is False
+
+
 def test_robustness_with_the_real_attack(digits_random, digits_cnn):
     from unlearnbench.robust.threat import ThreatModel
 

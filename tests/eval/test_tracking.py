@@ -33,8 +33,11 @@ def test_log_report_and_read_it_back(report, mlflow_uri, tmp_path):
     assert row["params.method"] == "finetune" and row["params.lr"] == "0.01"
     assert row["params.eval.svc_solver"] == "lowrank" and row["params.split_seed"] == "0"
     for key in ("forget_acc", "retain_acc", "test_acc", "ua", "mia_efficacy", "rte_seconds",
-                "mia/loss/forget_test/auc", "mia/m_entropy/retain_test/tpr_at_fpr_0.001"):
+                "mia/loss/forget_test/auc", "mia/m_entropy/retain_test/tpr_at_fpr_0.01"):
         assert row[f"metrics.{key}"] == pytest.approx(report.values[key])
+    # the n behind the values is logged too; TPR at 0.1 % FPR on 450 test images is undefined: not logged
+    assert row["metrics.n/test_acc"] == report.counts["n/test_acc"] == 450
+    assert "metrics.mia/m_entropy/retain_test/tpr_at_fpr_0.001" not in runs.columns
     assert row["metrics.time/total"] > 0
     for tag, value in {"kind": "unlearn", "method": "finetune", "dataset": "digits", "model": "cnn",
                        "forget": "random:0.1", "seed": "0"}.items():

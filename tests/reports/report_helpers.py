@@ -13,8 +13,13 @@ def unique_experiment(prefix: str) -> str:
 
 
 def _curves(strength: float) -> dict:
-    fpr = np.linspace(0, 1, 50)
-    return {"mia/loss/forget_test": {"fpr": fpr.tolist(), "tpr": (fpr ** (1 - strength)).tolist()}}
+    """A threshold attack's and the MIA-Efficacy SVC's ROC as the engine stores them: 180 forget
+    images against 40 test images of the forgotten class (FPR < 1/40 is undefined)."""
+    fpr = np.linspace(0, 1, 41)
+    counts = {"n_members": [180], "n_nonmembers": [40]}
+    return {"mia/loss/forget_test": {"fpr": fpr.tolist(), "tpr": (fpr ** (1 - strength)).tolist(), **counts},
+            "mia/svc_confidence/forget_test": {"fpr": fpr.tolist(), "tpr": (fpr ** (1 - strength / 2)).tolist(),
+                                               "op_fpr": [0.1], "op_tpr": [0.1 ** (1 - strength / 2)], **counts}}
 
 
 def _per_class(acc: float, forgotten: int = 3) -> list[dict]:
@@ -52,7 +57,9 @@ def log_study(uri: str, experiment: str, records: list[dict], *, study: str = "h
             client.log_batch(cid, metrics=[Metric(k, float(v), now, 0) for k, v in rec["metrics"].items()])
             acc = rec["metrics"].get("test_acc", 90.0)
             client.log_dict(cid, {"values": rec["metrics"], "curves": _curves(rec["metrics"].get("ua", 50) / 200),
-                                  "per_class": _per_class(acc)}, "report.json")
+                                  "per_class": _per_class(acc),
+                                  "config": {"eval": {"robustness": ["pgd"], "norm": "Linf", "eps": 8 / 255}}},
+                            "report.json")
         client.set_terminated(cid, "FAILED" if "error" in rec else "FINISHED")
     client.set_terminated(pid, "FINISHED")
     return pid
@@ -83,10 +90,24 @@ BASE = {
 }
 
 
-def records(base: dict = BASE, forget: str = "class:3") -> list[dict]:
+# The n behind each proportion, as the engine logs them (n/<key>): forget 180, retain 1200,
+# test 360 images, 100 points under attack.
+COUNTS = {"n/ua": 180, "n/forget_acc": 180, "n/retain_acc": 1200, "n/test_acc": 360, "n/test_retained_acc": 324,
+          "n/mia_efficacy": 180, "n/robust/test/pgd": 100, "n/clean/test": 100}
+
+
+def records(base: dict = BASE, forget: str = "class:3", counts: dict | None = COUNTS) -> list[dict]:
+    """One record per (method, seed), with the n behind each proportion (``counts``) and, as the
+    engine logs them, ``gap/<key>`` = |value − the same seed's retrain value| on non-retrain runs."""
     out = []
+    retrain = base.get("retrain", [])
     for method, per_seed in base.items():
         kind = method if method in ("retrain", "original") else "unlearn"
         for seed, metrics in enumerate(per_seed):
-            out.append({"method": method, "forget": forget, "seed": seed, "kind": kind, "metrics": dict(metrics)})
+            logged = {**dict(metrics), **{k: v for k, v in (counts or {}).items() if k[2:] in metrics}}
+            if method != "retrain" and seed < len(retrain):
+                logged.update({f"gap/{k}": abs(v - retrain[seed][k]) for k, v in metrics.items()
+                               if k in ("ua", "retain_acc", "test_acc", "test_retained_acc", "mia_efficacy")
+                               and k in retrain[seed]})
+            out.append({"method": method, "forget": forget, "seed": seed, "kind": kind, "metrics": logged})
     return out

@@ -3,6 +3,10 @@ the summary tables and the inlined plots."""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+import re
 import shutil
 import subprocess
 
@@ -50,11 +54,71 @@ def test_screenshot_is_not_blank(report_html, tmp_path):
     assert 0.005 < dark < 0.6
 
 
+# Every plot of the report: figure id -> words its title + caption must hold (labelled).
+FIGURES = {
+    "ua-vs-ta": ("UA vs TA", "labelled"),
+    "gap-bars": ("Gap to retrain", "std over seeds", "beyond the noise"),
+    "pareto": ("Run time vs Avg. Gap", "retrain's run time"),
+    "roc": ("MIA ROC", "SVC of MIA-Efficacy", "1/n_nonmembers", "undefined"),
+    "robust-bars": ("Clean and robust accuracy", "Linf", "ε = 0.03137 (8/255)", "n = points"),
+    "per-class-class-3": ("Per-class test accuracy",),
+}
+
+
+def _figures(dom: str) -> dict[str, tuple[bytes, str]]:
+    """figure id -> (decoded PNG, title + caption text) from the rendered DOM."""
+    out = {}
+    for fid, b64, text in re.findall(
+            r'<figure id="fig-([^"]+)">\s*<img src="data:image/png;base64,([^"]+)"[^>]*>\s*<figcaption>(.*?)</figcaption>',
+            dom, re.S):
+        out[fid] = (base64.b64decode(b64), html.unescape(re.sub(r"<[^>]+>", "", text)))
+    return out
+
+
 def test_dom_has_tables_and_images(report_html, tmp_path):
     dom = _chromium(["--dump-dom", report_html.as_uri()], tmp_path).stdout
     assert dom.count('<table class="summary"') == 1
-    assert dom.count("<img ") == 4
-    assert dom.count('src="data:image/png;base64,') == 4
+    assert dom.count("<img ") == len(FIGURES)
+    assert dom.count('src="data:image/png;base64,') == len(FIGURES)
     for header in ("UA", "RA", "TA", "MIA-Efficacy", "Avg. Gap", "RTE (s)"):
         assert f'<th class="num">{header}</th>' in dom
     assert "<td>salun</td>" in dom and "<td>l1_sparse</td>" in dom
+    # intervals under the values, n per column, * where the gap to retrain is beyond the noise
+    assert dom.count('<span class="ci">[') >= 4 * 7 - 2
+    assert '<tr class="points"><td>n (points)</td><td class="num">180</td>' in dom
+    assert '<span class="mark">*</span>' in dom
+
+
+def test_new_plots_are_present_non_empty_and_labelled(report_html, tmp_path):
+    from PIL import Image, ImageStat
+
+    dom = _chromium(["--dump-dom", report_html.as_uri()], tmp_path).stdout
+    figures = _figures(dom)
+    assert set(figures) == set(FIGURES)
+    for fid, words in FIGURES.items():
+        png, text = figures[fid]
+        img = Image.open(io.BytesIO(png)).convert("L")
+        assert img.size[0] >= 400 and img.size[1] >= 250, fid
+        assert ImageStat.Stat(img).stddev[0] > 15, fid  # drawn, not a blank canvas
+        dark = sum(img.histogram()[:160]) / (img.size[0] * img.size[1])
+        assert dark > 0.01, fid  # axes, bars and labels
+        for word in words:
+            assert word in text, (fid, word, text)
+    # alt text names every plot (screen readers, broken images)
+    for fid, words in FIGURES.items():
+        assert re.search(rf'<figure id="fig-{fid}">\s*<img src="[^"]+" alt="{re.escape(words[0])}', dom), fid
+
+
+def test_all_metrics_are_grouped_by_family_and_collapsed(report_html, tmp_path):
+    dom = _chromium(["--dump-dom", report_html.as_uri()], tmp_path).stdout
+    section = dom.split("<h2>All metrics</h2>", 1)[1]
+    families = re.findall(r'<details class="family">\s*<summary>([^<]+?) \((\d+)\)</summary>', section)
+    names = [f.strip() for f, _ in families]
+    assert names[:2] == ["Accuracy", "MIA-Efficacy (SVC)"] and "Gaps to retrain" in names and "Counts (n)" in names
+    assert "Robustness" in names and "Run time" in names
+    # collapsed by default: no details element is open
+    assert "<details open" not in section
+    # every metric row sits in exactly one family
+    rows = re.findall(r"<tr><td><code>([^<]+)</code></td>", section)
+    assert len(rows) == len(set(rows)) == sum(int(n) for _, n in families)
+    assert "gap/ua" in rows and "n/test_acc" in rows

@@ -9,10 +9,11 @@ import re
 import statistics
 
 import pytest
-from report_helpers import BASE, log_study, records
+from report_helpers import BASE, COUNTS, log_study, records
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
+from unlearnbench.eval import intervals as iv
 from unlearnbench.reports import build_report, load_runs, write_report
 
 runner = CliRunner()
@@ -30,9 +31,20 @@ def _md_table(markdown: str, spec: str) -> dict[str, dict[str, str]]:
     return table
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: list[float], n: int | None = None) -> str:
+    """mean ± std [95 % interval]: scipy's t interval over seeds, widened to the Wilson interval
+    of the mean on all seeds' points pooled when the value is a proportion with n points per run."""
+    from scipy import stats
+
     mean = statistics.fmean(values)
-    return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
+    if len(values) == 1:
+        return f"{mean:.2f}"
+    sd = statistics.stdev(values)
+    lo, hi = (mean, mean) if sd == 0 else stats.t.interval(0.95, len(values) - 1, loc=mean, scale=sd / len(values) ** 0.5)
+    if n is not None:
+        w = iv.wilson(mean / 100, n * len(values))
+        lo, hi = max(0.0, min(lo, 100 * w[0])), min(100.0, max(hi, 100 * w[1]))
+    return f"{mean:.2f} ± {sd:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
 def test_markdown_numbers_equal_the_mlflow_metrics(mlflow_uri, experiment, tmp_path):
@@ -42,7 +54,7 @@ def test_markdown_numbers_equal_the_mlflow_metrics(mlflow_uri, experiment, tmp_p
     result = build_report(experiment, tmp_path, tracking_uri=mlflow_uri)
     md = result.markdown.read_text()
     table = _md_table(md, "class:3")
-    assert list(table) == ["retrain", "original", "l1_sparse", "salun"]  # references first
+    assert [k for k in table if not k.startswith("*n")] == ["retrain", "original", "l1_sparse", "salun"]  # references first
 
     # Read the metrics back from MLflow (not from the fixture) and recompute mean ± sample std.
     client = MlflowClient(tracking_uri=mlflow_uri)
@@ -58,15 +70,52 @@ def test_markdown_numbers_equal_the_mlflow_metrics(mlflow_uri, experiment, tmp_p
         assert row["seeds"] == [0, 1, 2]
         for header, key in columns.items():
             values = [r.data.metrics[key] for r in mine]
-            assert table[method][header] == _fmt(values), (method, header)
+            assert table[method][header].rstrip("*") == _fmt(values, COUNTS.get(f"n/{key}")), (method, header)
             assert row["values"][key]["mean"] == pytest.approx(statistics.fmean(values), rel=1e-12, abs=1e-12)
             assert row["values"][key]["n"] == 3
         assert table[method]["Seeds"] == "3"
     # The known numbers themselves (guards against reading the wrong runs consistently).
-    assert table["salun"]["UA"] == "98.83 ± 1.26"
-    assert table["salun"]["TA"] == "95.88 ± 0.33"
-    assert table["original"]["RA"] == "99.90 ± 0.00"
+    # (t interval over 3 seeds: mean ± 4.303 sd / sqrt 3; RA of the original: 3 equal seeds, so the
+    # Wilson interval of 99.9 % on 3 × 1200 points)
+    assert table["salun"]["UA"] == "98.83 ± 1.26 [95.71, 100.00]"  # t clipped to 100 %; within noise
+    assert table["salun"]["TA"] == "95.88 ± 0.33 [94.52, 96.91]"  # Wilson on 3 × 360 test images
+    assert table["l1_sparse"]["TA"].endswith("*")  # 3.2 points below retrain: beyond the noise
+    assert table["original"]["RA"] == "99.90 ± 0.00 [99.73, 99.96]"
+    assert table["retrain"]["UA"] == "100.00 ± 0.00 [99.29, 100.00]"  # Wilson: 540 / (540 + 1.96²)
+    assert table["*n (points)*"]["UA"] == "180" and table["*n (points)*"]["RA"] == "1200"
     assert "No previous report" in md
+
+
+def test_gaps_to_retrain_beyond_the_noise(mlflow_uri, experiment, tmp_path):
+    """``*`` marks a difference to retrain whose 95 % interval excludes 0: l1_sparse's TA (94.08 vs
+    97.25, three seeds each on 360 test images) is beyond it; salun's TA (95.88, 1.4 points
+    below) and UA (1.2 points from retrain's on 180-image forget sets) are not; a single seed
+    uses Newcombe on the run's n."""
+    log_study(mlflow_uri, experiment, records())
+    summary = build_report(experiment, tmp_path, tracking_uri=mlflow_uri).summary
+    salun = next(r for r in summary["rows"] if r["label"] == "salun")
+    retrain = next(r for r in summary["rows"] if r["label"] == "retrain")
+    assert "vs_retrain" in retrain and retrain["vs_retrain"] == {}
+    l1 = next(r for r in summary["rows"] if r["label"] == "l1_sparse")
+    ta = l1["vs_retrain"]["test_acc"]
+    diffs = [s["test_acc"] - r["test_acc"] for s, r in zip(BASE["l1_sparse"], BASE["retrain"], strict=True)]
+    assert ta["diff"] == pytest.approx(statistics.fmean(diffs)) and ta["beyond_noise"] is True
+    assert ta["ci"][1] < 0
+    # salun: 1.4 points below on 360 images per seed is within the binomial noise (Newcombe
+    # from the pooled Wilson intervals of both rows)
+    s_ta = salun["vs_retrain"]["test_acc"]
+    assert s_ta["ci"][0] < 0 < s_ta["ci"][1] and s_ta["beyond_noise"] is False
+    ua = salun["vs_retrain"]["ua"]
+    assert ua["diff"] == pytest.approx(98.833333 - 100) and ua["ci"][0] < 0 < ua["ci"][1]
+    assert ua["beyond_noise"] is False
+
+    one = {"retrain": BASE["retrain"][:1], "salun": [dict(BASE["salun"][0], ua=95.0)]}
+    log_study(mlflow_uri, experiment + "-one", records(one))
+    rows = build_report(experiment + "-one", tmp_path, tracking_uri=mlflow_uri).summary["rows"]
+    cell = next(r for r in rows if r["label"] == "salun")["vs_retrain"]["ua"]
+    # UA 95 % vs 100 % of 180 forget images: Newcombe's interval of the difference
+    lo, hi = iv.newcombe(0.95, 180, 1.0, 180)
+    assert cell["ci"] == pytest.approx([100 * lo, 100 * hi]) and cell["beyond_noise"] is True
 
 
 def test_classwise_ta_is_the_retained_classes_accuracy(mlflow_uri, experiment, tmp_path):
@@ -75,15 +124,17 @@ def test_classwise_ta_is_the_retained_classes_accuracy(mlflow_uri, experiment, t
     log_study(mlflow_uri, experiment, records(base))
     md = build_report(experiment, tmp_path, tracking_uri=mlflow_uri).markdown.read_text()
     table = _md_table(md, "class:3")
-    assert table["salun"]["TA"] == "51.00 ± 1.00"
-    assert table["retrain"]["TA"] == _fmt([m["test_acc"] + 1.0 for m in BASE["retrain"]])
+    assert table["salun"]["TA"] == _fmt([50.0, 51.0, 52.0], 324) + "*"
+    assert table["retrain"]["TA"] == _fmt([m["test_acc"] + 1.0 for m in BASE["retrain"]], 324)
 
 
 def test_single_seed_has_no_std(mlflow_uri, experiment, tmp_path):
     base = {"retrain": BASE["retrain"][:1], "salun": BASE["salun"][:1]}
     log_study(mlflow_uri, experiment, records(base))
     md = build_report(experiment, tmp_path, tracking_uri=mlflow_uri).markdown.read_text()
-    assert _md_table(md, "class:3")["salun"]["UA"] == "99.00"
+    # one seed: no std; the Wilson interval of 99 % of the 180 forget images
+    w = iv.wilson(0.99, 180)
+    assert _md_table(md, "class:3")["salun"]["UA"] == f"99.00 [{100 * w[0]:.2f}, {100 * w[1]:.2f}]"
 
 
 def _worse(base: dict) -> dict:
@@ -178,7 +229,7 @@ def test_html_is_self_contained(mlflow_uri, experiment, tmp_path):
     log_study(mlflow_uri, experiment, records())
     html = build_report(experiment, tmp_path, tracking_uri=mlflow_uri).html.read_text()
     srcs = re.findall(r'<img src="([^"]+)"', html)
-    assert len(srcs) == 4  # UA vs TA, ROC, robust bars, per-class heat map
+    assert len(srcs) == 6  # UA vs TA, gap bars, Pareto, ROC, robust bars, per-class heat map
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "http://" not in html and "https://" not in html  # nothing to fetch
 
@@ -201,8 +252,90 @@ def test_report_cli_gates_on_regressions_and_picks_a_study(mlflow_uri, experimen
     assert res.exit_code == 0, res.output
     md = (tmp_path / "reports" / experiment / "summary.md").read_text()
     assert f"parent run {first_id}" in md
-    assert _md_table(md, "class:3")["salun"]["TA"] == "95.88 ± 0.33"  # the first study's numbers, not the worse ones
+    assert _md_table(md, "class:3")["salun"]["TA"].startswith("95.88 ± 0.33 [")  # the first study's numbers, not the worse ones
     res = runner.invoke(app, [*base, "--run-id", "0" * 32])
     assert res.exit_code == 2 and "is not a study run" in res.output
     res = runner.invoke(app, [*base, "--tolerance", "-1"])
     assert res.exit_code == 2 and "--tolerance must be zero or positive" in res.output
+
+
+def _summary(cells: dict[str, dict[str, dict]]) -> dict:
+    """A summary dict with one class:3 row per label: {label: {key: Stat dict}}."""
+    rows = [{"forget": "class:3", "label": lab, "method": lab, "values": vals} for lab, vals in cells.items()]
+    return {"rows": rows}
+
+
+def test_interval_gate_flags_changes_beyond_the_noise_only():
+    from unlearnbench.reports.compare import compare
+    from unlearnbench.reports.summary import Stat
+
+    def one(v, n=360):  # one seed, a proportion on n points: Wilson
+        return Stat.of([v], "test_acc", {"n/test_acc": n}).to_dict()
+
+    # One seed, 360 test images: TA 96.0 -> 94.5 is within the noise (Newcombe ±2.6 points) ...
+    before = _summary({"retrain": {"test_acc": one(97.0)}, "salun": {"test_acc": one(96.0)}})
+    after = _summary({"retrain": {"test_acc": one(97.0)}, "salun": {"test_acc": one(94.5)}})
+    assert compare(after, before) == []
+    # ... but beyond the fixed 1-point tolerance, which stays available.
+    fixed = compare(after, before, tolerance=1.0)
+    assert [(c.label, c.status, c.rule) for c in fixed] == [("salun", "regression", "tolerance")]
+    # 10,000 test images: the same 1.5-point drop is beyond the noise.
+    big_before = _summary({"salun": {"test_acc": one(96.0, 10_000)}})
+    big_after = _summary({"salun": {"test_acc": one(94.5, 10_000)}})
+    (change,) = compare(big_after, big_before)
+    lo, hi = iv.newcombe(0.945, 10_000, 0.96, 10_000)
+    assert change.status == "regression" and change.rule == "interval"
+    assert change.noise == pytest.approx(50 * (hi - lo))
+    assert "beyond the 95 % noise" in change.describe()
+    # Three seeds each: Welch's t from mean / std / seeds (no counts known: old summaries).
+    seeds_before = _summary({"salun": {"test_acc": Stat.of([96.0, 96.2, 95.8]).to_dict()}})
+    seeds_after = _summary({"salun": {"test_acc": Stat.of([95.0, 95.3, 94.7]).to_dict()}})
+    (change,) = compare(seeds_after, seeds_before)
+    w = iv.welch([95.0, 95.3, 94.7], [96.0, 96.2, 95.8])
+    assert change.status == "regression" and change.noise == pytest.approx((w[1] - w[0]) / 2)
+    # A previous summary from before intervals existed (mean, std, n only): the fixed 1-point rule.
+    legacy = _summary({"salun": {"test_acc": {"mean": 96.0, "std": None, "n": 1}}})
+    (change,) = [c for c in compare(after, legacy) if c.status != "new"]
+    assert change.rule == "tolerance" and change.status == "regression"
+    # Reference metrics: the distance to retrain must grow beyond the four cells' noise.
+    def ua(v):
+        return Stat.of([v], "ua", {"n/ua": 180}).to_dict()
+
+    near = _summary({"retrain": {"ua": ua(100.0)}, "scar": {"ua": ua(99.0)}})
+    far = _summary({"retrain": {"ua": ua(100.0)}, "scar": {"ua": ua(97.0)}})
+    worse = _summary({"retrain": {"ua": ua(100.0)}, "scar": {"ua": ua(80.0)}})
+    assert compare(far, near) == []  # 1 -> 3 points from retrain on 180 images: noise
+    (change,) = compare(worse, near)
+    assert change.status == "regression" and change.current_distance == pytest.approx(20.0)
+
+
+def test_pruned_rows_are_compared_with_their_sparse_retrain():
+    import pandas as pd
+
+    from unlearnbench.reports.summary import summarize
+
+    rows = []
+    for label, method, variant, ua in (("retrain", "retrain", "", 100.0), ("retrain [prune=0.95]", "retrain", "prune=0.95", 90.0),
+                                       ("salun [prune=0.95]", "salun", "prune=0.95", 90.0), ("salun", "salun", "", 90.0)):
+        rows.append({"forget": "class:3", "label": label, "method": method, "variant": variant, "kind": "x",
+                     "seed": 0, "ua": ua, "n/ua": 180})
+    out = {r["label"]: r for r in summarize(pd.DataFrame(rows), ["ua", "n/ua"])}
+    assert out["salun [prune=0.95]"]["vs_retrain"]["ua"]["diff"] == 0.0  # vs the sparse retrain
+    assert out["salun"]["vs_retrain"]["ua"]["diff"] == -10.0 and out["salun"]["vs_retrain"]["ua"]["beyond_noise"]
+    assert out["retrain [prune=0.95]"]["vs_retrain"] == {}
+
+
+def test_coinciding_markers_get_separate_labels():
+    """A method right on the retrain star (salun used to hide under it) is still named: every
+    point gets a label, and labels of coinciding points do not overlap."""
+    from unlearnbench.reports.plots import _figure, _label_points
+
+    fig = _figure(5, 4)
+    ax = fig.subplots()
+    ax.set_xlim(0, 100)
+    ax.set_ylim(90, 100)
+    _label_points(ax, [(99.0, 97.0, "retrain", "black"), (99.2, 97.05, "salun", "orange"), (20.0, 92.0, "ft", "blue")])
+    fig.canvas.draw()
+    boxes = {t.get_text(): t.get_window_extent() for t in ax.texts}
+    assert set(boxes) == {"retrain", "salun", "ft"}
+    assert not boxes["retrain"].overlaps(boxes["salun"])

@@ -101,7 +101,9 @@ def test_tiny_study_end_to_end(interrupted_then_resumed, mlflow_uri, study_work_
     assert rep.exit_code == 0, rep.output
     html = (out / experiment / "report.html").read_text()
     assert "Per-class test accuracy" in html and "MIA ROC curves" in html
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 3  # no robustness in this study
+    # UA vs TA, gap bars, run time vs Avg. Gap, ROC, per-class heat map; no robustness in this study
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 5
+    assert 'id="fig-gap-bars"' in html and 'id="fig-pareto"' in html and 'id="fig-robust-bars"' not in html
     md = (out / experiment / "summary.md").read_text()
     assert "| retrain |" in md and "| finetune |" in md
 

@@ -69,17 +69,42 @@ _ORDER = ("forget_acc", "ua", "retain_acc", "test_acc", "test_retained_acc", "te
           "mia_efficacy", "mia_entropy", "mia_m_entropy", "avg_gap", "aus", "rte_seconds")
 
 
+def _ci(key: str, interval, digits: int | None = None) -> str:
+    if interval is None:
+        return ""
+    digits = digits if digits is not None else (2 if _fmt(key, 1.0) == "1.00" else 3)
+    return f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+
+
+def _compact(title: str) -> Table:
+    from rich import box
+
+    # No vertical rules: room for the intervals in an 80-column terminal or log.
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+
+
 def _summary_table(report) -> Table:
-    table = Table(title=f"Evaluation of {report.name or 'model'}", title_justify="left")
-    for col, just in (("metric", "left"), ("value", "right"), ("reference", "right"), ("|gap|", "right"), ("better", "left")):
-        table.add_column(col, justify=just, style="bold" if col == "metric" else None)
+    table = _compact(f"Evaluation of {report.name or 'model'}: value [95 % interval] on n points; "
+                     "* = gap to the reference beyond that noise")
+    for col, just in (("metric", "left"), ("value [95 % CI]", "right"), ("n", "right"), ("ref", "right"),
+                      ("|gap|", "right"), ("better", "left")):
+        table.add_column(col, justify=just, style="bold" if col == "metric" else None, no_wrap=col != "better")
     rows = [r for r in report.rows() if not r[0].startswith("mia/")]
     rank = {k: i for i, k in enumerate(_ORDER)}
     rows.sort(key=lambda r: (rank.get(r[0], len(rank)), r[0]))
-    arrows = {"higher": "higher", "lower": "lower", "reference": "near ref."}
+    arrows = {"higher": "higher", "lower": "lower", "reference": "near ref"}
     for key, value, ref, gap, direction in rows:
-        table.add_row(key, _fmt(key, value), _fmt(key, ref), _fmt(key, gap), arrows.get(direction, direction))
+        n = report.n(key)
+        ci = _ci(key, report.interval(key))
+        noise = report.beyond_noise(key) if ref is not None else None
+        table.add_row(key, f"{_fmt(key, value)} {ci}".strip(), "" if n is None else str(n), _fmt(key, ref),
+                      _fmt(key, gap) + ("*" if noise else " " if noise is False else ""),
+                      arrows.get(direction, direction))
     return table
+
+
+def _num3(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{v:.3f}"
 
 
 def _mia_table(report) -> Table | None:
@@ -90,14 +115,36 @@ def _mia_table(report) -> Table | None:
             groups.setdefault((parts[1], parts[2]), {})[parts[3]] = value
     if not groups:
         return None
-    table = Table(title="Membership attacks (0.5 AUC = chance; compare with the reference)", title_justify="left")
-    for col in ("attack", "pair", "auc", "ref auc", "bal_acc", "tpr@1%fpr", "tpr@0.1%fpr"):
-        table.add_column(col, justify="left" if col in ("attack", "pair") else "right")
+    table = _compact("Membership attacks: members (forget / retain) vs test images; AUC 0.5 = chance, "
+                     "compare with the reference (ref)")
+    # Short headers: nine columns with an interval in 80 characters.
+    for col in ("attack", "mem", "n m/non", "auc [95 % CI]", "ref", "bal", "tpr@1%", "tpr@.1%"):
+        table.add_column(col, justify="left" if col in ("attack", "mem") else "right", no_wrap=True)
     for (attack, pair), st in groups.items():
-        ref = report.reference_values.get(f"mia/{attack}/{pair}/auc")
-        table.add_row(attack, pair, _fmt("", st.get("auc")), _fmt("", ref), _fmt("", st.get("bal_acc")),
-                      _fmt("", st.get("tpr_at_fpr_0.01")), _fmt("", st.get("tpr_at_fpr_0.001")))
+        prefix = f"mia/{attack}/{pair}"
+        ref = report.reference_values.get(f"{prefix}/auc")
+        n_mem, n_non = report.counts.get(f"{prefix}/n_members"), report.counts.get(f"{prefix}/n_nonmembers")
+        counts = f"{n_mem}/{n_non}" if n_mem is not None else ""
+
+        def tpr(k: str, prefix: str = prefix, st: dict = st) -> str:
+            return "undef." if f"{prefix}/{k}" in report.undefined else _num3(st.get(k))
+
+        auc = f"{_num3(st.get('auc'))} {_ci('', report.interval(f'{prefix}/auc'), 2)}".strip()
+        # pairs are forget_test / retain_test: members vs test images
+        bal = st.get("bal_acc")
+        table.add_row(attack, pair.removesuffix("_test"), counts, auc, _num3(ref), "-" if bal is None else f"{bal:.2f}", tpr("tpr_at_fpr_0.01"),
+                      tpr("tpr_at_fpr_0.001"))
     return table
+
+
+def _undefined_note(report) -> str | None:
+    """One line for the undefined low-FPR TPRs (the reason is the same for every attack)."""
+    keys = [k for k in report.undefined if k.startswith("mia/")]
+    if not keys:
+        return None
+    lows = sorted({k.rsplit("_", 1)[-1] for k in keys}, key=float)
+    return (f"undef.: TPR at FPR {', '.join(lows)} is not measurable where 1/n_nonmembers is larger than that FPR "
+            f"({len(keys)} value(s); see report.undefined).")
 
 
 @app.command()
@@ -169,6 +216,9 @@ def evaluate(
             mia = _mia_table(report)
             if mia is not None:
                 console.print(mia)
+            note = _undefined_note(report)
+            if note is not None:
+                console.print(note, style="dim", highlight=False)
         # Class-wise-only metrics on a random spec are not worth a line; missing inputs are.
         skipped = {k: v for k, v in report.skipped.items() if v != "needs classwise"}
         if skipped:

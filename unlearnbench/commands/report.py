@@ -25,28 +25,35 @@ def print_summary(summary: dict) -> None:
     """The papers' table per forget spec (mean ± std over seeds), as rich tables on stdout."""
     from rich import box
 
-    from unlearnbench.reports.summary import fmt, summary_metrics
+    from unlearnbench.reports.summary import beyond_noise, fmt, fmt_ci, points_text, summary_metrics
 
     for spec in dict.fromkeys(r["forget"] for r in summary["rows"]):
         rows = [r for r in summary["rows"] if r["forget"] == spec]
         # A terminal is narrow: robust accuracy on the test split only (the report has every split).
         metrics = [m for m in summary_metrics(sorted({k for r in rows for k in r["values"]}))
-                   if not m.key.startswith("robust/") or m.key.startswith("robust/test/")]
+                   if not m.key.startswith("robust/") or m.key.split("/")[1] in ("test", "test_retained")]
         seeds = {len(r["seeds"]) for r in rows}
         same = len(seeds) == 1
-        title = f"forget {spec}: mean ± std over {next(iter(seeds)) if same else 'the'} seed(s)"
+        title = (f"forget {spec}: mean ± std over {next(iter(seeds)) if same else 'the'} seed(s), "
+                 "[95 % interval] below; * = differs from retrain beyond the noise")
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         table.add_column("method", style="bold", no_wrap=True)
         for m in metrics:
-            label = _SHORT.get(m.key) or m.label.replace("Robust test ", "rob ").replace("autoattack", "AA")
+            label = _SHORT.get(m.key) or (m.label.replace("Robust test_retained ", "rob ")
+                                          .replace("Robust test ", "rob ").replace("autoattack", "AA"))
             # Wrap "98.12 ± 0.35" at its spaces rather than cutting numbers in a narrow terminal.
             table.add_column(label, justify="right", min_width=6, overflow="fold")
         if not same:
             table.add_column("seeds", justify="right")
+        points = [points_text(rows, m.key) for m in metrics]
+        if any(points):
+            table.add_row("n (points)", *points, *([] if same else [""]), style="dim")
         for r in rows:
             style = "italic dim" if r["method"] in ("retrain", "original") else None
-            cells = [fmt(r["values"].get(m.key)) for m in metrics] + ([] if same else [str(len(r["seeds"]))])
-            table.add_row(r["label"], *cells, style=style)
+            # The interval on its own line: the value stays readable in a narrow column.
+            cells = [(fmt(r["values"].get(m.key)) + ("*" if beyond_noise(r, m.key) else "")
+                      + (f"\n{ci}" if (ci := fmt_ci(r["values"].get(m.key))) else "")) for m in metrics]
+            table.add_row(r["label"], *cells, *([] if same else [str(len(r["seeds"]))]), style=style)
         console.print(table)
     from unlearnbench.reports.expected import rich_tables
 
@@ -79,10 +86,12 @@ def report(
     out: Path = typer.Option(Path("reports"), "--out", "-o", help="Folder for reports (one sub-folder per experiment)."),
     run_id: str | None = typer.Option(None, "--run-id", help="Study parent run to report (default: the latest study)."),
     tolerance: float | None = typer.Option(
-        None, "--tolerance", help="Points an accuracy-like metric may worsen before it counts as a regression (default 1.0)."
+        None, "--tolerance",
+        help="Use a fixed gate instead of the 95 % intervals: points an accuracy-like metric may worsen before it "
+             "counts as a regression.",
     ),
     log: bool = typer.Option(True, "--log/--no-log", help="Attach the report to the study's MLflow run."),
-    fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit with code 1 when a regression is found."),
+    fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit with code 1 when a regression is found (a change worse beyond its 95 % interval, or than --tolerance)."),
     tracking_uri: str | None = TrackingOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -92,7 +101,7 @@ def report(
     from unlearnbench.core.errors import ConfigError
     from unlearnbench.reports import build_report
 
-    if tolerance is not None and tolerance < 0:
+    if tolerance is not None and not (tolerance >= 0 and tolerance != float("inf")):  # NaN fails >= too
         raise ConfigError("--tolerance must be zero or positive (points of accuracy).")
     check_outputs(("--out", out, True))
     result = build_report(experiment, out, tracking_uri=tracking_uri, parent_run_id=run_id, tolerance=tolerance,

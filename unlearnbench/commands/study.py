@@ -180,7 +180,7 @@ def demo(
 ) -> None:
     """The whole pipeline on the embedded digits data, in a few minutes on a laptop CPU: train the
     original, retrain the reference, unlearn class 3 with salun, l1_sparse, scar, finetune and
-    random_label, evaluate (accuracies, MIA, PGD and AutoAttack on a subset), log to MLflow and
+    random_label, evaluate (accuracies, MIA, PGD on up to 500 points per split), log to MLflow and
     write the HTML report."""
     setup_output(quiet)
     from unlearnbench.commands.report import print_report_result

@@ -11,7 +11,8 @@
    a dict of values) is used as is, so a study evaluates its retrained model once;
 3. runs the metrics in stage order on shared, cached predictions (``PredictionCache``): each
    (model, split) is predicted exactly once, test_retained / test_forgotten are slices of test;
-4. returns a ``Report`` with values, per-class table, ROC curves, config, provenance, timings.
+4. returns a ``Report`` with values, the n behind each of them (``counts``), the values that are
+   undefined and why, per-class table, ROC curves, config, provenance, timings.
 
 This module never imports mlflow; ``eval.tracking.log_report`` logs a report.
 """
@@ -191,6 +192,7 @@ class Evaluator:
         start = time.perf_counter()
         cache = PredictionCache(self.config.batch_size, self.config.amp)
         ref_model, ref_values = _split_ref(reference)
+        ref_counts = dict(reference.counts) if isinstance(reference, Report) else {}
         orig_model, orig_values = _split_ref(original)
         inputs = dataset_inputs(data)
         data_key = tuple(f"{e['context']}:{e['digest']}" for e in inputs)
@@ -213,6 +215,7 @@ class Evaluator:
                         and metric_spec(n).stage <= 1]
             self._run(ref_ctx, ref_plan, {})
             ctx.reference_values = dict(ref_ctx.values)
+            ref_counts = dict(ref_ctx.counts)
             timings["reference"] = time.perf_counter() - t0
         per_class: list[dict[str, Any]] = []
         curves: dict[str, dict[str, list[float]]] = {}
@@ -241,6 +244,9 @@ class Evaluator:
             directions=directions,
             reference_values=dict(ctx.reference_values or {}),
             skipped=skipped,
+            counts=dict(ctx.counts),
+            undefined=dict(ctx.undefined),
+            reference_counts=ref_counts,
         )
 
     def _run(self, ctx: EvalContext, plan: list[str], timings: dict[str, float],
@@ -255,6 +261,8 @@ class Evaluator:
                     raise ValueError(f"metric {name!r} reports {key!r}, already reported by {ctx.sources[key]!r}")
                 ctx.values[key] = float(value)
                 ctx.sources[key] = name
+            ctx.counts.update({k: int(v) for k, v in result.counts.items()})
+            ctx.undefined.update(result.undefined)
             if per_class is not None:
                 per_class.extend(result.per_class)
             if curves is not None:

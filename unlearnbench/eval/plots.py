@@ -1,10 +1,16 @@
-"""ROC plots (log-log, as LiRA recommends) drawn without pyplot's global state."""
+"""ROC plots (log-log, as LiRA recommends) drawn without pyplot's global state.
+
+FPRs below 1/n_nonmembers cannot be measured (only FPR 0 is reachable there): that region is
+shaded and labelled, and the curves are drawn from it only as the floor they are clipped to.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+FLOOR = 1e-4  # the log axes start here
 
 
 def _group(curves: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, list[float]]]]:
@@ -17,6 +23,25 @@ def _group(curves: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dic
     return groups
 
 
+def n_nonmembers(curve: dict) -> int | None:
+    """The non-member count a curve records (``eval.roc.AttackStats.curve``), if any."""
+    n = curve.get("n_nonmembers")
+    if isinstance(n, (list, tuple)):
+        n = n[0] if n else None
+    return int(n) if n is not None and n == n and n > 0 else None
+
+
+def shade_undefined(ax, n_non: int | None, floor: float = FLOOR) -> None:
+    """Shade FPR < 1/n_nonmembers, where TPR at that FPR is undefined."""
+    if not n_non:
+        return
+    edge = 1.0 / n_non
+    if edge <= floor:
+        return
+    ax.axvspan(floor, edge, color="#bbbbbb", alpha=0.35, hatch="//", lw=0, zorder=0,
+               label=f"FPR < 1/{n_non}: undefined")
+
+
 def roc_figure(title: str, curves: dict[str, dict[str, list[float]]]):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -24,11 +49,16 @@ def roc_figure(title: str, curves: dict[str, dict[str, list[float]]]):
     fig = Figure(figsize=(4.8, 4.2), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    floor = 1e-4
+    floor = FLOOR
+    ns = [n for c in curves.values() if (n := n_nonmembers(c))]
+    shade_undefined(ax, min(ns) if ns else None, floor)
     for attack, c in sorted(curves.items()):
         fpr = np.maximum(np.asarray(c["fpr"], dtype=float), floor)
         tpr = np.maximum(np.asarray(c["tpr"], dtype=float), floor)
-        ax.plot(fpr, tpr, label=attack, lw=1.3)
+        (line,) = ax.plot(fpr, tpr, label=attack, lw=1.3)
+        if c.get("op_fpr") and c.get("op_tpr"):  # the SVC's own decision threshold (MIA-Efficacy)
+            ax.plot(max(c["op_fpr"][0], floor), max(c["op_tpr"][0], floor), "o", color=line.get_color(), ms=6,
+                    mfc="none", label=f"{attack} at its threshold")
     ax.plot([floor, 1], [floor, 1], ls="--", color="grey", lw=0.8, label="chance")
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -1,6 +1,12 @@
 """The typed result of an evaluation, with a lossless JSON round trip.
 
-``values`` is flat ``{metric_key: float}`` (the MLflow metrics); ``per_class`` a DataFrame
+``values`` is flat ``{metric_key: float}`` (the MLflow metrics); ``counts`` how many points each
+value rests on (``n/<key>`` for proportions: accuracies, UA, MIA-Efficacy, clean / robust
+accuracy; ``<attack>/n_members`` and ``n_nonmembers`` for membership attacks; logged to MLflow
+as metrics too) and ``reference_counts`` the same for the reference; ``undefined`` the values
+that are not numbers and why (TPR at an FPR below 1/n_nonmembers); ``interval(key)`` a 95 %
+interval (Wilson for proportions, Hanley-McNeil for AUC) and ``gap_interval(key)`` one of
+value - reference (``eval.intervals``); ``per_class`` a DataFrame
 (split, class, name, n, acc[, reference_acc]); ``curves`` ROC points by name
 (``{"fpr": [...], "tpr": [...]}``); ``config`` what was evaluated and how (flattened into MLflow
 params); ``provenance`` git sha, versions, device, seed, host, time; ``timings`` seconds per
@@ -11,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from unlearnbench.core.io import atomic_write
+from unlearnbench.eval import intervals as iv
 
 TAG_KEYS = ("kind", "method", "dataset", "model", "forget", "seed")
 PER_CLASS_COLUMNS = ["split", "class", "name", "n", "acc"]
@@ -38,6 +47,51 @@ def _floats(d: dict[str, Any] | None) -> dict[str, float]:
     return {k: float("nan") if v is None else float(v) for k, v in (d or {}).items()}
 
 
+_TPR = re.compile(r"^(?P<prefix>.+)/tpr_at_fpr_[^/]+$")
+_AUC = re.compile(r"^(?P<prefix>.+)/auc$")
+
+
+def proportion_n(key: str, counts: Mapping[str, float]) -> tuple[int, float] | None:
+    """(n, scale) when ``key`` is a proportion measured on n points: scale 100 for percentages,
+    1 for fractions (TPRs of membership attacks, whose n is the attack's ``n_members``)."""
+    n = counts.get(f"n/{key}")
+    if n is not None and n == n and n > 0:
+        return int(n), (1.0 if key.startswith("mia/") else 100.0)
+    m = _TPR.match(key)
+    if m and (n := counts.get(f"{m['prefix']}/n_members")) is not None and n == n and n > 0:
+        return int(n), 1.0
+    return None
+
+
+def value_interval(key: str, value: float | None, counts: Mapping[str, float]) -> iv.Interval | None:
+    """95 % interval of ``value`` in its own unit: Wilson for proportions, Hanley-McNeil for an
+    attack's AUC; None for anything else (gaps, divergences, run time) or without counts."""
+    if value is None or not math.isfinite(value):
+        return None
+    pn = proportion_n(key, counts)
+    if pn is not None:
+        n, scale = pn
+        w = iv.wilson(value / scale, n)
+        return None if w is None else (w[0] * scale, w[1] * scale)
+    m = _AUC.match(key)
+    if m:
+        pos, neg = counts.get(f"{m['prefix']}/n_members"), counts.get(f"{m['prefix']}/n_nonmembers")
+        if pos and neg:
+            return iv.auc_interval(value, int(pos), int(neg))
+    return None
+
+
+def difference_interval(key: str, value: float | None, ref: float | None, counts: Mapping[str, float],
+                        ref_counts: Mapping[str, float]) -> iv.Interval | None:
+    """95 % interval of ``value - ref`` (Newcombe / MOVER from both intervals). ``ref_counts``
+    falls back to ``counts``: the reference is scored on the same points."""
+    if value is None or ref is None:
+        return None
+    a = value_interval(key, value, counts)
+    b = value_interval(key, ref, {**counts, **ref_counts})
+    return iv.mover(value, a, ref, b)
+
+
 @dataclass
 class Report:
     values: dict[str, float] = field(default_factory=dict)
@@ -51,6 +105,9 @@ class Report:
     directions: dict[str, str] = field(default_factory=dict)  # value key -> higher | lower | reference
     reference_values: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+    counts: dict[str, int] = field(default_factory=dict)  # n/<key>, <attack>/n_members, ...
+    undefined: dict[str, str] = field(default_factory=dict)  # value key -> why it is not a number
+    reference_counts: dict[str, int] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> float:
         return self.values[key]
@@ -60,6 +117,28 @@ class Report:
         tags = {k: str(self.meta.get(k, "")) for k in TAG_KEYS}
         tags["git_sha"] = str(self.provenance.get("git_sha", "unknown"))
         return tags
+
+    def n(self, key: str) -> int | None:
+        """How many points ``key`` was measured on (a proportion's denominator), if known."""
+        pn = proportion_n(key, self.counts)
+        return None if pn is None else pn[0]
+
+    def interval(self, key: str) -> iv.Interval | None:
+        """95 % interval of ``values[key]`` (Wilson for proportions, Hanley-McNeil for AUC)."""
+        return value_interval(key, self.values.get(key), self.counts)
+
+    def reference_interval(self, key: str) -> iv.Interval | None:
+        return value_interval(key, self.reference_values.get(key), {**self.counts, **self.reference_counts})
+
+    def gap_interval(self, key: str) -> iv.Interval | None:
+        """95 % interval of ``value - reference value`` (signed; ``gap/<key>`` is its absolute value)."""
+        return difference_interval(key, self.values.get(key), self.reference_values.get(key), self.counts,
+                                   self.reference_counts)
+
+    def beyond_noise(self, key: str) -> bool | None:
+        """Whether the gap to the reference is larger than the noise (its interval excludes 0);
+        None when there is no reference value or no interval for ``key``."""
+        return iv.excludes_zero(self.gap_interval(key))
 
     def rows(self) -> list[tuple[str, float, float | None, float | None, str]]:
         """(key, value, reference value, |gap|, direction) for every value except the gaps."""
@@ -94,6 +173,11 @@ class Report:
             "provenance": self.provenance,
             "timings": self.timings,
             "skipped": self.skipped,
+            "counts": self.counts,
+            "undefined": self.undefined,
+            "reference_counts": self.reference_counts,
+            # Derived (ignored when read back): for readers of the JSON that do not use this class.
+            "intervals": {k: list(i) for k in self.values if (i := self.interval(k)) is not None},
         })
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -110,6 +194,10 @@ class Report:
             config=d.get("config") or {}, provenance=d.get("provenance") or {}, timings=_floats(d.get("timings")),
             name=d.get("name", ""), meta=d.get("meta") or {}, directions=d.get("directions") or {},
             reference_values=_floats(d.get("reference_values")), skipped=d.get("skipped") or {},
+            # Reports written before counts existed read back without them (no intervals).
+            counts={k: int(v) for k, v in (d.get("counts") or {}).items() if v is not None},
+            undefined=dict(d.get("undefined") or {}),
+            reference_counts={k: int(v) for k, v in (d.get("reference_counts") or {}).items() if v is not None},
         )
 
     @classmethod

@@ -7,9 +7,13 @@ Conventions (LiRA, Carlini et al. 2022, ``plot.py::sweep``):
   on one random half of the points and scored on the other, both ways, seeded
   (``eval.crossfit``); 0.5 is chance, 1 perfect separation. LiRA's in-sample "best over all
   thresholds" is optimistic (0.53-0.55 on noise for a few hundred points);
-- ``tpr_at_fpr_<a>``: the TPR of the last ROC point whose FPR is at most ``a`` (0 when no
-  threshold reaches that FPR, e.g. with fewer than 1/a non-members the resolution is coarser
-  than ``a`` and the value reflects FPR = 0).
+- ``tpr_at_fpr_<a>``: the TPR of the last ROC point whose FPR is at most ``a``. With
+  ``n_nonmembers`` non-members the smallest non-zero FPR is ``1 / n_nonmembers``; for ``a`` below
+  that the only reachable point is FPR = 0, so "TPR at FPR a" is not measured at all: the value
+  is **undefined** (absent from ``values()``, its reason in ``undefined()``), not a number.
+
+Every attack records ``n_members`` and ``n_nonmembers`` (``counts()``), and ``record_attack`` in
+``eval.metrics.base`` writes values, counts, undefined reasons and the curve under one prefix.
 """
 
 from __future__ import annotations
@@ -39,12 +43,40 @@ class AttackStats:
     tpr: list[float] = field(default_factory=list)
 
     def values(self) -> dict[str, float]:
+        """The defined statistics (undefined low-FPR TPRs are left out, see ``undefined``)."""
         out = {"auc": self.auc, "bal_acc": self.bal_acc}
-        out.update({fpr_key(a): t for a, t in self.tpr_at_fpr.items()})
+        out.update({fpr_key(a): t for a, t in self.tpr_at_fpr.items() if a not in self.undefined_fprs()})
         return out
 
+    def counts(self) -> dict[str, int]:
+        return {"n_members": self.n_members, "n_nonmembers": self.n_nonmembers}
+
+    def undefined_fprs(self) -> tuple[float, ...]:
+        return tuple(a for a in self.tpr_at_fpr if undefined_reason(a, self.n_nonmembers) is not None)
+
+    def undefined(self) -> dict[str, str]:
+        """``tpr_at_fpr_<a>`` -> why it is not a number."""
+        return {fpr_key(a): undefined_reason(a, self.n_nonmembers) for a in self.undefined_fprs()}  # type: ignore[misc]
+
     def curve(self) -> dict[str, list[float]]:
-        return {"fpr": self.fpr, "tpr": self.tpr}
+        """Thinned ROC points plus the counts (one-element lists), so a plot can shade the FPRs
+        below 1/n_nonmembers that the curve cannot resolve."""
+        return {"fpr": self.fpr, "tpr": self.tpr, "n_members": [self.n_members], "n_nonmembers": [self.n_nonmembers]}
+
+
+def min_fpr(n_nonmembers: int) -> float:
+    """The smallest non-zero FPR ``n_nonmembers`` non-members can resolve."""
+    return 1.0 / n_nonmembers if n_nonmembers > 0 else float("inf")
+
+
+def undefined_reason(fpr: float, n_nonmembers: int) -> str | None:
+    """Why TPR at ``fpr`` cannot be measured with ``n_nonmembers`` non-members (None if it can)."""
+    if n_nonmembers > 0 and fpr >= min_fpr(n_nonmembers) - 1e-12:
+        return None
+    if n_nonmembers <= 0:
+        return "undefined: there are no non-members"
+    return (f"undefined: FPR {fpr:g} is below 1/n_nonmembers = 1/{n_nonmembers} = {min_fpr(n_nonmembers):.2g}, "
+            f"the smallest non-zero FPR {n_nonmembers} non-members can measure")
 
 
 def attack_stats(
@@ -67,7 +99,8 @@ def attack_stats(
     low = {}
     for a in fprs:
         ok = np.flatnonzero(fpr <= a + 1e-12)
-        low[a] = float(tpr[ok[-1]]) if len(ok) else 0.0
+        # Below 1/n_nonmembers only FPR = 0 is reachable: not a measurement of TPR at ``a``.
+        low[a] = float(tpr[ok[-1]]) if undefined_reason(a, len(n)) is None else float("nan")
     tf, tt, _ = roc_curve(y, s, drop_intermediate=True)
     return AttackStats(auc, bal, low, len(m), len(n), _thin(tf), _thin(tt))
 

@@ -66,7 +66,6 @@ from unlearnbench.core.models import create_model
 from unlearnbench.core.runtime import resolve_device
 from unlearnbench.core.train import TrainConfig, accuracy, fit
 from unlearnbench.eval.lira import Variance, balanced_masks, fit_gaussians, usable
-from unlearnbench.eval.mia_record import stats_summary
 from unlearnbench.eval.predictions import Predictions
 from unlearnbench.eval.roc import AttackStats, attack_stats
 
@@ -557,7 +556,7 @@ def train_pool(
     pool = ShadowPool.load(out)
     if kind == "lira":
         hold = lira_holdout(pool)
-        manifest["holdout"] = {k: stats_summary(s) for k, s in hold.items()}
+        manifest["holdout"] = {k: {**s.values(), **s.counts()} for k, s in hold.items()}
     else:
         res = ulira_targets(pool)
         manifest["holdout"] = {"ulira": {**res.values(), **res.counts()}}

@@ -379,6 +379,7 @@ def _log_report_body(report: Any, checkpoint: str | Path | None, artifacts: bool
     from unlearnbench.eval.plots import save_roc_pngs
 
     log_metrics(report.values)
+    log_metrics(getattr(report, "counts", {}))  # n behind each value (n/<key>, <attack>/n_members): intervals
     log_metrics({f"time/{k}": v for k, v in report.timings.items()})
     log_inputs(report.meta.get("inputs") or [])
     if artifacts:

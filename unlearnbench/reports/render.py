@@ -29,7 +29,16 @@ from unlearnbench.core.io import atomic_write
 from unlearnbench.reports import expected, plots
 from unlearnbench.reports.compare import Change, compare, regressions
 from unlearnbench.reports.runs import RunSet, load_runs
-from unlearnbench.reports.summary import comparison_metrics, fmt, markdown_table, summarize, summary_metrics
+from unlearnbench.reports.summary import (
+    beyond_noise,
+    comparison_metrics,
+    fmt,
+    fmt_ci,
+    markdown_table,
+    points_text,
+    summarize,
+    summary_metrics,
+)
 
 log = logging.getLogger(__name__)
 FORMAT = "unlearnbench-report-summary-v1"
@@ -155,15 +164,46 @@ def _per_class_of(report: dict, split: str = "test") -> dict[str, float]:
     return {str(n): float(v) for n, v in zip(frame[name_col], frame[col], strict=True) if v is not None and np.isfinite(v)}
 
 
+def _with_counts(curves: dict[str, Any], report: dict) -> dict[str, Any]:
+    """Curves of reports written before curves carried their counts get them from ``counts``."""
+    counts = report.get("counts") or {}
+    out = {}
+    for name, c in curves.items():
+        if "n_nonmembers" not in c and f"{name}/n_nonmembers" in counts:
+            c = {**c, "n_nonmembers": [counts[f"{name}/n_nonmembers"]], "n_members": [counts.get(f"{name}/n_members")]}
+        out[name] = c
+    return out
+
+
+def _threat_text(runset: RunSet) -> str:
+    """``Linf, ε = 0.1`` from the first run's evaluation config (report.json), or ``""``."""
+    for report in runset.artifacts.values():
+        ev = (report.get("config") or {}).get("eval") or {}
+        if ev.get("robustness"):
+            eps = ev.get("eps")
+            eps_text = f"{eps:.4g}" if isinstance(eps, (int, float)) else str(eps)
+            if isinstance(eps, float) and abs(eps * 255 - round(eps * 255)) < 1e-6 and eps < 1:
+                eps_text += f" ({round(eps * 255)}/255)"
+            return f"{ev.get('norm', 'Linf')}, ε = {eps_text}"
+    return ""
+
+
 def _figures(runset: RunSet, rows: list[dict]) -> list[dict[str, str]]:
     figures: list[dict[str, str]] = []
 
-    def add(title: str, png: bytes | None, caption: str) -> None:
+    def add(fid: str, title: str, png: bytes | None, caption: str) -> None:
         if png is not None:
-            figures.append({"title": title, "src": plots.data_uri(png), "caption": caption})
+            figures.append({"id": fid, "title": title, "src": plots.data_uri(png), "caption": caption})
 
-    add("UA vs TA", plots.ua_vs_ta(rows),
-        "Mean ± std over seeds. The dashed cross marks the retrained model: the closer, the better.")
+    add("ua-vs-ta", "UA vs TA", plots.ua_vs_ta(rows),
+        "Mean ± std over seeds, every marker labelled. The hollow star and dashed cross mark the retrained model: "
+        "the closer, the better.")
+    add("gap-bars", "Gap to retrain per metric", plots.gap_bars(rows),
+        "|UA, RA, TA, MIA-Efficacy − retrain's| per method: bars are the mean over seeds, error bars the std over "
+        "seeds; * marks a difference beyond the noise (its 95 % interval excludes 0).")
+    add("pareto", "Run time vs Avg. Gap", plots.pareto(rows),
+        "Cost against closeness to retrain (mean ± std over seeds); the grey line joins the methods no other beats on "
+        "both; the dashed line is retrain's run time.")
     runs = runset.runs
     curves: dict[tuple[str, str], dict] = {}
     per_class: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -176,19 +216,23 @@ def _figures(runset: RunSet, rows: list[dict]) -> list[dict[str, str]]:
             if key not in curves:
                 found = _curves_of(report)
                 if found:
-                    curves[key] = found
+                    curves[key] = _with_counts(found, report)
             for cls, acc in _per_class_of(report).items():
                 per_class.setdefault(r["forget"], {}).setdefault(r["label"], {}).setdefault(cls, []).append(acc)
-    add("MIA ROC curves", plots.roc_curves(rows, curves),
-        "Membership-inference ROC on log-log axes (first seed per method); the retrained model is the target.")
-    add("Clean and robust accuracy", plots.robust_bars(rows),
-        "Per split and attack; the hatched bars are the original model (before unlearning).")
+    add("roc", "MIA ROC curves", plots.roc_curves(rows, curves),
+        "Membership-inference ROC on log-log axes (first seed per method): the SVC of MIA-Efficacy (its decision "
+        "value as a score; o = its own threshold) beside the threshold attacks; the retrained model is the target. "
+        "Hatched: FPR below 1/n_nonmembers, where TPR cannot be measured (undefined).")
+    threat = _threat_text(runset)
+    add("robust-bars", "Clean and robust accuracy" + (f" ({threat})" if threat else ""), plots.robust_bars(rows, threat),
+        "Per split and attack, n = points attacked per run; the hatched bars are the original model (before "
+        "unlearning).")
     order = {(r["forget"], r["label"]): i for i, r in enumerate(rows)}
     for spec, by_label in per_class.items():
         labels = sorted(by_label, key=lambda lab: order.get((spec, lab), 1 << 30))
         matrix = {lab: {c: float(np.mean(v)) for c, v in by_label[lab].items()} for lab in labels}
-        add(f"Per-class test accuracy — forget {spec}", plots.per_class_heatmap(matrix, f"forget {spec}"),
-            "Mean over seeds of each class's test accuracy (%).")
+        add(f"per-class-{slug(spec)}", f"Per-class test accuracy — forget {spec}",
+            plots.per_class_heatmap(matrix, f"forget {spec}"), "Mean over seeds of each class's test accuracy (%).")
     return figures
 
 
@@ -214,8 +258,11 @@ def render_markdown(summary: dict, changes: list[Change], previous: dict | None,
     lines = [f"# unlearnbench report: {summary['experiment']}", ""]
     what = f"study {src['study']} ({src['study_id']}), parent run {src['parent_run_id']}" if src.get("parent_run_id") else "all evaluated runs"
     lines += [f"Generated {summary['created']} from {src['runs']} runs ({what}) in `{summary['tracking_uri']}`.", ""]
-    lines += ["Values are mean ± std over seeds (sample std); accuracies and MIA-Efficacy in %, RTE in seconds. "
-              "UA and MIA-Efficacy are best when closest to Retrain.", ""]
+    lines += ["Values are mean ± std over seeds (sample std) [95 % interval: t over seeds, at least the Wilson "
+              "interval of all seeds' points pooled; Wilson on the run's n for a single seed]; accuracies and "
+              "MIA-Efficacy in %, RTE in seconds. UA and MIA-Efficacy are best when closest to Retrain. "
+              "`*`: the difference to Retrain is beyond the noise (its 95 % interval excludes 0). "
+              "*n (points)*: images each run's value was measured on.", ""]
     for spec in _specs(summary["rows"]):
         rows = [r for r in summary["rows"] if r["forget"] == spec]
         lines += [f"## Forget `{spec}`", "", markdown_table(rows, _spec_metrics(rows)), ""]
@@ -252,12 +299,57 @@ def _html_tables(summary: dict) -> list[dict[str, Any]]:
         tables.append({
             "forget": spec,
             "header": [m.label for m in metrics],
+            "points": [points_text(rows, m.key) for m in metrics],
             "rows": [{"label": r["label"], "reference": r["method"] in ("retrain", "original"),
-                      "cells": [fmt(r["values"].get(m.key)) for m in metrics], "seeds": len(r["seeds"])} for r in rows],
+                      "cells": [_cell(r, m.key) for m in metrics], "seeds": len(r["seeds"])} for r in rows],
             "all_header": [r["label"] for r in rows],
-            "all_rows": [{"key": k, "cells": [fmt(r["values"].get(k)) for r in rows]} for k in all_keys],
+            "families": [
+                {"name": fam, "rows": [{"key": k, "cells": [fmt(r["values"].get(k), ci=True) for r in rows]}
+                                       for k in keys]}
+                for fam, keys in metric_families(all_keys)
+            ],
         })
     return tables
+
+
+# Metric families of the "All metrics" table, in display order: (name, test on the key).
+FAMILIES: tuple[tuple[str, Any], ...] = (
+    ("Accuracy", lambda k: k.endswith("_acc") or k in ("ua", "aus")),
+    ("MIA-Efficacy (SVC)", lambda k: k.startswith(("mia_efficacy", "mia_entropy", "mia_m_entropy"))),
+    ("Membership attacks", lambda k: k.startswith("mia/") and not k.endswith(("/n_members", "/n_nonmembers"))),
+    ("Robustness", lambda k: k.startswith(("robust/", "clean/"))),
+    ("Gaps to retrain", lambda k: k.startswith("gap/") or k == "avg_gap"),
+    ("Divergence from retrain", lambda k: k.startswith("div/")),
+    ("Run time", lambda k: k.endswith("_seconds") or k.startswith("time/")),
+    ("Counts (n)", lambda k: k.startswith("n/") or k.endswith(("/n_members", "/n_nonmembers"))),
+)
+
+
+def metric_families(keys: list[str]) -> list[tuple[str, list[str]]]:
+    """``keys`` grouped by family (``FAMILIES``; the rest under "Other"), empty families dropped."""
+    groups: dict[str, list[str]] = {}
+    for k in keys:
+        fam = next((name for name, test in FAMILIES if test(k)), "Other")
+        groups.setdefault(fam, []).append(k)
+    order = [name for name, _ in FAMILIES] + ["Other"]
+    return [(name, groups[name]) for name in order if name in groups]
+
+
+def _cell(row: dict, key: str) -> dict[str, Any]:
+    """A summary cell for the HTML table: the value, its 95 % interval, whether the gap to
+    retrain is beyond the noise, and a tooltip saying so."""
+    cell = row["values"].get(key)
+    gap = (row.get("vs_retrain") or {}).get(key)
+    title = ""
+    if cell is not None and cell.get("ci") is not None:
+        how = {"t": "t over seeds", "t+wilson": "t over seeds, at least Wilson on the pooled points",
+               "wilson": f"Wilson on n = {cell.get('n_points')}", "auc": "Hanley-McNeil"}.get(cell.get("ci_method"), "")
+        title = f"95 % interval ({how})"
+    if gap is not None:
+        lo, hi = gap["ci"]
+        title += (f"; vs retrain {gap['diff']:+.2f} [{lo:.2f}, {hi:.2f}]: "
+                  + ("beyond the noise" if gap["beyond_noise"] else "within the noise"))
+    return {"text": fmt(cell), "ci": fmt_ci(cell), "sig": beyond_noise(row, key), "title": title.lstrip("; ")}
 
 
 def render_html(summary: dict, changes: list[Change], previous: dict | None, failed: list[dict],

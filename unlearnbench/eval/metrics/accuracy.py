@@ -21,9 +21,12 @@ _SPLITS = {
 
 
 def _accuracy_metric(split: str):
-    def metric(ctx: EvalContext) -> dict[str, float]:
+    def metric(ctx: EvalContext) -> MetricOutput:
         preds = ctx.preds(split)
-        return {} if preds is None else {f"{split}_acc": preds.accuracy}
+        if preds is None:
+            return MetricOutput()
+        key = f"{split}_acc"
+        return MetricOutput(values={key: preds.accuracy}, counts={f"n/{key}": len(preds)})
 
     metric.__name__ = f"{split}_acc"
     return metric
@@ -35,8 +38,11 @@ for _split, (_direction, _needs, _summary) in _SPLITS.items():
 
 @register_metric("ua", direction="reference", requires=("forget_acc",), stage=1,
                  summary="unlearning accuracy UA = 100 - forget accuracy (%)")
-def ua(ctx: EvalContext) -> dict[str, float]:
-    return {"ua": 100.0 - ctx.values["forget_acc"]} if "forget_acc" in ctx.values else {}
+def ua(ctx: EvalContext) -> MetricOutput:
+    if "forget_acc" not in ctx.values:
+        return MetricOutput()
+    n = ctx.counts.get("n/forget_acc")
+    return MetricOutput(values={"ua": 100.0 - ctx.values["forget_acc"]}, counts={} if n is None else {"n/ua": n})
 
 
 @register_metric("per_class_acc", direction="reference", gap=False, keys="(table) per_class",

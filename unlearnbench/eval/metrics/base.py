@@ -37,9 +37,28 @@ SPLITS = ("forget", "retain", "val", "test", "test_retained", "test_forgotten")
 
 @dataclass
 class MetricOutput:
+    """What a metric returns. ``counts``: how many points each value rests on, as
+    ``n/<value key>`` for proportions (accuracies, UA, MIA-Efficacy, robust accuracy) and
+    ``<attack prefix>/n_members`` / ``n_nonmembers`` for membership attacks (``Report.counts``);
+    ``undefined``: value key -> why it is not a number (e.g. TPR at an FPR below 1/n_nonmembers)."""
+
     values: dict[str, float] = field(default_factory=dict)
     per_class: list[dict[str, Any]] = field(default_factory=list)  # rows of the per-class table
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # ROC points by name
+    counts: dict[str, int] = field(default_factory=dict)
+    undefined: dict[str, str] = field(default_factory=dict)
+
+
+def record_attack(out: MetricOutput, prefix: str, stats: Any, curve: bool = True) -> MetricOutput:
+    """Write an ``eval.roc.AttackStats`` into ``out`` under ``prefix`` (e.g. ``mia/loss/forget_test``):
+    the defined statistics as values, ``n_members`` / ``n_nonmembers`` as counts, the undefined
+    low-FPR TPRs with their reason, and the ROC curve. Every membership attack goes through here."""
+    out.values.update({f"{prefix}/{k}": v for k, v in stats.values().items()})
+    out.counts.update({f"{prefix}/{k}": int(v) for k, v in stats.counts().items()})
+    out.undefined.update({f"{prefix}/{k}": why for k, why in stats.undefined().items()})
+    if curve:
+        out.curves[prefix] = stats.curve()
+    return out
 
 
 MetricFn = Callable[["EvalContext"], "MetricOutput | dict[str, float]"]
@@ -157,6 +176,8 @@ class EvalContext:
     threat: Any = None  # robust.threat.ThreatModel
     values: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # value key -> metric name
+    counts: dict[str, int] = field(default_factory=dict)  # see MetricOutput.counts
+    undefined: dict[str, str] = field(default_factory=dict)  # value key -> why it is not a number
 
     def preds(self, split: str, who: str = "model") -> Predictions | None:
         model = {"model": self.model, "reference": self.reference_model, "original": self.original_model}[who]

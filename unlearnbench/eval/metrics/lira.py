@@ -4,7 +4,7 @@ For each pair of ``mia_threshold`` (forget vs test, retain vs test) the model's 
 confidence of every sample is scored against that sample's Gaussians from the pool (see
 ``eval.lira`` for the exact estimator) and summarised as AUC, balanced accuracy and TPR at 1 % /
 0.1 % FPR, with ``n_members`` / ``n_nonmembers`` (a TPR at an FPR below 1/n_nonmembers is
-undefined and left out, see ``eval.mia_record``). Samples without IN (online) or OUT
+undefined and left out, see ``eval.metrics.base.record_attack``). Samples without IN (online) or OUT
 observations in the pool are left out.
 """
 
@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from unlearnbench.eval.lira import GaussianFit, usable
-from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, register_metric
+from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, record_attack, register_metric
 from unlearnbench.eval.metrics.mia_threshold import pair_splits
-from unlearnbench.eval.mia_record import record_mia
 from unlearnbench.eval.roc import attack_stats
 
 _SOURCE = {"forget": "train", "retain": "train", "test": "test", "test_retained": "test", "test_forgotten": "test"}
@@ -39,7 +38,7 @@ def lira(ctx: EvalContext) -> MetricOutput:
             ok = usable(fit, online)
             st = attack_stats(_scores(fit, pm, mem.phi.numpy(), ok, online),
                               _scores(fit, pn, non.phi.numpy(), ok, online))
-            record_mia(out, f"mia/{name}/{pair}", st)
+            record_attack(out, f"mia/{name}/{pair}", st)
     return out
 
 

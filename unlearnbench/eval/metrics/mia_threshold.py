@@ -7,6 +7,10 @@ Pairs (members vs non-members):
   images of the forgotten classes (``test_forgotten``), the only unseen images of those classes.
 - ``retain_test``: retain set vs test set (``test_retained`` for class-wise specs).
 
+Each attack also records ``n_members`` / ``n_nonmembers`` (``mia/<attack>/<pair>/n_members``
+in ``Report.counts``); a TPR at an FPR below 1/n_nonmembers is undefined (``Report.undefined``),
+not a number.
+
 Scores are oriented so that higher means "member": -loss, p_y, -entropy, -modified entropy.
 A model retrained without the forget set gives ``forget_test`` AUC about 0.5 on random
 forgetting; the target is the retrained reference's value (direction ``reference``).
@@ -14,7 +18,7 @@ forgetting; the target is the retrained reference's value (direction ``reference
 
 from __future__ import annotations
 
-from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, register_metric
+from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, record_attack, register_metric
 from unlearnbench.eval.roc import attack_stats
 
 ATTACKS = {
@@ -44,7 +48,5 @@ def mia_threshold(ctx: EvalContext) -> MetricOutput:
             continue
         for attack, (attr, sign) in ATTACKS.items():
             st = attack_stats(sign * getattr(mem, attr).numpy(), sign * getattr(non, attr).numpy())
-            for stat, v in st.values().items():
-                out.values[f"mia/{attack}/{pair}/{stat}"] = v
-            out.curves[f"mia/{attack}/{pair}"] = st.curve()
+            record_attack(out, f"mia/{attack}/{pair}", st)
     return out

@@ -11,8 +11,7 @@ Use ``ulira`` (the protocol over a pool of targets) for conclusions; this one is
 from __future__ import annotations
 
 from unlearnbench.eval.lira import usable
-from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, register_metric
-from unlearnbench.eval.mia_record import record_mia
+from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, record_attack, register_metric
 from unlearnbench.eval.roc import attack_stats
 
 
@@ -31,5 +30,5 @@ def two_model_ulira(ctx: EvalContext) -> MetricOutput:
     ok = usable(fit, True)[pos]
     sub = fit.subset(pos[ok])
     st = attack_stats(sub.online(mine.phi.numpy()[ok]), sub.online(ref.phi.numpy()[ok]))
-    record_mia(out, "mia/two_model_ulira/forget", st)
+    record_attack(out, "mia/two_model_ulira/forget", st)
     return out

@@ -25,7 +25,6 @@ import numpy as np
 
 from unlearnbench.eval.lira import usable
 from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, register_metric
-from unlearnbench.eval.mia_record import record_counts
 
 
 @register_metric("ulira", direction="lower", needs=("ulira_pool",), gap=False,
@@ -38,7 +37,7 @@ def ulira(ctx: EvalContext) -> MetricOutput:
     out = MetricOutput()
     res = pool.targets(variance)
     out.values.update({f"mia/ulira/targets/{k}": v for k, v in res.values().items()})
-    record_counts(out, "mia/ulira/targets", res.counts())
+    out.counts.update({f"mia/ulira/targets/{k}": int(v) for k, v in res.counts().items()})
     fit = pool.fit(variance)
     for who, prefix in (("model", "mia/ulira/forget"), ("reference", "mia/ulira/reference")):
         preds = ctx.preds("forget", who)
@@ -49,5 +48,5 @@ def ulira(ctx: EvalContext) -> MetricOutput:
         if ok.any():
             score = fit.subset(pos[ok]).online(preds.phi.numpy()[ok])
             out.values[f"{prefix}/called_unlearned"] = float(np.mean(score > 0))
-            record_counts(out, prefix, {"n_examples": int(ok.sum())})
+            out.counts[f"{prefix}/n_examples"] = int(ok.sum())
     return out
