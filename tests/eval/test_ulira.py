@@ -123,16 +123,18 @@ def test_evaluate_with_a_ulira_pool_through_the_cli(ulira_pools, tmp_path):
         "--shadow-pool", str(pool), "--metrics", "ulira,two_model_ulira", "--no-track", "--json", str(out), "-q",
     ])
     assert res.exit_code == 0, res.output
-    values = json.loads(out.read_text())["values"]
+    saved = json.loads(out.read_text())
+    values, counts = saved["values"], saved["counts"]
     hold = ulira_pools["finetune"].manifest["holdout"]["ulira"]
     assert values["mia/ulira/targets/auc"] == pytest.approx(hold["auc"])
-    assert values["mia/ulira/targets/n_targets"] == 8
+    assert counts["mia/ulira/targets/n_targets"] == 8
     assert 0 <= values["mia/ulira/forget/called_unlearned"] <= 1
-    assert values["mia/ulira/forget/n_examples"] == values["mia/ulira/reference/n_examples"] == 243  # all candidates
+    assert counts["mia/ulira/forget/n_examples"] == counts["mia/ulira/reference/n_examples"] == 243  # all candidates
     # the finetuned target keeps its forget set: the attack calls more of it "unlearned" than of the retrain
     assert values["mia/ulira/forget/called_unlearned"] > values["mia/ulira/reference/called_unlearned"]
-    assert values["mia/two_model_ulira/forget/n_members"] == values["mia/two_model_ulira/forget/n_nonmembers"] == 243
+    assert counts["mia/two_model_ulira/forget/n_members"] == counts["mia/two_model_ulira/forget/n_nonmembers"] == 243
     assert "mia/two_model_ulira/forget/tpr_at_fpr_0.001" not in values  # 243 non-members: undefined
+    assert "mia/two_model_ulira/forget/tpr_at_fpr_0.001" in saved["undefined"]
     assert "mia/two_model_ulira/forget/tpr_at_fpr_0.01" in values
     info = CliRunner().invoke(app, ["shadow", "info", str(pool)])
     assert info.exit_code == 0 and "U-LiRA over 8 targets" in " ".join(info.output.split())
