@@ -64,7 +64,7 @@ def load(study: str, sets: list[str] | None, **cli: Any):
 
 
 def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None, cpus: float, gpus: float,
-                      tracking_uri: str | None, work_dir: Path, data_root: Path | None, download: bool, new: bool,
+                      threads: int | None = None, tracking_uri: str | None, work_dir: Path, data_root: Path | None, download: bool, new: bool,
                       quiet: bool):
     from unlearnbench.commands.report import print_summary
     from unlearnbench.core.data import DataSource
@@ -73,7 +73,7 @@ def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None
     from unlearnbench.reports.render import build_summary
     from unlearnbench.reports.runs import load_runs
 
-    ex = ExecutorConfig(kind=executor, ray_address=ray_address, num_cpus=cpus, num_gpus=gpus)
+    ex = ExecutorConfig(kind=executor, ray_address=ray_address, num_cpus=cpus, num_gpus=gpus, threads=threads)
     source = DataSource.from_env(data_root, download)
     result = run_study(cfg, tracking_uri=tracking_uri, executor=ex, work_dir=work_dir, source=source, new=new,
                        study_file=path, on_event=(None if quiet else lambda text: err_console.print(text, highlight=False)))
@@ -98,6 +98,9 @@ def benchmark(
     executor: str = ExecutorOpt,
     ray_address: str | None = RayAddressOpt,
     cpus_per_job: float = typer.Option(1.0, "--cpus-per-job", help="CPUs Ray reserves per job."),
+    threads: int | None = typer.Option(
+        None, "--threads",
+        help="Intra-op threads of every job, on both executors (default: --cpus-per-job, at least 1); it changes CPU results."),
     gpus_per_job: float = typer.Option(0.0, "--gpus-per-job", help="GPUs Ray reserves per job (fractions pack jobs)."),
     experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment (default: the study's)."),
     device: str | None = typer.Option(None, "--device", help="Override the study's device: auto, cpu or cuda."),
@@ -118,7 +121,7 @@ def benchmark(
         raise ConfigError(f"Unknown executor {executor!r}; use local or ray.")
     cfg, path = load(study, set_, experiment=experiment, device=device)
     run_and_summarize(cfg, path, executor=executor, ray_address=ray_address, cpus=cpus_per_job, gpus=gpus_per_job,
-                      tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root, download=download, new=new,
+                      threads=threads, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root, download=download, new=new,
                       quiet=quiet)
     console.print(f"Report: unlearnbench report --experiment {cfg.experiment_name}", highlight=False)
 

@@ -522,10 +522,16 @@ def run_study(
                          resumed=parent is not None)
     if parent is not None:
         note(f"Resuming study run {parent.info.run_id}: {result.skipped} of {len(evals)} runs already finished.")
+        before = parent.data.tags.get("threads")
+        if before is not None and before != str(executor.threads_per_job):
+            # The thread count changes CPU results: the resumed runs would not match the finished ones.
+            warnings.warn(f"This study's finished runs used {before} thread(s) per job, this run uses "
+                          f"{executor.threads_per_job}; CPU results may differ between them (pass --threads {before}).",
+                          stacklevel=2)
 
     if parent is None:
         tags = {"kind": "study", "study": cfg.name, "study_id": sid, "dataset": cfg.dataset, "model": cfg.model,
-                "git_sha": provenance.git_sha()}
+                "git_sha": provenance.git_sha(), "threads": str(executor.threads_per_job)}
         active = mlflow.start_run(run_name=f"study-{cfg.name}", tags=tags)
     else:
         active = mlflow.start_run(run_id=parent.info.run_id)
