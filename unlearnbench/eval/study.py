@@ -215,6 +215,11 @@ def _check_names(cfg: StudyConfig) -> None:
             raise UserError("This study uses attacks, but the unlearnbench.robust package is not installed.") from None
         for a in attacks:
             ATTACKS.get(a)
+        from unlearnbench.robust.adversarial import check_retain_attack
+
+        for a in cfg.adv_retain:
+            if a is not None:
+                check_retain_attack(a)  # before anything trains
 
 
 def load_study(path_or_name: str | Path, **overrides: Any) -> StudyConfig:
