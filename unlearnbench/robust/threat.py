@@ -219,8 +219,7 @@ class AutoAttackConfig:
     reported as AutoAttack. ``chunk`` is the number of points that share one random stream: the
     ``bs`` of the reference implementation, 250 in its scripts and in RobustBench, so numbers
     match it point for point whatever the evaluation batch size. ``max_batch`` is how many points
-    are attacked together (0 = automatic: one chunk on CPU, several on CUDA). Results do not
-    depend on ``max_batch``.
+    are attacked together (0 = automatic: four chunks). Results do not depend on ``max_batch``.
     """
 
     version: Literal["standard", "rand"] = "standard"

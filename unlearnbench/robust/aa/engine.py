@@ -128,7 +128,9 @@ def run_autoattack(
 
     chunk = cfg.chunk
     dev = x.device
-    max_batch = cfg.max_batch or (4 * chunk if dev.type == "cuda" else chunk)
+    # Four chunks per pass by default (1000 points, what one pass held before chunks were fixed at
+    # 250): fewer Python iterations for small models; results do not depend on it.
+    max_batch = cfg.max_batch or 4 * chunk
     max_batch = max(max_batch, chunk)
     stage_names = STAGES[cfg.version]
     n = len(x)
