@@ -2,24 +2,31 @@
 
 Both run standard AutoAttack (APGD-CE → APGD-T 9×100 → FAB-T 9×100 → Square 5000) with the same
 seed on the same model, points and device; the reference uses ``batch_size`` = ``--batch-size``
-and the platform uses the same value as its random-stream chunk, so the per-point verdicts are
-expected to agree (exactly on a CPU; on a GPU up to kernel-level float differences between batch
-shapes). Printed: images/s, robust accuracy, per-stage seconds, how many points' verdicts differ,
-and the speed ratio.
+(250 by default, as in its scripts) and the platform uses the same value as its random-stream
+chunk, so the per-point verdicts are expected to agree (exactly on a CPU; on a GPU up to
+kernel-level float differences between batch shapes). Printed: images/s, robust accuracy,
+per-stage seconds, how many points' verdicts differ, the largest difference between the two
+adversarial images of a point both broke, the speed ratio, and a Markdown row for
+benchmarks/README.md.
 
 Models:
 - ``cnn`` (default): the small CNN trained on sklearn's digits (8×8, embedded data), eps 0.1;
+- ``fashion``: the same CNN on real Fashion-MNIST (28×28; Debian's ``dataset-fashion-mnist`` or
+  ``--data-root``), trained on ``--train-size`` images, usually with ``--adv-train pgd_at``; eps 0.1;
 - ``resnet18``: ResNet-18 (CIFAR variant) on CIFAR-10-shaped data — the real CIFAR-10 test set if
   ``--data-root`` has it, else seeded synthetic 32×32 data — trained for ``--train-epochs``, with
   ``--adv-train fast_at|pgd_at`` so that robust accuracy is not trivially 0; eps 8/255.
 
     python benchmarks/autoattack_speed.py --device cpu --n 100
+    python benchmarks/autoattack_speed.py --device cpu --model fashion --adv-train pgd_at --train-epochs 3 --n 100
+    python benchmarks/autoattack_speed.py --device cuda --model fashion --adv-train pgd_at --train-epochs 10 --n 1000 --train-size 60000
     python benchmarks/autoattack_speed.py --device cuda --model resnet18 --n 1000 --adv-train fast_at --train-epochs 10
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import time
@@ -61,6 +68,15 @@ def build(args, device: torch.device):
         cfg = TrainConfig(**{**recipe_for("digits"), "epochs": args.train_epochs or 20, "device": str(device), "seed": 0})
         test = splits.test
         eps = args.eps or 0.1
+    elif args.model == "fashion":
+        splits, _ = prepare("fashion-mnist", split_seed=0, device=device, source=DataSource.from_env(args.data_root))
+        info = splits.info
+        keep = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))[: args.train_size]
+        splits = dataclasses.replace(splits, train=splits.train.select(keep.sort().values.to(splits.train.y.device)))
+        cfg = TrainConfig(**{**recipe_for("digits"), "epochs": args.train_epochs or 3, "batch_size": 128,
+                             "device": str(device), "seed": 0})
+        test = splits.test
+        eps = args.eps or 0.1
     else:
         try:
             splits, _ = prepare("cifar10", split_seed=0, device=device, source=DataSource.from_env(args.data_root))
@@ -73,7 +89,7 @@ def build(args, device: torch.device):
         test = splits.test
         eps = args.eps or 8 / 255
     torch.manual_seed(0)  # create_model draws its initial weights from the global generator
-    model = create_model(args.model, info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
+    model = create_model("cnn" if args.model == "fashion" else args.model, info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
     t0 = time.perf_counter()
     if args.adv_train:
         from unlearnbench.robust.train import adversarial_fit
@@ -91,13 +107,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto")
     p.add_argument("--n", type=int, default=200)
-    p.add_argument("--model", choices=("cnn", "resnet18"), default="cnn")
+    p.add_argument("--model", choices=("cnn", "fashion", "resnet18"), default="cnn")
+    p.add_argument("--norm", choices=("Linf", "L2"), default="Linf")
     p.add_argument("--eps", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=250, help="reference batch size = platform chunk")
     p.add_argument("--max-batch", type=int, default=0, help="platform: points attacked together (0 = auto)")
     p.add_argument("--train-epochs", type=int, default=0)
     p.add_argument("--adv-train", choices=("fast_at", "pgd_at", "trades"), default=None)
-    p.add_argument("--train-size", type=int, default=10000, help="synthetic training images (resnet18 without CIFAR-10)")
+    p.add_argument("--train-size", type=int, default=10000,
+                   help="training images: synthetic ones for resnet18 without CIFAR-10, a seeded subset for fashion")
     p.add_argument("--data-root", default=None)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     p.add_argument("--order", choices=("ref-first", "platform-first"), default="ref-first")
@@ -111,13 +129,13 @@ def main() -> None:
     x = (tset.x.float() / 255).to(device)
     y = tset.y.to(device)
     n = len(y)
-    threat = ThreatModel("Linf", eps)
+    threat = ThreatModel(args.norm, eps)
     warnings.simplefilter("ignore")
 
     from pyautoattack import AutoAttack
 
     def run_ref():
-        aa = AutoAttack(model, device=device, eps=eps, norm="Linf", seed=0, version="standard")
+        aa = AutoAttack(model, device=device, eps=eps, norm=args.norm, seed=0, version="standard")
         handler = _StageTimes()
         aa.logger.setLevel(logging.DEBUG)
         aa.logger.propagate = False
@@ -129,13 +147,13 @@ def main() -> None:
         secs = time.perf_counter() - t
         with torch.no_grad():
             robust = torch.cat([model(x_adv[i : i + 500]).argmax(1) for i in range(0, n, 500)]) == y
-        return secs, robust.cpu(), handler.lines
+        return secs, robust.cpu(), handler.lines, x_adv.cpu()
 
     def run_platform():
         sync(device)
         t = time.perf_counter()
         res = robust_accuracy(model, tset, "autoattack", threat, seed=0, batch_size=args.batch_size,
-                              config={"max_batch": args.max_batch})
+                              config={"max_batch": args.max_batch, "chunk": args.batch_size}, return_adv=True)
         sync(device)
         return time.perf_counter() - t, res
 
@@ -143,16 +161,19 @@ def main() -> None:
     robust_accuracy(model, tset, "pgd", threat, n=min(n, 16), config={"steps": 2})
 
     if args.order == "ref-first":
-        t_ref, r_ref, lines = run_ref()
+        t_ref, r_ref, lines, x_ref = run_ref()
         t_pl, res = run_platform()
     else:
         t_pl, res = run_platform()
-        t_ref, r_ref, lines = run_ref()
+        t_ref, r_ref, lines, x_ref = run_ref()
 
     acc_ref = 100 * r_ref.float().mean().item()
     differ = int((res.robust != r_ref).sum())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"\n{args.model} on {name}, n={n}, Linf eps={eps:.4g}, clean {res.clean_acc:.1f}%")
+    x_cpu = x.cpu()
+    both = ~res.robust & ~r_ref & (res.x_adv != x_cpu).flatten(1).any(1) & (x_ref != x_cpu).flatten(1).any(1)
+    max_diff = (res.x_adv[both] - x_ref[both]).abs().max().item() if both.any() else float("nan")
+    print(f"\n{args.model} on {name}, n={n}, {args.norm} eps={eps:.4g}, clean {res.clean_acc:.1f}%")
     print(f"{'':12}{'seconds':>10}{'img/s':>10}{'robust %':>10}")
     print(f"{'pyautoattack':12}{t_ref:10.1f}{n / t_ref:10.2f}{acc_ref:10.2f}")
     print(f"{'platform':12}{t_pl:10.1f}{n / t_pl:10.2f}{res.robust_acc:10.2f}")
@@ -171,7 +192,11 @@ def main() -> None:
         p_s = res.stage_seconds.get(k, float("nan"))
         print(f"{k:10}{r_acc:14.2f}{r_s:9.1f}{100 * v / n:12.2f}{p_s:12.1f}{r_s / p_s if p_s else float('nan'):8.2f}")
     print(f"points whose verdict differs: {differ} of {n}")
+    print(f"max |x_adv - x_adv_ref| over the {int(both.sum())} points both broke: {max_diff:.3g}")
     print(f"speed ratio platform / pyautoattack: {t_ref / t_pl:.2f}x")
+    what = f"{args.model}" + (f" {args.adv_train}" if args.adv_train else "") + f", {args.norm} {eps:.4g}"
+    print(f"\n| {name} | {what} | {n} | {t_ref:.0f} s | {t_pl:.0f} s | {t_ref / t_pl:.2f}x | "
+          f"{acc_ref:.1f} / {res.robust_acc:.1f} | {differ} (max image diff {max_diff:.1g}) |")
 
 
 if __name__ == "__main__":

@@ -118,3 +118,49 @@ def test_robust_result_and_metrics(cnn, digits_splits):
     m = res.metrics("test")
     assert m["clean/test"] == res.clean_acc and m["robust/test/pgd"] == res.robust_acc
     assert res.x_adv.shape == (64, 1, 8, 8)
+
+
+def test_chunks_are_the_references_250_points_whatever_the_batch_size(cnn, digits_points, monkeypatch):
+    """The reference's random starts depend on its batch size (250 in its scripts and RobustBench);
+    the evaluation batch size must not change AutoAttack's verdicts or images."""
+    from unlearnbench.robust.aa import engine
+    from unlearnbench.robust.attacks import run_attack
+    from unlearnbench.robust.threat import AutoAttackConfig
+
+    assert AutoAttackConfig().chunk == 250
+    seen = []
+    real = engine._groups
+    monkeypatch.setattr(engine, "_groups", lambda idx, chunk, max_batch: seen.append(chunk) or real(idx, chunk, max_batch))
+    x, y = digits_points[0][:40], digits_points[1][:40]
+    cfg = {"apgd_steps": 5, "fab_steps": 3, "square_queries": 20, "n_target_classes": 2}
+    threat = ThreatModel("Linf", 0.1)
+    small = run_attack("autoattack", cnn, x, y, threat, cfg, batch_size=8)
+    large = run_attack("autoattack", cnn, x, y, threat, cfg, batch_size=1024)
+    assert set(seen) == {250}
+    assert torch.equal(small.x_adv, large.x_adv) and torch.equal(small.robust, large.robust)
+    assert small.stages["clean"] > small.stages["square"]  # the attack broke points: a real comparison
+
+
+@pytest.mark.parametrize("attack,cfg", [("pgd", {"steps": 5}),
+                                        ("autoattack", {"apgd_steps": 5, "fab_steps": 3, "square_queries": 20,
+                                                        "n_target_classes": 2})])
+def test_saved_adversarial_images_are_the_ones_judged(cnn, digits_splits, tmp_path, attack, cfg):
+    """--save-adv: the saved images give the saved verdicts when judged again, and are the
+    attack's own images, untouched wherever they were inside the threat model."""
+    from unlearnbench.robust.attacks import run_attack
+    from unlearnbench.robust.evaluate import save_adversarial
+
+    test = digits_splits.test
+    threat = ThreatModel("Linf", 0.1)
+    res = robust_accuracy(cnn, test, attack, threat, n=40, seed=2, config=cfg, return_adv=True)
+    saved = torch.load(save_adversarial(tmp_path / "adv.pt", res), weights_only=True)
+    x = test.select(res.positions).x.float() / 255
+    with torch.no_grad():
+        clean = cnn(x).argmax(1) == saved["y"]
+        judged = clean & (cnn(saved["x_adv"]).argmax(1) == saved["y"])
+    assert torch.equal(judged, saved["robust"])
+    assert saved["robust_acc"] == pytest.approx(100 * judged.float().mean().item())
+    raw = run_attack(attack, cnn, x, saved["y"], threat, cfg, seed=2, raw=True).x_adv
+    delta = (raw - x).flatten(1).abs().max(1)[0]
+    inside = (delta <= threat.eps) & (raw.flatten(1).min(1)[0] >= 0) & (raw.flatten(1).max(1)[0] <= 1)
+    assert torch.equal(saved["x_adv"][inside], raw[inside])

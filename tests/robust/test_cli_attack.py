@@ -86,3 +86,13 @@ def test_train_adversarial(tmp_path):
     assert meta["train_config"]["keep_best"] is False
     r = runner.invoke(app, ["train", "--adversarial", "pgd-at", "--out", str(out), "--no-track", "--quiet"])
     assert r.exit_code == 2 and "pgd_at" in r.output
+
+
+def test_unlearn_refuses_an_adv_retain_attack_that_returns_clean_images(ckpt, tmp_path):
+    out = tmp_path / "u.pt"
+    r = _run("unlearn", "finetune", "--checkpoint", str(ckpt), "--forget", "class:3", "--adv-retain", "autoattack",
+             "--out", str(out), "--no-eval", "--no-track", "--quiet")
+    assert r.exit_code == 2, r.output
+    assert "--adv-retain 'autoattack' is refused: it is an ensemble" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert not out.exists()

@@ -43,7 +43,7 @@ def attack(
     eps: str | None = typer.Option(None, "--eps", help="Radius, e.g. 8/255 (default: 8/255 for Linf, 0.5 for L2)."),
     norm: str = typer.Option("Linf", "--norm", help="Linf or L2."),
     seed: int = typer.Option(0, "--seed", help="Seed of the attack and of the point subset."),
-    batch_size: int = typer.Option(250, "--batch-size", help="Points per batch (AutoAttack: per random stream, as in the reference)."),
+    batch_size: int = typer.Option(250, "--batch-size", help="Points per batch (not AutoAttack's random-stream chunk: 250 as in the reference, --set chunk=N)."),
     save_adv: Path | None = typer.Option(None, "--save-adv", help="Write the adversarial examples to this .pt file."),
     subset: int | None = SubsetOpt,
     per_class: int | None = PerClassOpt,

@@ -71,8 +71,8 @@ def load(study: str, sets: list[str] | None, **cli: Any):
 
 
 def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None, cpus: float, gpus: float,
-                      tracking_uri: str | None, work_dir: Path, data_root: Path | None, download: bool, new: bool,
-                      quiet: bool, json_out: Path | None = None):
+                      threads: int | None = None, tracking_uri: str | None, work_dir: Path, data_root: Path | None,
+                      download: bool, new: bool, quiet: bool, json_out: Path | None = None):
     """Run the study and print its table (always: ``--quiet`` silences progress, not results).
     ``json_out``: also write the outcome and the table as JSON there (``-``: stdout, alone)."""
     from unlearnbench.commands.report import print_summary
@@ -82,7 +82,7 @@ def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None
     from unlearnbench.reports.render import build_summary
     from unlearnbench.reports.runs import load_runs
 
-    ex = ExecutorConfig(kind=executor, ray_address=ray_address, num_cpus=cpus, num_gpus=gpus)
+    ex = ExecutorConfig(kind=executor, ray_address=ray_address, num_cpus=cpus, num_gpus=gpus, threads=threads)
     source = DataSource.from_env(data_root, download)
     result = run_study(cfg, tracking_uri=tracking_uri, executor=ex, work_dir=work_dir, source=source, new=new,
                        study_file=path, on_event=(None if quiet else lambda text: err_console.print(text, highlight=False)))
@@ -133,6 +133,9 @@ def benchmark(
     executor: str = ExecutorOpt,
     ray_address: str | None = RayAddressOpt,
     cpus_per_job: float = typer.Option(1.0, "--cpus-per-job", help="CPUs Ray reserves per job."),
+    threads: int | None = typer.Option(
+        None, "--threads",
+        help="Intra-op threads of every job, on both executors (default: --cpus-per-job, at least 1); it changes CPU results."),
     gpus_per_job: float = typer.Option(0.0, "--gpus-per-job", help="GPUs Ray reserves per job (fractions pack jobs)."),
     experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment (default: the study's)."),
     device: str | None = typer.Option(None, "--device", help="Override the study's device: auto, cpu or cuda."),
@@ -160,7 +163,7 @@ def benchmark(
 
     tracking.enable_system_metrics(system_metrics)  # sampled on the study's parent run
     result = run_and_summarize(cfg, path, executor=executor, ray_address=ray_address, cpus=cpus_per_job,
-                               gpus=gpus_per_job, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root,
+                               gpus=gpus_per_job, threads=threads, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root,
                                download=download, new=new, quiet=quiet, json_out=json_out)
     hint = f"Report: unlearnbench report --experiment {cfg.experiment_name}"
     (err_console if json_out is not None and str(json_out) == "-" else console).print(hint, highlight=False)

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 from unlearnbench.core.config import configclass
 from unlearnbench.core.errors import ConfigError, UserError
 from unlearnbench.core.progress import task
+from unlearnbench.core.runtime import pinned_threads
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -26,10 +27,20 @@ class ExecutorConfig:
     ray_address: str | None = None  # None: start a local Ray; "auto" or ray://host:port for a cluster
     num_cpus: float = 1.0  # resources requested per job
     num_gpus: float = 0.0
+    # Intra-op threads every job runs with, on both executors (None: the CPUs a job reserves,
+    # rounded down, at least 1). The thread count changes CPU results, so it is pinned per job
+    # rather than inherited from the process: the same study gives the same numbers on both.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_cpus <= 0 or self.num_gpus < 0:
             raise ConfigError("num_cpus must be positive and num_gpus non-negative.")
+        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
+            raise ConfigError(f"threads must be a whole number of at least 1; got {self.threads}.")
+
+    @property
+    def threads_per_job(self) -> int:
+        return self.threads if self.threads is not None else max(1, int(self.num_cpus))
 
 
 @dataclass
@@ -51,6 +62,14 @@ def _safe_call(fn: Callable[..., R], args: tuple) -> JobOutcome:
         return JobOutcome(error=f"{type(exc).__name__}: {exc}")
 
 
+def _pinned_call(fn: Callable[..., R], args: tuple, threads: int) -> JobOutcome:
+    """One job with its intra-op thread count pinned (and the caller's restored afterwards):
+    in-process, the driver may run with any count; on Ray, workers start with OMP_NUM_THREADS
+    set from their CPU reservation. Either way the job sees ``threads``."""
+    with pinned_threads(threads):
+        return _safe_call(fn, args)
+
+
 def run_jobs(
     fn: Callable[..., R],
     jobs: Sequence[tuple],
@@ -60,15 +79,18 @@ def run_jobs(
 ) -> list[JobOutcome]:
     """Run ``fn(*args)`` for every ``args`` in ``jobs``; results keep the order of ``jobs``.
 
+    Every job runs with ``config.threads_per_job`` intra-op threads, whichever executor runs it.
+
     ``on_result(i, outcome)`` is called on the driver as each job finishes, so results can be
     logged (and a study resumed) even if a later job is interrupted.
     """
     config = config or ExecutorConfig()
+    threads = config.threads_per_job
     results: list[JobOutcome | None] = [None] * len(jobs)
     with task(description, len(jobs), each=True, unit="jobs") as bar:
         if config.kind == "local":
             for i, args in enumerate(jobs):
-                results[i] = _safe_call(fn, args)
+                results[i] = _pinned_call(fn, args, threads)
                 if on_result:
                     on_result(i, results[i])
                 bar.advance()
@@ -80,8 +102,8 @@ def run_jobs(
                              ignore_reinit_error=True)
                 except (ConnectionError, RuntimeError, ValueError) as exc:
                     raise UserError(f"Cannot connect to Ray at {config.ray_address or 'a new local cluster'} ({exc}).") from None
-            remote = ray.remote(num_cpus=config.num_cpus, num_gpus=config.num_gpus)(_safe_call)
-            pending = {remote.remote(fn, args): i for i, args in enumerate(jobs)}
+            remote = ray.remote(num_cpus=config.num_cpus, num_gpus=config.num_gpus)(_pinned_call)
+            pending = {remote.remote(fn, args, threads): i for i, args in enumerate(jobs)}
             try:
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)

@@ -56,6 +56,7 @@ def collect(device: torch.device | str, seed: int | None = None) -> dict:
         "versions": versions(),
         "device": device_name(device),
         "seed": seed,
+        "threads": torch.get_num_threads(),  # intra-op threads: they change CPU results (docs/studies.md)
         "host": platform.node(),
         "created": now(),
     }

@@ -266,6 +266,11 @@ def _check_names(cfg: StudyConfig) -> None:
             raise UserError("This study uses attacks, but the unlearnbench.robust package is not installed.") from None
         for a in attacks:
             ATTACKS.get(a)
+        from unlearnbench.robust.adversarial import check_retain_attack
+
+        for a in cfg.adv_retain:
+            if a is not None:
+                check_retain_attack(a)  # before anything trains
 
 
 def _check_original(cfg: StudyConfig) -> None:
@@ -773,12 +778,24 @@ def run_study(
                          resumed=parent is not None)
     if parent is not None:
         note(f"Resuming study run {parent.info.run_id}: {result.skipped} of {len(evals)} runs already finished.")
+        before = parent.data.tags.get("threads")
+        if before is not None and before != str(executor.threads_per_job):
+            # The thread count changes CPU results: the resumed runs would not match the finished ones.
+            warnings.warn(f"This study's finished runs used {before} thread(s) per job, this run uses "
+                          f"{executor.threads_per_job}; CPU results may differ between them (pass --threads {before}).",
+                          stacklevel=2)
+
+    if parent is None:
+        tags = {"kind": "study", "study": cfg.name, "study_id": sid, "dataset": cfg.dataset, "model": cfg.model,
+                "git_sha": provenance.git_sha(), "threads": str(executor.threads_per_job)}
+        active = mlflow.start_run(run_name=f"study-{cfg.name}", tags=tags)
     if result_notes:
         note(f"Closed {len(result_notes)} run(s) left RUNNING by an interrupted study as KILLED: {', '.join(result_notes)}.")
 
     if parent is None:
         tags = {"kind": "study", "study": cfg.name, "study_id": sid, "dataset": cfg.dataset, "model": cfg.model,
-                "git_sha": provenance.git_sha(), "data_sha256": data_key[:12], "mlflow.note.content": describe_study(cfg)}
+                "git_sha": provenance.git_sha(), "data_sha256": data_key[:12],
+                "threads": str(executor.threads_per_job), "mlflow.note.content": describe_study(cfg)}
         active = mlflow.start_run(run_name=f"study {cfg.name} ({cfg.model} on {cfg.dataset})",
                                   tags=tracking.standard_tags(tags), log_system_metrics=tracking.system_metrics_enabled())
     else:

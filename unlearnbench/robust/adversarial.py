@@ -102,16 +102,42 @@ def pgd_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Thre
     return (x + delta).detach()
 
 
+# Attacks that return their strongest example for *every* point: what an adversarial retain batch
+# must be. Ensembles (AutoAttack), minimum-norm attacks (CW, DeepFool, FAB) and the other
+# registered attacks return the clean image for each point they fail to break, so a robust model
+# would be fine-tuned on clean retain images under an "adversarial" label.
+RETAIN_ATTACKS = ("pgd", "fgsm", "apgd")
+
+
+def check_retain_attack(name: str) -> None:
+    """One-sentence ConfigError unless ``name`` is one of ``RETAIN_ATTACKS``."""
+    if name in RETAIN_ATTACKS:
+        return
+    from unlearnbench.robust.attacks import ATTACKS
+
+    kind = str(ATTACKS.info(name).get("kind", ""))  # an unknown name fails here, with the valid ones
+    what = ("an ensemble" if kind.startswith("ensemble") else "a minimum-norm attack" if kind == "minimum-norm"
+            else "an attack that")
+    verb = "returns" if what == "an attack that" else "that returns"
+    raise ConfigError(
+        f"--adv-retain {name!r} is refused: it is {what} {verb} the clean image for every point it does not break, "
+        f"so a robust model would be fine-tuned on clean retain images; use {', '.join(RETAIN_ATTACKS)}."
+    )
+
+
 def retain_attack(name: str, threat: ThreatModel, steps: int = 10, seed: int = 0) -> Generator:
     """A generator ``fn(model, x, y) -> x_adv`` for adversarial retain batches.
 
-    ``pgd``: PGD-``steps`` (random start, step 2.5·eps/steps) — the common adversarial-training
-    choice; ``fgsm``: FGSM with a random start (Wong et al.); any other registered attack name
-    runs through ``run_attack`` (slower; its step budget is ``steps`` where it has one).
-    Each call continues a private random stream seeded with ``seed``.
+    Every point gets the attack's strongest example, broken or not: ``pgd``: PGD-``steps`` (random
+    start, step 2.5·eps/steps) — the common adversarial-training choice; ``fgsm``: FGSM with a
+    random start (Wong et al.); ``apgd``: APGD-CE (``steps`` iterations, AutoAttack's step-size
+    schedule) returning its **highest-loss** point for every point (AutoAttack's APGD returns the
+    clean image for the points it does not misclassify). Other attacks are refused
+    (``check_retain_attack``). Each call continues a private random stream seeded with ``seed``.
     """
     if steps < 1:
         raise ConfigError("steps must be at least 1.")
+    check_retain_attack(name)
     noise = _Noise(seed)
     if name == "pgd":
         alpha = 2.5 * threat.eps / steps
@@ -129,15 +155,13 @@ def retain_attack(name: str, threat: ThreatModel, steps: int = 10, seed: int = 0
 
         return gen
 
-    from unlearnbench.robust.attacks import ATTACKS, run_attack
-
-    entry = ATTACKS.entry(name)  # unknown names fail now, with the list of valid ones
-    fields = {f for f in entry.info["config"].__dataclass_fields__}
-    budget = next((k for k in ("steps", "apgd_steps", "n_queries") if k in fields), None)
-    config = {budget: steps} if budget else {}
+    from unlearnbench.robust.aa.apgd import apgd_single_run
 
     def gen(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        call_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=noise.gen))
-        return run_attack(name, model, x, y, threat, config, seed=call_seed, batch_size=len(x), checks_on=False).x_adv
+        x = x.detach()
+        start = noise.uniform(x, 0.0, 1.0) if threat.norm == "Linf" else noise.normal(x)
+        with eval_mode(model):
+            x_best, *_ = apgd_single_run(model, x, y, start, eps=threat.eps, norm=threat.norm, n_iter=steps, loss="ce")
+        return x_best.detach()
 
     return gen

@@ -7,6 +7,7 @@ warn, each with the fix in the message.
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import torch
@@ -80,24 +81,59 @@ def check_model_mode(model: nn.Module) -> None:
         )
 
 
-def check_randomized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int = 2, alpha: float = 1e-4) -> bool:
-    """Warn (and return True) when repeated forward passes disagree (a randomised defence)."""
+def check_randomized(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int = 5, alpha: float = 1e-4) -> bool:
+    """Warn (and return True) when ``n`` forward passes on the same images disagree (a randomised
+    defence), as the reference's ``check_randomized``: 5 passes, the number of correct points of
+    each, and the largest L2 distance between any two passes' L2-normalised logits (> ``alpha``).
+    A model random only now and then (e.g. on every third call) passes a 2-pass check."""
     with torch.no_grad():
         outs = [model(x) for _ in range(n)]
-    preds = [o.argmax(1) for o in outs]
+    correct = [int((o.argmax(1) == y).sum()) for o in outs]
     normed = [o / (o.flatten(1).norm(dim=1, keepdim=True) + 1e-10) for o in outs]
-    differs = any(not torch.equal(p, preds[0]) for p in preds[1:]) or any(
-        float((o - normed[0]).flatten(1).norm(dim=1).max()) > alpha for o in normed[1:]
-    )
+    max_diff = max((float((normed[a] - normed[b]).flatten(1).norm(dim=1).max())
+                    for a in range(n) for b in range(a + 1, n)), default=0.0)
+    differs = len(set(correct)) > 1 or max_diff > alpha
     if differs:
         _warn(
-            "Two forward passes of the model on the same images differ (a randomised model or one left "
+            f"{n} forward passes of the model on the same images differ (a randomised model or one left "
             "in train mode): use the 'rand' version of AutoAttack (attack 'autoattack-rand', or --set version=rand)."
         )
     return differs
 
 
+# Functions whose call during a plain forward pass marks a "dynamic" defence (one that runs its
+# own optimisation on the input at test time), as in the reference's ``check_dynamic``.
+_DYNAMIC_CALLS = frozenset({"grad", "backward", "_make_grads"})
+
+
+def check_dynamic(model: nn.Module, x: torch.Tensor) -> bool:
+    """Warn (and return True) when a forward pass computes gradients (``torch.autograd.grad``,
+    ``backward``): a test-time-optimising defence that AutoAttack alone may not evaluate well."""
+    seen: list[str] = []
+
+    def trace(frame, event, arg):
+        if event == "call" and frame.f_code.co_name in _DYNAMIC_CALLS:
+            seen.append(frame.f_code.co_name)
+        return None  # no line tracing: only calls are counted
+
+    before = sys.gettrace()  # a debugger's or coverage's tracer is put back afterwards
+    sys.settrace(trace)
+    try:
+        model(x)  # with autograd on, as the reference: a defence may rely on it
+    finally:
+        sys.settrace(before)
+    if seen:
+        _warn(
+            f"The model computes gradients in its forward pass ({', '.join(sorted(set(seen)))}): a dynamic "
+            "(test-time optimising) defence. AutoAttack alone may overestimate its robustness; use an adaptive attack."
+        )
+    return bool(seen)
+
+
 def check_zero_gradients(n_zero: int, n_total: int) -> None:
+    """``n_zero`` counts points (each once), so it never exceeds ``n_total``."""
+    if n_zero > n_total:
+        raise ValueError(f"{n_zero} zero-gradient points out of {n_total}: points were counted more than once")
     if n_zero:
         _warn(
             f"{n_zero} of {n_total} points have a zero input gradient, so gradient-based attacks cannot move "

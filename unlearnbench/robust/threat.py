@@ -211,10 +211,10 @@ class AutoAttackConfig:
     """Standard AutoAttack (Croce & Hein 2020) or its ``rand`` version for randomised models.
 
     The defaults are the original budget; lowering them gives a *weaker* attack that must not be
-    reported as AutoAttack. ``chunk`` is the number of points that share one random stream (the
-    ``batch_size`` of the reference implementation, so numbers match it point for point);
-    ``max_batch`` is how many points are attacked together (0 = automatic: one chunk on CPU,
-    several on CUDA). Results do not depend on ``max_batch``.
+    reported as AutoAttack. ``chunk`` is the number of points that share one random stream: the
+    ``bs`` of the reference implementation, 250 in its scripts and in RobustBench, so numbers
+    match it point for point whatever the evaluation batch size. ``max_batch`` is how many points
+    are attacked together (0 = automatic: four chunks). Results do not depend on ``max_batch``.
     """
 
     version: Literal["standard", "rand"] = "standard"
@@ -223,7 +223,7 @@ class AutoAttackConfig:
     square_queries: int = 5000
     n_target_classes: int = 9
     eot_iter: int = 20  # only for version=rand
-    chunk: int = 0  # 0 = the caller's batch size
+    chunk: int = 250  # the reference's batch size (its random starts depend on it)
     max_batch: int = 0
     checks: bool = True
     seed: int = 0
@@ -231,8 +231,10 @@ class AutoAttackConfig:
     def __post_init__(self) -> None:
         if min(self.apgd_steps, self.fab_steps, self.square_queries, self.n_target_classes, self.eot_iter) < 1:
             raise ConfigError("apgd_steps, fab_steps, square_queries, n_target_classes and eot_iter must be at least 1.")
-        if self.chunk < 0 or self.max_batch < 0:
-            raise ConfigError("chunk and max_batch must be 0 (automatic) or positive.")
+        if self.chunk < 1:
+            raise ConfigError("chunk must be at least 1 (the reference's batch size is 250).")
+        if self.max_batch < 0:
+            raise ConfigError("max_batch must be 0 (automatic) or positive.")
 
     @property
     def budget_changes(self) -> dict[str, int]:

@@ -3,9 +3,17 @@
 A method provides ``loss_fn(model, x, y) -> loss`` (the inner maximisation and the training
 loss) and the trainer adds an ``epoch_end`` hook that measures robustness on a held-out batch,
 keeps the most robust weights (Rice et al.'s early stopping against robust overfitting) and, for
-single-step methods, detects catastrophic overfitting (Wong et al.): PGD accuracy collapsing while
-FGSM accuracy holds. On detection it stops (restoring the most robust weights) or rolls back and
-switches to a remedy (N-FGSM or GradAlign).
+single-step methods, detects catastrophic overfitting as Wong et al.'s code does (PGD-5 on the
+epoch's first training batch, compared with the previous epoch; ``co_check="wong"``) or with the
+project's own held-out variant (``co_check="holdout"``). On detection it stops (restoring the most
+robust weights) or rolls back and switches to a remedy (N-FGSM or GradAlign).
+
+Protocol, as in the reference code: PGD-AT, fast-AT, N-FGSM and GradAlign generate their examples
+in train mode (Madry/Rice/Wong/de Jorge/Andriushchenko: BatchNorm uses batch statistics, and the
+attack's forward passes update the running ones), TRADES and MART in eval mode (their code calls
+``model.eval()``); ``generate_in_eval`` overrides it. The inner maximisation always runs in fp32,
+even when the training step runs under bf16 autocast: a bf16 input gradient is quantised to 8
+mantissa bits, which changes the sign pattern FGSM/PGD follow.
 
 Methods (registry ``AT_METHODS``): ``pgd_at`` (Madry), ``trades`` (β = 6), ``mart`` (β = 5, the
 ResNet setting), ``fast_at`` (FGSM with random start, α = 1.25 ε), ``nfgsm`` (noise 2ε, α = ε, no
@@ -48,12 +56,18 @@ class AdvTrainConfig:
     alpha: float | None = None  # inner step size; None = the method's default
     beta: float | None = None  # trades (6.0) / mart (5.0) regulariser weight
     gradalign_lambda: float = 0.2
-    generate_in_eval: bool = True  # BN in eval mode while generating (TRADES/MART practice)
+    # Mode while generating examples: None = the method's reference code (train mode for pgd_at,
+    # fast_at, nfgsm, gradalign; eval mode for trades, mart); True/False force eval/train mode.
+    generate_in_eval: bool | None = None
     check_steps: int = 10  # PGD steps of the per-epoch robustness check
     check_size: int = 256  # points in the held-out check batch
     keep_most_robust: bool = True  # restore the weights with the best held-out PGD accuracy
     co_detect: bool = True  # catastrophic-overfitting check (single-step methods)
-    co_drop: float = 20.0  # PGD-accuracy drop (points) from the best epoch that signals CO
+    # "wong": PGD-5 accuracy on the epoch's first training batch drops > co_drop points from the
+    # previous epoch (Wong et al.'s code); "holdout": the project's own variant, held-out PGD-
+    # check_steps accuracy > co_drop points below its best so far (catches a two-epoch collapse).
+    co_check: Literal["wong", "holdout"] = "wong"
+    co_drop: float = 20.0  # PGD-accuracy drop (points) that signals CO
     co_remedy: Literal["stop", "nfgsm", "gradalign", "none"] = "stop"
     seed: int = 0
 
@@ -80,20 +94,26 @@ AT_METHODS: Registry[MethodFactory] = Registry("adversarial_training")
 
 
 class _Gen:
-    """Runs the inner maximisation in eval mode when configured, then restores the mode."""
+    """Runs the inner maximisation in the method's mode (train or eval) and in fp32, then
+    restores the mode. fp32: under the training step's bf16 autocast the input gradient would be
+    rounded to 8 mantissa bits (the reference PGD-AT code trains in fp32)."""
 
     def __init__(self, cfg: AdvTrainConfig) -> None:
         self.cfg = cfg
+        mode = AT_METHODS.info(cfg.method).get("generate_in", "eval")
+        self.in_eval = (mode == "eval") if cfg.generate_in_eval is None else cfg.generate_in_eval
 
     def __call__(self, model: nn.Module, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-        if self.cfg.generate_in_eval:
-            with eval_mode(model):
-                return fn()
-        return fn()
+        dev = next(model.parameters()).device
+        with torch.autocast(device_type=dev.type, enabled=False):
+            if self.in_eval:
+                with eval_mode(model):
+                    return fn()
+            return fn()
 
 
 @AT_METHODS.register("pgd_at", summary="Madry PGD-AT: CE on PGD-k examples (eps 8/255, alpha 2/255, 10 steps)",
-                     single_step=False, paper="https://arxiv.org/abs/1706.06083")
+                     single_step=False, generate_in="train", paper="https://arxiv.org/abs/1706.06083")
 def pgd_at(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
     threat, gen = cfg.threat, _Gen(cfg)
     alpha = cfg.alpha or 2.5 * cfg.eps / cfg.steps
@@ -106,7 +126,7 @@ def pgd_at(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
 
 
 @AT_METHODS.register("trades", summary="TRADES: CE(x) + beta*KL(f(x')||f(x)), beta 6, KL-PGD inner max",
-                     single_step=False, paper="https://arxiv.org/abs/1901.08573")
+                     single_step=False, generate_in="eval", paper="https://arxiv.org/abs/1901.08573")
 def trades(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
     threat, gen = cfg.threat, _Gen(cfg)
     alpha = cfg.alpha or 2.5 * cfg.eps / cfg.steps
@@ -132,14 +152,19 @@ def trades(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
 
 
 @AT_METHODS.register("mart", summary="MART: boosted CE on PGD examples + beta*KL weighted by (1-p_y), beta 5",
-                     single_step=False, paper="https://openreview.net/forum?id=rklOg6EFwS")
+                     single_step=False, generate_in="eval", paper="https://openreview.net/forum?id=rklOg6EFwS")
 def mart(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
     threat, gen = cfg.threat, _Gen(cfg)
     alpha = cfg.alpha or 2.5 * cfg.eps / cfg.steps
     beta = 5.0 if cfg.beta is None else cfg.beta
 
+    def inner(model, x, y) -> torch.Tensor:
+        # MART's code starts from x + 0.001·N(0, I) (as TRADES), not from a uniform point of the ball.
+        x0 = (x + 0.001 * noise.normal(x)).clamp(0, 1)
+        return pgd_perturb(model, x, y, threat, steps=cfg.steps, alpha=alpha, noise=None, start=project(x0 - x, x, threat))
+
     def loss_fn(model, x, y):
-        x_adv = gen(model, lambda: pgd_perturb(model, x, y, threat, steps=cfg.steps, alpha=alpha, noise=noise))
+        x_adv = gen(model, lambda: inner(model, x, y))
         logits = model(x)
         logits_adv = model(x_adv)
         adv_probs = F.softmax(logits_adv, dim=1)
@@ -167,7 +192,7 @@ def _fgsm(model, x, y, threat: ThreatModel, alpha: float, noise: _Noise, init_sc
 
 
 @AT_METHODS.register("fast_at", summary="Fast-AT (Wong): FGSM from a random start, alpha 1.25*eps; CO check",
-                     single_step=True, paper="https://arxiv.org/abs/2001.03994")
+                     single_step=True, generate_in="train", paper="https://arxiv.org/abs/2001.03994")
 def fast_at(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
     threat, gen = cfg.threat, _Gen(cfg)
     alpha = cfg.alpha or 1.25 * cfg.eps
@@ -180,7 +205,7 @@ def fast_at(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
 
 
 @AT_METHODS.register("nfgsm", summary="N-FGSM: noise in 2*eps, FGSM step eps, no clipping (CO remedy)",
-                     single_step=True, paper="https://arxiv.org/abs/2202.01181")
+                     single_step=True, generate_in="train", paper="https://arxiv.org/abs/2202.01181")
 def nfgsm(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
     threat, gen = cfg.threat, _Gen(cfg)
     alpha = cfg.alpha or cfg.eps
@@ -193,7 +218,7 @@ def nfgsm(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
 
 
 @AT_METHODS.register("gradalign", summary="GradAlign: FGSM + lambda*(1-cos(grad x, grad x+eta)), lambda 0.2 (CO remedy)",
-                     single_step=True, paper="https://arxiv.org/abs/2007.02617")
+                     single_step=True, generate_in="train", paper="https://arxiv.org/abs/2007.02617")
 def gradalign(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
     threat, gen = cfg.threat, _Gen(cfg)
     alpha = cfg.alpha or 1.25 * cfg.eps
@@ -206,7 +231,9 @@ def gradalign(cfg: AdvTrainConfig, noise: _Noise) -> LossFn:
     def loss_fn(model, x, y):
         x_adv = gen(model, lambda: _fgsm(model, x, y, threat, alpha, noise, 0.0, clip=True))
         loss = F.cross_entropy(model(x_adv), y)
-        g1 = input_grad(model, x, y, create_graph=True)
+        # As the reference (get_input_grad(..., backprop=False) for the clean point): only the
+        # gradient at the noisy point is differentiated through (double backprop once, not twice).
+        g1 = input_grad(model, x, y, create_graph=False).detach()
         g2 = input_grad(model, (x + random_start(noise, x, threat)).clamp(0, 1), y, create_graph=True)
         cos = F.cosine_similarity(g1, g2, dim=1, eps=1e-12)
         return loss + cfg.gradalign_lambda * (1.0 - cos).mean()
@@ -230,13 +257,37 @@ def holdout_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat:
     return fgsm, pgd
 
 
+def training_batch_pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                                seed: int) -> float:
+    """Wong et al.'s catastrophic-overfitting check: PGD-5 (step eps/4, one uniform random start)
+    accuracy in percent on a training batch. Run in eval mode (their code leaves the model in train
+    mode, so the check itself moves BatchNorm's running statistics; here it does not)."""
+    with eval_mode(model):
+        x_pgd = pgd_perturb(model, x, y, threat, steps=5, alpha=threat.eps / 4, noise=_Noise(seed))
+        with torch.no_grad():
+            return 100.0 * float((model(x_pgd).argmax(1) == y).float().mean())
+
+
+@dataclass
+class WongCODetector:
+    """Catastrophic overfitting as in Wong et al.'s code: the training-batch PGD accuracy falls by
+    more than ``drop`` points from the *previous* epoch's."""
+
+    drop: float = 20.0
+    prev: float | None = None
+
+    def update(self, pgd_acc: float) -> bool:
+        collapsed = self.prev is not None and pgd_acc - self.prev < -self.drop
+        if not collapsed:
+            self.prev = pgd_acc
+        return collapsed
+
+
 @dataclass
 class CODetector:
-    """Catastrophic overfitting: held-out PGD accuracy falls ``drop`` points below its best so far.
-
-    Wong et al. stop when PGD accuracy drops by 20 points between checks; comparing with the best
-    so far also catches a collapse spread over two epochs.
-    """
+    """The project's own catastrophic-overfitting variant (``co_check="holdout"``): held-out PGD
+    accuracy falls ``drop`` points below its best so far. Unlike Wong et al.'s previous-epoch rule
+    it also catches a collapse spread over two epochs."""
 
     drop: float = 20.0
     best: float = float("-inf")
@@ -259,6 +310,8 @@ class AdversarialTraining:
     best_epoch: int = 0
     best_pgd_acc: float = float("nan")
     _best_state: dict | None = None
+    _prev_state: dict | None = None  # Wong's rule rolls back to the previous epoch's weights
+    _first_batch: tuple[torch.Tensor, torch.Tensor] | None = None  # this epoch's, for Wong's check
     _loss: LossFn | None = None
 
     def __post_init__(self) -> None:
@@ -266,50 +319,80 @@ class AdversarialTraining:
         self.noise = _Noise(self.cfg.seed)
         self._loss = AT_METHODS.get(self.method)(self.cfg, self.noise)
         self.single_step = bool(AT_METHODS.info(self.method).get("single_step"))
-        self.detector = CODetector(self.cfg.co_drop)
+        self.detector = self._detector()
+
+    def _detector(self):
+        return WongCODetector(self.cfg.co_drop) if self.cfg.co_check == "wong" else CODetector(self.cfg.co_drop)
 
     def loss_fn(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self._first_batch is None:
+            self._first_batch = (x.detach().clone(), y.detach().clone())
         return self._loss(model, x, y)
 
     def _switch(self, method: str) -> None:
         self.method = method
         self._loss = AT_METHODS.get(method)(dataclasses.replace(self.cfg, method=method, alpha=None), self.noise)
-        self.detector = CODetector(self.cfg.co_drop)
+        self.detector = self._detector()
+
+    def _co_check(self, model: nn.Module, record: dict) -> float | None:
+        """This epoch's value for the CO rule (None when there is nothing to check)."""
+        if not (self.cfg.co_detect and self.single_step):
+            return None
+        if self.cfg.co_check == "wong":
+            batch, self._first_batch = self._first_batch, None
+            if batch is None:
+                return None
+            acc = training_batch_pgd_accuracy(model, batch[0], batch[1], self.cfg.threat, self.cfg.seed)
+            record["co_check_pgd_acc"] = acc
+            return acc
+        return record.get("holdout_pgd_acc")
 
     def epoch_end(self, epoch: int, record: dict, model: nn.Module) -> bool:
         """Record held-out FGSM/PGD accuracy; keep the most robust weights; handle CO. True = stop."""
         record["at_method"] = self.method
-        if self.holdout is None:
-            return False
-        x, y = self.holdout
-        dev = next(model.parameters()).device
-        x, y = x.to(dev), y.to(dev)
-        fgsm, pgd = holdout_accuracy(model, x, y, self.cfg.threat, self.cfg.check_steps, self.cfg.seed)
-        record["holdout_fgsm_acc"] = fgsm
-        record["holdout_pgd_acc"] = pgd
-        if not pgd <= self.best_pgd_acc:  # also true for the first epoch (nan)
-            self.best_pgd_acc, self.best_epoch = pgd, epoch
-            if self.cfg.keep_most_robust:
-                self._best_state = copy.deepcopy(model.state_dict())
-        collapsed = self.cfg.co_detect and self.single_step and self.detector.update(pgd)
+        fgsm = pgd = float("nan")
+        if self.holdout is not None:
+            x, y = self.holdout
+            dev = next(model.parameters()).device
+            x, y = x.to(dev), y.to(dev)
+            fgsm, pgd = holdout_accuracy(model, x, y, self.cfg.threat, self.cfg.check_steps, self.cfg.seed)
+            record["holdout_fgsm_acc"] = fgsm
+            record["holdout_pgd_acc"] = pgd
+            if not pgd <= self.best_pgd_acc:  # also true for the first epoch (nan)
+                self.best_pgd_acc, self.best_epoch = pgd, epoch
+                if self.cfg.keep_most_robust:
+                    self._best_state = copy.deepcopy(model.state_dict())
+        value = self._co_check(model, record)
+        collapsed = value is not None and self.detector.update(value)
         record["co_detected"] = float(collapsed)
         last = self.epochs is not None and epoch >= self.epochs
         if collapsed:
-            event = {"epoch": epoch, "pgd_acc": pgd, "fgsm_acc": fgsm, "best_pgd_acc": self.best_pgd_acc,
-                     "method": self.method, "remedy": self.cfg.co_remedy}
+            event = {"epoch": epoch, "check": self.cfg.co_check, "check_pgd_acc": value, "holdout_pgd_acc": pgd,
+                     "fgsm_acc": fgsm, "best_pgd_acc": self.best_pgd_acc, "method": self.method,
+                     "remedy": self.cfg.co_remedy}
             self.events.append(event)
-            log.warning("catastrophic overfitting at epoch %d: held-out PGD accuracy %.1f%% (best %.1f%%, FGSM %.1f%%); "
-                        "remedy: %s", epoch, pgd, self.best_pgd_acc, fgsm, self.cfg.co_remedy)
+            log.warning("catastrophic overfitting at epoch %d (%s check): PGD accuracy %.1f%% (held-out best %.1f%%, "
+                        "FGSM %.1f%%); remedy: %s", epoch, self.cfg.co_check, value, self.best_pgd_acc, fgsm,
+                        self.cfg.co_remedy)
             remedy = self.cfg.co_remedy
             if remedy == "stop":
-                self.restore(model)
+                self._roll_back(model)
                 return True
             if remedy in ("nfgsm", "gradalign") and self.method != remedy:
-                self.restore(model)  # roll back to the last robust weights, continue with the remedy
+                self._roll_back(model)  # back to the last robust weights, continue with the remedy
                 self._switch(remedy)
+        elif value is not None and self.cfg.co_check == "wong":
+            self._prev_state = copy.deepcopy(model.state_dict())
         if last:
             self.restore(model)
         return False
+
+    def _roll_back(self, model: nn.Module) -> None:
+        """Wong's rule: the previous epoch's weights; the held-out variant: the most robust ones."""
+        if self.cfg.co_check == "wong" and self._prev_state is not None:
+            model.load_state_dict(self._prev_state)
+        else:
+            self.restore(model)
 
     def restore(self, model: nn.Module) -> None:
         if self.cfg.keep_most_robust and self._best_state is not None:
@@ -325,6 +408,8 @@ class AdversarialTraining:
             "selection": "best held-out PGD accuracy" if self.cfg.keep_most_robust and self.holdout is not None else "last epoch",
             "best_epoch": self.best_epoch,
             "best_holdout_pgd_acc": self.best_pgd_acc,
+            "co_check": self.cfg.co_check if self.single_step and self.cfg.co_detect else "none",
+            "generated_in": "eval" if _Gen(self.cfg).in_eval else "train",
             "co_events": self.events,
         }
 

@@ -80,13 +80,18 @@ def build_config(method: str, config: dict[str, Any] | Any | None = None, seed: 
     return from_dict(cls, values)
 
 
-def check_adv_retain(method: str, config: Any) -> None:
-    """``--adv-retain`` needs a method that trains on retain batches (its config has ``adv_eps``)."""
+def check_adv_retain(method: str, config: Any, attack: str | None = None) -> None:
+    """``--adv-retain`` needs a method that trains on retain batches (its config has ``adv_eps``)
+    and an attack that returns its strongest example for every point (pgd, fgsm, apgd)."""
     if "retain" not in declared_reads(method, config) or not hasattr(config, "adv_eps"):
         raise ConfigError(
             f"Method {method!r} does not train on the retain set, so --adv-retain cannot apply; "
             "use a method that does (e.g. finetune, salun, l1_sparse)."
         )
+    if attack is not None:
+        from unlearnbench.robust.adversarial import check_retain_attack
+
+        check_retain_attack(attack)
 
 
 def default_adv_eps(in_channels: int) -> float:
@@ -137,7 +142,7 @@ def run(
         if not 0 <= prune < 1:
             raise ConfigError(f"--prune is the pruned fraction of convolution weights, in [0, 1); got {prune}.")
     if adv_retain is not None:
-        check_adv_retain(method, cfg)
+        check_adv_retain(method, cfg, adv_retain)
     dev = resolve_device(device)
     seed_everything(seed)
     work = copy.deepcopy(model).to(dev)

@@ -96,7 +96,7 @@ def validate_request(
     if prune is not None and not 0 <= prune < 1:
         raise ConfigError(f"--prune is the pruned fraction of convolution weights, in [0, 1); got {prune}.")
     if adv_retain is not None:
-        check_adv_retain(method, cfg)
+        check_adv_retain(method, cfg, adv_retain)
     parse_forget_spec(forget)
     return cfg
 

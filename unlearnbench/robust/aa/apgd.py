@@ -75,12 +75,12 @@ def apgd_single_run(
     eot_iter: int = 1,
     loss: str = "ce",
     y_target: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One APGD run from the random start ``noise`` (uniform for Linf, Gaussian for L2).
 
-    Returns ``(x_best, acc, loss_best, x_best_adv, n_zero_grad)`` like the reference, plus the
-    number of points whose first gradient is exactly zero (checked for the DLR losses only, as
-    in the reference).
+    Returns ``(x_best, acc, loss_best, x_best_adv, zero_grad)`` like the reference, plus a bool per
+    point: its first gradient is exactly zero (checked for the DLR losses only, as in the
+    reference's ``check_zero_gradients``).
     """
     n_iter_2 = max(int(0.22 * n_iter), 1)
     n_iter_min = max(int(0.06 * n_iter), 1)
@@ -123,9 +123,9 @@ def apgd_single_run(
 
     logits, loss_indiv, grad = loss_and_grad(x_adv)
     grad_best = grad.clone()
-    n_zero = 0
+    zero_grad = torch.zeros(x.shape[0], dtype=torch.bool, device=dev)
     if loss != "ce":
-        n_zero = int((grad.view(grad.shape[0], -1).abs().sum(-1) == 0).sum())
+        zero_grad = grad.view(grad.shape[0], -1).abs().sum(-1) == 0
 
     acc = logits.max(1)[1] == y
     loss_best = loss_indiv.clone()
@@ -191,7 +191,7 @@ def apgd_single_run(
                 counter3 = 0
                 k = max(k - size_decr, n_iter_min)
 
-    return x_best, acc, loss_best, x_best_adv, n_zero
+    return x_best, acc, loss_best, x_best_adv, zero_grad
 
 
 def chunk_ids(sizes: list[int] | None, n: int) -> torch.Tensor:
@@ -215,7 +215,12 @@ def draw_per_chunk(rows_chunk: torch.Tensor, gens: list[torch.Generator], shape:
 
 
 class _ChunkedMixin:
-    """Per-chunk random streams seeded like the reference re-seeds its global generator."""
+    """Per-chunk random streams seeded like the reference re-seeds its global generator.
+
+    ``last_zero_grad`` marks, per row of the last call, the points whose first DLR gradient was
+    exactly zero in any restart or target; ``zero_grad_points`` sums those marks over calls, so a
+    point counts once per call (calls on disjoint batches add up to at most N).
+    """
 
     seed: int
     # Set by the AutoAttack engine: called with a short note at each milestone of a stage
@@ -225,6 +230,13 @@ class _ChunkedMixin:
     def _note(self, text: str) -> None:
         if self.on_progress is not None:
             self.on_progress(text)
+
+    last_zero_grad: torch.Tensor | None = None
+    zero_grad_points: int = 0
+
+    def _note_zero_grad(self, mask: torch.Tensor) -> None:
+        self.last_zero_grad = mask
+        self.zero_grad_points += int(mask.sum())
 
     def _generators(self, n_chunks: int) -> list[torch.Generator]:
         return [torch.Generator().manual_seed(int(self.seed)) for _ in range(n_chunks)]
@@ -236,7 +248,6 @@ class APGD(_ChunkedMixin, torchattacks.APGD):
     def __init__(self, model, norm="Linf", eps=8 / 255, steps=100, n_restarts=1, seed=0, loss="ce", eot_iter=1, rho=0.75):
         super().__init__(model, norm=norm, eps=eps, steps=steps, n_restarts=n_restarts, seed=seed, loss=loss,
                          eot_iter=eot_iter, rho=rho)
-        self.zero_grad_points = 0
 
     def forward(self, images, labels):
         adv, _ = self.perturb_chunks(images.clone().detach().to(self.device), labels.clone().detach().to(self.device))
@@ -252,19 +263,21 @@ class APGD(_ChunkedMixin, torchattacks.APGD):
         with torch.no_grad():
             acc = self.get_logits(x).max(1)[1] == y
         adv = x.clone()
+        zero = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.n_restarts):
             ind = acc.nonzero().flatten()
             if ind.numel() == 0:
                 continue
             noise = draw_per_chunk(rows_chunk[ind.cpu()], gens, tuple(x.shape[1:]), gaussian=self.norm == "L2")
-            _, acc_curr, _, adv_curr, n_zero = apgd_single_run(
+            _, acc_curr, _, adv_curr, zero_curr = apgd_single_run(
                 self.get_logits, x[ind], y[ind], noise, eps=self.eps, norm=self.norm, n_iter=self.steps,
                 rho=self.thr_decr, eot_iter=self.eot_iter, loss=self.loss,
             )
-            self.zero_grad_points += n_zero
+            zero[ind[zero_curr]] = True
             fooled = ~acc_curr
             acc[ind[fooled]] = False
             adv[ind[fooled]] = adv_curr[fooled]
+        self._note_zero_grad(zero)
         return adv, acc
 
 
@@ -275,7 +288,6 @@ class APGDT(_ChunkedMixin, torchattacks.APGDT):
                  n_target_classes=9):
         super().__init__(model, norm=norm, eps=eps, steps=steps, n_restarts=n_restarts, seed=seed, eot_iter=eot_iter,
                          rho=rho, n_classes=n_target_classes + 1)
-        self.zero_grad_points = 0
 
     def forward(self, images, labels):
         adv, _ = self.perturb_chunks(images.clone().detach().to(self.device), labels.clone().detach().to(self.device))
@@ -291,6 +303,7 @@ class APGDT(_ChunkedMixin, torchattacks.APGDT):
             acc = logits.max(1)[1] == y
         n_targets = min(self.n_target_classes, logits.shape[1] - 1)
         adv = x.clone()
+        zero = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for target_class in range(2, n_targets + 2):
             self._note(f"target {target_class - 1}/{n_targets}")
             for _ in range(self.n_restarts):
@@ -301,12 +314,13 @@ class APGDT(_ChunkedMixin, torchattacks.APGDT):
                 with torch.no_grad():
                     y_target = self.get_logits(x_to_fool).sort(dim=1)[1][:, -target_class]
                 noise = draw_per_chunk(rows_chunk[ind.cpu()], gens, tuple(x.shape[1:]), gaussian=self.norm == "L2")
-                _, acc_curr, _, adv_curr, n_zero = apgd_single_run(
+                _, acc_curr, _, adv_curr, zero_curr = apgd_single_run(
                     self.get_logits, x_to_fool, y_to_fool, noise, eps=self.eps, norm=self.norm, n_iter=self.steps,
                     rho=self.thr_decr, eot_iter=self.eot_iter, loss="dlr-targeted", y_target=y_target,
                 )
-                self.zero_grad_points += n_zero
+                zero[ind[zero_curr]] = True
                 fooled = ~acc_curr
                 acc[ind[fooled]] = False
                 adv[ind[fooled]] = adv_curr[fooled]
+        self._note_zero_grad(zero)
         return adv, acc

@@ -6,10 +6,17 @@ classes × 100) → FAB-T (9 × 100) → Square (5000 queries, ``resc_schedule=F
 only the points that are still robust, each from the clean image; robust accuracy counts over all
 points, so clean mistakes are non-robust.
 
-Batching: the reference attacks the robust points in batches of ``bs`` and re-seeds its random
-generator at the start of each batch. Here those batches are "chunks" that keep their own random
-stream, and several chunks are attacked together (``max_batch`` points) to fill a GPU; the
-results are the reference's, chunk for chunk.
+Batching: the reference attacks the robust points in batches of ``bs`` (250 in its evaluation
+scripts and RobustBench) and re-seeds its random generator at the start of each batch, so the
+random starts, and with them the verdicts, depend on ``bs``. Here those batches are "chunks" of
+``AutoAttackConfig.chunk`` points (250, whatever the evaluation batch size) that keep their own
+random stream, and several chunks are attacked together (``max_batch`` points) to fill a GPU; the
+results are the reference's at ``bs=250``, chunk for chunk.
+
+Every stage's output is fitted to the threat model (``robust.attacks.project_to_threat``: rows
+outside by float rounding only) *before* it is judged, so the returned images are exactly the ones
+the verdicts were computed on. Sanity counts follow the reference's ``checks.py``; points with a
+zero gradient are counted once each, however many stages, restarts and targets saw them.
 """
 
 from __future__ import annotations
@@ -62,14 +69,19 @@ def _build_stage(name: str, model: nn.Module, threat: ThreatModel, cfg: AutoAtta
     raise ValueError(f"unknown AutoAttack stage {name!r}")
 
 
-def _run_stage(stage, x: torch.Tensor, y: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+def _run_stage(stage, x: torch.Tensor, y: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stage's images and, per row, whether its first (DLR) gradient was zero."""
     if hasattr(stage, "perturb_chunks"):
+        stage.last_zero_grad = None
         adv, _ = stage.perturb_chunks(x, y, sizes)
-        return adv
-    return stage.perturb(x, y)
+        zero = getattr(stage, "last_zero_grad", None)
+        if zero is not None:
+            return adv, zero.to(x.device)
+        return adv, torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    return stage.perturb(x, y), torch.zeros(len(x), dtype=torch.bool, device=x.device)
 
 
-def _attack_group(stage, x: torch.Tensor, y: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+def _attack_group(stage, x: torch.Tensor, y: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Attack whole chunks together; on a CUDA out-of-memory error retry in halves (the result
     does not depend on how chunks are grouped)."""
     try:
@@ -81,8 +93,8 @@ def _attack_group(stage, x: torch.Tensor, y: torch.Tensor, sizes: list[int]) -> 
         half = len(sizes) // 2
         n1 = sum(sizes[:half])
         log.warning("out of GPU memory attacking %d points together; retrying in halves (set a lower max_batch)", len(x))
-        return torch.cat([_attack_group(stage, x[:n1], y[:n1], sizes[:half]),
-                          _attack_group(stage, x[n1:], y[n1:], sizes[half:])])
+        parts = [_attack_group(stage, x[:n1], y[:n1], sizes[:half]), _attack_group(stage, x[n1:], y[n1:], sizes[half:])]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 def _groups(idx: torch.Tensor, chunk: int, max_batch: int) -> list[tuple[torch.Tensor, list[int]]]:
@@ -106,15 +118,19 @@ def run_autoattack(
     y: torch.Tensor,
     threat: ThreatModel,
     cfg: AutoAttackConfig,
-    batch_size: int = 250,
 ) -> AutoAttackOutcome:
     """AutoAttack on ``(x, y)`` (already on the model's device, model in eval mode).
 
-    The caller owns RNG isolation and mode restoration (see ``robust.attacks.run_attack``).
+    The caller owns RNG isolation and mode restoration (see ``robust.attacks.run_attack``). The
+    evaluation batch size plays no part: chunks are ``cfg.chunk`` points, as the reference's batches.
     """
-    chunk = cfg.chunk or batch_size
+    from unlearnbench.robust.attacks import project_to_threat
+
+    chunk = cfg.chunk
     dev = x.device
-    max_batch = cfg.max_batch or (4 * chunk if dev.type == "cuda" else chunk)
+    # Four chunks per pass by default (1000 points, what one pass held before chunks were fixed at
+    # 250): fewer Python iterations for small models; results do not depend on it.
+    max_batch = cfg.max_batch or 4 * chunk
     max_batch = max(max_batch, chunk)
     stage_names = STAGES[cfg.version]
     n = len(x)
@@ -132,6 +148,7 @@ def run_autoattack(
     clean = preds == y
     robust = clean.clone()
     x_adv = x.clone()
+    zero_grad = torch.zeros(n, dtype=torch.bool, device=dev)
     counts = {"clean": int(clean.sum())}
     seconds: dict[str, float] = {}
     stages = {name: _build_stage(name, model, threat, cfg, n_targets) for name in stage_names}
@@ -146,7 +163,9 @@ def run_autoattack(
                     stage.on_progress = points.report
                     for gidx, sizes in _groups(idx, chunk, max_batch):
                         xg, yg = x[gidx], y[gidx]
-                        adv = _attack_group(stage, xg, yg, sizes)
+                        adv, zero = _attack_group(stage, xg, yg, sizes)
+                        adv = project_to_threat(xg, adv, threat)
+                        zero_grad[gidx[zero]] = True
                         with torch.no_grad():
                             fooled = model(adv).argmax(1) != yg
                         robust[gidx[fooled]] = False
@@ -160,8 +179,7 @@ def run_autoattack(
             bar.advance()
             bar.report(f"after {name} {100 * counts[name] / n:.1f}% robust (n={n})")
 
-    zero = sum(getattr(s, "zero_grad_points", 0) for s in stages.values())
     if cfg.checks:
-        checks.check_zero_gradients(zero, n)
+        checks.check_zero_gradients(int(zero_grad.sum()), n)
         checks.check_square(counts, n)
     return AutoAttackOutcome(x_adv, robust, clean, counts, seconds)

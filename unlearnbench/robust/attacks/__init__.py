@@ -9,9 +9,13 @@ with info ``summary``, ``norms`` (threat norms it supports), ``config`` (its con
   taken out of autograd meanwhile (no weight gradients computed, ``.grad`` untouched);
 - the global RNG untouched: APGD/APGD-T/FAB/Square re-seed it on every call, so each attack runs
   inside ``torch.random.fork_rng`` (CPU + the CUDA device in use) seeded with the config's seed;
-- outputs inside the threat model: minimum-norm attacks (CW, DeepFool, FAB) may return points
-  beyond eps; those are not adversarial examples under the threat model and are reset to the
-  clean image, tiny float overshoots are projected back.
+- outputs inside the threat model, touching as little as possible: a row inside the eps-ball and
+  [0, 1] is returned bit for bit; a row outside by float rounding only is projected back; a row
+  far outside is reset to the clean image for minimum-norm attacks (CW, DeepFool, FAB: such a
+  point is not an adversarial example under the threat model), and is an error for every other
+  attack (a bounded attack that leaves the ball is broken; counting the point robust would hide
+  it). Ensembles that judge their own points (AutoAttack) project before judging, so the images
+  returned are exactly the images their verdicts were computed on.
 """
 
 from __future__ import annotations
@@ -83,20 +87,51 @@ def isolated_rng(device: torch.device, seed: int) -> Iterator[None]:
         yield
 
 
-def project_to_threat(x: torch.Tensor, x_adv: torch.Tensor, threat: ThreatModel, rtol: float = 1e-4) -> torch.Tensor:
-    """Keep ``x_adv`` inside [0, 1] and the eps-ball; points far outside go back to ``x``."""
-    x_adv = x_adv.detach().to(x.dtype).clamp(0.0, 1.0)
-    delta = x_adv - x
+class AttackContractError(RuntimeError):
+    """An attack returned images far outside the threat model it was asked to respect (a bug)."""
+
+
+def _row_size(delta: torch.Tensor, norm: str) -> torch.Tensor:
     flat = delta.flatten(1)
-    size = flat.abs().max(1)[0] if threat.norm == "Linf" else flat.norm(dim=1)
-    beyond = size > threat.eps * (1 + rtol) + 1e-7
-    if threat.norm == "Linf":
-        delta = delta.clamp(-threat.eps, threat.eps)
-    else:
-        scale = torch.clamp(threat.eps / (size + 1e-12), max=1.0).view(-1, *([1] * (x.dim() - 1)))
-        delta = delta * scale
-    out = (x + delta).clamp(0.0, 1.0)
-    return torch.where(beyond.view(-1, *([1] * (x.dim() - 1))), x, out)
+    return flat.abs().max(1)[0] if norm == "Linf" else flat.norm(dim=1)
+
+
+def threat_violations(x: torch.Tensor, x_adv: torch.Tensor, threat: ThreatModel,
+                      rtol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: ``(outside, beyond)`` — outside the eps-ball or [0, 1] at all (``outside``), and
+    by more than float rounding (``beyond``: eps exceeded by a relative ``rtol`` + 1e-7, or a
+    pixel outside [-1e-6, 1 + 1e-6])."""
+    flat = x_adv.flatten(1)
+    size = _row_size(x_adv - x, threat.norm)
+    outside = (size > threat.eps) | (flat.min(1)[0] < 0) | (flat.max(1)[0] > 1)
+    beyond = (size > threat.eps * (1 + rtol) + 1e-7) | (flat.min(1)[0] < -1e-6) | (flat.max(1)[0] > 1 + 1e-6)
+    return outside, beyond
+
+
+def project_to_threat(x: torch.Tensor, x_adv: torch.Tensor, threat: ThreatModel, rtol: float = 1e-4) -> torch.Tensor:
+    """Fit ``x_adv`` to [0, 1] and the eps-ball, touching only the rows that are outside.
+
+    Rows inside are returned bit for bit (recomputing ``x + (x_adv - x)`` would move them by a
+    rounding error, and then the saved images would not be the ones the verdicts were computed
+    on); rows outside by rounding are projected back; rows far outside go back to ``x``.
+    """
+    x_adv = x_adv.detach().to(x.dtype)
+    outside, beyond = threat_violations(x, x_adv, threat, rtol)
+    if not bool(outside.any()):
+        return x_adv
+    x_adv = x_adv.clone()
+    rows = outside & ~beyond
+    if bool(rows.any()):
+        xr = x[rows]
+        delta = x_adv[rows].clamp(0.0, 1.0) - xr
+        if threat.norm == "Linf":
+            delta = delta.clamp(-threat.eps, threat.eps)
+        else:
+            size = _row_size(delta, "L2")
+            delta = delta * torch.clamp(threat.eps / (size + 1e-12), max=1.0).view(-1, *([1] * (x.dim() - 1)))
+        x_adv[rows] = (xr + delta).clamp(0.0, 1.0)
+    x_adv[beyond] = x[beyond]
+    return x_adv
 
 
 def build_config(name: str, config: dict | Any | None = None, *, seed: int | None = None) -> Any:
@@ -121,11 +156,15 @@ def run_attack(
     seed: int = 0,
     batch_size: int = 256,
     checks_on: bool = True,
+    raw: bool = False,
 ) -> AttackOutput:
     """Run attack ``name`` on images ``x`` (floats in [0, 1]) with labels ``y``.
 
-    Returns adversarial images on the model's device, inside ``threat`` and [0, 1]. Deterministic
-    for a given seed; leaves the model's modes and the global RNG as they were.
+    Returns adversarial images on the model's device, inside ``threat`` and [0, 1] (see the module
+    docstring for what is touched). ``raw=True`` returns the attack's own output untouched, for
+    tests of the attacks themselves. Deterministic for a given seed; leaves the model's modes and
+    the global RNG as they were. Raises ``AttackContractError`` when an attack that is not a
+    minimum-norm attack returns points far outside the threat model.
     """
     entry = ATTACKS.entry(name)
     if threat.norm not in entry.info["norms"]:
@@ -148,8 +187,23 @@ def run_attack(
             checks.check_logits(model, probe)
             if entry.info.get("kind") == "ensemble" and getattr(cfg, "version", "standard") != "rand":
                 checks.check_randomized(model, probe, y[: len(probe)])
+                checks.check_dynamic(model, probe)
         out = entry.obj(model, x, y, threat, cfg, batch_size)
-    out.x_adv = project_to_threat(x, out.x_adv, threat)
+    if raw:
+        return out
+    if entry.info.get("kind") != "minimum-norm":
+        _, beyond = threat_violations(x, out.x_adv.detach().to(x.dtype), threat)
+        if bool(beyond.any()):
+            raise AttackContractError(
+                f"Attack {name!r} returned {int(beyond.sum())} of {len(x)} points outside the {threat.label} ball or "
+                "[0, 1]; this is a bug in the attack, and its robust accuracy would be wrong."
+            )
+    if out.robust is None:
+        out.x_adv = project_to_threat(x, out.x_adv, threat)
+    else:
+        # An ensemble that judged its own points has fitted them before judging (robust.aa):
+        # touching them again could move a row by a rounding error away from its verdict.
+        out.x_adv = out.x_adv.detach().to(x.dtype)
     return out
 
 
@@ -175,5 +229,5 @@ for _plugin in ("fgsm", "pgd", "pgdl2", "cw", "deepfool", "apgd", "apgdt", "fab"
                 "autoattack_fast"):
     importlib.import_module(f"{__name__}.{_plugin}")
 
-__all__ = ["ATTACKS", "AttackOutput", "run_attack", "project_to_threat", "eval_mode", "frozen_params", "isolated_rng",
-           "build_config"]
+__all__ = ["ATTACKS", "AttackContractError", "AttackOutput", "run_attack", "project_to_threat", "threat_violations",
+           "eval_mode", "frozen_params", "isolated_rng", "build_config"]

@@ -11,7 +11,7 @@ PAPER = "https://arxiv.org/abs/2003.01690"
 def _run(model, x, y, threat, cfg: AutoAttackConfig, batch_size: int) -> AttackOutput:
     from unlearnbench.robust.aa import run_autoattack
 
-    out = run_autoattack(model, x, y, threat, cfg, batch_size=batch_size)
+    out = run_autoattack(model, x, y, threat, cfg)  # chunks of cfg.chunk, not batch_size
     return AttackOutput(out.x_adv, out.stages, out.robust, {"stage_seconds": out.stage_seconds, "version": cfg.version})
 
 
