@@ -160,11 +160,12 @@ def test_progress_lines_inside_autoattack(digits_cnn, digits_splits, capsys):
 
     x = digits_splits.test.x[:12].float() / 255
     y = digits_splits.test.y[:12]
-    cfg = AutoAttackConfig(apgd_steps=2, fab_steps=2, square_queries=501, n_target_classes=3, chunk=6, checks=False)
+    cfg = AutoAttackConfig(apgd_steps=2, fab_steps=2, square_queries=501, n_target_classes=3, chunk=6, max_batch=6,
+                           checks=False)
     progress.set_enabled(True)
     progress.set_line_mode(True)
     try:
-        run_autoattack(digits_cnn, x, y, ThreatModel("Linf", 0.01), cfg, batch_size=6)
+        run_autoattack(digits_cnn, x, y, ThreatModel("Linf", 0.01), cfg)
     finally:
         progress.set_enabled(False)
         progress.set_line_mode(None)

@@ -52,7 +52,7 @@ class _OneLineErrors(TyperGroup):
         except click_exceptions.ClickException as exc:
             err_console.print(f"[bold red]Error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
-        except (click_exceptions.Abort, typer.Abort):
+        except typer.Abort:
             err_console.print("Aborted.")
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)

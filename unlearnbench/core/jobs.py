@@ -44,6 +44,22 @@ def checkpoint_meta(
     }
 
 
+def train_metrics(model: nn.Module, splits: Splits, train_set, result, data: UnlearnData | None) -> dict[str, Any]:
+    """The accuracies a training checkpoint records (original, retrain, and their sparse variants)."""
+    metrics = {
+        "val_acc": accuracy(model, splits.val) if len(splits.val) else float("nan"),
+        "test_acc": accuracy(model, splits.test),
+        "train_acc": accuracy(model, train_set),
+        "best_epoch": result.best_epoch,
+        "train_seconds": result.seconds,
+    }
+    if data is not None:
+        metrics["forget_acc"] = accuracy(model, data.forget)
+        if data.test_retained is not None:
+            metrics["test_retained_acc"] = accuracy(model, data.test_retained)
+    return metrics
+
+
 def train_model(
     dataset: str,
     model_name: str,
@@ -70,17 +86,7 @@ def train_model(
     train_set = data.retain if data is not None else splits.train
     result = fit(model, train_set, splits.val, info, config, loss_fn=loss_fn, epoch_end=epoch_end,
                  description=f"train {model_name} on {dataset}")
-    metrics = {
-        "val_acc": accuracy(model, splits.val) if len(splits.val) else float("nan"),
-        "test_acc": accuracy(model, splits.test),
-        "train_acc": accuracy(model, train_set),
-        "best_epoch": result.best_epoch,
-        "train_seconds": result.seconds,
-    }
-    if data is not None:
-        metrics["forget_acc"] = accuracy(model, data.forget)
-        if data.test_retained is not None:
-            metrics["test_retained_acc"] = accuracy(model, data.test_retained)
+    metrics = train_metrics(model, splits, train_set, result, data)
     meta = checkpoint_meta(
         model_name, splits, exclude=exclude, val_fraction=val_fraction,
         extra={

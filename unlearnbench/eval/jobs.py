@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from unlearnbench.core.checkpoint import Checkpoint, load_checkpoint
+from unlearnbench.core.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from unlearnbench.core.data import DataSource, Splits, UnlearnData, prepare
 from unlearnbench.core.errors import UserError
 from unlearnbench.core.jobs import check_compatible
@@ -75,14 +74,6 @@ def _as_checkpoint(item: str | Path | Checkpoint) -> Checkpoint:
     return item if isinstance(item, Checkpoint) else load_checkpoint(item)
 
 
-def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _companion(item: Any, role: str, main: Checkpoint, splits: Splits, device: Any, data: UnlearnData | None = None,
                allow_mismatch: bool = False, notes: dict[str, str] | None = None,
                models: dict[str, Any] | None = None) -> nn.Module | Report | None:
@@ -103,7 +94,7 @@ def _companion(item: Any, role: str, main: Checkpoint, splits: Splits, device: A
             _note(notes, "reference_mismatch", check_reference(
                 report.meta, run=main.meta, splits=splits, data=data, where=_describe(item), allow=allow_mismatch))
         return report
-    key = f"{file_hash(item)}@{device}" if models is not None and isinstance(item, (str, Path)) else None
+    key = f"{sha256_file(item)}@{device}" if models is not None and isinstance(item, (str, Path)) else None
     ckpt, model = models[key] if key is not None and key in models else (_as_checkpoint(item), None)
     # The checks read metadata only; they run for every evaluated checkpoint, cached model or not.
     if role == "reference" and data is not None:

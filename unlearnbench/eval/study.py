@@ -486,10 +486,9 @@ def _train_sparse(job: TrainJob, cfg) -> tuple[Any, dict[str, Any]]:
     from unlearnbench.core import provenance
     from unlearnbench.core.checkpoint import load_checkpoint
     from unlearnbench.core.data import prepare
-    from unlearnbench.core.jobs import checkpoint_meta
+    from unlearnbench.core.jobs import checkpoint_meta, train_metrics
     from unlearnbench.core.models import create_model
     from unlearnbench.core.runtime import resolve_device, seed_everything
-    from unlearnbench.core.train import accuracy
     from unlearnbench.unlearn.prune import conv_sparsity, magnitude_masks, mask_digest, rewind_retrain, train_masked
 
     device = resolve_device(cfg.device)
@@ -510,15 +509,7 @@ def _train_sparse(job: TrainJob, cfg) -> tuple[Any, dict[str, Any]]:
         train_set = data.retain
         result = train_masked(model, masks, train_set, splits.val, info, cfg,
                               description=f"sparse retrain {job.sparsity:g}")
-    metrics = {
-        "val_acc": accuracy(model, splits.val) if len(splits.val) else float("nan"),
-        "test_acc": accuracy(model, splits.test),
-        "train_acc": accuracy(model, train_set),
-        "best_epoch": result.best_epoch,
-        "train_seconds": result.seconds,
-    }
-    if data is not None:
-        metrics["forget_acc"] = accuracy(model, data.forget)
+    metrics = train_metrics(model, splits, train_set, result, data)
     meta = checkpoint_meta(job.model, splits, exclude=job.exclude, val_fraction=job.val_fraction, extra={
         "kind": "retrain" if job.exclude else "original",
         "train_config": to_dict(cfg),
