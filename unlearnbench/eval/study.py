@@ -775,11 +775,6 @@ def run_study(
             warnings.warn(f"This study's finished runs used {before} thread(s) per job, this run uses "
                           f"{executor.threads_per_job}; CPU results may differ between them (pass --threads {before}).",
                           stacklevel=2)
-
-    if parent is None:
-        tags = {"kind": "study", "study": cfg.name, "study_id": sid, "dataset": cfg.dataset, "model": cfg.model,
-                "git_sha": provenance.git_sha(), "threads": str(executor.threads_per_job)}
-        active = mlflow.start_run(run_name=f"study-{cfg.name}", tags=tags)
     if result_notes:
         note(f"Closed {len(result_notes)} run(s) left RUNNING by an interrupted study as KILLED: {', '.join(result_notes)}.")
 
