@@ -139,7 +139,7 @@ def _make_sparse(outcome, cfg, snap, sparsity: float, rewind_epoch: int) -> None
     """Replace the dense outcome by the sparse original (prune.rewind_retrain), in place."""
     import copy
 
-    from unlearnbench.core.train import accuracy
+    from unlearnbench.core.jobs import train_metrics
     from unlearnbench.unlearn.prune import conv_sparsity, mask_digest, rewind_retrain
 
     dense_last = copy.deepcopy(outcome.model)
@@ -148,11 +148,9 @@ def _make_sparse(outcome, cfg, snap, sparsity: float, rewind_epoch: int) -> None
     model, masks, result = rewind_retrain(dense_last, snap.states[rewind_epoch], sparsity, splits.train, splits.val,
                                           splits.info, cfg, rewind_epoch)
     dense_metrics = outcome.meta["metrics"]
-    outcome.meta["metrics"] = {
-        "val_acc": accuracy(model, splits.val) if len(splits.val) else float("nan"),
-        "test_acc": accuracy(model, splits.test), "train_acc": accuracy(model, splits.train),
-        "best_epoch": result.best_epoch, "train_seconds": dense_metrics["train_seconds"] + result.seconds,
-    }
+    metrics = train_metrics(model, splits, splits.train, result, None)
+    metrics["train_seconds"] += dense_metrics["train_seconds"]  # the dense run is part of the sparse original's cost
+    outcome.meta["metrics"] = metrics
     outcome.meta["sparse"] = {"sparsity": sparsity, "rewind_epoch": rewind_epoch, "mask": mask_digest(masks),
                               "conv_sparsity": conv_sparsity(model), "dense_metrics": dense_metrics}
     outcome.model = model
