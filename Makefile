@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test install lint clean mutate
+.PHONY: demo test test-deep install lint clean mutate
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: $(STAMP)
 # The linter (pinned, a second or two) runs first: CI fails on a finding as on a failing test.
 test: lint
 	$(PY) -m pytest -q -x --timeout=900 $(PYTEST_ARGS)
+
+# Long property runs, coverage simulations and fuzzing (minutes to an hour; not in CI).
+test-deep: lint
+	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q --deep --timeout=3600 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check unlearnbench tests benchmarks

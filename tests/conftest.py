@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from unlearnbench.core.data import prepare
 from unlearnbench.core.models import create_model
@@ -14,6 +17,28 @@ from unlearnbench.core.train import TrainConfig, fit
 # barely helps and was 10-50x slower whenever the 2 cores were shared; and a fixed thread count
 # keeps the session-trained models bit-identical whichever test happens to create them first.
 torch.set_num_threads(1)
+
+# Hypothesis profiles: `ci` (the default, what `make test` runs) keeps generated-input tests
+# bounded so the suite stays fast; `deep` (`make test-deep`) runs many more examples.
+# Derandomized in CI so a red build can be replayed exactly; `deep` explores fresh inputs.
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("deep", max_examples=1000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--deep", action="store_true", help="also run tests marked `deep` (make test-deep)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--deep"):
+        return
+    skip = pytest.mark.skip(reason="deep: run by `make test-deep`")
+    for item in items:
+        if "deep" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
