@@ -5,6 +5,9 @@ from __future__ import annotations
 
 
 def run() -> None:
+    from unlearnbench._stdio import ensure_streams
+
+    ensure_streams()
     from unlearnbench._malloc import reexec_if_needed
 
     reexec_if_needed()

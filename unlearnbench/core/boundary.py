@@ -17,7 +17,9 @@ Every refusal is a :class:`~unlearnbench.core.errors.UserError` subclass: one se
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import stat
 import tempfile
 import unicodedata
@@ -25,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from unlearnbench.core.errors import ConfigError, OutputError, UserError
+from unlearnbench.core.errors import ConfigError, InputError, OutputError
 
 # --------------------------------------------------------------------------- values
 
@@ -64,11 +66,55 @@ def check_value(value: str, what: str) -> str:
     return value
 
 
+# --------------------------------------------------------------------------- ranges
+
+# torch.manual_seed takes any 64-bit value, numpy 32 bits and MLflow stores text: [0, 2**63) is the
+# range every consumer of a seed takes without wrapping or failing halfway through a study.
+SEED_LIMIT = 2**63
+# A study runs every method on every seed: a list this long is a typo (a pasted range), not a plan.
+MAX_SEEDS = 1000
+_DEVICE = re.compile(r"^(?:auto|cpu|mps|cuda(?::[0-9]{1,4})?)$")
+
+
+def check_seed(value: object, what: str = "seed") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"{what} must be an integer in [0, 2^63); got {value!r}.")
+
+
+def check_device(value: object, what: str = "device") -> None:
+    """auto, cpu, mps or cuda[:N] — as text, before torch is asked (``meta`` holds no data)."""
+    if not isinstance(value, str) or not _DEVICE.match(value.strip()):
+        hint = (" ('meta' is PyTorch's shape-only device: it holds no weights)" if value == "meta" else "")
+        raise ConfigError(f"{what} {value!r} is not a device this tool runs on{hint}; use auto, cpu or cuda[:N].")
+
+
+def _check_seconds(value: object, what: str) -> None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{what} is a run time and must be a finite number of seconds, zero or more; got {value!r}.")
+
+
+def check_named(key: str, value: object, what: str | None = None) -> None:
+    """Range checks that follow from a value's name, wherever it enters (a config key or an option):
+    ``seed``/``*_seed`` in [0, 2^63), ``seeds`` lists of at most MAX_SEEDS such seeds, ``device``,
+    ``*_seconds`` not negative. None (an option not given) passes."""
+    if value is None:
+        return
+    what = what or key
+    if key == "seed" or key.endswith("_seed"):
+        check_seed(value, what)
+    elif key == "seeds" or key.endswith("_seeds"):
+        seeds = list(value) if isinstance(value, (list, tuple)) else [value]
+        if len(seeds) > MAX_SEEDS:
+            raise ConfigError(f"{what} lists {len(seeds)} seeds; at most {MAX_SEEDS} are accepted.")
+        for s in seeds:
+            check_seed(s, f"every seed in {what}")
+    elif key == "device":
+        check_device(value, what)
+    elif key.endswith("_seconds"):
+        _check_seconds(value, what)
+
+
 # --------------------------------------------------------------------------- text files
-
-
-class InputError(UserError):
-    """An input file cannot be read as what it should be (missing, a folder, not UTF-8 text)."""
 
 
 def read_text(path: str | Path, what: str = "File", *, limit: int = 64 << 20) -> str:
