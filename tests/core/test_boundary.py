@@ -181,3 +181,24 @@ def test_a_read_only_existing_output_is_refused(tmp_path):
     os.chmod(tmp_path / "ro", 0o444)
     with pytest.raises(OutputError, match="read-only"):
         check_output(tmp_path / "ro")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def test_models_without_weight_values_or_with_nan_weights_are_refused():
+    import torch
+
+    from unlearnbench.core.errors import ModelError
+    from unlearnbench.core.models import check_model_fits, create_model
+
+    with torch.device("meta"):
+        meta = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with pytest.raises(ModelError, match="meta device"):
+        check_model_fits(meta, 1, 8, 8, 10)
+    model = create_model("mlp", 10, 1, 8)
+    check_model_fits(model, 1, 8, 8, 10)
+    with torch.no_grad():
+        next(model.parameters())[0, 0] = float("inf")
+    with pytest.raises(ModelError, match="non-finite weights .* in 1 tensor"):
+        check_model_fits(model, 1, 8, 8, 10)

@@ -88,7 +88,7 @@ def test_four_concurrent_first_writers_all_land_their_runs(tmp_path):
         time.sleep(0.05)
     go.write_text("")
     outs = [p.communicate(timeout=180) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
     con = sqlite3.connect(tmp_path / "new.db")
     names = sorted(r[0] for r in con.execute("SELECT name FROM runs"))
