@@ -180,13 +180,13 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | str | None, ...] = ()) -> None:
-    """Probe every output ``(option, path, is_folder)`` before the work starts (see ``check_writable``)."""
-    from unlearnbench.core.io import check_writable
+def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | str | None, ...] = (),
+                  specs: tuple[str | None, ...] = ()) -> None:
+    """A command's whole file boundary, before the work: every output ``(option, path, is_folder)``
+    against every input path and every ``indices:FILE`` in ``specs`` (see ``core.boundary.declare``)."""
+    from unlearnbench.core.boundary import declare
 
-    for option, path, folder in outputs:
-        if path is not None:
-            check_writable(path, inputs=inputs, folder=folder, option=option)
+    declare(inputs=inputs, outputs=outputs, specs=specs)
 
 
 class _Once(logging.Filter):
