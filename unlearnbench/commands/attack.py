@@ -82,7 +82,8 @@ def attack(
         overrides.update(load_yaml(config))
     overrides.update(parse_overrides(set_ or []))
     attack_cfg = build_config(name, overrides, seed=seed)  # bad keys fail before any work
-    check_outputs(("--save-adv", save_adv, False), inputs=(checkpoint, config))
+    check_outputs(("--save-adv", save_adv, False), inputs=(checkpoint, config), specs=(forget,),
+                  store=False if no_track else tracking_uri)
 
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt.meta
