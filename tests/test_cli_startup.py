@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from unlearnbench.__main__ import print_only
+from unlearnbench._malloc import print_only
 from unlearnbench.cli import app
 from unlearnbench.commands import _listing
 

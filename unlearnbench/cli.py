@@ -85,11 +85,9 @@ def main() -> None:
     # re-executes after the imports above, so `python -m unlearnbench` is the faster way in.
     import sys
 
-    from unlearnbench.__main__ import print_only
+    from unlearnbench._malloc import print_only, reexec_if_needed
 
     if not print_only(sys.argv):
-        from unlearnbench._malloc import reexec_if_needed
-
         reexec_if_needed()
     app()
 
