@@ -54,7 +54,7 @@ def work(tmp_path_factory):
     (folder / "binary.yaml").write_bytes(bytes(range(256)))
     (folder / "dup.yaml").write_text("epochs: 1\nlr: 0.1\nepochs: 2\n")
     os.mkfifo(folder / "fifo")  # writing there would block, and replacing it would remove someone's pipe
-    from unlearnbench.eval.study import EXAMPLES_DIR
+    from unlearnbench.study import EXAMPLES_DIR
 
     (folder / "study.yaml").write_text((EXAMPLES_DIR / "digits.yaml").read_text())
     (folder / "locked.db").write_bytes(b"")

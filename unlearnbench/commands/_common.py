@@ -173,7 +173,9 @@ app = typer.Typer(
     cls=_OneLineErrors,
     help="Machine-unlearning and adversarial-robustness evaluation for image classifiers.",
     no_args_is_help=True,
-    add_completion=False,
+    # Plain click help: it wraps the help text and never cuts an option name, at 80 columns and
+    # in a pipe (rich's option table shrank long names to "--allow-reference-misma…").
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 # Wide enough for any row: piped output and log files get whole names, never "bad_teach…".
@@ -301,6 +303,12 @@ def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | 
     (``store``: the --tracking-uri of a command that tracks, None for the default; False: none)."""
     from unlearnbench.core.boundary import declare
 
+    if any(s is not None for s in specs):
+        from unlearnbench.core.data.splits import parse_forget_spec
+
+        for spec in specs:  # an empty --exclude '' must not quietly train an original
+            if spec is not None:
+                parse_forget_spec(spec)
     extra: list[Path] = []
     if store is not False:
         from unlearnbench.eval.tracking import resolve_uri, sqlite_file

@@ -279,13 +279,6 @@ def declare(*, inputs: Iterable[str | Path | None] = (), outputs: Iterable[Outpu
     too), ``outputs`` what it writes (:class:`Output` or ``(option, path, folder)``). Besides each
     output's own checks (:func:`check_output`), two outputs may not be one file.
     """
-    specs = list(specs)
-    if any(s is not None for s in specs):
-        from unlearnbench.core.data.splits import parse_forget_spec
-
-        for spec in specs:  # an empty --exclude '' must not quietly train an original
-            if spec is not None:
-                parse_forget_spec(spec)
     ins = [Path(p) for p in inputs if p is not None] + spec_paths(*specs)
     outs = [o if isinstance(o, Output) else Output(*o) for o in outputs]
     outs = [o for o in outs if o.path is not None]

@@ -72,12 +72,12 @@ def _check_sqlite_writable(db: Path, uri: str) -> None:
     of errors. ``BEGIN IMMEDIATE`` takes the write lock SQLite would need and gives it back.
     """
 
-    from unlearnbench.core.io import check_writable
+    from unlearnbench.core.boundary import check_output
 
     if db.is_dir():
         raise UserError(f"MLflow store {uri} is a folder; point --tracking-uri at a .db file.")
     if not db.exists():
-        check_writable(db, option=f"MLflow store {uri}:")
+        check_output(db, option=f"MLflow store {uri}:")
         return
     with store_lock(db, uri, create=False):
         _probe_sqlite(db, uri)
