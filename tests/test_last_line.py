@@ -20,14 +20,14 @@ ENV = {**os.environ, "UNLEARNBENCH_MALLOC": "off"}
 
 @pytest.mark.internal_error
 def test_an_escaping_exception_is_one_line_exit_70_and_a_traceback_file(monkeypatch, tmp_path):
-    import unlearnbench.commands.train as train_cmd
+    import unlearnbench.commands._common as common
 
-    def broken(kind):
+    def broken(data):
         raise ZeroDivisionError("a planted bug\nsecond line")
 
-    monkeypatch.setattr(train_cmd, "_registry", broken)
+    monkeypatch.setattr(common, "print_json", broken)  # `ls --json` imports it at call time
     monkeypatch.setenv("UNLEARNBENCH_CRASH_DIR", str(tmp_path))
-    res = runner.invoke(app, ["ls", "methods"])
+    res = runner.invoke(app, ["ls", "methods", "--json"])
     assert res.exit_code == 70
     lines = res.output.strip().splitlines()
     assert len(lines) == 1, res.output
