@@ -117,6 +117,25 @@ def _snapshot(folder: Path) -> dict:
 
 def check_contract(folder: Path, argv: list[str]) -> str:
     """Run ``argv`` in ``folder``; assert the boundary contract; return "reached" or "refused"."""
+    try:
+        outcome = _contract(folder, argv)
+    except Reached:
+        raise
+    except BaseException as exc:
+        _record("FAILED", repr(argv), repr(exc)[:300])  # seen even if a long run is stopped before the end
+        raise
+    _record(outcome)
+    return outcome
+
+
+def _record(*fields: str) -> None:
+    if STATS:  # make fuzz counts the cases and how many got through to the work
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+        with open(STATS, "a", encoding="utf-8") as fh:
+            fh.write("\t".join([test, *(f.replace("\t", " ").replace("\n", " ") for f in fields)]) + "\n")
+
+
+def _contract(folder: Path, argv: list[str]) -> str:
     os.chdir(folder)
     before = _snapshot(folder)
     try:
@@ -133,9 +152,6 @@ def check_contract(folder: Path, argv: list[str]) -> str:
         if res.exit_code == 2:
             assert err, (argv, "exit 2 without a sentence")
     assert _snapshot(folder) == before, (argv, "a file was created or changed")
-    if STATS:  # make fuzz counts the cases and how many got through to the work
-        with open(STATS, "a", encoding="utf-8") as fh:
-            fh.write(f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]}\t{outcome}\n")
     return outcome
 
 

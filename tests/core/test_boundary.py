@@ -202,3 +202,15 @@ def test_models_without_weight_values_or_with_nan_weights_are_refused():
         next(model.parameters())[0, 0] = float("inf")
     with pytest.raises(ModelError, match="non-finite weights .* in 1 tensor"):
         check_model_fits(model, 1, 8, 8, 10)
+
+
+def test_read_text_of_a_fifo_without_writer_does_not_hang_and_process_substitution_works(tmp_path):
+    os.mkfifo(tmp_path / "p")
+    assert read_text(tmp_path / "p") == ""  # nobody writes: empty at once, not a hang
+    r, w = os.pipe()  # what `--config <(cat c.yaml)` hands over: /dev/fd/N, a pipe with a writer
+    os.write(w, b"epochs: 1\n")
+    os.close(w)
+    try:
+        assert read_text(f"/dev/fd/{r}") == "epochs: 1\n"
+    finally:
+        os.close(r)

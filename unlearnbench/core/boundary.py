@@ -117,6 +117,28 @@ def check_named(key: str, value: object, what: str | None = None) -> None:
 # --------------------------------------------------------------------------- text files
 
 
+def _read_bytes(path: Path, size: int, *, fifo: bool) -> bytes:
+    """Up to ``size`` bytes. A FIFO is opened without blocking (a FIFO nobody writes to would
+    otherwise hang the command forever) and then read normally: process substitution
+    (``--config <(…)``) still works, and a FIFO without a writer reads as empty."""
+    if not fifo:
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        os.set_blocking(fd, True)
+        chunks, got = [], 0
+        while got < size:
+            chunk = os.read(fd, min(1 << 16, size - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_text(path: str | Path, what: str = "File", *, limit: int = 64 << 20) -> str:
     """The text of ``path``: UTF-8, a leading byte-order mark dropped; else one sentence naming the file.
 
@@ -134,8 +156,7 @@ def read_text(path: str | Path, what: str = "File", *, limit: int = 64 << 20) ->
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{what} {str(path)!r} is a folder; give a file.")
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(limit + 1)
+        raw = _read_bytes(path, limit + 1, fifo=stat.S_ISFIFO(st.st_mode))
     except OSError as exc:
         raise InputError(f"{what} {str(path)!r} cannot be read ({exc.strerror or type(exc).__name__}).") from None
     if len(raw) > limit:
