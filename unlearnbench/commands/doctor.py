@@ -104,6 +104,8 @@ def doctor(tracking_uri: str | None = TrackingOpt) -> None:
     """Check the environment in one screen: torch and its device, torchattacks, the MLflow store,
     threads and optional extras; each missing piece with the line that installs it. Exit 1 when a
     required piece is missing."""
+    from rich.markup import escape
+
     import unlearnbench
 
     checks = [Check("unlearnbench", "ok", f"{unlearnbench.__version__} on Python {platform.python_version()} "
@@ -115,7 +117,7 @@ def doctor(tracking_uri: str | None = TrackingOpt) -> None:
     width = max(len(c.name) for c in checks)
     for c in checks:
         label, style = MARK[c.status]
-        console.print(f"[{style}]{label:>7s}[/] {c.name:<{width}}  {c.detail}", highlight=False, soft_wrap=True)
+        console.print(f"[{style}]{label:>7s}[/] {c.name:<{width}}  {escape(c.detail)}", highlight=False, soft_wrap=True)
     missing = [c.name for c in checks if c.status == "missing"]
     if missing:
         console.print(f"Not ready: {', '.join(missing)} (see above).", highlight=False)
