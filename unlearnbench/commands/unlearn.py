@@ -32,7 +32,6 @@ from unlearnbench.commands._common import (
     setup_output,
 )
 from unlearnbench.core.config import flatten, load_yaml, parse_overrides
-from unlearnbench.core.data import parse_forget_spec
 from unlearnbench.core.errors import ConfigError, UserError
 
 _ROWS = (
@@ -77,6 +76,7 @@ def unlearn(
     """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
     setup_output(quiet)
     from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
+    from unlearnbench.core.data import parse_forget_spec
     from unlearnbench.unlearn import METHODS
     from unlearnbench.unlearn.jobs import accuracies, unlearn_checkpoint, validate_request
     from unlearnbench.unlearn.presets import PRESETS
@@ -101,7 +101,8 @@ def unlearn(
         values.update(load_yaml(config))
     values.update(parse_overrides(set_ or []))
     seed = _resolve_seed(seed, values)
-    check_outputs(("--out", out, False), inputs=(checkpoint, reference, config))
+    check_outputs(("--out", out, False), inputs=(checkpoint, reference, config), specs=(forget,),
+                  store=False if no_track else tracking_uri)
     ckpt = load_checkpoint(checkpoint)
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     validate_request(ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
