@@ -35,14 +35,21 @@ sys.stderr.write("RESULT " + json.dumps({"codes": codes, "heavy": heavy}) + "\\n
 """
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def _env(cache: Path | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if cache is not None:
+        env["XDG_CACHE_HOME"] = str(cache)
+    return env
 
 
-def test_help_version_ls_completion_and_usage_errors_do_not_import_torch():
+def test_help_version_ls_completion_and_usage_errors_do_not_import_torch(tmp_path):
+    # The first `ls` of this code lists live and caches the listing; every later one reads it.
+    subprocess.run([sys.executable, "-m", "unlearnbench", "ls"], env=_env(tmp_path), capture_output=True,
+                   check=True, timeout=300)
+    assert (tmp_path / "unlearnbench" / "listing.json").is_file()
     cases = [["--help"], ["--version"], ["ls"], ["ls", "methods"], ["ls", "all", "--json"], ["train", "--help"],
              ["evaluate", "--help"], ["train", "--bogus"], ["unlearn"], ["ls", "nothing"], ["--show-completion", "bash"]]
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases)], env=_env(), capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases)], env=_env(tmp_path), capture_output=True,
                           text=True, timeout=120)
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
@@ -50,11 +57,21 @@ def test_help_version_ls_completion_and_usage_errors_do_not_import_torch():
     assert result["codes"] == [0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 0], result
 
 
-def test_the_ls_snapshot_is_the_live_registries():
-    """A new or changed registration must regenerate the snapshot that `ls` prints."""
-    live = _listing.live(list(_listing.LISTABLE))
-    snap = json.loads(_listing.SNAPSHOT.read_text())
-    assert snap == json.loads(json.dumps(live)), "run: python -m unlearnbench.commands._listing"
+def test_ls_shows_the_live_registries_from_a_snapshot_of_this_code_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(_listing, "SNAPSHOT", tmp_path / "_listing.json")
+    live = json.loads(json.dumps(_listing.live(list(_listing.LISTABLE))))
+    assert _listing.listing(list(_listing.LISTABLE)) == live  # live, then cached
+    cached = json.loads(_listing.cache_file().read_text())
+    assert cached["fingerprint"] == _listing.fingerprint() and cached["listing"] == live
+    # A snapshot of other code (another fingerprint) is never shown.
+    _listing._write(_listing.SNAPSHOT, {"methods": [{"name": "stale"}]}, "0" * 64)
+    _listing._write(_listing.cache_file(), {"methods": [{"name": "stale"}]}, "1" * 64)
+    assert _listing.listing(["methods"]) == {"methods": live["methods"]}
+    # The wheel's snapshot of this code is read without listing live.
+    _listing.write_snapshot()
+    monkeypatch.setattr(_listing, "live", lambda kinds: pytest.fail("listed live despite a fresh snapshot"))
+    assert _listing.listing(["metrics", "attacks"]) == {"metrics": live["metrics"], "attacks": live["attacks"]}
     out = json.loads(runner.invoke(app, ["ls", "methods", "--json"]).stdout)
     assert out == live["methods"]
 

@@ -1,10 +1,12 @@
 """What ``unlearnbench ls`` lists, without importing torch.
 
 Listing the registries live imports every registering module, and with them torch (about a
-second and 900 MB). The built-in entries are fixed per release, so a snapshot of the listing,
-``_listing.json`` next to this file, answers ``ls`` at once; a test checks it equals the live
-registries (regenerate with ``python -m unlearnbench.commands._listing``). Installed plug-ins
-(entry points) are not in the snapshot: with any present, ``ls`` lists live.
+second and 900 MB). The listing only changes when the package's code does, so it is kept as a
+snapshot stamped with a fingerprint of the package's sources: ``_listing.json`` next to this
+file (written when the wheel is built: ``python -m unlearnbench.commands._listing``), else a
+per-user cache (``$XDG_CACHE_HOME/unlearnbench``, written by the first live listing). A
+snapshot whose fingerprint differs from the code's is never shown: ``ls`` lists live instead.
+Installed plug-ins (entry points) are in no snapshot: with any present, ``ls`` lists live.
 """
 
 from __future__ import annotations
@@ -89,20 +91,58 @@ def _plugins_installed() -> bool:
     return False
 
 
+def fingerprint() -> str:
+    """sha256 over the package's Python sources (paths and contents): a few milliseconds."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unlearnbench" / "listing.json"
+
+
+def _read(path: Path, stamp: str) -> dict[str, Any] | None:
+    try:
+        snap = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return snap["listing"] if isinstance(snap, dict) and snap.get("fingerprint") == stamp else None
+
+
 def listing(kinds: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The snapshot when it holds every asked kind and no plug-in is installed; else the live listing."""
-    if SNAPSHOT.is_file() and not _plugins_installed():
-        try:
-            snap = json.loads(SNAPSHOT.read_text())
-        except (OSError, ValueError):
-            snap = {}
-        if all(k in snap for k in kinds):
+    """The listing of ``kinds``: from a snapshot of this exact code when there is one and no
+    plug-in is installed, else live (and then cached for the next ``ls``)."""
+    if _plugins_installed():
+        return live(kinds)
+    stamp = fingerprint()
+    for path in (SNAPSHOT, cache_file()):
+        snap = _read(path, stamp)
+        if snap is not None and all(k in snap for k in kinds):
             return {k: snap[k] for k in kinds}
-    return live(kinds)
+    everything = live(list(LISTABLE))
+    try:  # a cache that cannot be written (read-only home) only costs the next ls its speed
+        _write(cache_file(), everything, stamp)
+    except OSError:
+        pass
+    return {k: everything[k] for k in kinds if k in everything}
+
+
+def _write(path: Path, data: dict[str, Any], stamp: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"fingerprint": stamp, "listing": data}, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def write_snapshot() -> Path:
-    SNAPSHOT.write_text(json.dumps(live(list(LISTABLE)), indent=1, sort_keys=True) + "\n")
+    _write(SNAPSHOT, live(list(LISTABLE)), fingerprint())
     return SNAPSHOT
 
 
