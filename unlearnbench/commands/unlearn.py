@@ -150,7 +150,7 @@ def _evaluate(outcome, ref_ckpt):
     from unlearnbench.eval.jobs import evaluate_model
 
     device = next(outcome.model.parameters()).device
-    # unlearn_checkpoint checked the reference against the run before unlearning.
+    # run_request checked the reference against the run before unlearning.
     ref = ref_ckpt.build(device) if ref_ckpt is not None else None
     return evaluate_model(
         outcome.model, outcome.data, reference=ref, original=outcome.original,
