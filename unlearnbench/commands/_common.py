@@ -186,7 +186,7 @@ def handle_errors(fn: F) -> F:
 
 
 def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | str | None, ...] = (),
-                  specs: tuple[str | None, ...] = (), store: str | None | bool = False) -> None:
+                  specs: tuple[Any, ...] = (), store: str | None | bool = False) -> None:
     """A command's whole file boundary, before the work: every output ``(option, path, is_folder)``
     against every input path, every ``indices:FILE`` in ``specs`` and the MLflow store's SQLite file
     (``store``: the --tracking-uri of a command that tracks, None for the default; False: none)."""
