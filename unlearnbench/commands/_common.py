@@ -268,7 +268,10 @@ C = TypeVar("C")
 
 
 def fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message may quote brackets (pip install 'unlearnbench[ray]', a list repr)
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -297,17 +300,17 @@ def handle_errors(fn: F) -> F:
 
 
 def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | str | None, ...] = (),
-                  specs: tuple[str | None, ...] = (), store: str | None | bool = False) -> None:
+                  specs: tuple[Any, ...] = (), store: str | None | bool = False) -> None:
     """A command's whole file boundary, before the work: every output ``(option, path, is_folder)``
     against every input path, every ``indices:FILE`` in ``specs`` and the MLflow store's SQLite file
     (``store``: the --tracking-uri of a command that tracks, None for the default; False: none)."""
     from unlearnbench.core.boundary import declare
 
-    if any(s is not None for s in specs):
+    if any(isinstance(s, str) for s in specs):
         from unlearnbench.core.data.splits import parse_forget_spec
 
-        for spec in specs:  # an empty --exclude '' must not quietly train an original
-            if spec is not None:
+        for spec in specs:  # an empty --exclude '' must not quietly train an original (parsed ones are checked)
+            if isinstance(spec, str):
                 parse_forget_spec(spec)
     extra: list[Path] = []
     if store is not False:
