@@ -292,6 +292,15 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except UserError as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:
+            # A file the user named that the system will not let us use (a name too long, a
+            # symlink loop, no permission): their environment, not a bug; stdout failures and
+            # errors without a file name go on to the last line of defence.
+            if exc.filename is None or getattr(sys.stdout, "failure", None) is not None:
+                raise
+            name = str(exc.filename)
+            raise fail(f"Cannot use {name[:80]!r}{'…' if len(name) > 80 else ''}: "
+                       f"{exc.strerror or type(exc).__name__}.") from None
         except KeyboardInterrupt:
             err_console.print("Interrupted.")
             raise typer.Exit(130) from None

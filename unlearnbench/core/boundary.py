@@ -189,6 +189,23 @@ def spec_paths(*specs: Any) -> list[Path]:
     return out
 
 
+def check_input(path: str | Path, what: str = "Input") -> None:
+    """A path that cannot even be looked at (a name too long, a symlink loop, a folder we may not
+    enter, a control character) is one sentence here; a missing file is left to its reader, which
+    says what kind of file was expected."""
+    text = str(path)
+    check_value(text, f"{what} {text[:60]!r}")
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise InputError(f"{what} {text[:80]!r}{'…' if len(text) > 80 else ''} cannot be read "
+                         f"({exc.strerror or type(exc).__name__}).") from None
+    except ValueError:  # an embedded NUL, caught by check_value already; kept for safety
+        raise InputError(f"{what} {text[:80]!r} is not a valid path.") from None
+
+
 @dataclass(frozen=True)
 class Output:
     """One path a command writes: ``option`` names it in messages; ``folder`` for report folders."""
@@ -305,6 +322,8 @@ def declare(*, inputs: Iterable[str | Path | None] = (), outputs: Iterable[Outpu
     output's own checks (:func:`check_output`), two outputs may not be one file.
     """
     ins = [Path(p) for p in inputs if p is not None] + spec_paths(*specs)
+    for path in ins:
+        check_input(path)
     outs = [o if isinstance(o, Output) else Output(*o) for o in outputs]
     outs = [o for o in outs if o.path is not None]
     for o in outs:
