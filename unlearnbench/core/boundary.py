@@ -264,7 +264,9 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), 
     """
     if isinstance(path, str) and not path.strip():
         raise OutputError(f"{option} is empty; give a path.")
-    path = Path(path).expanduser()
+    # No expanduser: the shell expands ~, and the writer takes the path as given; checking an
+    # expanded path would check another file than the one written (and ~nouser raises).
+    path = Path(path)
     check_value(str(path), f"{option} {str(path)!r}")
     for src in inputs:
         if src is not None and _same(path, Path(src)):

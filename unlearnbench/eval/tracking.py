@@ -31,7 +31,7 @@ def resolve_uri(uri: str | None = None) -> str:
 
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` store (an input no output may overwrite), else None."""
-    return Path(uri[len("sqlite:///"):]).expanduser() if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
 def metric_key(name: str) -> str:
@@ -204,7 +204,7 @@ def artifact_root(uri: str) -> Path | None:
     """Artifact folder of a local SQLite store: ``mlartifacts`` next to the database file."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///") :]).expanduser().resolve().parent / "mlartifacts"
+    return Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts"  # no ~: SQLite does not expand it
 
 
 @contextlib.contextmanager
