@@ -304,12 +304,17 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), 
     if not ancestor.is_dir():
         raise OutputError(f"{option} {path} cannot be created: {ancestor} is a file, not a folder.")
     try:
+        before = os.stat(ancestor)
         fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".unlearnbench-probe-")
     except OSError as exc:
         raise OutputError(f"{option} {path} cannot be written: {ancestor} is not writable "
                           f"({exc.strerror or type(exc).__name__}).") from None
     os.close(fd)
     os.unlink(probe)
+    try:  # the probe leaves no trace, not even a new modification time on the folder
+        os.utime(ancestor, ns=(before.st_atime_ns, before.st_mtime_ns))
+    except OSError:
+        pass
     if st is not None and not folder and not os.access(path, os.W_OK):
         raise OutputError(f"{option} {path} exists and is read-only; remove it or write elsewhere.")
     return path
