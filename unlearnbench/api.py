@@ -33,7 +33,7 @@ from unlearnbench.eval.report import Report
 
 __all__ = [
     "attack", "attack_checkpoint", "build_report", "check_attack", "check_model", "check_train", "check_unlearn",
-    "evaluate", "evaluate_checkpoint", "import_model", "load_attack_target", "load_model", "load_study", "log_report", "robust_accuracy", "run_study",
+    "evaluate", "evaluate_checkpoint", "evaluate_model", "import_model", "load_attack_target", "load_model", "load_study", "log_report", "robust_accuracy", "run_study",
     "run_unlearn", "train", "train_shadow_pool", "unlearn_checkpoint",
 ]
 
@@ -378,6 +378,14 @@ def evaluate_checkpoint(checkpoint: str | Path, **kwargs: Any) -> Report:
     from unlearnbench.eval.jobs import evaluate_checkpoint as _evaluate_checkpoint
 
     return _evaluate_checkpoint(checkpoint, **kwargs)
+
+
+def evaluate_model(model: nn.Module, data: UnlearnData, **kwargs: Any) -> Report:
+    """Evaluate a model fresh from :func:`run_unlearn` on the outcome's own data (``reference``,
+    ``original``, ``rte_seconds``, ``config``, ``meta``); see ``eval.jobs.evaluate_model``."""
+    from unlearnbench.eval.jobs import evaluate_model as _evaluate_model
+
+    return _evaluate_model(model, data, **kwargs)
 
 
 def check_attack(attack: str, **kwargs: Any) -> Any:

@@ -147,8 +147,8 @@ def unlearn(
 
 def _evaluate(outcome, ref_ckpt):
     """The full evaluation engine on the fresh model (the `unlearn` default; --no-eval skips it)."""
+    from unlearnbench.api import evaluate_model
     from unlearnbench.core.config import to_dict
-    from unlearnbench.eval.jobs import evaluate_model
 
     device = next(outcome.model.parameters()).device
     # run_unlearn checked the reference against the run before unlearning.
