@@ -8,6 +8,14 @@
   retrained reference are scored on the *same* points, whose outcomes are positively correlated,
   so treating them as independent samples makes this interval wider than the paired one: a gap
   whose interval excludes 0 is beyond the evaluation-set noise, some gaps inside it may not be.
+- ``newcombe_paired(both, first_only, second_only, neither)``: interval of p1 - p2 when both
+  proportions are measured on the *same* points (a model and its retrained reference on one test
+  set): Newcombe (1998b, Stat. Med. 17:2635) method 10, the square-and-add of both Wilson
+  intervals with the continuity-corrected correlation of the 2x2 table (as in Fagerland,
+  Lydersen & Laake, "Statistical Analysis of Contingency Tables", ch. 8). The positive
+  correlation of paired outcomes makes it narrower than ``newcombe`` on the same counts.
+- ``mcnemar_p(first_only, second_only)``: McNemar's exact (binomial) two-sided p-value of the
+  paired difference; only the discordant points carry information.
 - ``t_interval(values)``: Student-t interval of a mean over seeds (n >= 2).
 - ``welch(a, b)``: Welch's t interval of mean(a) - mean(b) (seeds of a method vs of retrain).
 - ``mover(v1, i1, v2, i2)``: the same construction for any two estimates with intervals (AUCs,
@@ -54,6 +62,44 @@ def mover(v1: float, i1: Interval | None, v2: float, i2: Interval | None) -> Int
 def newcombe(p1: float, n1: int, p2: float, n2: int, z: float = Z95) -> Interval | None:
     """Newcombe's hybrid score interval of ``p1 - p2`` (fractions) for independent samples."""
     return mover(p1, wilson(p1, n1, z), p2, wilson(p2, n2, z))
+
+
+def newcombe_paired(both: int, first_only: int, second_only: int, neither: int,
+                    z: float = Z95) -> Interval | None:
+    """Newcombe's method 10 for paired proportions: interval of p1 - p2 where p1 = (both +
+    first_only) / n and p2 = (both + second_only) / n on the same n points (counts of the 2x2
+    table). None without points."""
+    counts = (both, first_only, second_only, neither)
+    if any(c is None or c < 0 for c in counts):
+        raise ValueError(f"paired counts must be non-negative, got {counts}")
+    n = both + first_only + second_only + neither
+    if n <= 0:
+        return None
+    p1, p2 = (both + first_only) / n, (both + second_only) / n
+    l1, u1 = wilson(p1, n, z)  # type: ignore[misc]
+    l2, u2 = wilson(p2, n, z)  # type: ignore[misc]
+    margins = (both + first_only) * (second_only + neither) * (both + second_only) * (first_only + neither)
+    phi = 0.0
+    if margins > 0:
+        a = both * neither - first_only * second_only
+        # Newcombe's continuity correction of the correlation: a positive ad - bc is reduced by
+        # n/2 (and set to 0 below it), which keeps the interval from being too narrow at small n.
+        phi = (a - n / 2) / math.sqrt(margins) if a > n / 2 else (0.0 if a >= 0 else a / math.sqrt(margins))
+    d = p1 - p2
+    lo = d - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    hi = d + math.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2))
+    return max(-1.0, min(lo, d)), min(1.0, max(hi, d))
+
+
+def mcnemar_p(first_only: int, second_only: int) -> float:
+    """McNemar's exact two-sided p-value: ``first_only`` of the ``first_only + second_only``
+    discordant points against Binomial(., 1/2); 1 without discordant points."""
+    from scipy.stats import binomtest
+
+    m = int(first_only) + int(second_only)
+    if m == 0:
+        return 1.0
+    return float(binomtest(int(first_only), m, 0.5).pvalue)
 
 
 def half_width(value: float, interval: Interval | None) -> float | None:

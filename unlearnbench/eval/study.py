@@ -420,6 +420,8 @@ class EvalJob:
     save_checkpoint: str | None
     prune_mode: str = "rewind"
     mask_from: str = ""  # rewind-mode pruned rows: the dense weights whose OMP mask must stay intact
+    # The reference's per-example outcomes (report.json form, eval.paired): gaps are then paired.
+    reference_outcomes: dict[str, Any] | None = None
 
     @property
     def variant(self) -> str:
@@ -580,7 +582,13 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
         omp(model, job.prune)  # the row the one-shot methods start from
     else:
         model, rte = original, None
-    reference = None if job.kind == "retrain" else job.reference_values
+    reference: Any = None if job.kind == "retrain" else job.reference_values
+    if reference is not None and job.reference_outcomes:
+        from unlearnbench.eval.paired import Outcomes
+        from unlearnbench.eval.report import Report
+
+        reference = Report(values=dict(reference),
+                           outcomes={k: Outcomes.from_json(v) for k, v in job.reference_outcomes.items()})
     meta = {"kind": job.kind, "method": job.method, "model": job.model, "seed": job.seed}
     report = evaluator.evaluate(
         model, data, reference=reference, original=original, rte_seconds=rte,
@@ -846,10 +854,12 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
     # 2. Evaluate each retrained reference once (or read it back from its finished run).
     # Keyed by (spec, seed, prune variant): pruned rows have their own (sparse) reference.
     references: dict[tuple[str, int, str], dict[str, float]] = {}
+    ref_outcomes: dict[tuple[str, int, str], dict[str, Any]] = {}  # per-example outcomes: paired gaps
     for key, run in done.items():
         if key.startswith("retrain|"):
             _, _, spec, seed = key.split("|")
             references[(spec, int(seed), run.data.tags.get("variant", ""))] = dict(run.data.metrics)
+            ref_outcomes[(spec, int(seed), run.data.tags.get("variant", ""))] = _logged_outcomes(run.info.run_id, result.tracking_uri)
     ref_jobs = [
         dataclasses.replace(j, retrain_seconds=trained[j.retrain_path].get("metrics", {}).get("train_seconds"))
         for j in pending if j.kind == "retrain" and not failed_dependency(j)
@@ -860,6 +870,7 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
         values = _log_outcome(job, outcome, parent_id, cfg, client, result)
         if values is not None:
             references[(job.spec, job.seed, job.variant)] = values
+            ref_outcomes[(job.spec, job.seed, job.variant)] = json.loads(outcome.value["report"]).get("outcomes") or {}
 
     run_jobs(eval_job, [(j,) for j in ref_jobs], executor, description="evaluate references", on_result=on_ref)
 
@@ -873,7 +884,8 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
             _log_failure(job, "the retrained reference of this forget spec and seed could not be evaluated", "",
                          parent_id, cfg, client, result)
             continue
-        rest.append(dataclasses.replace(job, reference_values=ref))
+        rest.append(dataclasses.replace(job, reference_values=ref, reference_outcomes=ref_outcomes.get(
+            (job.spec, job.seed, variant_of(job.prune, None))) or None))
 
     def on_rest(i: int, outcome: JobOutcome) -> None:
         _log_outcome(rest[i], outcome, parent_id, cfg, client, result)
@@ -926,6 +938,19 @@ def _log_outcome(job: EvalJob, outcome: JobOutcome, parent_id: str, cfg: StudyCo
                         epochs=value.get("history"))
     result.finished += 1
     return {k: v for k, v in report.values.items() if v == v}  # drop NaN
+
+
+def _logged_outcomes(run_id: str, uri: str) -> dict[str, Any]:
+    """A finished reference run's per-example outcomes (from its report.json); {} when it has
+    none (a run from before outcomes existed): its gaps are then unpaired."""
+    from unlearnbench.eval import tracking
+
+    try:
+        report = tracking.load_report(run_id, uri=uri)
+    except Exception as exc:  # a missing or unreadable artifact only costs the pairing
+        log.warning("Reference run %s: no per-example outcomes (%s); its gaps are unpaired.", run_id, exc)
+        return {}
+    return {k: o.to_json() for k, o in report.outcomes.items()}
 
 
 def _log_failure(job: EvalJob, error: str, trace: str, parent_id: str, cfg: StudyConfig, client, result) -> None:
