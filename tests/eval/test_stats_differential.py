@@ -67,31 +67,67 @@ def test_welch_against_scipy_both_orders(a, b):
         res = stats.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
         assert iv.welch(x, y) == pytest.approx((res.low, res.high), rel=1e-12)
     assert iv.welch_from_stats(1.0, 0.0, 3, 1.0, 0.0, 5) == (0.0, 0.0)
+    # Tiny but non-zero spreads (found by Hypothesis): the df's squares underflowed to 0 / 0 near
+    # 1e-100 and the variances themselves to 0 near 1e-170 (a zero-width interval). Welch's
+    # interval scales with the data.
+    lo, hi = iv.welch([1.0, 3.0, 2.0], [0.0, 1.0])
+    for tiny in (1e-100, 1e-170, 1e-300):
+        got = iv.welch([tiny, 3 * tiny, 2 * tiny], [0.0, tiny])
+        assert got == pytest.approx((lo * tiny, hi * tiny), rel=1e-9)
+        assert iv.t_interval([tiny, 3 * tiny]) == pytest.approx(tuple(v * tiny for v in iv.t_interval([1.0, 3.0])),
+                                                                rel=1e-9)
     assert iv.welch([1.0], b) is None and iv.welch(a, [1.0]) is None
 
 
 # -------------------------------------------------------------------------- Hanley-McNeil
 
 
+def _score_bounds_by_quartic(auc: float, m: int, n: int) -> tuple[float, float]:
+    """The roots of (AUC - A)² (2 - A)(1 + A) m n = z² [variance numerator at A] (2 - A)(1 + A),
+    a quartic in A, written out with numpy polynomials: the smallest root in [0, AUC] and the
+    largest in [AUC, 1] are the score interval's bounds."""
+    P = np.polynomial.Polynomial
+    A = P([0, 1])
+    z2 = stats.norm.ppf(0.975) ** 2
+    two_minus, one_plus = 2 - A, 1 + A
+    k = (m + n) / 2 - 1  # Newcombe's N* - 1 in place of both m - 1 and n - 1
+    # V(A) (2 - A)(1 + A) m n = A(1-A)(2-A)(1+A) + k(A(1+A) - A²(2-A)(1+A)) + k(2A²(2-A) - A²(2-A)(1+A))
+    num = (A * (1 - A) * two_minus * one_plus + k * (A * one_plus - A**2 * two_minus * one_plus)
+           + k * (2 * A**2 * two_minus - A**2 * two_minus * one_plus))
+    poly = (auc - A) ** 2 * two_minus * one_plus * m * n - z2 * num
+    roots = [r.real for r in poly.roots() if abs(r.imag) < 1e-9]
+    lows = [r for r in roots if -1e-12 <= r <= auc + 1e-12]
+    highs = [r for r in roots if auc - 1e-12 <= r <= 1 + 1e-12]
+    return (min(lows) if lows else 0.0), (max(highs) if highs else 1.0)
+
+
 @pytest.mark.parametrize("auc,n_pos,n_neg", [(0.8, 50, 50), (0.8, 10, 400), (0.8, 400, 10), (0.55, 1, 2),
-                                             (0.97, 3, 1000), (0.3, 45, 4500), (0.0, 5, 9), (1.0, 9, 5)])
+                                             (0.97, 3, 1000), (0.3, 45, 4500), (0.0, 5, 9), (1.0, 9, 5),
+                                             (0.999, 20, 20), (0.5, 46, 4500)])
 def test_auc_interval_hanley_mcneil_by_hand(auc, n_pos, n_neg):
     # Hanley & McNeil (1982), eq. 2: Q1 = P(two positives both outrank a negative) goes with the
     # positives' count, Q2 = P(a positive outranks two negatives) with the negatives'.
     q1 = auc / (2 - auc)
     q2 = 2 * auc**2 / (1 + auc)
-    se = math.sqrt((auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg))
-    z = stats.norm.ppf(0.975)
-    want = (max(0.0, auc - z * se), min(1.0, auc + z * se))
-    assert iv.auc_interval(auc, n_pos, n_neg) == pytest.approx(want, abs=1e-12)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
+    assert float(iv.hanley_mcneil_variance(auc, n_pos, n_neg)) == pytest.approx(var, abs=1e-15)
+    # Newcombe's version: the same with (N* - 1), N* = (n_pos + n_neg) / 2, for both counts.
+    k = (n_pos + n_neg) / 2 - 1
+    var_n = (auc * (1 - auc) + k * (q1 - auc**2) + k * (q2 - auc**2)) / (n_pos * n_neg)
+    assert float(iv.auc_variance(auc, n_pos, n_neg)) == pytest.approx(var_n, abs=1e-15)
+    lo, hi = _score_bounds_by_quartic(auc, n_pos, n_neg)
+    assert iv.auc_interval(auc, n_pos, n_neg) == pytest.approx((max(0.0, lo), min(1.0, hi)), abs=1e-9)
 
 
-def test_auc_interval_unequal_counts_are_not_interchangeable():
-    # With unequal counts the two variance terms differ: swapping n_pos and n_neg at the same AUC
-    # must change the interval (it maps to 1 - AUC instead; see the property tests).
-    a = iv.auc_interval(0.8, 10, 400)
-    b = iv.auc_interval(0.8, 400, 10)
-    assert abs((a[1] - a[0]) - (b[1] - b[0])) > 0.01
+def test_auc_interval_unequal_counts():
+    # Hanley-McNeil's variance is lopsided in the counts; Newcombe's is not (it depends on them
+    # through n_pos n_neg and (n_pos + n_neg) / 2 only), and differs from it when they differ.
+    assert float(iv.hanley_mcneil_variance(0.8, 10, 400)) != pytest.approx(
+        float(iv.hanley_mcneil_variance(0.8, 400, 10)), rel=0.05)
+    assert float(iv.auc_variance(0.8, 10, 400)) == pytest.approx(float(iv.auc_variance(0.8, 400, 10)), rel=1e-12)
+    assert float(iv.auc_variance(0.8, 10, 400)) != pytest.approx(float(iv.hanley_mcneil_variance(0.8, 10, 400)),
+                                                                 rel=0.05)
+    assert iv.auc_interval(0.8, 10, 400) == pytest.approx(iv.auc_interval(0.8, 400, 10), abs=1e-12)
 
 
 # -------------------------------------------------------------------------- ROC by brute force
