@@ -20,11 +20,11 @@ from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from unlearnbench.eval import intervals as iv
-from unlearnbench.eval.expected import STD_FLOOR, compare
 from unlearnbench.eval.lira import fit_gaussians
 from unlearnbench.eval.metrics.gap import average_gap, gap_values
 from unlearnbench.eval.roc import attack_stats
 from unlearnbench.eval.shadow import lira_holdout, ulira_targets
+from unlearnbench.study.expected import STD_FLOOR, compare
 
 # -------------------------------------------------------------------------- proportions
 
