@@ -349,7 +349,8 @@ def _cell(row: dict, key: str) -> dict[str, Any]:
         title = f"95 % interval ({how})"
     if gap is not None:
         lo, hi = gap["ci"]
-        title += (f"; vs retrain {gap['diff']:+.2f} [{lo:.2f}, {hi:.2f}]: "
+        title += (f"; vs retrain {gap['diff']:+.2f} [{lo:.2f}, {hi:.2f}]"
+                  + (" (paired on the same images)" if gap.get("paired") else "") + ": "
                   + ("beyond the noise" if gap["beyond_noise"] else "within the noise"))
     return {"text": fmt(cell), "ci": fmt_ci(cell), "sig": beyond_noise(row, key), "title": title.lstrip("; ")}
 
