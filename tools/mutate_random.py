@@ -82,6 +82,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          'def register_recipe(name: str, /, summary: str, caveat: str = "", source: str = "", paper: bool = False,'):
             "keyword-only marker made positional-only: every call passes keywords, no recipe changes",
     },
+    "core/data/splits.py": {
+        ("def make_unlearn_data(splits: Splits, spec: ForgetSpec | str) -> UnlearnData:",
+         "def make_unlearn_data(splits: Splits, spec: ForgetSpec ^ str) -> UnlearnData:"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
+    },
 }
 
 _ARITH = {"Add", "Sub", "Mul", "Div", "FloorDiv", "Mod", "Pow"}
