@@ -143,7 +143,7 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
         from unlearnbench.unlearn.loops import record_epochs
 
         with record_epochs(data.forget) as history:  # loss and forget accuracy per epoch
-            res = unlearn.run(job.method, original, data, dict(job.method_config), prune=job.prune,
+            res = unlearn.run(job.method, original, data, dict(job.method_config), check_utility=False, prune=job.prune,
                               adv_retain=job.adv_retain, seed=job.seed, device=job.device)
         model, rte = res.model, res.seconds
         if job.mask_from:
