@@ -88,6 +88,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          "def make_unlearn_data(splits: Splits, spec: ForgetSpec ^ str) -> UnlearnData:"):
             "an annotation: never evaluated under `from __future__ import annotations`",
     },
+    "unlearn/masks.py": {
+        ("batch_size: int = 256,", "batch_size: int = 255,"):
+            "an unused default: the package's only caller (SalUn) always passes its mask_batch_size",
+        ("*,", "/,"): "keyword-only marker made positional-only: every caller passes keywords",
+    },
 }
 
 _ARITH = {"Add", "Sub", "Mul", "Div", "FloorDiv", "Mod", "Pow"}
