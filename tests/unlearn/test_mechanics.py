@@ -67,6 +67,14 @@ def test_top_fraction_mask_breaks_ties_by_flat_index(n_a, n_b, levels, ratio, se
     assert mask["b"].shape == scores["b"].shape and torch.equal(got, expected)
 
 
+def test_top_fraction_mask_ratio_range_includes_both_ends_only():
+    scores = {"w": torch.arange(10.0)}
+    assert not top_fraction_mask(scores, 0.0)["w"].any() and top_fraction_mask(scores, 1.0)["w"].all()
+    for bad in (-0.1, 1.1, 2.0):
+        with pytest.raises(ValueError, match="ratio"):
+            top_fraction_mask(scores, bad)
+
+
 def test_salun_leaves_masked_weights_bit_identical(digits_cnn, digits_class3):
     cfg = {"epochs": 2, "mask_ratio": 0.3, "weight_decay": 5e-3, "momentum": 0.9, "lr": 0.05}
     out = run("salun", digits_cnn, digits_class3, cfg, seed=4, device="cpu")
