@@ -356,6 +356,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant (at least 4x the baseline)")
     ap.add_argument("--report", action="store_true", help="only rewrite the doc section from the dbs")
+    ap.add_argument("--note", default="", help="a sentence recorded under the table (what was or was not run, why)")
     ap.add_argument("--fresh", action="store_true", help="discard the modules' dbs and sample again")
     ap.add_argument("--rerun-survivors", action="store_true",
                     help="run the sampled survivors again (after adding tests for them); kills stay recorded")
@@ -384,7 +385,7 @@ def main() -> int:
                 if args.rerun_survivors:
                     print(f"{module}: {forget_survivors(module)} survivors to run again", flush=True)
                 run_module(module, copy, args.per_module, args.seed, args.timeout)
-    write_section(list(MODULES))
+    write_section(list(MODULES), args.note)
     print(f"written to {DOC}")
     return 0
 
