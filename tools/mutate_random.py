@@ -92,6 +92,8 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("batch_size: int = 256,", "batch_size: int = 255,"):
             "an unused default: the package's only caller (SalUn) always passes its mask_batch_size",
         ("*,", "/,"): "keyword-only marker made positional-only: every caller passes keywords",
+        ("generator: torch.Generator | None = None,", "generator: torch.Generator ^ None = None,"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
     },
 }
 
