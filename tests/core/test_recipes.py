@@ -74,7 +74,7 @@ def test_unknown_recipe_is_one_sentence_and_exit_2(tmp_path):
 
 
 def test_study_recipe_sets_the_train_config_and_train_keys_override_it():
-    from unlearnbench.eval.study import load_study, study_id, train_config
+    from unlearnbench.study import load_study, study_id, train_config
 
     cfg = load_study("cifar10-salun")
     tc = train_config(cfg, 1)
@@ -90,7 +90,7 @@ def test_study_recipe_sets_the_train_config_and_train_keys_override_it():
 
 
 def test_a_cifar_study_with_a_paper_preset_and_another_recipe_is_warned_about():
-    from unlearnbench.eval.study import load_study
+    from unlearnbench.study import load_study
 
     with pytest.warns(UserWarning, match="recipe 'fast-cifar'"):
         load_study("cifar10-salun", recipe="fast-cifar")
@@ -130,7 +130,7 @@ def test_paper_retrain_is_the_papers_retrain():
 
 
 def test_paper_studies_retrain_with_paper_retrain_and_train_originals_with_paper_cifar(tmp_path):
-    from unlearnbench.eval.study import load_study, plan_jobs
+    from unlearnbench.study import load_study, plan_jobs
 
     for name in ("cifar10-salun", "cifar10-salun-class", "cifar10-sparse"):
         cfg = load_study(name)
@@ -145,7 +145,7 @@ def test_paper_studies_retrain_with_paper_retrain_and_train_originals_with_paper
 
 
 def test_a_study_without_retrain_recipe_keeps_its_id_and_retrains_with_its_recipe(tmp_path):
-    from unlearnbench.eval.study import load_study, plan_jobs, study_id
+    from unlearnbench.study import load_study, plan_jobs, study_id
 
     plain = load_study("digits")
     assert plain.retrain_recipe is None and study_id(plain) == study_id(load_study("digits", differences=["x"]))
@@ -162,7 +162,7 @@ def test_a_study_without_retrain_recipe_keeps_its_id_and_retrains_with_its_recip
 
 
 def test_a_paper_study_retraining_with_another_recipe_is_warned_about():
-    from unlearnbench.eval.study import load_study
+    from unlearnbench.study import load_study
 
     with pytest.warns(UserWarning, match="retrain_recipe: paper-retrain"):
         load_study("cifar10-salun", retrain_recipe="paper-cifar")

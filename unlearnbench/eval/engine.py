@@ -133,11 +133,11 @@ class Evaluator:
 
     def _threat(self, threat: Any) -> Any:
         try:
-            from unlearnbench.robust.attacks import ATTACKS
+            from unlearnbench.robust.attacks import check_available
         except ImportError:
             raise UserError("Robustness metrics need the unlearnbench.robust package, which is not installed.") from None
         for name in self.config.robustness:
-            ATTACKS.get(name)
+            check_available(name)
         return threat if threat is not None else _make_threat(self.config.norm, self.config.eps)
 
     # -- planning -------------------------------------------------------------------------------
