@@ -132,6 +132,15 @@ def unlearn(
         # already predicted every split); only the original's are computed for the comparison.
         outcome.metrics.update({k: report.values[k] for k, _ in _ROWS if k in report.values})
         before = accuracies(outcome.original, outcome.data)
+    utility = None
+    if before:
+        from unlearnbench.unlearn.recipes import utility_drop
+
+        utility = utility_drop(method, before, outcome.metrics, preset or request.recipe, request.recipe_fits)
+        if utility:  # kept with the checkpoint, the report and the MLflow run
+            outcome.meta["utility_warning"] = utility
+            if report is not None:
+                report.config["utility_warning"] = utility
     images = images_seen() - images_before
     # The checkpoint is written before the store is opened: the store was checked before the run,
     # and if it breaks since (locked, read-only), the user still gets the model they asked for.
@@ -141,6 +150,8 @@ def unlearn(
         tracking.enable_system_metrics(system_metrics)
         _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed, report, history, log_model)
     _summary(method, out, outcome, before, images)
+    if utility:
+        console.print(f"Warning: {utility}", highlight=False, soft_wrap=True)
     if report is not None:
         from unlearnbench.commands.evaluate import _summary_table
 
