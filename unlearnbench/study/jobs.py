@@ -159,7 +159,13 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
         omp(model, job.prune)  # the row the one-shot methods start from
     else:
         model, rte = original, None
-    reference = None if job.kind == "retrain" else job.reference_values
+    reference: Any = None if job.kind == "retrain" else job.reference_values
+    if reference is not None and job.reference_outcomes:
+        from unlearnbench.eval.paired import Outcomes
+        from unlearnbench.eval.report import Report
+
+        reference = Report(values=dict(reference),
+                           outcomes={k: Outcomes.from_json(v) for k, v in job.reference_outcomes.items()})
     meta = {"kind": job.kind, "method": job.method, "model": job.model, "seed": job.seed}
     report = evaluator.evaluate(
         model, data, reference=reference, original=original, rte_seconds=rte,
