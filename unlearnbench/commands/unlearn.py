@@ -108,6 +108,9 @@ def unlearn(
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     request = api.check_unlearn(ckpt, method, spec, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
                                 dataset=dataset)
+    if preset is not None and p.release:
+        console.print(f"Preset {preset} follows {p.release}" + (f"; quirks: {len(p.quirks)} (ls presets {preset})"
+                      if p.quirks else ""), style="dim", highlight=False)
     if not no_track:
         from unlearnbench.eval import tracking
 
@@ -130,6 +133,15 @@ def unlearn(
         # already predicted every split); only the original's are computed for the comparison.
         outcome.metrics.update({k: report.values[k] for k, _ in _ROWS if k in report.values})
         before = accuracies(outcome.original, outcome.data)
+    utility = None
+    if before:
+        from unlearnbench.unlearn.recipes import utility_drop
+
+        utility = utility_drop(method, before, outcome.metrics, preset or request.recipe, request.recipe_fits)
+        if utility:  # kept with the checkpoint, the report and the MLflow run
+            outcome.meta["utility_warning"] = utility
+            if report is not None:
+                report.config["utility_warning"] = utility
     images = images_seen() - images_before
     # The checkpoint is written before the store is opened: the store was checked before the run,
     # and if it breaks since (locked, read-only), the user still gets the model they asked for.
@@ -139,6 +151,8 @@ def unlearn(
         tracking.enable_system_metrics(system_metrics)
         _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed, report, history, log_model)
     _summary(method, out, outcome, before, images)
+    if utility:
+        console.print(f"Warning: {utility}", highlight=False, soft_wrap=True)
     if report is not None:
         from unlearnbench.commands.evaluate import _summary_table
 
@@ -171,10 +185,15 @@ def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_
 
     meta = outcome.meta
     method = meta["method"]
+    release = ""
+    if preset:
+        from unlearnbench.unlearn.presets import PRESETS
+
+        release = PRESETS.get(preset).release
     params = {
         **flatten(outcome.result.config), "method": method, "forget": meta["forget"], "dataset": meta["dataset"],
         "model": meta["model"], "prune": prune, "adv_retain": adv_retain or "", "preset": preset or "",
-        "checkpoint": str(checkpoint), **_mismatches(meta), **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),
+        "preset_release": release, "checkpoint": str(checkpoint), **_mismatches(meta), **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),
     }
     tags = {
         "kind": "unlearn", "method": method, "dataset": meta["dataset"], "model": meta["model"],

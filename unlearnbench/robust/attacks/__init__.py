@@ -80,8 +80,17 @@ class AttackContractError(RuntimeError):
     """An attack returned images far outside the threat model it was asked to respect (a bug)."""
 
 
+def check_available(name: str) -> None:
+    """Unknown attack names and a missing torchattacks fail here, before any work."""
+    from unlearnbench.core.requirements import require
+
+    for module in ATTACKS.info(name).get("needs", ("torchattacks",)):
+        require(module, f"The {name} attack")
+
+
 def build_config(name: str, config: dict | Any | None = None, *, seed: int | None = None) -> Any:
     """The attack's config from a dict (unknown keys rejected) or an instance; ``seed`` fills in."""
+    check_available(name)
     cls = ATTACKS.info(name)["config"]
     if isinstance(config, cls):
         return config
