@@ -61,6 +61,8 @@ class UnlearnRequest:
     prune: float | None = None
     adv_retain: str | None = None
     seed: int = 0
+    recipe: str = ""  # where the config started: a preset, the regime's recipe, or "defaults"
+    recipe_fits: bool = True
 
 
 def base_config(method: str, ckpt_meta: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +100,7 @@ def check_request(
     adv_retain: str | None = None,
     seed: int = 0,
     dataset: str | None = None,
+    preset: str | None = None,
 ) -> UnlearnRequest:
     """Check a request against a loaded checkpoint without loading data.
 
@@ -114,13 +117,22 @@ def check_request(
             f"use a {dataset} checkpoint (or drop the {dataset!r} preset/option)."
         )
     METHODS.entry(method)  # unknown method: "did you mean" before any work
-    cfg = build_config(method, {**base_config(method, meta), **(config or {})}, seed)
+    spec = forget if isinstance(forget, ForgetSpec) else parse_forget_spec(forget)
+    if preset is not None:  # the preset's config is already in ``config``
+        recipe, fits, start = preset, True, {}
+    else:  # the recipe for the data's regime, known from the checkpoint without reading data
+        from unlearnbench.unlearn.recipes import recipe_for
+
+        chosen = recipe_for(method, int(meta["in_channels"]), int(meta["image_size"]), int(meta["num_classes"]),
+                            spec.classwise)
+        recipe, fits, start = chosen.name, chosen.fits, chosen.config
+    cfg = build_config(method, {**start, **base_config(method, meta), **(config or {})}, seed)
     if prune is not None and not 0 <= prune < 1:
         raise ConfigError(f"--prune is the pruned fraction of convolution weights, in [0, 1); got {prune}.")
     if adv_retain is not None:
         check_adv_retain(method, cfg, adv_retain)
-    spec = forget if isinstance(forget, ForgetSpec) else parse_forget_spec(forget)
-    return UnlearnRequest(checkpoint, method, spec, cfg, prune=prune, adv_retain=adv_retain, seed=seed)
+    return UnlearnRequest(checkpoint, method, spec, cfg, prune=prune, adv_retain=adv_retain, seed=seed,
+                          recipe=recipe, recipe_fits=fits)
 
 
 def unlearn_checkpoint(
@@ -199,8 +211,8 @@ def run_request(
 
         recorder = epoch_recorder(data.forget)  # the run's own forget set, not a second load of it
     with recorder as history:
-        result = run(method, original, data, dataclasses.asdict(cfg), prune=prune, adv_retain=adv_retain,
-                     seed=seed, device=str(dev))
+        result = run(method, original, data, dataclasses.asdict(cfg), recipe=None, prune=prune,
+                     adv_retain=adv_retain, seed=seed, device=str(dev), check_utility=False)
     # ``metrics`` is the same dict as ``meta["metrics"]``: values a caller adds (the CLI: the
     # evaluation's accuracies) are saved with the checkpoint.
     metrics: dict[str, float] = {"rte_seconds": result.seconds}
@@ -217,6 +229,7 @@ def run_request(
         "prune": prune,
         "adv_retain": adv_retain,
         "rte_seconds": result.seconds,
+        "unlearn_recipe": request.recipe,
         "metrics": metrics,
         "original": {
             "path": str(ckpt.path) if ckpt.path else None,
