@@ -8,6 +8,8 @@ import dataclasses
 import pytest
 import torch
 import torch.nn as nn
+from hypothesis import given
+from hypothesis import strategies as st
 
 from unlearnbench.core.errors import ConfigError, UnknownNameError
 from unlearnbench.unlearn import run
@@ -44,6 +46,33 @@ def test_top_fraction_mask_selects_the_largest_scores():
     kept = torch.cat([scores[k][mask[k]] for k in scores])
     dropped = torch.cat([scores[k][~mask[k]] for k in scores])
     assert len(kept) == int(48 * 0.4) and kept.min() >= dropped.max()
+
+
+@given(n_a=st.integers(1, 300), n_b=st.integers(1, 300), levels=st.integers(1, 4),
+       ratio=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_top_fraction_mask_breaks_ties_by_flat_index(n_a, n_b, levels, ratio, seed):
+    """Heavily tied scores (1-4 distinct values): the mask is exactly "the int(N * ratio) best,
+    ties to the lower flat index" (tensors in dict order), so it is the same on every device;
+    checked against a brute-force ranking by (-score, index)."""
+    g = torch.Generator().manual_seed(seed)
+    scores = {"a": torch.randint(0, levels, (n_a,), generator=g).float(),
+              "b": torch.randint(0, levels, (n_b,), generator=g).float().view(-1, 1)}
+    mask = top_fraction_mask(scores, ratio)
+    flat = torch.cat([scores["a"], scores["b"].flatten()]).tolist()
+    k = int(len(flat) * ratio)
+    best = sorted(range(len(flat)), key=lambda i: (-flat[i], i))[:k]
+    expected = torch.zeros(len(flat), dtype=torch.bool)
+    expected[best] = True
+    got = torch.cat([mask["a"], mask["b"].flatten()])
+    assert mask["b"].shape == scores["b"].shape and torch.equal(got, expected)
+
+
+def test_top_fraction_mask_ratio_range_includes_both_ends_only():
+    scores = {"w": torch.arange(10.0)}
+    assert not top_fraction_mask(scores, 0.0)["w"].any() and top_fraction_mask(scores, 1.0)["w"].all()
+    for bad in (-0.1, 1.1, 2.0):
+        with pytest.raises(ValueError, match="ratio"):
+            top_fraction_mask(scores, bad)
 
 
 def test_salun_leaves_masked_weights_bit_identical(digits_cnn, digits_class3):
