@@ -9,6 +9,13 @@ Every entry this module writes carries its name, so ``remove`` deletes exactly i
 
 The scheduled work is a list of command lines (``unlearnbench benchmark`` and/or ``report``) run
 one after the other; this module never imports the CLI, it only builds and runs command lines.
+
+What is left to this module is what cron, systemd and croniter do not do: croniter parses cron
+expressions and finds their next times, systemd's calendar timers fire (and catch up after
+downtime, ``Persistent=true``) and never start a service that is still running, cron fires its
+lines. Here: refusing every value that would not stay on its line (``core.plaintext``), cron
+expressions that cannot fire within five years, and overlapping runs (``flock``: a run that finds
+the previous one still going exits and says so in the log); quoting for sh, cron and systemd.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unlearnbench.core.errors import ConfigError, UserError
+from unlearnbench.core.plaintext import check_plain
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +167,23 @@ def parse_cron(text: str) -> CronSpec:
             raise ConfigError(f"Bad cron expression {text!r}: {part!r} is not {what} ({lo}-{hi}).")
     if not croniter.is_valid(expr):
         raise ConfigError(f"Bad cron expression {text!r}: croniter rejects it; check each field.")
+    check_fires(expr, text)
     return CronSpec(expr)
+
+
+FIRE_WITHIN_YEARS = 5
+
+
+def check_fires(expr: str, text: str, now: dt.datetime | None = None) -> None:
+    """Refuse an expression with no matching minute in the next five years (``30 2 30 2 *``:
+    30 February). croniter bounds its search by ``max_years_between_matches``."""
+    from croniter import CroniterBadDateError, croniter
+
+    try:
+        croniter(expr, now or dt.datetime.now(), max_years_between_matches=FIRE_WITHIN_YEARS).get_next(dt.datetime)
+    except CroniterBadDateError:
+        raise ConfigError(f"Cron expression {text!r} never fires within the next {FIRE_WITHIN_YEARS} years "
+                          "(a date that does not exist?); check the day and month fields.") from None
 
 
 # ----------------------------------------------------------------------------- cron backend
@@ -214,20 +238,45 @@ class Crontab:
         return str(self.file) if self.file is not None else f"the user crontab (`{self.command}`)"
 
 
-def _cron_quote(cmd: list[str]) -> str:
-    # In a crontab line an unescaped % ends the command; quote for /bin/sh first.
-    return " ".join(shlex.quote(a) for a in cmd).replace("%", "\\%")
+LOCK_BUSY = 75  # flock's exit code when the lock is held (-E); EX_TEMPFAIL
+
+
+def lock_path(out: Path, name: str) -> Path:
+    """The lock a schedule's runs take (next to its log), so two runs of it never overlap."""
+    return out / f"schedule-{name}.lock"
+
+
+def check_values(*values: str | Path | None) -> None:
+    """Every value that goes into a cron line or unit file is a single printable line."""
+    for v in values:
+        check_plain(v, f"The value {str(v)[:40]!r}…" if v is not None and len(str(v)) > 40 else f"The value {v!r}")
+
+
+def locked_script(name: str, commands: list[list[str]], lock: Path) -> str:
+    """A /bin/sh script running ``commands`` in order under ``flock`` on ``lock``: while an earlier
+    run holds the lock, this one exits at once and logs one line saying so. A failing study does
+    not stop the report of whatever finished (``;``); the script fails when the last step does."""
+    for cmd in commands:
+        check_values(*cmd)
+    check_values(name, lock)
+    steps = "; ".join(shlex.join(c) for c in commands)
+    note = f"unlearnbench schedule {name}: skipped, the previous run still holds {lock}"
+    return (f"flock -n -E {LOCK_BUSY} {shlex.quote(str(lock))} sh -c {shlex.quote(steps)} || "
+            f"{{ [ $? -eq {LOCK_BUSY} ] && echo \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" {shlex.quote(note)}; }}")
 
 
 def cron_line(name: str, cron: str, commands: list[list[str]], workdir: Path, logfile: Path,
-              user: str | None = None) -> str:
+              user: str | None = None, lock: Path | None = None) -> str:
     """One crontab line. ``user``: the user field that system crontabs (``/etc/cron.d/*``,
-    ``/etc/crontab``) have between the schedule and the command; a user crontab has none."""
+    ``/etc/crontab``) have between the schedule and the command; a user crontab has none.
+    ``lock``: the run lock (default: next to ``logfile``)."""
     spec = parse_cron(cron)
-    body = "; ".join(_cron_quote(c) for c in commands)
-    log_q = shlex.quote(str(logfile)).replace("%", "\\%")
+    check_values(workdir, logfile, user)
+    script = locked_script(name, commands, lock or lock_path(logfile.parent, name))
+    command = f"cd {shlex.quote(str(workdir))} && {{ {script}; }} >> {shlex.quote(str(logfile))} 2>&1"
     who = f" {check_user(user)}" if user else ""
-    return f"{spec.text}{who} cd {_cron_quote([str(workdir)])} && {{ {body}; }} >> {log_q} 2>&1 {CRON_TAG}{name}"
+    # In a crontab line an unescaped % ends the command (cron turns \% back into %).
+    return f"{spec.text}{who} {command.replace('%', chr(92) + '%')} {CRON_TAG}{name}"
 
 
 _USER = re.compile(r"^[a-z_][a-z0-9_.-]*\$?$", re.IGNORECASE)
@@ -307,18 +356,43 @@ def _systemd_quote(arg: str) -> str:
     return arg
 
 
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def on_calendar(every_s: float, delay_s: float = 0.0) -> str:
+    """systemd ``OnCalendar=`` for "every ``every_s``, ``delay_s`` into each period": periods that
+    divide a minute, an hour or a day, or one week (from Monday 00:00); the offset counts from the
+    start of each period. Calendar times keep their place across reboots and logins."""
+    s, d = int(round(every_s)), int(round(delay_s))
+    if s != every_s or d != delay_s or s < 1:
+        raise ConfigError("--every and --delay must be whole seconds for a systemd timer; use --foreground "
+                          "for shorter or fractional intervals.")
+    if d >= s:
+        raise ConfigError(f"--delay must be shorter than --every ({s} s): it is the offset within each period.")
+    hh, mm, ss = d // 3600 % 24, d // 60 % 60, d % 60
+    if s == 604800:
+        return f"{_WEEKDAYS[d // 86400]} *-*-* {hh:02d}:{mm:02d}:{ss:02d}"
+    if s == 86400:
+        return f"*-*-* {hh:02d}:{mm:02d}:{ss:02d}"
+    if 86400 % s == 0 and s % 3600 == 0:
+        return f"*-*-* {hh:02d}/{s // 3600}:{mm:02d}:{ss:02d}"
+    if 3600 % s == 0 and s % 60 == 0:
+        return f"*-*-* *:{mm:02d}/{s // 60}:{ss:02d}"
+    if 60 % s == 0:
+        return f"*-*-* *:*:{ss:02d}/{s}"
+    raise ConfigError(f"--every {s} s does not divide a day into whole minutes or hours (e.g. 15m, 1h, 6h, 24h, "
+                      "7d); use --cron for other periods.")
+
+
 def systemd_units(name: str, every_s: float, commands: list[list[str]], workdir: Path,
-                  delay_s: float = 0.0) -> dict[str, str]:
-    """The ``.service`` (oneshot, the commands in order) and ``.timer`` (every ``every_s``) files.
-    The first run starts when the timer is activated, or ``delay_s`` after it."""
-    seconds = int(round(every_s))
-    if seconds < 1:
-        raise ConfigError("A systemd timer needs an interval of at least 1s; use --foreground for shorter ones.")
-    first = max(1, int(round(delay_s)))  # 1s: right after activation
+                  delay_s: float = 0.0, lock: Path | None = None) -> dict[str, str]:
+    """The ``.service`` (oneshot: the commands in order, under the run lock) and ``.timer``
+    (calendar-based, ``Persistent=true``: a run missed while the machine was off starts at the
+    next boot) files. ``lock`` defaults to one in ``workdir``."""
+    calendar = on_calendar(every_s, delay_s)
+    check_values(workdir)
+    script = locked_script(name, commands, lock or lock_path(workdir, name))
     unit = unit_name(name)
-    # A failing study must not stop the report of whatever did finish: '-' ignores its exit code.
-    execs = [f"ExecStart={'-' if i < len(commands) - 1 else ''}{' '.join(_systemd_quote(a) for a in cmd)}"
-             for i, cmd in enumerate(commands)]
     service = "\n".join([
         f"{MARKER} (name={name})",
         "[Unit]",
@@ -327,17 +401,17 @@ def systemd_units(name: str, every_s: float, commands: list[list[str]], workdir:
         "[Service]",
         "Type=oneshot",
         f"WorkingDirectory={_systemd_quote(str(workdir))}",
-        *execs,
+        f"ExecStart=/bin/sh -c {_systemd_quote(script)}",
         "",
     ])
     timer = "\n".join([
         f"{MARKER} (name={name})",
         "[Unit]",
-        f"Description=Run {unit}.service every {seconds}s",
+        f"Description=Run {unit}.service at {calendar}",
         "",
         "[Timer]",
-        f"OnActiveSec={first}s",
-        f"OnUnitActiveSec={seconds}s",
+        f"OnCalendar={calendar}",
+        "Persistent=true",
         f"Unit={unit}.service",
         "",
         "[Install]",
@@ -398,15 +472,24 @@ def systemctl(*args: str) -> bool:
 
 
 def next_runs(*, cron: str | None = None, every_s: float | None = None, delay_s: float = 0.0,
-              now: dt.datetime | None = None, n: int = 3) -> list[dt.datetime]:
-    """When the schedule would run next: cron's next matching minutes, or for ``--every`` the
-    activation time (plus ``delay_s``) and then every ``every_s``."""
+              now: dt.datetime | None = None, n: int = 3, calendar: bool = True) -> list[dt.datetime]:
+    """When the schedule runs next: cron's next matching minutes, or for ``--every`` the next
+    times of its calendar (periods counted from local midnight, Monday for a week); with
+    ``calendar=False`` (the foreground loop) ``delay_s`` from now and then every ``every_s``."""
     now = now or dt.datetime.now().astimezone()
     if cron is not None:
         return parse_cron(cron).next_times(now, n)
     if every_s is None:
         raise ConfigError("Give exactly one of --every or --cron.")
-    return [now + dt.timedelta(seconds=delay_s + i * every_s) for i in range(n)]
+    if not calendar:
+        return [now + dt.timedelta(seconds=delay_s + i * every_s) for i in range(n)]
+    on_calendar(every_s, delay_s)  # the same periods as the timer
+    base = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if every_s == 604800:
+        base -= dt.timedelta(days=base.weekday())
+    first = base + dt.timedelta(seconds=delay_s)
+    k = max(0, int((now - first).total_seconds() // every_s) + 1) if first <= now else 0
+    return [first + dt.timedelta(seconds=(k + i) * every_s) for i in range(n)]
 
 
 def tool_status(*names: str) -> list[tuple[str, str | None]]:
@@ -425,6 +508,7 @@ def run_foreground(
     max_runs: int | None = None,
     delay_s: float = 0.0,
     workdir: Path | None = None,
+    lock: Path | None = None,
     on_run: Callable[[int, list[int]], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now().astimezone(),
@@ -433,8 +517,9 @@ def run_foreground(
 
     With ``every_s`` the first run starts at once (after ``delay_s``) and later runs keep a fixed
     rate (a run that overruns skips the missed slots instead of piling up); with ``cron`` each run
-    waits for the next matching minute. A failing command is logged and the schedule goes on. Returns the
-    number of runs.
+    waits for the next matching minute. A failing command is logged and the schedule goes on.
+    ``lock``: the file installed schedules lock (``flock``); while another run holds it, this run
+    is skipped and logged (its codes are empty). Returns the number of runs.
     """
     if (every_s is None) == (cron is None):
         raise ConfigError("Give exactly one of --every or --cron.")
@@ -452,13 +537,29 @@ def run_foreground(
             elapsed = time.monotonic() - start
             slot = (int(elapsed // every_s) + 1) * every_s  # type: ignore[operator]
             sleep(max(0.0, slot - elapsed))
+        codes = _run_locked(commands, workdir, lock)
+        runs += 1
+        if on_run is not None:
+            on_run(runs, codes)
+    return runs
+
+
+def _run_locked(commands: Sequence[Sequence[str]], workdir: Path | None, lock: Path | None) -> list[int]:
+    import contextlib
+    import fcntl
+
+    with contextlib.ExitStack() as stack:
+        if lock is not None:
+            fh = stack.enter_context(open(lock, "a"))
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the lock flock(1) takes for cron/systemd runs
+            except BlockingIOError:
+                log.warning("Skipped this run: the previous run still holds %s.", lock)
+                return []
         codes = []
         for cmd in commands:
             res = subprocess.run(list(cmd), cwd=workdir)
             if res.returncode != 0:
                 log.warning("Scheduled command exited with %d: %s", res.returncode, " ".join(cmd))
             codes.append(res.returncode)
-        runs += 1
-        if on_run is not None:
-            on_run(runs, codes)
-    return runs
+        return codes
