@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -110,24 +111,30 @@ def attack(
 
     from unlearnbench.robust.evaluate import robust_accuracy, save_adversarial
 
-    result = robust_accuracy(model, tset, name, threat, n=n or None, seed=seed, batch_size=batch_size,
-                             config=attack_cfg, return_adv=save_adv is not None)
-    if save_adv is not None:
-        save_adversarial(save_adv, result, {"checkpoint": str(checkpoint), "split": split, "forget": spec or ""})
-
-    metrics = result.metrics(split)
+    live = contextlib.nullcontext()
     if track is not None:
         from unlearnbench.core.config import flatten
 
         tags = {"kind": "attack", "attack": name, "split": split, "dataset": meta["dataset"], "model": meta["model"],
                 "seed": seed, "checkpoint_kind": meta.get("kind", ""), "forget": spec or "",
                 "git_sha": (meta.get("provenance") or {}).get("git_sha", "")}
-        params = {"attack": name, "split": split, "norm": threat.norm, "eps": threat.eps, "n": result.n,
+        params = {"attack": name, "split": split, "norm": threat.norm, "eps": threat.eps,
                   "checkpoint": str(checkpoint), "forget": spec or "", "batch_size": batch_size,
                   **({"data_mismatch": mismatch} if mismatch else {}),
                   **{f"attack.{k}": v for k, v in flatten(attack_cfg).items()}}
-        with track.run(f"attack-{name}-{split}", params=params, tags=tags):
+        live = track.run(f"attack-{name}-{split}", params=params, tags=tags)  # live while the attack runs
+    with live:
+        result = robust_accuracy(model, tset, name, threat, n=n or None, seed=seed, batch_size=batch_size,
+                                 config=attack_cfg, return_adv=save_adv is not None)
+        if save_adv is not None:
+            save_adversarial(save_adv, result, {"checkpoint": str(checkpoint), "split": split, "forget": spec or ""})
+        metrics = result.metrics(split)
+        if track is not None:
+            from unlearnbench.eval.inputs import split_input
+
+            track.log_params({"n": result.n})
             track.log_metrics(metrics)
+            track.log_inputs([split_input(meta["dataset"], int(meta["split_seed"]), split, tset, spec or "")])
             if save_adv is not None:
                 track.log_artifact(save_adv, "adversarial")
 

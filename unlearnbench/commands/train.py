@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 
@@ -242,36 +243,42 @@ def train(
     from unlearnbench.core.progress import images_seen
 
     images_before = images_seen()
-    outcome = train_model(
-        dataset, model, cfg, exclude=exclude, split_seed=split_seed, val_fraction=val_fraction,
-        source=source,
-        loss_fn=at.loss_fn if at else None, epoch_end=at.epoch_end if at else snap,
-    )
-    if snap is not None:
-        _make_sparse(outcome, cfg, snap, prune, rewind_epoch)
-    outcome.meta["recipe"] = chosen.name
-    if at is not None:
-        outcome.meta["adversarial"] = at.summary()
-    save_checkpoint(out, outcome.model, outcome.meta)
-    metrics = outcome.meta["metrics"]
+    kind = "retrain" if exclude else "original"
+    run = contextlib.nullcontext()
     if track is not None:
-        tags = {"kind": outcome.meta["kind"], "dataset": dataset, "model": model, "seed": seed,
-                "split_seed": split_seed, "exclude": exclude or "", "git_sha": outcome.meta["provenance"]["git_sha"],
-                "data_sha256": outcome.meta["data_fingerprint"]["train_sha256"][:12]}
+        # The run opens before the work, so it shows RUNNING while training and its duration is
+        # the training's; tags known only afterwards (data digest, git sha) are set at the end.
+        tags = {"kind": kind, "dataset": dataset, "model": model, "seed": seed, "split_seed": split_seed,
+                "exclude": exclude or ""}
         params = {**flatten(cfg), "recipe": chosen.name, "prune": prune or "", "rewind_epoch": rewind_epoch if prune else "",
                   "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
                   "subset": source.subset or "", "per_class": source.per_class or "",
                   **(flatten(at.cfg, "adversarial.") if at else {})}
-        name = track.readable_run_name(outcome.meta["kind"], dataset=dataset, model=model, seed=seed,
+        name = track.readable_run_name(kind, dataset=dataset, model=model, seed=seed,
                                        forget=f"without {exclude}" if exclude else "")
-        with track.run(name, params=params, tags=tags):
+        run = track.run(name, params=params, tags=tags)
+    with run:
+        outcome = train_model(
+            dataset, model, cfg, exclude=exclude, split_seed=split_seed, val_fraction=val_fraction,
+            source=source,
+            loss_fn=at.loss_fn if at else None, epoch_end=at.epoch_end if at else snap,
+        )
+        if snap is not None:
+            _make_sparse(outcome, cfg, snap, prune, rewind_epoch)
+        outcome.meta["recipe"] = chosen.name
+        if at is not None:
+            outcome.meta["adversarial"] = at.summary()
+        save_checkpoint(out, outcome.model, outcome.meta)
+        metrics = outcome.meta["metrics"]
+        if track is not None:
+            from unlearnbench.eval.inputs import training_inputs
+
+            track.set_tags({"git_sha": outcome.meta["provenance"]["git_sha"],
+                            "data_sha256": outcome.meta["data_fingerprint"]["train_sha256"][:12]})
             track.log_history(outcome.history)  # train_loss, lr, val_acc per epoch (step = epoch)
             track.log_metrics(metrics)
+            track.log_inputs(training_inputs(outcome.splits, outcome.data))
             track.log_artifact(out, "checkpoint")
-            if outcome.data is not None:  # the retrain reference: its splits as dataset inputs
-                from unlearnbench.eval.inputs import dataset_inputs
-
-                track.log_inputs([e for e in dataset_inputs(outcome.data) if e["context"] != "forget"])
             if log_model:
                 track.log_model(outcome.model, outcome.splits.test.x[:2].float() / 255)
     console.print(
