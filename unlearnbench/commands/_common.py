@@ -180,13 +180,20 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | str | None, ...] = ()) -> None:
-    """Probe every output ``(option, path, is_folder)`` before the work starts (see ``check_writable``)."""
-    from unlearnbench.core.io import check_writable
+def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | str | None, ...] = (),
+                  specs: tuple[str | None, ...] = (), store: str | None | bool = False) -> None:
+    """A command's whole file boundary, before the work: every output ``(option, path, is_folder)``
+    against every input path, every ``indices:FILE`` in ``specs`` and the MLflow store's SQLite file
+    (``store``: the --tracking-uri of a command that tracks, None for the default; False: none)."""
+    from unlearnbench.core.boundary import declare
 
-    for option, path, folder in outputs:
-        if path is not None:
-            check_writable(path, inputs=inputs, folder=folder, option=option)
+    extra: list[Path] = []
+    if store is not False:
+        from unlearnbench.eval.tracking import resolve_uri, sqlite_file
+
+        db = sqlite_file(resolve_uri(store or None))
+        extra = [db] if db is not None else []
+    declare(inputs=(*inputs, *extra), outputs=outputs, specs=specs)
 
 
 class _Once(logging.Filter):

@@ -193,7 +193,9 @@ def evaluate(
     )
     to_stdout = json_out is not None and str(json_out) == "-"
     out = err_console if to_stdout else console  # with --json -, stdout carries the JSON alone
-    check_outputs(("--json", None if to_stdout else json_out, False), inputs=(*checkpoint, reference, original, config))
+    check_outputs(("--json", None if to_stdout else json_out, False),
+                  inputs=(*checkpoint, reference, original, config, *(shadow_pool or ())), specs=(forget,),
+                  store=False if no_track else tracking_uri)
     for path in checkpoint:
         if not path.is_file():
             raise UserError(f"Checkpoint {str(path)!r} does not exist.")
@@ -365,7 +367,7 @@ def shadow_train(
                        batch_size=batch_size, device=device)
     ex = from_dict(ExecutorConfig, {"kind": executor, "ray_address": ray_address, "num_cpus": num_cpus, "num_gpus": num_gpus})
     mcfg = {**(load_yaml(method_config) if method_config else {}), **parse_overrides(method_set or [])}
-    check_outputs(("--out", out, True), inputs=(method_config, config))
+    check_outputs(("--out", out, True), inputs=(method_config, config), specs=(forget,))
     pool = train_pool(
         out, dataset=dataset, model=model, n=n, config=cfg, split_seed=split_seed, val_fraction=val_fraction,
         seed=seed, source=DataSource.from_env(data_root, download), executor=ex, ulira_method=ulira_method,

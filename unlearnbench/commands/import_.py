@@ -31,7 +31,7 @@ def import_(
     ),
     weights: Path = typer.Option(
         ..., "--weights", "-w",
-        help="Weights file: a state_dict, or a dict holding one under state_dict/model/net "
+        help="Weights file: .safetensors, a state_dict, or a dict holding one under state_dict/model/net "
              "(module. and _orig_mod. prefixes are stripped; read with torch.load(weights_only=True)).",
     ),
     dataset: str = typer.Option(..., "--dataset", "-d", help="The dataset the model classifies (see `ls datasets`)."),

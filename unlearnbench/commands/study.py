@@ -159,6 +159,8 @@ def benchmark(
     if executor not in ("local", "ray"):
         raise ConfigError(f"Unknown executor {executor!r}; use local or ray.")
     cfg, path = load(study, set_, experiment=experiment, device=device, subset=subset, per_class=per_class)
+    json_file = None if json_out is None or str(json_out) == "-" else json_out
+    check_outputs(("--json", json_file, False), ("--work-dir", work_dir, True), inputs=(path,), store=tracking_uri)
     from unlearnbench.eval import tracking
 
     tracking.enable_system_metrics(system_metrics)  # sampled on the study's parent run
@@ -192,7 +194,7 @@ def demo(
 
     cfg, path = load("demo", set_)
     uri = tracking.resolve_uri(tracking_uri)
-    check_outputs(("--out", out, True))
+    check_outputs(("--out", out, True), ("--work-dir", work_dir, True), store=uri)
     study = run_and_summarize(cfg, path, executor=executor, ray_address=None, cpus=1.0, gpus=0.0, tracking_uri=uri,
                       work_dir=work_dir, data_root=None, download=False, new=new, quiet=quiet)
     result = build_report(cfg.experiment_name, out, tracking_uri=uri, log_to_mlflow=True)

@@ -219,7 +219,7 @@ def train(
                               "`unlearnbench unlearn retrain --prune S` on the sparse checkpoint.")
         if not 1 <= rewind_epoch < cfg.epochs:
             raise ConfigError(f"--rewind-epoch must lie in [1, {cfg.epochs}) for {cfg.epochs} training epochs.")
-    check_outputs(("--out", out, False), inputs=(config,))
+    check_outputs(("--out", out, False), inputs=(config,), specs=(exclude,), store=False if no_track else tracking_uri)
     source = data_source(data_root, download, subset, per_class, image_size)
     track = None
     if not no_track:

@@ -101,7 +101,8 @@ def unlearn(
         values.update(load_yaml(config))
     values.update(parse_overrides(set_ or []))
     seed = _resolve_seed(seed, values)
-    check_outputs(("--out", out, False), inputs=(checkpoint, reference, config))
+    check_outputs(("--out", out, False), inputs=(checkpoint, reference, config), specs=(forget,),
+                  store=False if no_track else tracking_uri)
     ckpt = load_checkpoint(checkpoint)
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     validate_request(ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed,

@@ -29,6 +29,11 @@ def resolve_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` store (an input no output may overwrite), else None."""
+    return Path(uri[len("sqlite:///"):]).expanduser() if uri.startswith("sqlite:///") else None
+
+
 def metric_key(name: str) -> str:
     """MLflow accepts letters, digits and ``_ - . / space``; map anything else to ``_``."""
     return _KEY_BAD.sub("_", name)
