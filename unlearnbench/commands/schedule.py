@@ -47,8 +47,8 @@ def schedule(
     """Make studies and reports periodic: a cron entry (--cron), a systemd user timer (--every),
     or an in-process scheduler (--foreground). --remove and --list manage installed schedules."""
     setup_output(True)
+    from unlearnbench.core.boundary import check_value
     from unlearnbench.core.errors import ConfigError
-    from unlearnbench.core.plaintext import check_plain
     from unlearnbench.reports import schedule as sched
 
     # Nothing unchecked reaches a cron line or a unit file: no value may hold a newline or any
@@ -58,7 +58,8 @@ def schedule(
                           ("--crontab-file", crontab_file), ("--cron-user", cron_user),
                           ("--crontab-command", crontab_command), ("--unit-dir", unit_dir),
                           ("--tracking-uri", tracking_uri)):
-        check_plain(value, option)
+        if value is not None:
+            check_value(str(value), option)
     sched.check_name(name)
     crontab = sched.Crontab.from_env(crontab_file, crontab_command)
     units = unit_dir or sched.default_unit_dir()
@@ -87,14 +88,15 @@ def schedule(
         if crontab.file is None:
             raise ConfigError("--cron-user is for system crontab files; pass --crontab-file /etc/cron.d/NAME too.")
         user = sched.check_user(cron_user or sched.default_user())
-    workdir = check_plain(workdir.resolve(), "The working folder")
+    workdir = workdir.resolve()
+    check_value(str(workdir), f"The working folder {str(workdir)!r}")
     if not workdir.is_dir():
         raise ConfigError(f"--workdir {workdir} is not a folder.")
     if study is not None:
         from unlearnbench.eval.study import load_study
 
         cfg = load_study(study)  # a broken study fails now, not at 6 a.m.
-        experiment = check_plain(experiment or cfg.experiment_name, "The study's experiment name")
+        experiment = check_value(experiment or cfg.experiment_name, "The study's experiment name")
         # A file is pinned to its absolute path (the scheduler runs elsewhere); a shipped name stays.
         study = str(Path(study).resolve()) if Path(study).is_file() else study
     commands = sched.job_commands(study=study, report=report, experiment=experiment, out=out,

@@ -13,7 +13,7 @@ one after the other; this module never imports the CLI, it only builds and runs 
 What is left to this module is what cron, systemd and croniter do not do: croniter parses cron
 expressions and finds their next times, systemd's calendar timers fire (and catch up after
 downtime, ``Persistent=true``) and never start a service that is still running, cron fires its
-lines. Here: refusing every value that would not stay on its line (``core.plaintext``), cron
+lines. Here: refusing every value that would not stay on its line (``core.boundary.check_value``), cron
 expressions that cannot fire within five years, and overlapping runs (``flock``: a run that finds
 the previous one still going exits and says so in the log); quoting for sh, cron and systemd.
 """
@@ -33,8 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from unlearnbench.core.boundary import check_value
 from unlearnbench.core.errors import ConfigError, UserError
-from unlearnbench.core.plaintext import check_plain
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,8 @@ def lock_path(out: Path, name: str) -> Path:
 def check_values(*values: str | Path | None) -> None:
     """Every value that goes into a cron line or unit file is a single printable line."""
     for v in values:
-        check_plain(v, f"The value {str(v)[:40]!r}…" if v is not None and len(str(v)) > 40 else f"The value {v!r}")
+        if v is not None:
+            check_value(str(v), f"The value {str(v)[:40]!r}")
 
 
 def locked_script(name: str, commands: list[list[str]], lock: Path) -> str:
