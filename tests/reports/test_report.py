@@ -339,3 +339,20 @@ def test_coinciding_markers_get_separate_labels():
     boxes = {t.get_text(): t.get_window_extent() for t in ax.texts}
     assert set(boxes) == {"retrain", "salun", "ft"}
     assert not boxes["retrain"].overlaps(boxes["salun"])
+
+
+def test_report_files_follow_the_umask(mlflow_uri, experiment, tmp_path):
+    """A shared report must open for a colleague: 0644 under umask 022, like any file `cp` makes."""
+    import os
+    import stat
+
+    log_study(mlflow_uri, experiment, records())
+    old = os.umask(0o022)
+    try:
+        result = build_report(experiment, tmp_path, tracking_uri=mlflow_uri)
+    finally:
+        os.umask(old)
+    folder = result.html.parent
+    files = [result.html, result.markdown, folder / "summary.json", *sorted((folder / "history").glob("*.json"))]
+    assert len(files) == 4 and all(f.is_file() for f in files)
+    assert {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {f.name: "0o644" for f in files}
