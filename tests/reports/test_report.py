@@ -334,7 +334,8 @@ def test_coinciding_markers_get_separate_labels():
     ax = fig.subplots()
     ax.set_xlim(0, 100)
     ax.set_ylim(90, 100)
-    _label_points(ax, [(99.0, 97.0, "retrain", "black"), (99.2, 97.05, "salun", "orange"), (20.0, 92.0, "ft", "blue")])
+    _label_points(fig, [(ax, [(99.0, 97.0, "retrain", "black"), (99.2, 97.05, "salun", "orange"),
+                              (20.0, 92.0, "ft", "blue")])])
     fig.canvas.draw()
     boxes = {t.get_text(): t.get_window_extent() for t in ax.texts}
     assert set(boxes) == {"retrain", "salun", "ft"}

@@ -196,14 +196,14 @@ def _figures(runset: RunSet, rows: list[dict]) -> list[dict[str, str]]:
             figures.append({"id": fid, "title": title, "src": plots.data_uri(png), "caption": caption})
 
     add("ua-vs-ta", "UA vs TA", plots.ua_vs_ta(rows),
-        "Mean ± std over seeds, every marker labelled. The hollow star and dashed cross mark the retrained model: "
-        "the closer, the better.")
+        "Mean over seeds, error bars ± std where there are two seeds or more; every marker labelled, no label over "
+        "another. The hollow star and dashed cross mark the retrained model: the closer, the better.")
     add("gap-bars", "Gap to retrain per metric", plots.gap_bars(rows),
         "|UA, RA, TA, MIA-Efficacy − retrain's| per method: bars are the mean over seeds, error bars the std over "
-        "seeds; * marks a difference beyond the noise (its 95 % interval excludes 0).")
+        "seeds (only with two seeds or more); * marks a difference beyond the noise (its 95 % interval excludes 0).")
     add("pareto", "Run time vs Avg. Gap", plots.pareto(rows),
-        "Cost against closeness to retrain (mean ± std over seeds); the grey line joins the methods no other beats on "
-        "both; the dashed line is retrain's run time.")
+        "Cost against closeness to retrain (mean over seeds, ± std with two seeds or more); the grey line joins the "
+        "methods no other beats on both; the dashed line is retrain's run time.")
     runs = runset.runs
     curves: dict[tuple[str, str], dict] = {}
     per_class: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -225,8 +225,8 @@ def _figures(runset: RunSet, rows: list[dict]) -> list[dict[str, str]]:
         "Hatched: FPR below 1/n_nonmembers, where TPR cannot be measured (undefined).")
     threat = _threat_text(runset)
     add("robust-bars", "Clean and robust accuracy" + (f" ({threat})" if threat else ""), plots.robust_bars(rows, threat),
-        "Per split and attack, n = points attacked per run; the hatched bars are the original model (before "
-        "unlearning).")
+        "Per split and attack, n = points attacked per run; whiskers are the 95 % interval (t over seeds, at least "
+        "Wilson on the points); the hatched bars are the original model (before unlearning).")
     order = {(r["forget"], r["label"]): i for i, r in enumerate(rows)}
     for spec, by_label in per_class.items():
         labels = sorted(by_label, key=lambda lab: order.get((spec, lab), 1 << 30))
