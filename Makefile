@@ -26,7 +26,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/unlearnbench demo
 
-# The linter (pinned, a second or two) runs first: CI fails on a finding as on a failing test.
+# The linters (ruff pinned, import-linter; a few seconds) run first: CI fails on a finding as on a failing test.
 test: lint
 	$(PY) -m pytest -q -x --timeout=900 $(PYTEST_ARGS)
 
@@ -36,6 +36,8 @@ test-deep: lint
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check unlearnbench tests benchmarks
+	# The layering as import-linter contracts (pyproject.toml [tool.importlinter]; docs/architecture.md).
+	$(VENV)/bin/lint-imports --no-cache
 
 # Curated mutation check over the lines that decide published numbers (minutes; not run in CI).
 # Writes the score and the list to docs/mutation.md; MUTATE_ARGS="--only ID,ID" runs a few.

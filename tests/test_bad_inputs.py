@@ -40,7 +40,7 @@ def work(tmp_path_factory):
     (folder / "cfg.yaml").write_text("epochs: 1\n")
     (folder / "req.txt").write_text("0\n5\n")
     os.mkfifo(folder / "fifo")  # writing there would block, and replacing it would remove someone's pipe
-    from unlearnbench.eval.study import EXAMPLES_DIR
+    from unlearnbench.study import EXAMPLES_DIR
 
     (folder / "study.yaml").write_text((EXAMPLES_DIR / "digits.yaml").read_text())
     (folder / "locked.db").write_bytes(b"")

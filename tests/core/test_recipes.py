@@ -72,7 +72,7 @@ def test_unknown_recipe_is_one_sentence_and_exit_2(tmp_path):
 
 
 def test_study_recipe_sets_the_train_config_and_train_keys_override_it():
-    from unlearnbench.eval.study import load_study, study_id, train_config
+    from unlearnbench.study import load_study, study_id, train_config
 
     cfg = load_study("cifar10-salun")
     tc = train_config(cfg, 1)
@@ -88,7 +88,7 @@ def test_study_recipe_sets_the_train_config_and_train_keys_override_it():
 
 
 def test_a_cifar_study_with_a_paper_preset_and_another_recipe_is_warned_about():
-    from unlearnbench.eval.study import load_study
+    from unlearnbench.study import load_study
 
     with pytest.warns(UserWarning, match="recipe 'fast-cifar'"):
         load_study("cifar10-salun", recipe="fast-cifar")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from unlearnbench.cli import app
 from unlearnbench.core.errors import ConfigError
-from unlearnbench.eval.study import load_study, study_from_dict
+from unlearnbench.study import load_study, study_from_dict
 
 from study_helpers import TINY, bench, runs_of, spy_run  # isort: skip
 

@@ -63,7 +63,9 @@ app = typer.Typer(
     cls=_OneLineErrors,
     help="Machine-unlearning and adversarial-robustness evaluation for image classifiers.",
     no_args_is_help=True,
-    add_completion=False,
+    # Plain click help: it wraps the help text and never cuts an option name, at 80 columns and
+    # in a pipe (rich's option table shrank long names to "--allow-reference-misma…").
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 # Wide enough for any row: piped output and log files get whole names, never "bad_teach…".

@@ -42,7 +42,6 @@ from unlearnbench.commands._common import (
     setup_output,
 )
 from unlearnbench.core.config import from_dict, load_yaml, parse_overrides
-from unlearnbench.core.data import DataSource
 from unlearnbench.core.errors import UserError
 
 shadow_app = typer.Typer(help="Shadow-model pools for LiRA and U-LiRA.", no_args_is_help=True)
@@ -359,6 +358,7 @@ def shadow_train(
 ) -> None:
     """Train a shadow-model pool (independent jobs, locally or on Ray) for LiRA / U-LiRA."""
     setup_output(quiet)
+    from unlearnbench.core.data import DataSource
     from unlearnbench.core.executor import ExecutorConfig
     from unlearnbench.core.train import TrainConfig, recipe_for
     from unlearnbench.eval.shadow import train_pool

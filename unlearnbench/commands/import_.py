@@ -17,7 +17,6 @@ from unlearnbench.commands._common import (
     handle_errors,
     setup_output,
 )
-from unlearnbench.core.data import DataSource
 
 
 @app.command("import")
@@ -52,7 +51,7 @@ def import_(
     """Convert a model trained elsewhere into a checkpoint that evaluate, attack, unlearn and studies take."""
     setup_output(quiet)
     from unlearnbench.core.checkpoint import save_checkpoint
-    from unlearnbench.core.data import DATASETS
+    from unlearnbench.core.data import DATASETS, DataSource
     from unlearnbench.core.importer import import_model
 
     DATASETS.get(dataset)

@@ -56,14 +56,14 @@ def _merge(data: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def load(study: str, sets: list[str] | None, **cli: Any):
     from unlearnbench.core.config import load_yaml
-    from unlearnbench.eval.study import EXAMPLES_DIR, study_from_dict
+    from unlearnbench.study import EXAMPLES_DIR, study_from_dict
 
     path = Path(study)
     if not path.is_file() and (EXAMPLES_DIR / f"{study}.yaml").is_file():
         path = EXAMPLES_DIR / f"{study}.yaml"
     if not path.is_file():
         from unlearnbench.core.errors import ConfigError
-        from unlearnbench.eval.study import examples
+        from unlearnbench.study import examples
 
         raise ConfigError(f"Study {study!r} is neither a file nor a shipped example; examples: {', '.join(examples())}.")
     data = _merge(load_yaml(path), _overrides(sets))
@@ -78,9 +78,9 @@ def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None
     from unlearnbench.commands.report import print_summary
     from unlearnbench.core.data import DataSource
     from unlearnbench.core.executor import ExecutorConfig
-    from unlearnbench.eval.study import run_study
     from unlearnbench.reports.render import build_summary
     from unlearnbench.reports.runs import load_runs
+    from unlearnbench.study import run_study
 
     ex = ExecutorConfig(kind=executor, ray_address=ray_address, num_cpus=cpus, num_gpus=gpus, threads=threads)
     source = DataSource.from_env(data_root, download)

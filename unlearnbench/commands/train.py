@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 from pathlib import Path
 
 import typer
@@ -31,29 +30,8 @@ from unlearnbench.commands._common import (
     handle_errors,
     setup_output,
 )
-from unlearnbench.core.checkpoint import save_checkpoint
+from unlearnbench.commands._listing import LISTABLE, listing, registry
 from unlearnbench.core.config import flatten
-from unlearnbench.core.jobs import train_model
-from unlearnbench.core.train import TrainConfig
-
-# Which registry `ls KIND` shows; modules are imported lazily so `ls models` stays fast.
-LISTABLE = {
-    "datasets": ("unlearnbench.core.data", "DATASETS"),
-    "models": ("unlearnbench.core.models", "MODELS"),
-    "methods": ("unlearnbench.unlearn", "METHODS"),
-    "attacks": ("unlearnbench.robust.attacks", "ATTACKS"),
-    "metrics": ("unlearnbench.eval.metrics", "METRICS"),
-    "presets": ("unlearnbench.unlearn.presets", "PRESETS"),
-    "recipes": ("unlearnbench.core.recipes", "RECIPES"),
-}
-
-
-def _registry(kind: str):
-    module, attr = LISTABLE[kind]
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
 
 
 def _cell(v) -> str:
@@ -82,22 +60,16 @@ def ls(
     if name is not None:
         if kind == "all":
             raise UnknownNameError(f"Name the list {name!r} belongs to, e.g. unlearnbench ls methods {name}.")
-        reg = _registry(kind)
+        reg = registry(kind)
         if reg is None:
             raise UnknownNameError(f"The {kind} registry is not installed here.")
         _show_entry(describe(kind, reg.entry(name)), json_)
         return
-    listing: dict[str, list[dict]] = {}
-    for k in LISTABLE if kind == "all" else [kind]:
-        reg = _registry(k)
-        if reg is None:
-            continue
-        listing[k] = [{"name": e.name, "summary": e.summary, **{c: v for c, v in e.info.items() if c != "summary"}}
-                      for e in reg.entries()]
+    found = listing(list(LISTABLE) if kind == "all" else [kind])
     if json_:
-        print_json(listing if kind == "all" else listing.get(kind, []))
+        print_json(found if kind == "all" else found.get(kind, []))
         return
-    for k, rows in listing.items():
+    for k, rows in found.items():
         table = Table(title=k, title_justify="left")
         extra_cols = sorted({c for r in rows for c in r if c not in ("name", "summary")})
         table.add_column("name", style="bold")
@@ -199,9 +171,12 @@ def train(
 ) -> None:
     """Train an original model (or, with --exclude, the retrain-from-scratch reference)."""
     setup_output(quiet)
+    from unlearnbench.core.checkpoint import save_checkpoint
     from unlearnbench.core.data import DATASETS
+    from unlearnbench.core.jobs import train_model
     from unlearnbench.core.models import check_model_spec
     from unlearnbench.core.recipes import resolve
+    from unlearnbench.core.train import TrainConfig
 
     DATASETS.get(dataset), check_model_spec(model)  # unknown names (or torchvision:/module:factory specs) fail first
     chosen = resolve(recipe, dataset)

@@ -32,7 +32,6 @@ from unlearnbench.commands._common import (
     setup_output,
 )
 from unlearnbench.core.config import flatten, load_yaml, parse_overrides
-from unlearnbench.core.data import parse_forget_spec
 from unlearnbench.core.errors import ConfigError, UserError
 
 _ROWS = (
@@ -77,6 +76,7 @@ def unlearn(
     """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
     setup_output(quiet)
     from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
+    from unlearnbench.core.data import parse_forget_spec
     from unlearnbench.unlearn import METHODS
     from unlearnbench.unlearn.jobs import accuracies, unlearn_checkpoint, validate_request
     from unlearnbench.unlearn.presets import PRESETS

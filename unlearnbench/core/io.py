@@ -11,7 +11,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,12 +69,3 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def check_writable(
-    path: str | Path, *, inputs: Iterable[str | Path | None] = (), folder: bool = False, option: str = "output"
-) -> Path:
-    """Check before the work that ``path`` can be written (see :func:`unlearnbench.core.boundary.check_output`)."""
-    from unlearnbench.core.boundary import check_output
-
-    return check_output(path, inputs=inputs, folder=folder, option=option)

@@ -73,12 +73,12 @@ def _check_sqlite_writable(db: Path, uri: str) -> None:
     """
     import sqlite3
 
-    from unlearnbench.core.io import check_writable
+    from unlearnbench.core.boundary import check_output
 
     if db.is_dir():
         raise UserError(f"MLflow store {uri} is a folder; point --tracking-uri at a .db file.")
     if not db.exists():
-        check_writable(db, option=f"MLflow store {uri}:")
+        check_output(db, option=f"MLflow store {uri}:")
         return
     try:
         con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=2.0)

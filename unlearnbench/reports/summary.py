@@ -243,7 +243,7 @@ def is_count(key: str) -> bool:
 
 def reference_label(row: dict[str, Any]) -> str:
     """The Retrain row a row is compared with: pruned rows have their own sparse Retrain
-    (``retrain [prune=0.95]``, see eval/study.py); other variants share the plain one's."""
+    (``retrain [prune=0.95]``, see study/plan.py); other variants share the plain one's."""
     prune = next((p for p in str(row.get("variant") or "").split(",") if p.startswith("prune=")), "")
     return f"retrain [{prune}]" if prune else "retrain"
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch.nn as nn
 
-from unlearnbench.core import fingerprint, provenance
+from unlearnbench.core import provenance
 from unlearnbench.core.checkpoint import Checkpoint, load_checkpoint
 from unlearnbench.core.config import to_dict
-from unlearnbench.core.data import DataSource, Splits, UnlearnData, parse_forget_spec, prepare
+from unlearnbench.core.data import DataSource, Splits, UnlearnData, fingerprint, parse_forget_spec, prepare
 from unlearnbench.core.errors import CheckpointError, ConfigError
 from unlearnbench.core.jobs import check_compatible
 from unlearnbench.core.protocol import check_data, check_reference, forget_set_record, resolve_source

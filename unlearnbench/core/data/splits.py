@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearnbench.core import fingerprint
+from unlearnbench.core.data import fingerprint
 from unlearnbench.core.data.selection import load_dataset
 from unlearnbench.core.data.types import DatasetInfo, DataSource, RawDataset, TensorSet
 from unlearnbench.core.errors import DataError
@@ -26,7 +26,7 @@ class Splits:
     info: DatasetInfo
     split_seed: int
     val_fraction: float
-    # What the split was cut from (see ``core.fingerprint``); checkpoints record it.
+    # What the split was cut from (see ``core.data.fingerprint``); checkpoints record it.
     fingerprint: dict | None = None
 
 
@@ -150,24 +150,8 @@ class UnlearnData:
     test_forgotten: TensorSet | None = None
     extras: dict = field(default_factory=dict)
 
-    # A user's own data (checked, one sentence per mistake): see core/data/user.py.
-    @classmethod
-    def from_tensors(cls, *args, **kwargs) -> UnlearnData:
-        """From ``(images, labels)`` pairs: ``from_tensors(forget=(x, y), retain=(x, y), test=(x, y), val=None, ood=None, num_classes=None, class_names=None)``."""
-        from unlearnbench.core.data.user import from_tensors
-        return from_tensors(*args, **kwargs)
-
-    @classmethod
-    def from_datasets(cls, *args, **kwargs) -> UnlearnData:
-        """From datasets yielding ``(image, label)``: ``from_datasets(forget=ds, retain=ds, test=ds, val=None, ood=None, ...)``."""
-        from unlearnbench.core.data.user import from_datasets
-        return from_datasets(*args, **kwargs)
-
-    @classmethod
-    def from_dataset(cls, *args, **kwargs) -> UnlearnData:
-        """From a training set, a test set and what to delete: ``from_dataset(train, test, forget="class:3" or indices, val_fraction=0.0, split_seed=0)``."""
-        from unlearnbench.core.data.user import from_dataset
-        return from_dataset(*args, **kwargs)
+    # A user's own data, checked: ``UnlearnData.from_tensors / from_datasets / from_dataset`` are
+    # defined in core/data/user.py, which builds on this module, and attached there.
 
     def to(self, device: torch.device | str) -> UnlearnData:
         mv = lambda s: None if s is None else s.to(device)  # noqa: E731

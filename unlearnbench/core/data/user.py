@@ -458,3 +458,11 @@ def as_tensor_set(data: Any, where: str, split: str = "test") -> TensorSet:
         f"{where} takes an UnlearnData (with split=...), an (images, labels) pair or a Dataset yielding "
         f"(image, label), not a {type(data).__name__}."
     )
+
+
+# ``UnlearnData.from_tensors(...)`` etc. are the documented way in. The type lives below this module
+# (splits.py), so the constructors are attached to it from here rather than imported upwards by it;
+# ``core.data`` imports this module, so they are there whenever ``UnlearnData`` is.
+UnlearnData.from_tensors = staticmethod(from_tensors)
+UnlearnData.from_datasets = staticmethod(from_datasets)
+UnlearnData.from_dataset = staticmethod(from_dataset)
