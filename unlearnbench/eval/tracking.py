@@ -285,8 +285,12 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 def standard_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     """Tags as strings, plus MLflow's own ``mlflow.source.git.commit`` (the UI's "Source"
-    commit) wherever our ``git_sha`` is known."""
+    commit) wherever our ``git_sha`` is known, and ``unlearnbench_version``."""
+    import unlearnbench
+
     out = {k: str(v) for k, v in tags.items()}
+    # Which code made the run even without a git checkout (a wheel install): the report's "Code:".
+    out.setdefault("unlearnbench_version", unlearnbench.__version__)
     sha = out.get("git_sha", "")
     if sha and sha != "unknown":
         out.setdefault("mlflow.source.git.commit", sha)

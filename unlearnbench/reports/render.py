@@ -32,6 +32,7 @@ from unlearnbench.reports.runs import RunSet, load_runs
 from unlearnbench.reports.summary import (
     beyond_noise,
     comparison_metrics,
+    digits_for,
     fmt,
     fmt_ci,
     markdown_table,
@@ -88,6 +89,8 @@ def build_summary(runset: RunSet, created: str) -> dict[str, Any]:
             "failed": len(runset.failed),
             "fingerprint": hashlib.sha256(",".join(ids).encode()).hexdigest()[:16],
             "git_sha": sorted({s for s in runset.runs.get("git_sha", []) if s}) if len(runset.runs) else [],
+            # What the "Code:" line shows: commits, or package versions where runs had no checkout.
+            "code": sorted({s for s in runset.runs.get("code", []) if s}) if len(runset.runs) else [],
         },
         "metrics": [
             {"key": m.key, "label": m.label, "direction": m.direction} for m in comparison_metrics(metric_cols)
@@ -257,7 +260,8 @@ def render_markdown(summary: dict, changes: list[Change], previous: dict | None,
     src = summary["source"]
     lines = [f"# unlearnbench report: {summary['experiment']}", ""]
     what = f"study {src['study']} ({src['study_id']}), parent run {src['parent_run_id']}" if src.get("parent_run_id") else "all evaluated runs"
-    lines += [f"Generated {summary['created']} from {src['runs']} runs ({what}) in `{summary['tracking_uri']}`.", ""]
+    code = f" Code: {', '.join(src['code'])}." if src.get("code") else ""
+    lines += [f"Generated {summary['created']} from {src['runs']} runs ({what}) in `{summary['tracking_uri']}`.{code}", ""]
     lines += ["Values are mean ± std over seeds (sample std) [95 % interval: t over seeds, at least the Wilson "
               "interval of all seeds' points pooled; Wilson on the run's n for a single seed]; accuracies and "
               "MIA-Efficacy in %, RTE in seconds. UA and MIA-Efficacy are best when closest to Retrain. "
@@ -304,7 +308,7 @@ def _html_tables(summary: dict) -> list[dict[str, Any]]:
                       "cells": [_cell(r, m.key) for m in metrics], "seeds": len(r["seeds"])} for r in rows],
             "all_header": [r["label"] for r in rows],
             "families": [
-                {"name": fam, "rows": [{"key": k, "cells": [fmt(r["values"].get(k), ci=True) for r in rows]}
+                {"name": fam, "rows": [{"key": k, "cells": [fmt(r["values"].get(k), digits_for(k), ci=True) for r in rows]}
                                        for k in keys]}
                 for fam, keys in metric_families(all_keys)
             ],
