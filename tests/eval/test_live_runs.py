@@ -28,13 +28,13 @@ def test_train_run_is_running_while_it_trains_and_lasts_as_long_as_the_command(m
     pytest.importorskip("psutil")
     from mlflow import MlflowClient
 
-    import unlearnbench.commands.train as train_cmd
+    import unlearnbench.core.jobs as jobs
 
     experiment = f"live-{uuid.uuid4().hex[:8]}"
     client = MlflowClient(tracking_uri=mlflow_uri)
     seen: dict[str, object] = {}
     observed = threading.Event()
-    real_train = train_cmd.train_model
+    real_train = jobs.train_model
 
     def watch() -> None:
         # Another thread with its own client, as the MLflow UI would see the store.
@@ -55,7 +55,7 @@ def test_train_run_is_running_while_it_trains_and_lasts_as_long_as_the_command(m
         seen["train_s"] = time.perf_counter() - t0
         return out
 
-    monkeypatch.setattr(train_cmd, "train_model", train_model)
+    monkeypatch.setattr(jobs, "train_model", train_model)  # `train` imports it when it runs
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
