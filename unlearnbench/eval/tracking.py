@@ -157,6 +157,7 @@ def run(
     nested: bool = False,
     parent_run_id: str | None = None,
     run_id: str | None = None,
+    start_ms: int | None = None,
 ) -> Iterator[Any]:
     """A live run around the work it records: RUNNING from entry, so its duration is the work's;
     ended FINISHED, FAILED (an exception) or KILLED (Ctrl-C, ``KeyboardInterrupt``), and the
@@ -166,11 +167,20 @@ def run(
     import mlflow
 
     kwargs: dict[str, Any] = {"nested": nested or parent_run_id is not None, "log_system_metrics": False}
-    if run_id is not None:
+    if start_ms is not None and run_id is None:
+        # Work that already ran (a study job): the run starts when it did.
+        from mlflow.tracking.fluent import _get_experiment_id
+
+        client = mlflow.MlflowClient()
+        exp_id = client.get_run(parent_run_id).info.experiment_id if parent_run_id else _get_experiment_id()
+        created = client.create_run(exp_id, start_time=int(start_ms), run_name=name,
+                                    tags={"mlflow.parentRunId": parent_run_id} if parent_run_id else None)
+        kwargs["run_id"] = created.info.run_id
+    elif run_id is not None:
         kwargs["run_id"] = run_id
     else:
         kwargs["run_name"] = name
-    if parent_run_id is not None:
+    if parent_run_id is not None and "run_id" not in kwargs:
         kwargs["parent_run_id"] = parent_run_id
     active = mlflow.start_run(**kwargs)
     monitor = _start_monitor(active.info.run_id, resume=run_id is not None) if _SYSTEM_METRICS["on"] else None
@@ -406,6 +416,9 @@ def log_report(
     extra_params: Mapping[str, Any] | None = None,
     epochs: list[Mapping[str, Any]] | None = None,
     rename: bool = False,
+    train_epochs: list[Mapping[str, Any]] | None = None,
+    model_checkpoint: str | Path | None = None,
+    span_ms: tuple[int, int] | None = None,
 ) -> str:
     """Log an ``eval.report.Report`` to MLflow and return the run id.
 
@@ -416,7 +429,11 @@ def log_report(
     (+ ``extra_tags``); ``epochs``: the unlearning loop's per-epoch rows (``unlearn/*`` curves);
     dataset inputs from ``report.meta["inputs"]``; artifacts (unless ``artifacts=False``) = ``report.json``,
     ``per_class.csv``, ``roc/<pair>.png`` and, unless ``log_checkpoint=False``, the checkpoint
-    under ``checkpoint/``. ``rename``: give the active run the report's readable name (a run
+    under ``checkpoint/``. ``train_epochs``: the training curves of the evaluated model
+    (``train/*``, step = epoch); ``model_checkpoint``: also log that checkpoint's model as an
+    MLflow model; ``span_ms``: (start, end) of the work in ms since the epoch, for a run logged
+    after its work ran elsewhere (a study job): the run gets those times, its true duration.
+    ``rename``: give the active run the report's readable name (a run
     opened before the report existed). Pass ``uri``/``experiment`` to select the store here, otherwise the
     one from ``setup`` is used. Call only from the driver process (SQLite locks under
     concurrent writers).
@@ -441,10 +458,35 @@ def log_report(
         _log_report_body(report, checkpoint, artifacts, log_checkpoint)
         log_epochs(epochs or [], prefix="unlearn/")
         return active.info.run_id
-    with run(name, params=params, tags=tags, nested=nested, parent_run_id=parent_run_id) as started:
+    with run(name, params=params, tags=tags, nested=nested, parent_run_id=parent_run_id,
+             start_ms=span_ms[0] if span_ms else None) as started:
         _log_report_body(report, checkpoint, artifacts, log_checkpoint)
         log_epochs(epochs or [], prefix="unlearn/")
-        return started.info.run_id
+        log_epochs(train_epochs or [], prefix="train/")
+        if model_checkpoint is not None:
+            log_checkpoint_model(model_checkpoint)
+        run_id = started.info.run_id
+    if span_ms is not None:
+        import mlflow
+
+        # The work ended at span_ms[1]; logging it afterwards is not part of its duration.
+        mlflow.MlflowClient().set_terminated(run_id, "FINISHED", end_time=int(span_ms[1]))
+    return run_id
+
+
+def log_checkpoint_model(path: str | Path) -> str:
+    """Log the model of a platform checkpoint as an MLflow PyTorch model (``log_model``), with a
+    [0, 1] input example of the checkpoint's image shape."""
+    import torch
+
+    from unlearnbench.core.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    model = ckpt.build("cpu")
+    m = ckpt.meta
+    example = torch.rand(2, int(m.get("in_channels", 3)), int(m.get("image_size", 32)), int(m.get("image_size", 32)),
+                         generator=torch.Generator().manual_seed(0))
+    return log_model(model, example)
 
 
 def report_params(report: Any) -> dict[str, Any]:

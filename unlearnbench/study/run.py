@@ -187,7 +187,7 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
 
     def on_ref(i: int, outcome: JobOutcome) -> None:
         job = ref_jobs[i]
-        values = log_outcome(job, outcome, parent_id, cfg, client, result)
+        values = log_outcome(job, outcome, parent_id, cfg, client, result, train_history=_history(trained, job))
         if values is not None:
             references[(job.spec, job.seed, job.variant)] = values
 
@@ -206,9 +206,15 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
         rest.append(dataclasses.replace(job, reference_values=ref))
 
     def on_rest(i: int, outcome: JobOutcome) -> None:
-        log_outcome(rest[i], outcome, parent_id, cfg, client, result)
+        log_outcome(rest[i], outcome, parent_id, cfg, client, result, train_history=_history(trained, rest[i]))
 
     run_jobs(eval_job, [(j,) for j in rest], executor, description="unlearn and evaluate", on_result=on_rest)
+
+
+def _history(trained: dict[str, dict], job: EvalJob) -> list[dict] | None:
+    """The training curves of the model an original or retrain row evaluates (None for methods)."""
+    path = {"original": job.original_path, "retrain": job.retrain_path}.get(job.kind)
+    return (trained.get(path) or {}).get("history") if path else None
 
 
 def study_source(cfg: StudyConfig, source: DataSource | None) -> DataSource:
