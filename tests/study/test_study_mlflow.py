@@ -13,7 +13,12 @@ def test_study_runs_have_curves_models_true_durations_and_json_params(tiny_study
 
     path, experiment = tiny_study(seeds=[0], methods=[{"name": "finetune", "config": {"epochs": 1}}],
                                   log_model=True)
-    res = bench(path, experiment, mlflow_uri, study_work_dir)
+    from unlearnbench.eval import tracking
+
+    try:
+        res = bench(path, experiment, mlflow_uri, study_work_dir, "--system-metrics")
+    finally:
+        tracking.enable_system_metrics(False)
     assert res.exit_code == 0, res.output
     client, [parent], children = runs_of(mlflow_uri, experiment)
     by_kind = {c.data.tags["kind"]: c for c in children}
@@ -40,4 +45,5 @@ def test_study_runs_have_curves_models_true_durations_and_json_params(tiny_study
     # Params: the methods list is JSON; the experiment opens in MLflow's training view.
     assert [m["name"] for m in json.loads(parent.data.params["methods"])] == ["finetune"]
     assert parent.data.params["log_model"] == "true"
+    assert 0 <= parent.data.metrics["system/cpu_utilization_percentage"] <= 100  # sampled over the study
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -183,7 +183,7 @@ def run(
     if parent_run_id is not None and "run_id" not in kwargs:
         kwargs["parent_run_id"] = parent_run_id
     active = mlflow.start_run(**kwargs)
-    monitor = _start_monitor(active.info.run_id, resume=run_id is not None) if _SYSTEM_METRICS["on"] else None
+    monitor = system_metrics_monitor(active.info.run_id, resume=run_id is not None)
     status = "FAILED"
     try:
         if params:
@@ -218,6 +218,12 @@ def _end(run_id: str, status: str) -> None:
         mlflow.end_run(status)
     elif mlflow.MlflowClient().get_run(run_id).info.status == "RUNNING":
         mlflow.MlflowClient().set_terminated(run_id, status)
+
+
+def system_metrics_monitor(run_id: str, *, resume: bool = False) -> Any:
+    """When ``enable_system_metrics`` is on: a started sampler of ``run_id`` (call ``finish()``
+    before ending the run); else None. ``resume``: a reopened run, whose steps continue."""
+    return _start_monitor(run_id, resume=resume) if _SYSTEM_METRICS["on"] else None
 
 
 def _start_monitor(run_id: str, *, resume: bool) -> Any:

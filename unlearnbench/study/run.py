@@ -113,10 +113,12 @@ def run_study(
                 "git_sha": provenance.git_sha(), "data_sha256": data_key[:12],
                 "threads": str(executor.threads_per_job), "mlflow.note.content": describe_study(cfg)}
         active = mlflow.start_run(run_name=f"study {cfg.name} ({cfg.model} on {cfg.dataset})",
-                                  tags=tracking.standard_tags(tags), log_system_metrics=tracking.system_metrics_enabled())
+                                  tags=tracking.standard_tags(tags), log_system_metrics=False)
     else:
-        active = mlflow.start_run(run_id=parent.info.run_id, log_system_metrics=tracking.system_metrics_enabled())
+        active = mlflow.start_run(run_id=parent.info.run_id, log_system_metrics=False)
     parent_id = active.info.run_id
+    # Sampled over the whole study, with a last sample at its end (steps continue on a resume).
+    monitor = tracking.system_metrics_monitor(parent_id, resume=parent is not None)
     result.parent_run_id = parent_id
     status = "FAILED"
     try:
@@ -131,6 +133,8 @@ def run_study(
         status = "KILLED"
         raise
     finally:
+        if monitor is not None:
+            monitor.finish()
         mlflow.set_tag("failed_runs", str(len(result.failures)))
         mlflow.end_run(status)
     return result
