@@ -31,9 +31,10 @@ def _md_table(markdown: str, spec: str) -> dict[str, dict[str, str]]:
     return table
 
 
-def _fmt(values: list[float], n: int | None = None) -> str:
+def _fmt(values: list[float], n: int | None = None, floor: float | None = None) -> str:
     """mean ± std [95 % interval]: scipy's t interval over seeds, widened to the Wilson interval
-    of the mean on all seeds' points pooled when the value is a proportion with n points per run."""
+    of the mean on all seeds' points pooled when the value is a proportion with n points per run;
+    ``floor``: the least value the quantity can take (0 for a gap or a run time)."""
     from scipy import stats
 
     mean = statistics.fmean(values)
@@ -44,6 +45,8 @@ def _fmt(values: list[float], n: int | None = None) -> str:
     if n is not None:
         w = iv.wilson(mean / 100, n * len(values))
         lo, hi = max(0.0, min(lo, 100 * w[0])), min(100.0, max(hi, 100 * w[1]))
+    if floor is not None:
+        lo = max(lo, floor)
     return f"{mean:.2f} ± {sd:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
@@ -70,7 +73,8 @@ def test_markdown_numbers_equal_the_mlflow_metrics(mlflow_uri, experiment, tmp_p
         assert row["seeds"] == [0, 1, 2]
         for header, key in columns.items():
             values = [r.data.metrics[key] for r in mine]
-            assert table[method][header].rstrip("*") == _fmt(values, COUNTS.get(f"n/{key}")), (method, header)
+            floor = 0.0 if key in ("avg_gap", "rte_seconds") else None  # never below 0 (salun's Avg. Gap)
+            assert table[method][header].rstrip("*") == _fmt(values, COUNTS.get(f"n/{key}"), floor), (method, header)
             assert row["values"][key]["mean"] == pytest.approx(statistics.fmean(values), rel=1e-12, abs=1e-12)
             assert row["values"][key]["n"] == 3
         assert table[method]["Seeds"] == "3"
@@ -83,6 +87,7 @@ def test_markdown_numbers_equal_the_mlflow_metrics(mlflow_uri, experiment, tmp_p
     assert table["original"]["RA"] == "99.90 ± 0.00 [99.73, 99.96]"
     assert table["retrain"]["UA"] == "100.00 ± 0.00 [99.29, 100.00]"  # Wilson: 540 / (540 + 1.96²)
     assert table["*n (points)*"]["UA"] == "180" and table["*n (points)*"]["RA"] == "1200"
+    assert table["salun"]["Avg. Gap"] == "0.83 ± 0.38 [0.00, 1.78]"  # the t interval reaches -0.12: clipped
     assert "No previous report" in md
 
 
