@@ -71,10 +71,33 @@ def evaluate(
     ref, orig = _companion(reference, "reference", data), _companion(original, "original", data)
     config = EvalConfig(metrics=tuple(metrics) if metrics is not None else None, robustness=tuple(robustness),
                         norm=norm, eps=eps, robust_n=robust_n, seed=seed)
-    return Evaluator.from_config(config).evaluate(
+    report = Evaluator.from_config(config).evaluate(
         model, data, reference=ref, original=orig, rte_seconds=rte_seconds, name=name,
         meta={"model": type(model).__name__, "kind": "evaluate"},
     )
+    if orig is not None:
+        _utility_check(report, orig, data)
+    return report
+
+
+def _utility_check(report: Report, original: Any, data: UnlearnData) -> None:
+    """With an original: one warning (and ``report.config["utility_warning"]``) when retain or test
+    accuracy fell more than 10 points below the original's."""
+    import warnings
+
+    from unlearnbench.unlearn.recipes import utility_drop
+
+    if isinstance(original, nn.Module):
+        from unlearnbench.core.train import accuracy
+
+        before = {"retain_acc": accuracy(original, data.retain), "test_acc": accuracy(original, data.test)}
+    else:
+        values = original.values if isinstance(original, Report) else original
+        before = {k: float(values[k]) for k in ("retain_acc", "test_acc") if k in values}
+    note = utility_drop(str(report.meta.get("method") or "the unlearning"), before, report.values)
+    if note:
+        report.config["utility_warning"] = note
+        warnings.warn(note, stacklevel=3)
 
 
 def _threat(norm: str, eps: float) -> Any:

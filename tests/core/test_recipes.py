@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from unlearnbench.cli import app
 from unlearnbench.core.checkpoint import load_checkpoint
-from unlearnbench.core.recipes import RECIPES, default_recipe, recipe_train
+from unlearnbench.core.data import DATASETS
+from unlearnbench.core.recipes import RECIPES, default_recipe, describe, recipe_train
 from unlearnbench.core.train import lr_lambda, recipe_for
 
 runner = CliRunner()
@@ -20,6 +21,11 @@ def test_paper_cifar_is_main_train_py():
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (182, 256, 0.1, 0.9, 5e-4)
     assert cfg.schedule == "multistep" and cfg.gamma == 0.1 and not cfg.nesterov
     assert cfg.label_smoothing == 0 and cfg.warmup == 0 and not cfg.amp and not cfg.cpu_bf16
+    # the release trains with crop + flip and reports the best-validation checkpoint (0model_SA_best);
+    # paper-digits keeps both, being the same protocol at digits scale
+    for name in ("paper-cifar", "paper-digits"):
+        c = RECIPES.get(name).config()
+        assert c.augment and c.keep_best, name
     # MultiStepLR(milestones=[91, 136]) stepped per epoch: lr 0.1 through epoch 91, 0.01 through 136, then 0.001.
     steps = 175  # 45,000 // 256
     f = lr_lambda(cfg, cfg.epochs * steps)
@@ -35,6 +41,44 @@ def test_fast_cifar_is_the_cifar_default_and_carries_its_caveat():
     fast = RECIPES.get("fast-cifar")
     assert fast.train["label_smoothing"] == 0.1 and "confidence" in fast.caveat
     assert not RECIPES.get("paper-cifar").caveat
+
+
+@pytest.mark.parametrize("dataset", DATASETS.names() + ["unknown-user-data"])
+def test_every_dataset_default_recipe_is_the_training_default(dataset):
+    """Two implementations of "which recipe trains dataset D by default" (the registry's name and
+    core.train's dict) agree for every registered dataset, not only the ones someone named."""
+    assert recipe_train(None, dataset) == recipe_for(dataset)
+    expected = "fast-cifar" if dataset in ("cifar10", "cifar100", "cifar20", "svhn") else (
+        dataset if dataset in ("digits", "synthetic") else "default")
+    assert default_recipe(dataset) == expected
+
+
+def test_recipe_descriptions_state_the_reference_values():
+    """The one-line summaries `ls recipes` and reports show, against the sources' values: SalUn's
+    main_train.py (MultiStepLR at epochs 91 and 136 of 182, x0.1, fp32, plain CE) and the design
+    notes' fast recipe (Nesterov, lr 0.2, batch 512, warm-up 1/15 of the steps, smoothing 0.1)."""
+    assert describe(RECIPES.get("paper-cifar")) == (
+        "182 ep, SGD lr 0.1 mom 0.9 wd 0.0005, batch 256, multistep ×0.1 at 91/136, plain CE, fp32")
+    assert describe(RECIPES.get("paper-digits")) == (
+        "20 ep, SGD lr 0.05 mom 0.9 wd 0.0005, batch 64, multistep ×0.1 at 10/15, plain CE, fp32")
+    assert describe(RECIPES.get("fast-cifar")) == (
+        "40 ep, Nesterov SGD lr 0.2 mom 0.9 wd 0.0005, batch 512, cosine + 0.0667 warm-up, label smoothing 0.1, "
+        "bf16 autocast (CUDA and bf16 CPUs)")
+    assert describe(RECIPES.get("digits")).endswith("cosine, plain CE, bf16 autocast on CUDA")
+    # each precision combination has its own words
+    from dataclasses import replace
+
+    base = RECIPES.get("digits")
+    words = {describe(replace(base, train={**base.train, "amp": a, "cpu_bf16": c})).rsplit(", ", 1)[1]
+             for a in (True, False) for c in (True, False)}
+    assert words == {"bf16 autocast (CUDA and bf16 CPUs)", "bf16 autocast on CUDA", "bf16 autocast on bf16 CPUs", "fp32"}
+
+
+def test_only_the_reference_recipe_claims_to_be_a_paper_protocol():
+    """paper=True is what lets a report call numbers "the paper's protocol"; only paper-cifar
+    carries the release's values (paper-digits is its shape at digits scale, not a protocol)."""
+    assert {n for n in RECIPES.names() if RECIPES.get(n).paper} == {"paper-cifar"}
+    assert all(RECIPES.get(n).differences == () for n in RECIPES.names() if not RECIPES.get(n).paper)
 
 
 def test_ls_recipes_shows_settings_and_the_smoothing_caveat():

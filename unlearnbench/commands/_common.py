@@ -158,7 +158,10 @@ C = TypeVar("C")
 
 
 def fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message may quote brackets (pip install 'unlearnbench[ray]', a list repr)
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -183,7 +186,7 @@ def handle_errors(fn: F) -> F:
 
 
 def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | str | None, ...] = (),
-                  specs: tuple[str | None, ...] = (), store: str | None | bool = False) -> None:
+                  specs: tuple[Any, ...] = (), store: str | None | bool = False) -> None:
     """A command's whole file boundary, before the work: every output ``(option, path, is_folder)``
     against every input path, every ``indices:FILE`` in ``specs`` and the MLflow store's SQLite file
     (``store``: the --tracking-uri of a command that tracks, None for the default; False: none)."""

@@ -84,8 +84,10 @@ def _compact(title: str) -> Table:
 
 
 def _summary_table(report) -> Table:
+    paired = any(report.gap_paired(r[0]) for r in report.rows() if r[2] is not None)
     table = _compact(f"Evaluation of {report.name or 'model'}: value [95 % interval] on n points; "
-                     "* = gap to the reference beyond that noise")
+                     "* = gap to the reference beyond that noise"
+                     + (" (paired: McNemar on the same images)" if paired else ""))
     for col, just in (("metric", "left"), ("value [95 % CI]", "right"), ("n", "right"), ("ref", "right"),
                       ("|gap|", "right"), ("better", "left")):
         table.add_column(col, justify=just, style="bold" if col == "metric" else None, no_wrap=col != "better")

@@ -94,6 +94,11 @@ def _show_entry(d: dict, json_: bool) -> None:
     for k, v in d.items():
         if k in ("kind", "name", "summary", "config", "sets"):
             continue
+        if k == "recipes":  # one regime per line: where `unlearn` starts on data of that shape
+            console.print("  recipes (unlearn's starting config, by the data's shape):", highlight=False)
+            for line in v:
+                console.print(f"    {line}", highlight=False, soft_wrap=True)
+            continue
         console.print(f"  {k}: {_cell(v)}", highlight=False, soft_wrap=True)
     for section, title in (("config", "config keys (--set key=value)"), ("sets", "what it sets")):
         rows = d.get(section)

@@ -24,6 +24,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from unlearnbench.core.errors import ConfigError, OutputError, UserError
 
@@ -109,12 +110,15 @@ def read_text(path: str | Path, what: str = "File", *, limit: int = 64 << 20) ->
 # --------------------------------------------------------------------------- paths
 
 
-def spec_paths(*specs: str | None) -> list[Path]:
-    """The files that forget specs read: ``indices:FILE`` names a deletion request, an input."""
+def spec_paths(*specs: Any) -> list[Path]:
+    """The files that forget specs read: ``indices:FILE`` names a deletion request, an input.
+    A spec is text or an already parsed ``ForgetSpec`` (``kind``, ``path``)."""
     out = []
     for spec in specs:
         if isinstance(spec, str) and spec.strip().startswith("indices:"):
             out.append(Path(spec.strip()[len("indices:"):]))
+        elif getattr(spec, "kind", None) == "indices" and getattr(spec, "path", None):
+            out.append(Path(spec.path))
     return out
 
 
@@ -226,19 +230,19 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), 
 
 
 def declare(*, inputs: Iterable[str | Path | None] = (), outputs: Iterable[Output | tuple] = (),
-            specs: Iterable[str | None] = ()) -> None:
+            specs: Iterable[Any] = ()) -> None:
     """Check a command's whole file boundary in one call, before any work.
 
-    ``inputs`` are the paths it reads, ``specs`` its forget specs (an ``indices:FILE`` is an input
-    too), ``outputs`` what it writes (:class:`Output` or ``(option, path, folder)``). Besides each
+    ``inputs`` are the paths it reads, ``specs`` its forget specs, as text or parsed (an
+    ``indices:FILE`` is an input too; a parsed spec is not parsed again), ``outputs`` what it writes (:class:`Output` or ``(option, path, folder)``). Besides each
     output's own checks (:func:`check_output`), two outputs may not be one file.
     """
     specs = list(specs)
-    if any(s is not None for s in specs):
+    if any(isinstance(s, str) for s in specs):
         from unlearnbench.core.data.splits import parse_forget_spec
 
         for spec in specs:  # an empty --exclude '' must not quietly train an original
-            if spec is not None:
+            if isinstance(spec, str):
                 parse_forget_spec(spec)
     ins = [Path(p) for p in inputs if p is not None] + spec_paths(*specs)
     outs = [o if isinstance(o, Output) else Output(*o) for o in outputs]

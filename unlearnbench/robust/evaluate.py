@@ -42,6 +42,7 @@ class RobustResult:
     idx: torch.Tensor | None = None  # ``TensorSet.idx`` of the evaluated points
     positions: torch.Tensor | None = None  # their positions in the evaluated set
     robust: torch.Tensor | None = None  # bool per point
+    clean: torch.Tensor | None = None  # bool per point: classified correctly on the clean image
     x_adv: torch.Tensor | None = None  # only with return_adv=True
     y: torch.Tensor | None = None
 
@@ -124,6 +125,7 @@ def robust_accuracy(
         idx=sub.idx.cpu(),
         positions=pos,
         robust=robust.cpu(),
+        clean=clean.cpu(),
     )
     if return_adv:
         result.x_adv = out.x_adv.cpu()

@@ -235,11 +235,11 @@ def _check_names(cfg: StudyConfig) -> None:
     attacks = [a for a in (*cfg.adv_retain, *cfg.evaluation.robustness) if a is not None]
     if attacks:
         try:
-            from unlearnbench.robust.attacks import ATTACKS
+            from unlearnbench.robust.attacks import check_available
         except ImportError:
             raise UserError("This study uses attacks, but the unlearnbench.robust package is not installed.") from None
         for a in attacks:
-            ATTACKS.get(a)
+            check_available(a)  # a missing torchattacks too: before anything trains
         from unlearnbench.robust.adversarial import check_retain_attack
 
         for a in cfg.adv_retain:

@@ -150,7 +150,7 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
         from unlearnbench.unlearn.loops import record_epochs
 
         with record_epochs(data.forget) as history:  # loss and forget accuracy per epoch
-            res = unlearn.run(job.method, original, data, dict(job.method_config), prune=job.prune,
+            res = unlearn.run(job.method, original, data, dict(job.method_config), check_utility=False, prune=job.prune,
                               adv_retain=job.adv_retain, seed=job.seed, device=job.device)
         model, rte = res.model, res.seconds
         if job.mask_from:
@@ -166,7 +166,13 @@ def _eval_job(job: EvalJob) -> dict[str, Any]:
         omp(model, job.prune)  # the row the one-shot methods start from
     else:
         model, rte = original, None
-    reference = None if job.kind == "retrain" else job.reference_values
+    reference: Any = None if job.kind == "retrain" else job.reference_values
+    if reference is not None and job.reference_outcomes:
+        from unlearnbench.eval.paired import Outcomes
+        from unlearnbench.eval.report import Report
+
+        reference = Report(values=dict(reference),
+                           outcomes={k: Outcomes.from_json(v) for k, v in job.reference_outcomes.items()})
     meta = {"kind": job.kind, "method": job.method, "model": job.model, "seed": job.seed}
     report = evaluator.evaluate(
         model, data, reference=reference, original=original, rte_seconds=rte,

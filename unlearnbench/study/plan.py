@@ -95,6 +95,8 @@ class EvalJob:
     save_checkpoint: str | None
     prune_mode: str = "rewind"
     mask_from: str = ""  # rewind-mode pruned rows: the dense weights whose OMP mask must stay intact
+    # The reference's per-example outcomes (report.json form, eval.paired): gaps are then paired.
+    reference_outcomes: dict[str, Any] | None = None
 
     @property
     def variant(self) -> str:

@@ -6,6 +6,7 @@ docstring)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -180,10 +181,13 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
     # 2. Evaluate each retrained reference once (or read it back from its finished run).
     # Keyed by (spec, seed, prune variant): pruned rows have their own (sparse) reference.
     references: dict[tuple[str, int, str], dict[str, float]] = {}
+    ref_outcomes: dict[tuple[str, int, str], dict[str, Any]] = {}  # per-example outcomes: paired gaps
     for key, run in done.items():
         if key.startswith("retrain|"):
             _, _, spec, seed = key.split("|")
             references[(spec, int(seed), run.data.tags.get("variant", ""))] = dict(run.data.metrics)
+            ref_outcomes[(spec, int(seed), run.data.tags.get("variant", ""))] = _logged_outcomes(
+                run.info.run_id, result.tracking_uri)
     ref_jobs = [
         dataclasses.replace(j, retrain_seconds=trained[j.retrain_path].get("metrics", {}).get("train_seconds"))
         for j in pending if j.kind == "retrain" and not failed_dependency(j)
@@ -194,6 +198,7 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
         values = log_outcome(job, outcome, parent_id, cfg, client, result, train_history=_history(trained, job))
         if values is not None:
             references[(job.spec, job.seed, job.variant)] = values
+            ref_outcomes[(job.spec, job.seed, job.variant)] = json.loads(outcome.value["report"]).get("outcomes") or {}
 
     run_jobs(eval_job, [(j,) for j in ref_jobs], executor, description="evaluate references", on_result=on_ref)
 
@@ -207,7 +212,8 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
             log_failure(job, "the retrained reference of this forget spec and seed could not be evaluated", "",
                          parent_id, cfg, client, result)
             continue
-        rest.append(dataclasses.replace(job, reference_values=ref))
+        rest.append(dataclasses.replace(job, reference_values=ref, reference_outcomes=ref_outcomes.get(
+            (job.spec, job.seed, variant_of(job.prune, None))) or None))
 
     def on_rest(i: int, outcome: JobOutcome) -> None:
         log_outcome(rest[i], outcome, parent_id, cfg, client, result, train_history=_history(trained, rest[i]))
@@ -219,6 +225,19 @@ def _history(trained: dict[str, dict], job: EvalJob) -> list[dict] | None:
     """The training curves of the model an original or retrain row evaluates (None for methods)."""
     path = {"original": job.original_path, "retrain": job.retrain_path}.get(job.kind)
     return (trained.get(path) or {}).get("history") if path else None
+
+
+def _logged_outcomes(run_id: str, uri: str) -> dict[str, Any]:
+    """A finished reference run's per-example outcomes (from its report.json); {} when it has
+    none (a run from before outcomes existed): its gaps are then unpaired."""
+    from unlearnbench.eval import tracking
+
+    try:
+        report = tracking.load_report(run_id, uri=uri)
+    except Exception as exc:  # a missing or unreadable artifact only costs the pairing
+        log.warning("Reference run %s: no per-example outcomes (%s); its gaps are unpaired.", run_id, exc)
+        return {}
+    return {k: o.to_json() for k, o in report.outcomes.items()}
 
 
 def study_source(cfg: StudyConfig, source: DataSource | None) -> DataSource:

@@ -265,7 +265,7 @@ def make_unlearn_data(splits: Splits, spec: ForgetSpec | str) -> UnlearnData:
 
 def prepare(
     dataset: str,
-    forget: str | None = None,
+    forget: str | ForgetSpec | None = None,
     *,
     split_seed: int = 0,
     val_fraction: float = 0.1,

@@ -32,7 +32,7 @@ import torch.nn as nn
 from unlearnbench.core.config import from_dict
 from unlearnbench.core.errors import ConfigError
 from unlearnbench.core.registry import Registry
-from unlearnbench.core.runtime import model_device
+from unlearnbench.core.runtime import eval_mode, model_device  # eval_mode: re-exported for the attacks
 from unlearnbench.robust import checks
 from unlearnbench.robust.projection import project_to_threat, threat_violations
 from unlearnbench.robust.threat import ThreatModel
@@ -48,18 +48,6 @@ class AttackOutput:
 
 AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, ThreatModel, Any, int], AttackOutput]
 ATTACKS: Registry[AttackFn] = Registry("attacks")
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode inside, every module's own ``training`` flag restored on exit."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, t in modes:
-            m.training = t
 
 
 @contextlib.contextmanager
@@ -92,8 +80,17 @@ class AttackContractError(RuntimeError):
     """An attack returned images far outside the threat model it was asked to respect (a bug)."""
 
 
+def check_available(name: str) -> None:
+    """Unknown attack names and a missing torchattacks fail here, before any work."""
+    from unlearnbench.core.requirements import require
+
+    for module in ATTACKS.info(name).get("needs", ("torchattacks",)):
+        require(module, f"The {name} attack")
+
+
 def build_config(name: str, config: dict | Any | None = None, *, seed: int | None = None) -> Any:
     """The attack's config from a dict (unknown keys rejected) or an instance; ``seed`` fills in."""
+    check_available(name)
     cls = ATTACKS.info(name)["config"]
     if isinstance(config, cls):
         return config

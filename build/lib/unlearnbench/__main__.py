@@ -1,0 +1,20 @@
+"""``python -m unlearnbench`` and the ``unlearnbench`` command: set the allocator up, then run
+the CLI. Kept free of heavy imports so the re-execution in ``_malloc`` happens before torch loads."""
+
+from __future__ import annotations
+
+import sys
+
+
+def run() -> None:
+    from unlearnbench._malloc import print_only, reexec_if_needed
+
+    if not print_only(sys.argv):
+        reexec_if_needed()
+    from unlearnbench.cli import main
+
+    main()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""CLI command modules (the cli layer: nothing in the library imports these)."""

@@ -1,0 +1,145 @@
+"""``unlearnbench attack``: clean and robust accuracy of a checkpoint under one attack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from unlearnbench.commands._common import (
+    AllowDataMismatchOpt,
+    ConfigOpt,
+    DataRootOpt,
+    DeviceOpt,
+    DownloadOpt,
+    ExperimentOpt,
+    NoTrackOpt,
+    PerClassOpt,
+    QuietOpt,
+    SetOpt,
+    SubsetOpt,
+    TrackingOpt,
+    app,
+    check_outputs,
+    console,
+    data_source,
+    handle_errors,
+    setup_output,
+)
+from unlearnbench.core.errors import ConfigError, DataError
+
+SPLITS = ("test", "forget", "retain", "val")
+
+
+@app.command()
+@handle_errors
+def attack(
+    name: str = typer.Argument(..., help="Registered attack (see `unlearnbench ls attacks`), e.g. autoattack or pgd."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Model checkpoint written by unlearnbench."),
+    split: str = typer.Option("test", "--split", help="test, forget, retain or val."),
+    forget: str | None = typer.Option(None, "--forget", help="Forget spec for --split forget/retain (default: the checkpoint's --exclude)."),
+    n: int | None = typer.Option(1000, "--n", help="Points to attack (a seeded random subset); 0 = all."),
+    eps: str | None = typer.Option(None, "--eps", help="Radius, e.g. 8/255 (default: 8/255 for Linf, 0.5 for L2)."),
+    norm: str = typer.Option("Linf", "--norm", help="Linf or L2."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the attack and of the point subset."),
+    batch_size: int = typer.Option(250, "--batch-size", help="Points per batch (not AutoAttack's random-stream chunk: 250 as in the reference, --set chunk=N)."),
+    save_adv: Path | None = typer.Option(None, "--save-adv", help="Write the adversarial examples to this .pt file."),
+    subset: int | None = SubsetOpt,
+    per_class: int | None = PerClassOpt,
+    allow_data_mismatch: bool = AllowDataMismatchOpt,
+    config: Path | None = ConfigOpt,
+    set_: list[str] | None = SetOpt,
+    device: str = DeviceOpt,
+    data_root: Path | None = DataRootOpt,
+    download: bool = DownloadOpt,
+    tracking_uri: str | None = TrackingOpt,
+    experiment: str = ExperimentOpt,
+    no_track: bool = NoTrackOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Attack a checkpoint on one split and report clean and robust accuracy (logged to MLflow)."""
+    setup_output(quiet)
+    from unlearnbench.core.checkpoint import load_checkpoint
+    from unlearnbench.core.config import load_yaml, parse_overrides
+    from unlearnbench.core.data import prepare
+    from unlearnbench.core.jobs import check_compatible
+    from unlearnbench.core.protocol import check_data, resolve_source
+    from unlearnbench.core.runtime import resolve_device
+    from unlearnbench.robust.attacks import ATTACKS, build_config
+    from unlearnbench.robust.threat import ThreatModel
+
+    ATTACKS.entry(name)  # unknown attack names fail before any work
+    if split not in SPLITS:
+        raise ConfigError(f"Unknown split {split!r}; choose one of: {', '.join(SPLITS)}.")
+    if n is not None and n < 0:
+        raise ConfigError("--n must be 0 (all points) or positive.")
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1.")
+    threat = ThreatModel.parse(norm, eps)
+    overrides: dict = {}
+    if config is not None:
+        overrides.update(load_yaml(config))
+    overrides.update(parse_overrides(set_ or []))
+    attack_cfg = build_config(name, overrides, seed=seed)  # bad keys fail before any work
+    check_outputs(("--save-adv", save_adv, False), inputs=(checkpoint, config), specs=(forget,),
+                  store=False if no_track else tracking_uri)
+
+    ckpt = load_checkpoint(checkpoint)
+    meta = ckpt.meta
+    spec = forget or meta.get("exclude")
+    if split in ("forget", "retain") and not spec:
+        raise ConfigError(f"--split {split} needs --forget SPEC (e.g. --forget class:3) naming the forgotten data.")
+    dev = resolve_device(device)
+    model = ckpt.build(dev)  # the weights are checked before any data is read
+    track = None
+    if not no_track:
+        from unlearnbench.eval import tracking
+
+        track = tracking
+        tracking.setup(tracking_uri, experiment)
+    splits, data = prepare(
+        meta["dataset"], spec if split in ("forget", "retain") else None, split_seed=int(meta["split_seed"]),
+        val_fraction=float(meta.get("val_fraction", 0.1)), device=dev,
+        source=resolve_source(data_source(data_root, download, subset, per_class), meta),
+    )
+    check_compatible(ckpt, splits)
+    mismatch = check_data(meta, splits, where=str(checkpoint), allow=allow_data_mismatch)
+    tset = {"test": splits.test, "val": splits.val}.get(split) if data is None else getattr(data, split)
+    if tset is None or len(tset) == 0:
+        raise DataError(f"The {split} split of {meta['dataset']!r} is empty; choose another split.")
+
+    from unlearnbench.robust.evaluate import robust_accuracy, save_adversarial
+
+    result = robust_accuracy(model, tset, name, threat, n=n or None, seed=seed, batch_size=batch_size,
+                             config=attack_cfg, return_adv=save_adv is not None)
+    if save_adv is not None:
+        save_adversarial(save_adv, result, {"checkpoint": str(checkpoint), "split": split, "forget": spec or ""})
+
+    metrics = result.metrics(split)
+    if track is not None:
+        from unlearnbench.core.config import flatten
+
+        tags = {"kind": "attack", "attack": name, "split": split, "dataset": meta["dataset"], "model": meta["model"],
+                "seed": seed, "checkpoint_kind": meta.get("kind", ""), "forget": spec or "",
+                "git_sha": (meta.get("provenance") or {}).get("git_sha", "")}
+        params = {"attack": name, "split": split, "norm": threat.norm, "eps": threat.eps, "n": result.n,
+                  "checkpoint": str(checkpoint), "forget": spec or "", "batch_size": batch_size,
+                  **({"data_mismatch": mismatch} if mismatch else {}),
+                  **{f"attack.{k}": v for k, v in flatten(attack_cfg).items()}}
+        with track.run(f"attack-{name}-{split}", params=params, tags=tags):
+            track.log_metrics(metrics)
+            if save_adv is not None:
+                track.log_artifact(save_adv, "adversarial")
+
+    table = Table(title=f"{name} on {split} ({threat.label}, n={result.n}, seed {seed})", title_justify="left")
+    table.add_column("stage")
+    table.add_column("robust points", justify="right")
+    table.add_column("accuracy %", justify="right")
+    table.add_column("seconds", justify="right")
+    for stage, count in result.stages.items():
+        secs = result.stage_seconds.get(stage)
+        table.add_row(stage, str(count), f"{100 * count / result.n:.2f}", "" if secs is None else f"{secs:.1f}")
+    console.print(table)
+    console.print(f"clean {result.clean_acc:.2f}%  robust {result.robust_acc:.2f}%  ({result.seconds:.1f} s)"
+                  + (f"  adversarial examples: {save_adv}" if save_adv is not None else ""))

@@ -1,0 +1,1 @@
+"""Shared foundation: registry, config, data, models, training loop, checkpoints, provenance."""

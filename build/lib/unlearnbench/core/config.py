@@ -1,0 +1,210 @@
+"""Frozen keyword-only configs built from dicts, YAML files and ``--set key=value`` overrides.
+
+Every config class is a ``@configclass`` (frozen, keyword-only dataclass). ``from_dict`` rejects
+unknown keys by name and coerces strings coming from the command line to the field's type, so
+``--set lr=0.01`` and ``lr: 0.01`` in YAML give the same config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from unlearnbench.core.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def configclass(cls: type[C]) -> type[C]:
+    """Make ``cls`` a frozen, keyword-only dataclass (the one shape every config has)."""
+    return dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"Bad value {value!r} for {key!r}.")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"Bad value {value!r} for {key!r}: choose one of {', '.join(map(str, args))}.")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"Bad value {value!r} for {key!r}: expected a list.")
+        inner = args[0] if args else Any
+        return tuple(_coerce(v, inner, key) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"Bad value {value!r} for {key!r}: expected true or false.")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"Bad value {value!r} for {key!r}: expected a number.")
+        try:
+            if tp is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                return int(value) if not isinstance(value, str) else int(value, 10)
+            number = float(parse_fraction(value) if isinstance(value, str) else value)
+        except (TypeError, ValueError, ZeroDivisionError):
+            raise ConfigError(f"Bad value {value!r} for {key!r}: expected {tp.__name__}.") from None
+        # No config field means anything by NaN or infinity; letting one through turns into a
+        # diverged run (lr=nan) or a meaningless number minutes later.
+        if not math.isfinite(number):
+            raise ConfigError(f"Bad value {value!r} for {key!r}: expected a finite number.")
+        return number
+    if tp is str:
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise ConfigError(f"Bad value {value!r} for {key!r}: expected text.")
+    return value
+
+
+def parse_fraction(text: str) -> float:
+    """Accept ``8/255`` as well as ``0.03`` for float fields (eps values are written that way).
+
+    The one number parser of every config field and CLI radius (``parse_eps`` uses it too);
+    raises ValueError or ZeroDivisionError on bad text.
+    """
+    text = text.strip()
+    if "/" in text:
+        num, den = text.split("/", 1)
+        return float(num) / float(den)
+    return float(text)
+
+
+def check(condition: bool, message: str) -> None:
+    """Config validation in ``__post_init__``: raise ConfigError(message) unless ``condition``."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def check_training(cfg: Any, min_epochs: int = 1) -> None:
+    """Checks shared by every config with training fields (only the fields a config has).
+
+    Model training (``TrainConfig``) and the iterative unlearning methods repeat the same optimiser
+    fields; one set of rules keeps ``weight_decay=-1`` from reaching ``torch.optim`` (whose
+    ValueError would otherwise surface as a traceback) in every one of them.
+    """
+    if hasattr(cfg, "epochs"):
+        check(cfg.epochs >= min_epochs, f"epochs must be at least {min_epochs}.")
+    if hasattr(cfg, "batch_size"):
+        check(cfg.batch_size >= 1, "batch_size must be at least 1.")
+    if hasattr(cfg, "lr"):
+        check(cfg.lr > 0, "lr must be positive.")
+    if hasattr(cfg, "momentum"):
+        check(0 <= cfg.momentum < 1, "momentum must be in [0, 1).")
+    if hasattr(cfg, "weight_decay"):
+        check(cfg.weight_decay >= 0, "weight_decay must be non-negative.")
+    if getattr(cfg, "adv_eps", None) is not None:
+        check(cfg.adv_eps > 0, "adv_eps must be positive.")
+    if hasattr(cfg, "adv_steps"):
+        check(cfg.adv_steps >= 1, "adv_steps must be at least 1.")
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any] | None = None, **overrides: Any) -> C:
+    """Build ``cls`` from ``data`` (+ overrides), rejecting unknown keys and coercing types."""
+    merged = {**(dict(data) if data else {}), **overrides}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(merged) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"Unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"for {cls.__name__}; valid keys: {', '.join(sorted(fields))}."
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(v, hints.get(k, Any), k) for k, v in merged.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid {cls.__name__}: {exc}") from None
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``["lr=0.01", "milestones=5,8"]`` into a dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"Bad --set {item!r}: write it as key=value.")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"Bad --set {item!r}: the key is empty.")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out[key] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {str(path)!r} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]}).") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {str(path)!r} must hold a mapping of key: value.")
+    return data
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def flatten(data: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:
+    """Flatten a config (or nested dict) into ``{"a.b": "value"}`` strings for MLflow params,
+    written as ``--set`` takes them (``null``, ``true``, ``0.5,0.75``), never as Python reprs."""
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        data = dataclasses.asdict(data)
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = ",".join(map(_scalar, value))
+        else:
+            out[name] = _scalar(value)
+    return out
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,483 @@
+"""Model registry and architectures. Every model normalises its own inputs (first layer).
+
+Registered models are ``ImageClassifier``s: ``normalize → body → head`` where ``body`` returns
+the penultimate features. Foreign models (``torchvision:NAME``, ``timm:NAME``, a user's
+``module.path:factory``) sit behind a :class:`Normalized` first layer. Methods that work on
+penultimate features (SCAR, scar_self) call :func:`penultimate_features`, which uses a model's
+``features(x)`` method or else the input of its last ``nn.Linear`` (a forward hook), so any
+classifier works.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from unlearnbench.core.errors import ConfigError, ModelError, UnknownNameError
+from unlearnbench.core.registry import Registry
+
+
+class Normalize(nn.Module):
+    """Per-channel (x - mean) / std with buffers, so checkpoints carry the statistics."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class ImageClassifier(nn.Module):
+    def __init__(self, normalize: Normalize, body: nn.Module, feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.body = body
+        self.head = nn.Linear(feature_dim, num_classes)
+        self.feature_dim = feature_dim
+        self.num_classes = num_classes
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+# A builder returns (body, feature_dim) for (in_channels, image_size).
+Builder = Callable[[int, int], tuple[nn.Module, int]]
+MODELS: Registry[Builder] = Registry("models")
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    image_size: int = 32,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> nn.Module:
+    """Build a registered model (``mean``/``std`` default to 0.5 per channel), or a foreign one.
+
+    A foreign spec (``torchvision:NAME``, ``timm:NAME``, ``module.path:factory``) builds the
+    model with ``num_classes`` outputs behind a :class:`Normalized` first layer (``mean``/``std``
+    default to 0 and 1 there: the model then receives the [0, 1] images unchanged).
+    """
+    if is_foreign(name):
+        return build_foreign(name, num_classes, in_channels, image_size, mean, std)
+    builder = MODELS.get(name)
+    if num_classes < 2:
+        raise ConfigError(f"num_classes must be at least 2, got {num_classes}.")
+    mean = tuple(mean) if mean is not None else (0.5,) * in_channels
+    std = tuple(std) if std is not None else (0.5,) * in_channels
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise ConfigError(f"mean/std need {in_channels} values (one per channel).")
+    body, dim = builder(in_channels, image_size)
+    return ImageClassifier(Normalize(mean, std), body, dim, num_classes)
+
+
+def _init(module: nn.Module) -> nn.Module:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+@MODELS.register("cnn", summary="small 3-conv CNN with BN for 8x8 to 32x32 images (~100k params)")
+def _cnn(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    layers = [*conv_bn(in_channels, 32), *conv_bn(32, 64), nn.MaxPool2d(2), *conv_bn(64, 128)]
+    if image_size >= 16:
+        layers.append(nn.MaxPool2d(2))
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return _init(nn.Sequential(*layers)), 128
+
+
+@MODELS.register("mlp", summary="two-hidden-layer MLP (256 units) for small images")
+def _mlp(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    d = in_channels * image_size * image_size
+    body = nn.Sequential(nn.Flatten(), nn.Linear(d, 256), nn.ReLU(inplace=True), nn.Linear(256, 256), nn.ReLU(inplace=True))
+    return body, 256
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class PreActBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        sc = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        return self.conv2(F.relu(self.bn2(out))) + sc
+
+
+def _resnet(block: type[nn.Module], in_channels: int, preact: bool) -> tuple[nn.Module, int]:
+    # CIFAR variant: 3x3 stride-1 stem and no max-pool (the reference ResNet-18 for unlearning).
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)]
+    if not preact:
+        layers += [nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
+    cin = 64
+    for i, cout in enumerate((64, 128, 256, 512)):
+        for j in range(2):
+            layers.append(block(cin, cout, 2 if (i > 0 and j == 0) else 1))
+            cin = cout
+    if preact:
+        layers += [nn.BatchNorm2d(512), nn.ReLU(inplace=True)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return _init(nn.Sequential(*layers)), 512
+
+
+@MODELS.register("resnet18", summary="ResNet-18, CIFAR variant (3x3 stride-1 conv1, no max-pool)")
+def _resnet18(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    return _resnet(BasicBlock, in_channels, preact=False)
+
+
+@MODELS.register("preact_resnet18", summary="Pre-activation ResNet-18 (the adversarial-training standard)")
+def _preact_resnet18(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    return _resnet(PreActBlock, in_channels, preact=True)
+
+
+VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+@MODELS.register("vgg16_bn", summary="VGG-16 with batch norm (max-pools skipped once the map is 1x1)")
+def _vgg16_bn(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    layers: list[nn.Module] = []
+    cin, size = in_channels, image_size
+    for v in VGG16:
+        if v == "M":
+            if size >= 2:  # small inputs (8x8 digits) run out of resolution before the 5th pool
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+        else:
+            layers += conv_bn(cin, int(v))
+            cin = int(v)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return _init(nn.Sequential(*layers)), 512
+
+
+class WideBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = None if (cin == cout and stride == 1) else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = F.relu(self.bn1(x))
+        sc = x if self.shortcut is None else self.shortcut(o)
+        o = self.conv1(o)
+        return self.conv2(F.relu(self.bn2(o))) + sc
+
+
+def wide_resnet(in_channels: int, depth: int, widen: int) -> tuple[nn.Module, int]:
+    n = (depth - 4) // 6
+    widths = (16, 16 * widen, 32 * widen, 64 * widen)
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
+    cin = widths[0]
+    for i, cout in enumerate(widths[1:]):
+        for j in range(n):
+            layers.append(WideBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
+            cin = cout
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return _init(nn.Sequential(*layers)), cin
+
+
+@MODELS.register("wrn28_10", summary="Wide-ResNet-28-10 (36M params)")
+def _wrn28_10(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    return wide_resnet(in_channels, 28, 10)
+
+
+# ----------------------------------------------------------------------------- foreign models
+
+
+class Normalized(nn.Module):
+    """``model(normalize(x))``: a model that expects normalised input, fed [0, 1] images.
+
+    The statistics are buffers, so a checkpoint of the wrapper carries them
+    (``normalize.mean``/``normalize.std``, the model's tensors under ``model.``).
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(x))
+
+
+def _stats(values: float | Sequence[float], what: str) -> tuple[float, ...]:
+    if isinstance(values, torch.Tensor):
+        values = values.flatten().tolist()
+    seq = (values,) if isinstance(values, (int, float)) else values
+    try:
+        out = tuple(float(v) for v in seq)
+    except (TypeError, ValueError):
+        raise ConfigError(f"The normalisation {what} must be numbers, one per channel; got {values!r}.") from None
+    if not out:
+        raise ConfigError(f"The normalisation {what} is empty; give one number per channel.")
+    return out
+
+
+def with_normalization(model: nn.Module, mean: float | Sequence[float], std: float | Sequence[float]) -> Normalized:
+    """Wrap ``model`` so it takes [0, 1] images and normalises them itself: ``(x - mean) / std``.
+
+    Use it for a model trained on normalised inputs; attacks then perturb the raw images, as
+    AutoAttack and RobustBench expect. One number applies to every channel.
+    """
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"with_normalization takes an nn.Module, not {type(model).__name__}.")
+    m, s = _stats(mean, "mean"), _stats(std, "std")
+    if len(m) != len(s):
+        raise ConfigError(f"The normalisation has {len(m)} means but {len(s)} standard deviations; give one of each per channel.")
+    if any(v <= 0 for v in s):
+        raise ConfigError(f"Normalisation standard deviations must be positive; got {s}.")
+    return Normalized(model, m, s)
+
+
+_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+FOREIGN_HELP = "torchvision:NAME, timm:NAME or module.path:factory"
+
+
+def is_foreign(spec: str) -> bool:
+    """A model spec outside the registry: it names its source before a colon."""
+    return ":" in spec
+
+
+def check_model_spec(spec: str) -> None:
+    """Fail before any work on an unknown model name or a malformed foreign spec (nothing is built)."""
+    if not is_foreign(spec):
+        MODELS.get(spec)
+        return
+    source, _, name = spec.partition(":")
+    if source == "torchvision":
+        _torchvision_builder(name)
+    elif source == "timm":
+        _timm()
+    else:
+        _factory(spec)
+
+
+def _torchvision_builder(name: str) -> Callable[..., nn.Module]:
+    import torchvision.models as tvm
+
+    names = tvm.list_models(module=tvm)  # the classification builders only
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownNameError(
+            f"torchvision has no classification model {name!r}.{hint} Valid names: {', '.join(names)}."
+        )
+    return tvm.get_model_builder(name)
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        raise ModelError("timm:NAME models need the timm package; install it with `pip install timm`.") from None
+    return timm
+
+
+def _factory(spec: str) -> Callable[..., nn.Module]:
+    """Import ``module.path:factory`` from PYTHONPATH or the current folder."""
+    if not _SPEC.match(spec):
+        raise ConfigError(f"Model {spec!r} is neither a registered model nor {FOREIGN_HELP}.")
+    module_name, _, attr = spec.partition(":")
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:  # `python -m` puts the current folder on the path; the console script does not
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ModelError(
+                f"Cannot import module {module_name!r} for --model {spec}: it is neither on PYTHONPATH "
+                "nor in the current folder."
+            ) from None
+        raise ModelError(f"Importing module {module_name!r} for --model {spec} failed: {exc}.") from None
+    except Exception as exc:  # the user's module may raise anything on import
+        raise ModelError(f"Importing module {module_name!r} for --model {spec} failed: {_first_line(exc)}.") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    obj: object = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelError(f"Module {module_name!r} has no {attr!r} for --model {spec}.")
+        obj = getattr(obj, part)
+    # Only Python functions and nn.Module classes: a checkpoint names its factory, and loading it
+    # must not call arbitrary built-ins (os.abort, sys.exit) that a crafted checkpoint could name.
+    if not (inspect.isfunction(obj) or (inspect.isclass(obj) and issubclass(obj, nn.Module))):
+        raise ModelError(f"{spec} is not a model factory: give a Python function or an nn.Module class.")
+    return obj  # type: ignore[return-value]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def _call_factory(fn: Callable[..., nn.Module], spec: str, **kwargs: int) -> nn.Module:
+    """Pass ``num_classes``/``in_channels``/``image_size`` to the factory where it takes them."""
+    try:
+        params = inspect.signature(fn).parameters
+        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        given = {k: v for k, v in kwargs.items() if takes_all or k in params}
+    except (TypeError, ValueError):
+        given = {"num_classes": kwargs["num_classes"]}
+    try:
+        model = fn(**given)
+    except Exception as exc:
+        raise ModelError(f"Model factory {spec} failed: {_first_line(exc)}.") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"Model factory {spec} returned {type(model).__name__}, not an nn.Module.")
+    return model
+
+
+def build_foreign(
+    spec: str,
+    num_classes: int,
+    in_channels: int = 3,
+    image_size: int = 32,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Normalized:
+    """A foreign model with ``num_classes`` outputs and random weights, behind :class:`Normalized`.
+
+    ``torchvision:NAME`` calls the builder with ``weights=None, num_classes=...``; ``timm:NAME``
+    ``timm.create_model(NAME, pretrained=False, num_classes=..., in_chans=...)``; a user factory
+    gets ``num_classes``, ``in_channels`` and ``image_size`` where its signature takes them. The
+    result is checked on a batch of blank images of the data's shape.
+    """
+    if num_classes < 2:
+        raise ConfigError(f"num_classes must be at least 2, got {num_classes}.")
+    source, _, name = spec.partition(":")
+    if source == "torchvision":
+        builder = _torchvision_builder(name)
+        model = _call_factory(builder, spec, num_classes=num_classes)
+    elif source == "timm":
+        timm = _timm()
+        try:
+            model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+        except Exception as exc:
+            raise ModelError(f"timm could not build {name!r}: {_first_line(exc)}.") from None
+    else:
+        model = _call_factory(_factory(spec), spec, num_classes=num_classes, in_channels=in_channels,
+                              image_size=image_size)
+    mean = tuple(mean) if mean is not None else (0.0,) * in_channels
+    std = tuple(std) if std is not None else (1.0,) * in_channels
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise ConfigError(f"mean/std need {in_channels} values (one per channel).")
+    wrapped = Normalized(model, mean, std)
+    check_model_fits(wrapped, in_channels, image_size, image_size, num_classes, spec)
+    return wrapped
+
+
+def check_model_fits(
+    model: nn.Module, channels: int, height: int, width: int, num_classes: int | None, what: str = "The model",
+    device: torch.device | str | None = None,
+) -> None:
+    """One forward pass of two blank images: a model that cannot take the data's images, or does
+    not return ``(N, num_classes)`` logits, fails here in one sentence instead of deep inside a run."""
+    if device is None:
+        p = next(iter(model.parameters()), None)
+        device = p.device if p is not None else "cpu"
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, channels, height, width, device=device))
+    except Exception as exc:
+        hint = " (torchvision and timm models take 3-channel images)" if channels != 3 and what.startswith(("torchvision", "timm")) else ""
+        raise ModelError(f"{what} cannot take {channels}x{height}x{width} images{hint}: {_first_line(exc)}.") from None
+    finally:
+        model.train(was)
+    if not isinstance(out, torch.Tensor):
+        raise ModelError(f"{what} returns {type(out).__name__}, not a tensor of logits.")
+    if out.dim() != 2 or out.shape[0] != 2 or (num_classes is not None and out.shape[1] != num_classes):
+        want = f"(N, {num_classes})" if num_classes is not None else "(N, classes)"
+        raise ModelError(f"{what} returns logits of shape {tuple(out.shape)} for 2 images, not {want}.")
+
+
+# ----------------------------------------------------------------------------- penultimate features
+
+
+def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's penultimate features for images ``x`` (differentiable), as ``(N, D)``.
+
+    A ``features`` *method* is used as is (registered models have one). Otherwise forward hooks
+    on the ``nn.Linear`` layers capture their inputs during one normal forward pass, and the input
+    of the layer whose output *is* the model's output (the classifier head, usually the last
+    ``nn.Linear``) is returned. A
+    ``features`` *submodule* (torchvision VGG, DenseNet, MobileNet: the convolutional trunk,
+    before pooling) is not penultimate and is ignored.
+    """
+    if isinstance(model, Normalized):
+        return penultimate_features(model.model, model.normalize(x))
+    if callable(getattr(type(model), "features", None)):
+        return model.features(x)
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ModelError(
+            f"{type(model).__name__} has no features(x) method and no nn.Linear layer, so its penultimate "
+            "features cannot be found; add a features(x) method returning them."
+        )
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    handles = [m.register_forward_hook(lambda _m, inp, out: calls.append((inp[0], out))) for _, m in linears]
+    try:
+        logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # The head is the nn.Linear whose output *is* the model's output (the last such call).
+    for feats, out in reversed(calls):
+        if out is logits or (isinstance(logits, torch.Tensor) and out.shape == logits.shape and torch.equal(out, logits)):
+            return feats.flatten(1)
+    raise ModelError(
+        f"No nn.Linear of {type(model).__name__} produces the model's output (is a softmax or another layer "
+        "after it?), so its penultimate features cannot be found; add a features(x) method to the model."
+    )

@@ -1,0 +1,11 @@
+"""Evaluation engine: metrics, membership inference, robustness metrics, reports and tracking.
+
+- ``eval.engine.Evaluator`` / ``EvalConfig``: one forward pass per split, every metric, a Report;
+- ``eval.jobs.evaluate_model`` / ``evaluate_checkpoint``: library entry points;
+- ``eval.metrics.METRICS``: the metric registry (``register_metric`` to add one);
+- ``eval.report.Report``: values, per-class table, ROC curves, config, provenance, JSON;
+- ``eval.shadow``: LiRA / U-LiRA shadow pools (``train_pool``, ``ShadowPool``);
+- ``eval.tracking``: MLflow (``setup``, ``log_report``, ``runs_frame``, ``load_report``).
+
+Submodules are imported explicitly; this package stays import-light.
+"""

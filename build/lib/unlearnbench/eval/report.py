@@ -1,0 +1,232 @@
+"""The typed result of an evaluation, with a lossless JSON round trip.
+
+``values`` is flat ``{metric_key: float}`` (the MLflow metrics); ``counts`` how many points each
+value rests on (``n/<key>`` for proportions: accuracies, UA, MIA-Efficacy, clean / robust
+accuracy; ``<attack>/n_members`` and ``n_nonmembers`` for membership attacks; logged to MLflow
+as metrics too) and ``reference_counts`` the same for the reference; ``undefined`` the values
+that are not numbers and why (TPR at an FPR below 1/n_nonmembers); ``interval(key)`` a 95 %
+interval (Wilson for proportions, Hanley-McNeil for AUC) and ``gap_interval(key)`` one of
+value - reference (``eval.intervals``); ``per_class`` a DataFrame
+(split, class, name, n, acc[, reference_acc]); ``curves`` ROC points by name
+(``{"fpr": [...], "tpr": [...]}``); ``config`` what was evaluated and how (flattened into MLflow
+params); ``provenance`` git sha, versions, device, seed, host, time; ``timings`` seconds per
+metric plus ``predictions`` and ``total``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from unlearnbench.core.io import atomic_write
+from unlearnbench.eval import intervals as iv
+
+TAG_KEYS = ("kind", "method", "dataset", "model", "forget", "seed")
+PER_CLASS_COLUMNS = ["split", "class", "name", "n", "acc"]
+
+
+def _clean(value: Any) -> Any:
+    """JSON cannot hold NaN/inf portably: store them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _floats(d: dict[str, Any] | None) -> dict[str, float]:
+    return {k: float("nan") if v is None else float(v) for k, v in (d or {}).items()}
+
+
+_TPR = re.compile(r"^(?P<prefix>.+)/tpr_at_fpr_[^/]+$")
+_AUC = re.compile(r"^(?P<prefix>.+)/auc$")
+
+
+def proportion_n(key: str, counts: Mapping[str, float]) -> tuple[int, float] | None:
+    """(n, scale) when ``key`` is a proportion measured on n points: scale 100 for percentages,
+    1 for fractions (TPRs of membership attacks, whose n is the attack's ``n_members``)."""
+    n = counts.get(f"n/{key}")
+    if n is not None and n == n and n > 0:
+        return int(n), (1.0 if key.startswith("mia/") else 100.0)
+    m = _TPR.match(key)
+    if m and (n := counts.get(f"{m['prefix']}/n_members")) is not None and n == n and n > 0:
+        return int(n), 1.0
+    return None
+
+
+def value_interval(key: str, value: float | None, counts: Mapping[str, float]) -> iv.Interval | None:
+    """95 % interval of ``value`` in its own unit: Wilson for proportions, Hanley-McNeil for an
+    attack's AUC; None for anything else (gaps, divergences, run time) or without counts."""
+    if value is None or not math.isfinite(value):
+        return None
+    pn = proportion_n(key, counts)
+    if pn is not None:
+        n, scale = pn
+        w = iv.wilson(value / scale, n)
+        return None if w is None else (w[0] * scale, w[1] * scale)
+    m = _AUC.match(key)
+    if m:
+        pos, neg = counts.get(f"{m['prefix']}/n_members"), counts.get(f"{m['prefix']}/n_nonmembers")
+        if pos and neg:
+            return iv.auc_interval(value, int(pos), int(neg))
+    return None
+
+
+def difference_interval(key: str, value: float | None, ref: float | None, counts: Mapping[str, float],
+                        ref_counts: Mapping[str, float]) -> iv.Interval | None:
+    """95 % interval of ``value - ref`` (Newcombe / MOVER from both intervals). ``ref_counts``
+    falls back to ``counts``: the reference is scored on the same points."""
+    if value is None or ref is None:
+        return None
+    a = value_interval(key, value, counts)
+    b = value_interval(key, ref, {**counts, **ref_counts})
+    return iv.mover(value, a, ref, b)
+
+
+@dataclass
+class Report:
+    values: dict[str, float] = field(default_factory=dict)
+    per_class: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PER_CLASS_COLUMNS))
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    name: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # kind, method, dataset, model, forget, seed
+    directions: dict[str, str] = field(default_factory=dict)  # value key -> higher | lower | reference
+    reference_values: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+    counts: dict[str, int] = field(default_factory=dict)  # n/<key>, <attack>/n_members, ...
+    undefined: dict[str, str] = field(default_factory=dict)  # value key -> why it is not a number
+    reference_counts: dict[str, int] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> float:
+        return self.values[key]
+
+    def tags(self) -> dict[str, str]:
+        """MLflow tags: kind, method, dataset, model, forget, seed, git_sha."""
+        tags = {k: str(self.meta.get(k, "")) for k in TAG_KEYS}
+        tags["git_sha"] = str(self.provenance.get("git_sha", "unknown"))
+        return tags
+
+    def n(self, key: str) -> int | None:
+        """How many points ``key`` was measured on (a proportion's denominator), if known."""
+        pn = proportion_n(key, self.counts)
+        return None if pn is None else pn[0]
+
+    def interval(self, key: str) -> iv.Interval | None:
+        """95 % interval of ``values[key]`` (Wilson for proportions, Hanley-McNeil for AUC)."""
+        return value_interval(key, self.values.get(key), self.counts)
+
+    def reference_interval(self, key: str) -> iv.Interval | None:
+        return value_interval(key, self.reference_values.get(key), {**self.counts, **self.reference_counts})
+
+    def gap_interval(self, key: str) -> iv.Interval | None:
+        """95 % interval of ``value - reference value`` (signed; ``gap/<key>`` is its absolute value)."""
+        return difference_interval(key, self.values.get(key), self.reference_values.get(key), self.counts,
+                                   self.reference_counts)
+
+    def beyond_noise(self, key: str) -> bool | None:
+        """Whether the gap to the reference is larger than the noise (its interval excludes 0);
+        None when there is no reference value or no interval for ``key``."""
+        return iv.excludes_zero(self.gap_interval(key))
+
+    def rows(self) -> list[tuple[str, float, float | None, float | None, str]]:
+        """(key, value, reference value, |gap|, direction) for every value except the gaps."""
+        out = []
+        for k, v in self.values.items():
+            if k.startswith("gap/"):
+                continue
+            ref = self.reference_values.get(k)
+            gap = self.values.get(f"gap/{k}")
+            out.append((k, v, ref, gap, self.directions.get(k, "")))
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per value (index: the metric key): value, reference, |gap|, direction."""
+        rows = self.rows()
+        frame = pd.DataFrame(rows, columns=["metric", "value", "reference", "gap", "direction"])
+        return frame.set_index("metric")
+
+    # -- JSON -----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({
+            "name": self.name,
+            "meta": self.meta,
+            "values": self.values,
+            "directions": self.directions,
+            "reference_values": self.reference_values,
+            "per_class": self.per_class.to_dict(orient="records"),
+            "per_class_columns": list(self.per_class.columns),
+            "curves": self.curves,
+            "config": self.config,
+            "provenance": self.provenance,
+            "timings": self.timings,
+            "skipped": self.skipped,
+            "counts": self.counts,
+            "undefined": self.undefined,
+            "reference_counts": self.reference_counts,
+            # Derived (ignored when read back): for readers of the JSON that do not use this class.
+            "intervals": {k: list(i) for k in self.values if (i := self.interval(k)) is not None},
+        })
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        columns = d.get("per_class_columns") or PER_CLASS_COLUMNS
+        per_class = pd.DataFrame(d.get("per_class") or [], columns=columns)
+        curves = {k: {a: [float("nan") if x is None else float(x) for x in xs] for a, xs in c.items()}
+                  for k, c in (d.get("curves") or {}).items()}
+        return cls(
+            values=_floats(d.get("values")), per_class=per_class, curves=curves,
+            config=d.get("config") or {}, provenance=d.get("provenance") or {}, timings=_floats(d.get("timings")),
+            name=d.get("name", ""), meta=d.get("meta") or {}, directions=d.get("directions") or {},
+            reference_values=_floats(d.get("reference_values")), skipped=d.get("skipped") or {},
+            # Reports written before counts existed read back without them (no intervals).
+            counts={k: int(v) for k, v in (d.get("counts") or {}).items() if v is not None},
+            undefined=dict(d.get("undefined") or {}),
+            reference_counts={k: int(v) for k, v in (d.get("reference_counts") or {}).items() if v is not None},
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON atomically (temp file + rename)."""
+        path = Path(path)
+        with atomic_write(path, "w") as fh:
+            fh.write(self.to_json())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        from unlearnbench.core.errors import UserError
+
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (FileNotFoundError, IsADirectoryError):
+            raise UserError(f"Report {str(path)!r} does not exist.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON ({exc}).") from None
+        # Any other JSON (a config, a list, ``{}``) would load as a report with no values and give
+        # gaps against nothing; a report always holds its metric values.
+        if not isinstance(data, dict) or not isinstance(data.get("values"), dict) or not data["values"]:
+            raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON (it holds no metric values).")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON ({exc}).") from None

@@ -1,0 +1,574 @@
+"""Shadow-model pools for LiRA and U-LiRA: trained once, stored on disk, reused by evaluations.
+
+Two kinds of pool, both a folder with ``manifest.json`` plus one ``.pt`` checkpoint (written by
+``core.checkpoint``) and one ``.npz`` signal file per shadow:
+
+``lira`` (``unlearnbench shadow train --n N``)
+    The *population* is the training split followed by the test set (the validation split stays
+    out: shadows use it for best-epoch selection, like the target). ``N`` keep-masks make every
+    population example IN for exactly ``N // 2`` shadows (the LiRA reference construction).
+    Shadow ``j`` is trained on its IN half with the target's recipe. Each ``.npz`` stores its
+    ``mask`` and ``phi``: the logit-scaled confidence of every population example under that
+    shadow, so an evaluation only needs the target's own predictions.
+
+``ulira`` (``... --ulira-method METHOD --forget SPEC``)
+    The U-LiRA protocol of Hayes et al. (2024, "Inexact Unlearning Needs More Careful
+    Evaluations to Avoid a False Sense of Privacy") for one unlearning method and config. The
+    forget spec names the *candidate* set ``C`` (example-level specs only, e.g. ``random:0.2``).
+    The ``n`` pairs are split into ``n - targets`` *shadow* pairs and ``targets`` *target* pairs
+    (``--targets``, default ``n // 2``). Keep-masks (the LiRA construction, per group) give every
+    pair ``j`` its own forget set ``F_j`` = a random half of ``C``, each candidate in half of the
+    shadow pairs' and half of the target pairs' forget sets. Pair ``j``:
+
+    1. ``original_j``: trained on the full training split (``F_j`` included), seed ``o_j``;
+    2. ``unlearned_j = unlearn.run(METHOD, original_j, F_j)``, seed ``u_j``;
+    3. ``retrained_j = unlearn.run("retrain", F_j)`` with the pool's recipe (the platform's gold
+       reference), seed ``r_j`` (independent of ``o_j``: a retrain is not the original's twin).
+
+    The ``.npz`` stores ``forget_mask`` (``F_j`` over ``C``) and ``phi`` of every candidate under
+    ``unlearned_j`` and ``retrained_j``; both checkpoints are kept. For a candidate ``x`` the
+    "unlearned" observations are ``phi(x)`` under the unlearned models with ``x`` in their forget
+    set, the "retrained" ones under the retrained models with ``x`` in theirs; U-LiRA fits a
+    Gaussian to each (from the shadow pairs) and scores a model on ``x`` by the likelihood ratio.
+    ``ulira_targets`` attacks the ``2 * targets`` target models (half unlearned, half retrained,
+    over ``targets`` different forget sets) on every example of their forget sets, calling
+    "unlearned" when the log likelihood ratio is positive (no threshold is fitted). The result
+    (accuracy and AUC, 95 % intervals over the target pairs) is the manifest's
+    ``holdout["ulira"]``. With ``--ulira-method retrain`` the pool is the null
+    control: accuracy and AUC about 0.5. Cost per pair: two trainings and one unlearning run.
+
+Every shadow is an independent job run through ``core.executor.run_jobs`` (local or Ray); jobs
+return weights and signals, and only this driver writes files. Re-running the same command
+resumes a partly built pool; different settings for an existing folder are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unlearnbench.core import provenance
+from unlearnbench.core.checkpoint import save_checkpoint
+from unlearnbench.core.config import from_dict, to_dict
+from unlearnbench.core.data import DataSource, Splits, TensorSet, UnlearnData, prepare
+from unlearnbench.core.errors import ConfigError, UserError
+from unlearnbench.core.executor import ExecutorConfig, JobOutcome, run_jobs
+from unlearnbench.core.io import atomic_write
+from unlearnbench.core.jobs import checkpoint_meta
+from unlearnbench.core.models import create_model
+from unlearnbench.core.runtime import resolve_device
+from unlearnbench.core.train import TrainConfig, accuracy, fit
+from unlearnbench.eval.lira import Variance, balanced_masks, fit_gaussians, usable
+from unlearnbench.eval.predictions import Predictions
+from unlearnbench.eval.roc import AttackStats, attack_stats
+
+log = logging.getLogger(__name__)
+
+FORMAT = "unlearnbench-shadow-pool-v1"
+KINDS = ("lira", "ulira")
+
+
+# ----------------------------------------------------------------------------- population
+
+
+def population(splits: Splits) -> TensorSet:
+    """The LiRA population: the training split followed by the test set."""
+    tr, te = splits.train, splits.test.to(splits.train.device)
+    return TensorSet(torch.cat([tr.x, te.x]), torch.cat([tr.y, te.y]), torch.cat([tr.idx, te.idx]), name="population")
+
+
+def _fingerprint(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def shadow_seed(pool_seed: int, j: int, role: int = 0) -> int:
+    """Independent, reproducible seed of shadow ``j`` (``role`` 1 / 2: a U-LiRA pair's unlearning
+    run / retrained model)."""
+    entropy = [pool_seed, j] + ([role] if role else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+# ----------------------------------------------------------------------------- the pool on disk
+
+
+@dataclass(frozen=True)
+class ShadowPool:
+    path: Path
+    manifest: dict[str, Any]
+    masks: np.ndarray | None = None  # lira: (shadows, population) keep-masks
+    phi: np.ndarray | None = None  # lira: (shadows, population)
+    phi_unlearned: np.ndarray | None = None  # ulira: (pairs, candidates)
+    phi_retrained: np.ndarray | None = None  # ulira: (pairs, candidates)
+    forget_masks: np.ndarray | None = None  # ulira: (pairs, candidates), True = in that pair's forget set
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def n(self) -> int:
+        return len(self.manifest["shadows"])
+
+    @property
+    def train_idx(self) -> np.ndarray:
+        return np.asarray(self.manifest["population"]["train_idx"], dtype=np.int64)
+
+    @property
+    def test_idx(self) -> np.ndarray:
+        return np.asarray(self.manifest["population"]["test_idx"], dtype=np.int64)
+
+    @property
+    def forget_idx(self) -> np.ndarray:
+        return np.asarray(self.manifest["population"]["forget_idx"], dtype=np.int64)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ShadowPool:
+        path = Path(path)
+        manifest_path = path / "manifest.json"
+        if not manifest_path.is_file():
+            raise UserError(f"{str(path)!r} is not a shadow pool (no manifest.json); build one with `unlearnbench shadow train`.")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"Shadow-pool manifest {manifest_path} is corrupt ({exc.msg}); rebuild the pool.") from None
+        if manifest.get("format") != FORMAT or manifest.get("kind") not in KINDS:
+            raise UserError(f"{manifest_path} is not an unlearnbench shadow-pool manifest; rebuild the pool.")
+        shadows = sorted(manifest["shadows"], key=lambda s: s["index"])
+        if len(shadows) < 2:
+            raise UserError(f"Shadow pool {path} holds {len(shadows)} finished shadow(s); finish it by re-running `shadow train`.")
+        arrays: dict[str, list[np.ndarray]] = {}
+        for s in shadows:
+            try:
+                with np.load(path / s["signals"], allow_pickle=False) as z:
+                    for k in z.files:
+                        arrays.setdefault(k, []).append(z[k])
+            except (OSError, ValueError) as exc:
+                raise UserError(f"Shadow signals {path / s['signals']} are unreadable ({exc}); rebuild the pool.") from None
+        if manifest["kind"] == "ulira" and "forget_mask" not in arrays:
+            raise UserError(f"U-LiRA pool {path} was built by an older version (one forget set, model pairs); "
+                            "rebuild it with `unlearnbench shadow train --ulira-method ...`.")
+        manifest = {**manifest, "shadows": shadows}
+        stack = lambda k: np.stack(arrays[k]) if k in arrays else None  # noqa: E731
+        return cls(path, manifest, masks=stack("mask"), phi=stack("phi"),
+                   phi_unlearned=stack("phi_unlearned"), phi_retrained=stack("phi_retrained"),
+                   forget_masks=stack("forget_mask"))
+
+    # -- matching a target's data -------------------------------------------------------------
+
+    def check_data(self, data: UnlearnData) -> None:
+        """The pool must come from the same dataset and split (and forget set for U-LiRA)."""
+        m = self.manifest
+        if m["dataset"] != data.info.name:
+            raise UserError(f"Shadow pool {self.path} was built on {m['dataset']!r}, not {data.info.name!r}; use a matching pool.")
+        train = np.sort(np.r_[data.retain.idx.cpu().numpy(), data.forget.idx.cpu().numpy()])
+        test = data.test.idx.cpu().numpy()
+        if not (np.array_equal(np.sort(self.train_idx), train) and np.array_equal(np.sort(self.test_idx), np.sort(test))):
+            raise UserError(
+                f"Shadow pool {self.path} was built with split_seed {m['split_seed']} and val_fraction "
+                f"{m['val_fraction']}, which do not match this data; build a pool with the same split."
+            )
+        if self.kind == "ulira":
+            if not np.isin(data.forget.idx.cpu().numpy(), self.forget_idx).all():
+                raise UserError(
+                    f"U-LiRA pool {self.path} was built for the candidates of forget spec {m['forget']!r}, which do "
+                    f"not include the forget set of {str(data.spec)!r}; build one for this forget set."
+                )
+
+    def positions(self, idx: torch.Tensor | np.ndarray, source: str) -> np.ndarray:
+        """Positions in the pool's signal arrays of the samples with source indices ``idx``
+        (``source`` = "train" for forget/retain, "test" for test sets, "forget" for U-LiRA)."""
+        ref = getattr(self, f"{source}_idx")
+        offset = len(self.train_idx) if source == "test" else 0
+        idx = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64)
+        order = np.argsort(ref)
+        found = np.searchsorted(ref, idx, sorter=order)
+        found = np.clip(found, 0, len(ref) - 1)
+        pos = order[found]
+        if not np.array_equal(ref[pos], idx):
+            raise UserError(f"Shadow pool {self.path} does not cover these {source} samples; build it on the same split.")
+        return pos + offset
+
+    def targets(self, variance: Variance = "auto") -> ULiraResult:
+        """The U-LiRA protocol over this pool's models (cached per variance mode)."""
+        key = ("targets", variance)
+        if key not in self._cache:
+            self._cache[key] = ulira_targets(self, variance)
+        return self._cache[key]
+
+    def fit(self, variance: Variance = "auto"):
+        """Per-example Gaussians over the whole pool (cached per variance mode)."""
+        if variance not in self._cache:
+            if self.kind == "lira":
+                self._cache[variance] = fit_gaussians(self.phi, self.masks, variance=variance)
+            else:
+                self._cache[variance] = fit_gaussians(self.phi_unlearned, self.forget_masks, self.phi_retrained,
+                                                      self.forget_masks, variance=variance)
+        return self._cache[variance]
+
+
+# ----------------------------------------------------------------------------- hold-out checks
+
+
+def lira_holdout(pool: ShadowPool, targets: int = 4, variance: Variance = "auto") -> dict[str, AttackStats]:
+    """Attack shadows ``0..targets-1`` in turn with the other shadows as the attacker's pool.
+
+    Returns pooled stats for ``lira_online``, ``lira_offline`` and ``threshold``: one global
+    threshold on phi, which ranks examples exactly like the loss attack (phi and -loss are both
+    increasing in p_y).
+    """
+    if pool.kind != "lira":
+        raise ValueError("lira_holdout needs a lira pool")
+    scores: dict[str, tuple[list, list]] = {k: ([], []) for k in ("lira_online", "lira_offline", "threshold")}
+    for k in range(min(targets, pool.n)):
+        others = np.arange(pool.n) != k
+        fit = fit_gaussians(pool.phi[others], pool.masks[others], variance=variance)
+        member = pool.masks[k]
+        target = pool.phi[k]
+        for name, s, ok in (
+            ("lira_online", fit.online(target), usable(fit, True)),
+            ("lira_offline", fit.offline(target), usable(fit, False)),
+            ("threshold", target, np.ones_like(member)),
+        ):
+            scores[name][0].append(s[member & ok])
+            scores[name][1].append(s[~member & ok])
+    return {k: attack_stats(np.concatenate(m), np.concatenate(n)) for k, (m, n) in scores.items()}
+
+
+@dataclass(frozen=True)
+class ULiraResult:
+    """U-LiRA over a target pool (see the module doc). Per pair ``k`` (its unlearned and its
+    retrained model as targets, both attacked on ``F_k``): ``acc[k]`` = share of correct calls,
+    ``auc[k]`` = AUC of the unlearned target's scores against the retrained target's. The
+    intervals are Student-t 95 % intervals over the pairs (examples of one model are not
+    independent; pairs are). ``scores_*``: every (target, example) log likelihood ratio."""
+
+    acc: np.ndarray
+    auc: np.ndarray
+    scores_unlearned: np.ndarray
+    scores_retrained: np.ndarray
+    n_targets: int
+
+    def values(self) -> dict[str, float]:
+        acc, acc_lo, acc_hi = mean_interval(self.acc)
+        auc, auc_lo, auc_hi = mean_interval(self.auc)
+        return {"acc": acc, "acc_lo": acc_lo, "acc_hi": acc_hi, "auc": auc, "auc_lo": auc_lo, "auc_hi": auc_hi}
+
+    def counts(self) -> dict[str, int]:
+        """Members = (target, example) decisions on unlearned targets; non-members on retrained."""
+        return {"n_targets": self.n_targets, "n_members": len(self.scores_unlearned),
+                "n_nonmembers": len(self.scores_retrained)}
+
+
+def mean_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval of independent values (NaN interval for fewer than 2)."""
+    from scipy import stats as sps
+
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(sps.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def ulira_masks(n: int, targets: int, n_candidates: int, seed: int) -> np.ndarray:
+    """Forget masks over the candidates: shadow pairs ``0..n-targets-1`` and target pairs
+    ``n-targets..n-1`` each balanced on their own (every candidate forgotten by half of each)."""
+    ss = np.random.SeedSequence([seed, 7]).spawn(2)
+    shadows = balanced_masks(n - targets, n_candidates, int(ss[0].generate_state(1)[0]))
+    tgt = balanced_masks(targets, n_candidates, int(ss[1].generate_state(1)[0]))
+    return np.vstack([shadows, tgt])
+
+
+def ulira_targets(pool: ShadowPool, variance: Variance = "auto") -> ULiraResult:
+    """The U-LiRA protocol: per-example Gaussians from the shadow pairs, every model of the target
+    pairs attacked on its forget set.
+
+    Targets never enter the fit, so given the fit the target pairs are independent draws and the
+    Student-t interval over them is the textbook one. (Leave-one-pair-out over all pairs would
+    reuse every pair in the other folds' fits, correlating the folds.) On real digits pools the
+    interval was still too narrow for the null control's AUC in 2 of 4 seeds (just below 0.5,
+    see docs/evaluation.md): treat it as approximate.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if pool.kind != "ulira":
+        raise ValueError("ulira_targets needs a ulira pool")
+    masks, u, r = pool.forget_masks, pool.phi_unlearned, pool.phi_retrained
+    n_targets = int(pool.manifest["targets"])
+    sh = np.arange(pool.n) < pool.n - n_targets
+    fit = fit_gaussians(u[sh], masks[sh], r[sh], masks[sh], variance=variance)
+    ok = usable(fit, True)  # candidates with observations on both sides
+    accs, aucs, su, sr = [], [], [], []
+    for k in np.flatnonzero(~sh):
+        f = masks[k] & ok
+        if not f.any():
+            continue
+        sub = fit.subset(np.flatnonzero(f))
+        score_u, score_r = sub.online(u[k, f]), sub.online(r[k, f])
+        # log LR > 0 -> "unlearned": the Bayes rule at equal priors, nothing fitted to the targets
+        accs.append(((score_u > 0).sum() + (score_r <= 0).sum()) / (2 * f.sum()))
+        aucs.append(roc_auc_score(np.r_[np.ones(f.sum()), np.zeros(f.sum())], np.r_[score_u, score_r]))
+        su.append(score_u)
+        sr.append(score_r)
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+    return ULiraResult(np.array(accs), np.array(aucs), cat(su), cat(sr), 2 * len(accs))
+
+
+# ----------------------------------------------------------------------------- jobs (run anywhere)
+
+
+def _job_data(spec: dict[str, Any], device: torch.device) -> tuple[Splits, UnlearnData | None]:
+    source = DataSource(Path(spec["data_root"]) if spec.get("data_root") else None, False)
+    return prepare(spec["dataset"], spec.get("forget"), split_seed=spec["split_seed"],
+                   val_fraction=spec["val_fraction"], source=source, device=device)
+
+
+def _new_model(spec: dict[str, Any], splits: Splits):
+    info = splits.info
+    return create_model(spec["model"], info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def lira_shadow_job(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one LiRA shadow on its IN half of the population; return weights, mask and phi."""
+    cfg = from_dict(TrainConfig, {**spec["train_config"], "seed": spec["seed"]})
+    device = resolve_device(cfg.device)
+    splits, _ = _job_data(spec, device)
+    pop = population(splits)
+    mask = torch.as_tensor(np.asarray(spec["mask"], dtype=bool))
+    model = _new_model(spec, splits)
+    result = fit(model, pop.select(mask), splits.val, splits.info, cfg, description=f"shadow {spec['index']}")
+    phi = Predictions.of(model, pop).phi.numpy()
+    return {
+        "state_dict": _cpu_state(model), "mask": np.asarray(spec["mask"], dtype=bool), "phi": phi,
+        "seconds": result.seconds, "test_acc": accuracy(model, splits.test),
+    }
+
+
+def ulira_shadow_job(spec: dict[str, Any]) -> dict[str, Any]:
+    """Pair ``j``: train ``original_j``, unlearn its forget set ``F_j`` with the pool's method,
+    train ``retrained_j`` without ``F_j``; return both models' weights and phi on every candidate."""
+    import dataclasses
+
+    from unlearnbench.unlearn import run as unlearn_run
+    from unlearnbench.unlearn.jobs import base_config
+
+    cfg = from_dict(TrainConfig, {**spec["train_config"], "seed": spec["seed"]})
+    device = resolve_device(cfg.device)
+    splits, data = _job_data(spec, device)
+    candidates = data.forget
+    in_f = np.asarray(spec["forget_mask"], dtype=bool)
+    train_idx = splits.train.idx.cpu().numpy()
+    drop = np.isin(train_idx, candidates.idx.cpu().numpy()[in_f])
+    own = dataclasses.replace(data, forget=splits.train.select(drop, "forget"), retain=splits.train.select(~drop, "retain"))
+    method = spec["method"]
+    # The retrained model is the platform's gold reference: the ``retrain`` method with the pool's
+    # recipe, exactly as ``unlearnbench unlearn --method retrain`` fills it from the original's
+    # checkpoint. So ``--ulira-method retrain`` (the null control) compares two draws of one
+    # procedure; it needs no original (retrain re-initialises the weights).
+    recipe = base_config("retrain", {"train_config": spec["train_config"]})
+    mcfg = {**(recipe if method == "retrain" else {}), **(spec.get("method_config") or {})}
+    original = _new_model(spec, splits)
+    t_orig = 0.0
+    if method != "retrain":
+        t_orig = fit(original, splits.train, splits.val, splits.info, cfg, description=f"pair {spec['index']} original").seconds
+    outcome = unlearn_run(method, original, own, mcfg, seed=spec["unlearn_seed"], device=str(device))
+    unlearned = outcome.model
+    ret = unlearn_run("retrain", _new_model(spec, splits), own, recipe, seed=spec["retrain_seed"], device=str(device))
+    retrained = ret.model
+    return {
+        "state_dict": _cpu_state(unlearned), "retrained_state_dict": _cpu_state(retrained),
+        "forget_mask": in_f,
+        "phi_unlearned": Predictions.of(unlearned, candidates).phi.numpy(),
+        "phi_retrained": Predictions.of(retrained, candidates).phi.numpy(),
+        "seconds": t_orig + float(outcome.seconds) + float(ret.seconds),
+        "unlearn_seconds": float(outcome.seconds),
+        "forget_acc": accuracy(unlearned, own.forget), "retrained_forget_acc": accuracy(retrained, own.forget),
+    }
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    with atomic_write(path, "w") as fh:
+        json.dump(data, fh, indent=1)
+
+
+def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_write(path) as fh:  # a file object: np.savez adds no ".npz" suffix
+        np.savez(fh, **arrays)
+
+
+def train_pool(
+    out: str | Path,
+    *,
+    dataset: str,
+    model: str,
+    n: int,
+    config: TrainConfig,
+    split_seed: int = 0,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    source: DataSource | None = None,
+    executor: ExecutorConfig | None = None,
+    ulira_method: str | None = None,
+    forget: str | None = None,
+    method_config: dict[str, Any] | None = None,
+    targets: int | None = None,
+) -> ShadowPool:
+    """Train (or finish) a shadow pool in ``out`` and return it loaded."""
+    from unlearnbench.core.data import DATASETS
+    from unlearnbench.core.models import MODELS
+
+    out = Path(out)
+    DATASETS.get(dataset), MODELS.get(model)
+    if n < 2:
+        raise ConfigError(f"A shadow pool needs at least 2 shadow models, got --n {n}.")
+    kind = "ulira" if ulira_method else "lira"
+    if kind == "ulira":
+        from unlearnbench.unlearn import METHODS, build_config
+
+        METHODS.get(ulira_method)
+        build_config(ulira_method, method_config)  # an unknown or bad key fails before any shadow trains
+        if not forget:
+            raise ConfigError("A U-LiRA pool needs its candidate forget examples: pass --forget SPEC (e.g. random:0.2).")
+        targets = n // 2 if targets is None else targets
+        if not (2 <= targets <= n - 2):
+            raise ConfigError(f"A U-LiRA pool of --n {n} pairs needs 2 to {n - 2} target pairs (--targets), got {targets}; "
+                              "the rest are the attacker's shadows.")
+    elif forget or targets is not None:
+        raise ConfigError("--forget and --targets only apply to U-LiRA pools; add --ulira-method METHOD or drop them.")
+    source = source or DataSource.from_env()
+    # The driver loads the data once (downloading if asked) to fix the population.
+    splits, data = prepare(dataset, forget, split_seed=split_seed, val_fraction=val_fraction, source=source)
+    if kind == "ulira" and (data.spec.classwise or len(data.forget) < 2):
+        raise ConfigError(
+            f"U-LiRA draws each model's forget set from the examples of --forget, so it needs an example-level "
+            f"spec with at least 2 examples (e.g. random:0.2), not {str(data.spec)!r}."
+        )
+    train_idx = splits.train.idx.numpy()
+    test_idx = splits.test.idx.numpy()
+    pop_info: dict[str, Any] = {"train_idx": train_idx.tolist(), "test_idx": test_idx.tolist()}
+    if data is not None:
+        pop_info["forget_idx"] = data.forget.idx.numpy().tolist()
+    settings = {
+        "format": FORMAT, "kind": kind, "dataset": dataset, "model": model, "n": n, "seed": seed,
+        "split_seed": split_seed, "val_fraction": val_fraction, "train_config": to_dict(config),
+        "population_sha": _fingerprint(train_idx, test_idx, *([data.forget.idx.numpy()] if data is not None else [])),
+    }
+    if kind == "ulira":
+        settings.update(forget=str(data.spec), method=ulira_method, method_config=dict(method_config or {}),
+                        targets=targets, protocol="ulira-targets-v1")
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        old = {k: manifest.get(k) for k in settings}
+        if json.loads(json.dumps(old)) != json.loads(json.dumps(settings)):
+            diff = [k for k in settings if json.dumps(old[k]) != json.dumps(settings[k])]
+            raise UserError(f"Shadow pool {out} was built with different settings ({', '.join(diff)}); use another --out folder.")
+    else:
+        if out.exists() and any(out.iterdir()):
+            raise UserError(f"Folder {out} exists and is not a shadow pool; pick an empty or new --out folder.")
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = {**settings, "population": pop_info, "shadows": [], "provenance": provenance.collect("cpu", seed)}
+        _write_json_atomic(manifest_path, manifest)
+
+    done = {s["index"] for s in manifest["shadows"]}
+    if kind == "lira":
+        masks = balanced_masks(n, len(train_idx) + len(test_idx), seed)
+    else:  # each pair forgets a random half of the candidates
+        masks = ulira_masks(n, targets, len(data.forget), seed)
+    base = {
+        "dataset": dataset, "model": model, "split_seed": split_seed, "val_fraction": val_fraction,
+        "data_root": str(source.root) if source.root else None, "train_config": to_dict(config),
+    }
+    todo = [j for j in range(n) if j not in done]
+    jobs = []
+    for j in todo:
+        spec = {**base, "index": j, "seed": shadow_seed(seed, j)}
+        if kind == "lira":
+            spec["mask"] = masks[j]
+        else:
+            spec.update(forget=forget, method=ulira_method, method_config=dict(method_config or {}),
+                        forget_mask=masks[j], unlearn_seed=shadow_seed(seed, j, 1),
+                        retrain_seed=shadow_seed(seed, j, 2))
+        jobs.append((spec,))
+    meta_base = checkpoint_meta(model, splits, exclude=None, val_fraction=val_fraction)
+    failures: list[str] = []
+
+    def on_result(i: int, outcome: JobOutcome) -> None:
+        j = todo[i]
+        if not outcome.ok:
+            failures.append(f"shadow {j}: {outcome.error}")
+            log.warning("shadow %d failed: %s", j, outcome.error)
+            return
+        v = outcome.value
+        name = f"shadow_{j:03d}"
+        entry = {"index": j, "seed": jobs[i][0]["seed"], "signals": f"{name}.npz", "seconds": v["seconds"]}
+        if kind == "lira":
+            ckpt = _save_shadow(out / f"{name}.pt", model, v["state_dict"], meta_base, kind="shadow", index=j, seed=entry["seed"])
+            _save_npz_atomic(out / entry["signals"], mask=v["mask"], phi=v["phi"])
+            entry.update(checkpoint=ckpt, test_acc=v["test_acc"], n_in=int(v["mask"].sum()))
+        else:
+            # The pair forgot only its half of the candidates: say so next to the candidates' spec.
+            half = f"the pair's half of the {forget!r} candidates (forget_mask in {entry['signals']})"
+            spec_j = jobs[i][0]
+            ck_u = _save_shadow(out / f"{name}_unlearned.pt", model, v["state_dict"], meta_base, kind="unlearn",
+                                index=j, seed=entry["seed"], unlearn_seed=spec_j["unlearn_seed"], forget=forget,
+                                forget_subset=half, method=ulira_method)
+            ck_r = _save_shadow(out / f"{name}_retrained.pt", model, v["retrained_state_dict"], meta_base,
+                                kind="retrain", index=j, seed=spec_j["retrain_seed"], exclude=forget, exclude_subset=half)
+            _save_npz_atomic(out / entry["signals"], forget_mask=v["forget_mask"], phi_unlearned=v["phi_unlearned"],
+                             phi_retrained=v["phi_retrained"])
+            entry.update(unlearned=ck_u, retrained=ck_r, unlearn_seconds=v["unlearn_seconds"],
+                         forget_acc=v["forget_acc"], retrained_forget_acc=v["retrained_forget_acc"])
+        manifest["shadows"] = [s for s in manifest["shadows"] if s["index"] != j] + [entry]
+        _write_json_atomic(manifest_path, manifest)
+
+    if jobs:
+        worker = lira_shadow_job if kind == "lira" else ulira_shadow_job
+        run_jobs(worker, jobs, executor or ExecutorConfig(), description=f"{kind} shadows", on_result=on_result)
+    if failures:
+        raise UserError(
+            f"{len(failures)} of {len(jobs)} shadow jobs failed (first: {failures[0][:200]}); "
+            "fix the cause and re-run the same command to finish the pool."
+        )
+    pool = ShadowPool.load(out)
+    if kind == "lira":
+        hold = lira_holdout(pool)
+        manifest["holdout"] = {k: {**s.values(), **s.counts()} for k, s in hold.items()}
+    else:
+        res = ulira_targets(pool)
+        manifest["holdout"] = {"ulira": {**res.values(), **res.counts()}}
+    _write_json_atomic(manifest_path, manifest)
+    return ShadowPool.load(out)
+
+
+def _save_shadow(path: Path, model_name: str, state_dict: dict, meta_base: dict, **extra: Any) -> str:
+    """Write a shadow checkpoint through ``core.checkpoint`` (atomic, weights_only-loadable)."""
+    from unlearnbench.core.checkpoint import load_weights
+
+    net = create_model(model_name, meta_base["num_classes"], meta_base["in_channels"], meta_base["image_size"])
+    load_weights(net, state_dict, str(path))
+    save_checkpoint(path, net, {**meta_base, **extra})
+    return path.name

@@ -1,0 +1,211 @@
+"""The report's protocol section: which training recipe produced the numbers (and its caveat),
+the study's known differences from the paper, and the paper's numbers beside the measured ones.
+
+Read from the study's parent run (its ``study.json``); ``section`` puts it in the summary under
+``"paper"``, and ``markdown``, ``html`` and ``rich_tables`` render it for ``summary.md``,
+``report.html`` and the terminal (``benchmark`` and ``report``). Runs without a study have none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from unlearnbench.study.expected import WITHIN, compare
+
+log = logging.getLogger(__name__)
+
+
+def _study_json(runset) -> dict[str, Any] | None:
+    parent = runset.parent or {}
+    if not parent.get("run_id"):
+        return None
+    from mlflow import MlflowClient
+
+    from unlearnbench.reports.runs import _no_download_bars
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp, _no_download_bars():
+            path = MlflowClient(tracking_uri=runset.tracking_uri).download_artifacts(parent["run_id"], "study.json", tmp)
+            return json.loads(Path(path).read_text())
+    except Exception as exc:  # an old or partial parent run: the report goes on without this section
+        log.warning("No study.json on study run %s (%s); the report has no protocol section.", parent["run_id"], exc)
+        return None
+
+
+def section(runset, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ``paper`` part of a report summary (None when the runs are not a study's)."""
+    study = _study_json(runset)
+    if study is None:
+        return None
+    return protocol(study, rows)
+
+
+def protocol(study: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Recipe, differences and expected-vs-measured comparisons of a study (``to_dict`` form)."""
+    from unlearnbench.core.errors import UnknownNameError
+    from unlearnbench.core.recipes import RECIPES, default_recipe, describe
+
+    name = study.get("recipe") or default_recipe(str(study.get("dataset", "")))
+    recipe = {"name": name, "settings": "", "caveat": ""}
+    try:
+        r = RECIPES.get(name)
+        recipe.update(settings=describe(r), caveat=r.caveat)
+    except UnknownNameError:
+        pass
+    if study.get("train"):
+        recipe["overrides"] = ", ".join(f"{k}={v}" for k, v in sorted(study["train"].items()))
+    return {
+        "study": study.get("name", ""),
+        "recipe": recipe,
+        "differences": list(study.get("differences") or []),
+        "comparisons": [compare(b, rows) for b in study.get("expected") or []],
+    }
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _num(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _measured(cell: dict[str, Any]) -> str:
+    m = cell["measured"]
+    if not m or m.get("mean") is None:
+        return "–"
+    text = f"{m['mean']:.2f}"
+    if m.get("std") is not None:
+        text += f" ± {m['std']:.2f}"
+    return text + f" (n={m['n']})"
+
+
+def _paper(cell: dict[str, Any]) -> str:
+    if cell["paper_std"] is None:
+        return f"{cell['paper_mean']:.2f}"
+    return f"{cell['paper_mean']:.2f} ± {cell['paper_std']:.2f}"
+
+
+def _z(cell: dict[str, Any]) -> str:
+    return "–" if cell["z"] is None else f"{cell['z']:+.1f}"
+
+
+def recipe_line(paper: dict[str, Any]) -> str:
+    r = paper["recipe"]
+    text = f"Original and Retrain trained with recipe `{r['name']}`"
+    text += f" ({r['settings']})" if r.get("settings") else ""
+    text += f", study overrides: {r['overrides']}" if r.get("overrides") else ""
+    text += "."
+    if r.get("caveat"):
+        text += f" **Note:** {r['caveat']}."
+    return text
+
+
+HEADER = ["Method", "Column", "Measured (mean ± std, n seeds)", "Paper (mean ± std)", "Measured − paper",
+          "In paper std", "Verdict"]
+
+
+def markdown(summary: dict[str, Any]) -> list[str]:
+    """Lines for summary.md: the protocol paragraph and one table per expected block."""
+    paper = summary.get("paper")
+    if not paper:
+        return []
+    lines = ["## Protocol", "", recipe_line(paper), ""]
+    if paper["differences"]:
+        lines += ["Known differences from the paper's code:", ""]
+        lines += [f"- {d}" for d in paper["differences"]] + [""]
+    for comp in paper["comparisons"]:
+        where = f"`{comp['forget']}`" + (f" [{comp['variant']}]" if comp["variant"] else "")
+        lines += [f"## Measured vs paper: forget {where}", "",
+                  f"Paper: {comp['citation']}." + (f" Protocol assumed: {comp['protocol']}." if comp["protocol"] else ""),
+                  f"{comp['within']} of {comp['judged']} measured values lie within {WITHIN:g} paper std of the "
+                  "paper's mean (a printed ±0.00 counts as 0.005).", "",
+                  "| " + " | ".join(HEADER) + " |", "|---|---|---:|---:|---:|---:|---|"]
+        for row in comp["rows"]:
+            for cell in row["cells"]:
+                lines.append("| " + " | ".join([
+                    f"{row['label']} ({row['name']})" if row["name"] != row["label"] else row["label"],
+                    cell["column"], _measured(cell), _paper(cell), _num(cell["diff"]), _z(cell), cell["verdict"],
+                ]) + " |")
+        lines.append("")
+    return lines
+
+
+_HTML = """
+<h2 id="protocol">Protocol</h2>
+<p>{{ recipe_line }}</p>
+{% if paper.differences %}<p>Known differences from the paper's code:</p>
+<ul>{% for d in paper.differences %}<li>{{ d }}</li>{% endfor %}</ul>{% endif %}
+{% for comp in paper.comparisons %}
+<h2>Measured vs paper: forget <code>{{ comp.forget }}</code>{% if comp.variant %} [{{ comp.variant }}]{% endif %}</h2>
+<p class="legend">Paper: {{ comp.citation }}.{% if comp.protocol %} Protocol assumed: {{ comp.protocol }}.{% endif %}
+{{ comp.within }} of {{ comp.judged }} measured values lie within {{ within }} paper std of the paper's mean
+(a printed ±0.00 counts as 0.005).</p>
+<div class="scroll"><table class="expected">
+<tr>{% for h in header %}<th{% if 2 < loop.index < 7 %} class="num"{% endif %}>{{ h }}</th>{% endfor %}</tr>
+{% for row in comp.rows %}{% for cell in row.cells %}
+<tr{% if not row.run %} class="reference"{% endif %}><td>{{ row.label }}{% if row.name != row.label %} ({{ row.name }}){% endif %}</td>
+<td>{{ cell.column }}</td><td class="num">{{ measured(cell) }}</td><td class="num">{{ paper_cell(cell) }}</td>
+<td class="num">{{ num(cell.diff) }}</td><td class="num">{{ z(cell) }}</td>
+<td class="{{ 'improvement' if cell.verdict == 'within 2 std' else ('regression' if cell.verdict == 'outside' else '') }}">{{ cell.verdict }}</td></tr>
+{% endfor %}{% endfor %}
+</table></div>
+{% endfor %}
+"""
+
+
+def html(summary: dict[str, Any]):
+    """The protocol section as safe HTML for report.html (empty when there is none)."""
+    import jinja2
+    import markupsafe
+
+    paper = summary.get("paper")
+    if not paper:
+        return markupsafe.Markup("")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    text = env.from_string(_HTML).render(
+        paper=paper, recipe_line=markupsafe.Markup(_md_inline(recipe_line(paper))), header=HEADER, within=f"{WITHIN:g}",
+        measured=_measured, paper_cell=_paper, num=_num, z=_z,
+    )
+    return markupsafe.Markup(text)
+
+
+def _md_inline(text: str) -> str:
+    """`code` and **bold** of recipe_line as HTML, everything else escaped."""
+    import re
+
+    import markupsafe
+
+    out = str(markupsafe.escape(text))
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+
+
+def rich_tables(summary: dict[str, Any]) -> list[Any]:
+    """Terminal renderables: the recipe line and one table per expected block."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    paper = summary.get("paper")
+    if not paper:
+        return []
+    out: list[Any] = [Text(recipe_line(paper).replace("`", "").replace("**", ""))]
+    for comp in paper["comparisons"]:
+        where = comp["forget"] + (f" [{comp['variant']}]" if comp["variant"] else "")
+        table = Table(title=escape(f"measured vs paper, forget {where}: {comp['citation']} "
+                                   f"({comp['within']}/{comp['judged']} within {WITHIN:g} std)"),
+                      title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for h, short in zip(HEADER, ["method", "col", "measured", "paper", "diff", "z", "verdict"], strict=True):
+            table.add_column(short, justify="right" if h not in ("Method", "Column", "Verdict") else "left",
+                             no_wrap=h == "Method")
+        for row in comp["rows"]:
+            for cell in row["cells"]:
+                table.add_row(escape(row["label"]), cell["column"], _measured(cell), _paper(cell), _num(cell["diff"]),
+                              _z(cell), cell["verdict"], style=None if row["run"] else "dim")
+        out.append(table)
+    return out

@@ -1,0 +1,230 @@
+"""Unlearning methods as plug-ins, and ``run()``, the one way to apply them.
+
+A method is a registered function ``fn(model, data: UnlearnData, config) -> nn.Module`` with a
+frozen config class; its registry entry's info holds ``summary``, ``reads`` (the sets it may
+touch, from forget/retain/val/ood), ``config``, ``paper`` and, for methods known to be weak in
+some setting, ``weak`` (the reason). ``run()`` deep-copies the model, seeds, optionally prunes
+first (``prune``) and hardens the retain batches (``adv_retain``), hands the method a view of the
+data where undeclared sets raise on use, times the call (the RTE) and checks the result.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import sys
+import time
+import types
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from unlearnbench.core.config import from_dict
+from unlearnbench.core.data import UnlearnData
+from unlearnbench.core.errors import ConfigError
+from unlearnbench.core.runtime import resolve_device, seed_everything
+from unlearnbench.unlearn.base import (
+    METHODS,
+    OOD_KEY,
+    PRUNE_MASK_KEY,
+    RETAIN_TRANSFORM_KEY,
+    GuardedSet,
+    UndeclaredReadError,
+    declared_reads,
+    guarded_view,
+)
+from unlearnbench.unlearn.loops import UnlearningDiverged
+
+# Importing the method modules registers them (one plug-in per file).
+from unlearnbench.unlearn import (  # noqa: E402,F401  isort: skip
+    bad_teacher, boundary_shrink, finetune, grad_ascent, influence, l1_sparse, omp, random_label, retrain,
+    salun, scar, scar_self, scrub, ssd,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "METHODS", "GuardedSet", "UndeclaredReadError", "UnlearnResult", "UnlearningDiverged", "build_config",
+    "check_adv_retain", "default_adv_eps", "run",
+]
+
+
+@dataclass
+class UnlearnResult:
+    """The unlearned model (eval mode) and how it was made. ``seconds`` is the run time (RTE)."""
+
+    model: nn.Module
+    method: str
+    config: Any
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def build_config(method: str, config: dict[str, Any] | Any | None = None, seed: int = 0) -> Any:
+    """The method's config from a dict (unknown keys rejected by name) or an instance, with ``seed``."""
+    cls = METHODS.info(method)["config"]
+    if isinstance(config, cls):
+        config = dataclasses.asdict(config)
+    elif config is not None and not isinstance(config, dict):
+        raise ConfigError(f"The config for {method!r} must be a mapping of keys or a {cls.__name__}.")
+    values = dict(config or {})
+    if "seed" in values and int(values["seed"]) != seed:
+        warnings.warn(
+            f"config seed {values['seed']} is replaced by run(seed={seed}); pass the seed once", stacklevel=3
+        )
+    values["seed"] = seed
+    return from_dict(cls, values)
+
+
+def check_adv_retain(method: str, config: Any, attack: str | None = None) -> None:
+    """``--adv-retain`` needs a method that trains on retain batches (its config has ``adv_eps``)
+    and an attack that returns its strongest example for every point (pgd, fgsm, apgd)."""
+    if "retain" not in declared_reads(method, config) or not hasattr(config, "adv_eps"):
+        raise ConfigError(
+            f"Method {method!r} does not train on the retain set, so --adv-retain cannot apply; "
+            "use a method that does (e.g. finetune, salun, l1_sparse)."
+        )
+    if attack is not None:
+        from unlearnbench.robust.adversarial import check_retain_attack
+
+        check_retain_attack(attack)
+
+
+def default_adv_eps(in_channels: int) -> float:
+    """L∞ budget for adversarial retain batches: 8/255 for RGB images, 0.1 for digit-like grey ones."""
+    return 8 / 255 if in_channels == 3 else 0.1
+
+
+def _warm_up() -> None:
+    """Pay one-time lazy imports outside the timed region.
+
+    The first optimizer built in a process imports ``torch._dynamo`` (seconds); without this the
+    first method timed in a process would carry that cost in its RTE.
+    """
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(
+    method: str,
+    model: nn.Module,
+    data: UnlearnData,
+    config: dict[str, Any] | Any | None = None,
+    *,
+    prune: float | None = None,
+    adv_retain: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+) -> UnlearnResult:
+    """Unlearn ``data.forget`` from a copy of ``model`` with ``method``; ``model`` is never changed.
+
+    ``prune``: prune the copy's convolution weights to this sparsity first (OMP) and keep the
+    pruned weights at zero throughout. ``adv_retain``: an attack name; every retain batch is
+    replaced by adversarial examples against the current model (L∞, ``adv_eps`` from the config,
+    default :func:`default_adv_eps`). The timed part (``seconds``) is the method call only;
+    preparing the OOD set, pruning and building the attack are reported in ``info``.
+    """
+    entry = METHODS.entry(method)
+    data = _check_inputs(model, data)
+    cfg = build_config(method, config, seed)
+    reads = declared_reads(method, cfg, data.spec)
+    if prune is not None:
+        if method == "prune":
+            raise ConfigError("The prune method prunes by itself; set its sparsity with --set sparsity=S, not --prune.")
+        if not 0 <= prune < 1:
+            raise ConfigError(f"--prune is the pruned fraction of convolution weights, in [0, 1); got {prune}.")
+    if adv_retain is not None:
+        check_adv_retain(method, cfg, adv_retain)
+    dev = resolve_device(device)
+    seed_everything(seed)
+    work = copy.deepcopy(model).to(dev)
+    extras = dict(data.extras)
+    info: dict[str, Any] = {"reads": reads, "device": str(dev), "weak": entry.info.get("weak")}
+
+    if "ood" in reads and OOD_KEY not in extras:
+        from unlearnbench.unlearn.ood import ood_set
+
+        t0 = time.perf_counter()
+        extras[OOD_KEY] = ood_set(cfg.ood, data.info, cfg.ood_size, seed=cfg.seed)
+        info["ood_seconds"] = time.perf_counter() - t0
+    masks = None
+    if prune is not None:
+        from unlearnbench.unlearn.prune import conv_sparsity, omp
+
+        t0 = time.perf_counter()
+        masks = omp(work, prune)
+        extras[PRUNE_MASK_KEY] = masks
+        info.update(prune=prune, prune_seconds=time.perf_counter() - t0, pruned_sparsity=conv_sparsity(work))
+    if adv_retain is not None:
+        # Imported here: robust is optional for plain unlearning.
+        from unlearnbench.robust.adversarial import retain_attack
+        from unlearnbench.robust.threat import ThreatModel
+
+        eps = cfg.adv_eps if cfg.adv_eps is not None else default_adv_eps(data.info.in_channels)
+        extras[RETAIN_TRANSFORM_KEY] = retain_attack(adv_retain, ThreatModel(norm="Linf", eps=eps),
+                                                     steps=cfg.adv_steps, seed=seed)
+        info.update(adv_retain=adv_retain, adv_eps=eps, adv_steps=cfg.adv_steps)
+
+    view = guarded_view(dataclasses.replace(data, extras=extras), reads, method, dev)
+    _warm_up()
+    _sync(dev)
+    from unlearnbench.unlearn.loops import hook_seconds
+
+    hooked = hook_seconds()
+    t0 = time.perf_counter()
+    out = entry.obj(work, view, cfg)
+    _sync(dev)
+    seconds = time.perf_counter() - t0 - (hook_seconds() - hooked)  # per-epoch logging is not the method's time
+    _validate(method, out, masks)
+    out.eval()
+    log.info("%s finished in %.2f s", method, seconds)
+    return UnlearnResult(out, method, cfg, seconds, info)
+
+
+def _check_inputs(model: Any, data: Any) -> UnlearnData:
+    """A user's model and data (any nn.Module; an UnlearnData): one sentence if they do not fit."""
+    from unlearnbench.core.data.user import check_unlearn_data
+    from unlearnbench.core.errors import ModelError
+    from unlearnbench.core.models import check_model_fits
+
+    data = check_unlearn_data(data, "unlearn")
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"unlearn takes a torch nn.Module as the model, not a {type(model).__name__}.")
+    c, h, w = (int(d) for d in data.test.x.shape[1:])  # the test set: no method-declared read to record
+    check_model_fits(model, c, h, w, data.num_classes, f"The model ({type(model).__name__})")
+    return data
+
+
+class _CallableModule(types.ModuleType):
+    """``unlearnbench.unlearn(method, model, data, ...)`` is :func:`run`: the package is the API's
+    ``unlearn`` too, so the name means the same whichever of the two was imported first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> UnlearnResult:
+        return run(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+
+def _validate(method: str, model: Any, masks: dict[str, torch.Tensor] | None) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"method {method!r} returned {type(model).__name__}, not an nn.Module")
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UnlearningDiverged(
+                f"Method {method!r} produced non-finite values in {name}; lower its learning rate (--set lr=...)."
+            )
+    if masks is not None:
+        from unlearnbench.unlearn.prune import pruned_nonzero
+
+        moved = pruned_nonzero(model, masks)
+        if moved:
+            raise RuntimeError(f"method {method!r} changed {moved} pruned weights; it must honour the prune mask")

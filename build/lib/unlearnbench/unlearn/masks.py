@@ -1,0 +1,86 @@
+"""Saliency masks (SalUn): which weights matter most for the forget set.
+
+As in ``generate_mask.py`` of OPTML-Group/Unlearn-Saliency: the gradient of the cross-entropy on
+the forget set (true labels), taken on the *original* model in ``eval()`` mode (BatchNorm uses
+its running statistics), summed over mini-batches of mean losses, in absolute value; then a
+*global* ranking over every parameter tensor (convolutions, BatchNorm γ/β, the head) keeps the
+top ``ratio`` fraction. The count is exactly ``int(N * ratio)`` of the N parameters; ties are
+broken by a stable sort (lower flat index first) so the mask is the same on every device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from unlearnbench.core.data import DatasetInfo, Loader, TensorSet
+from unlearnbench.unlearn.base import Mask
+
+
+def forget_gradients(
+    model: nn.Module,
+    forget: TensorSet,
+    *,
+    batch_size: int = 256,
+    augment: DatasetInfo | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Σ over forget batches of ∇ CE (batch mean), per parameter, in eval mode; ``model`` is restored."""
+    was_training = model.training
+    model.eval()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    saved = {n: (None if p.grad is None else p.grad.clone()) for n, p in params}
+    sums = {n: torch.zeros_like(p) for n, p in params}
+    try:
+        loader = Loader(forget, batch_size, shuffle=True, augment=augment, generator=generator)
+        for x, y in loader:
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            for n, p in params:
+                if p.grad is not None:
+                    sums[n] += p.grad
+    finally:
+        for n, p in params:  # leave the caller's gradients exactly as they were
+            p.grad = saved[n]
+        model.train(was_training)
+    return sums
+
+
+def top_fraction_mask(scores: dict[str, torch.Tensor], ratio: float) -> Mask:
+    """Global top-``ratio`` of all entries by score: exactly ``int(N * ratio)`` entries are True."""
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+    names = list(scores)
+    flat = torch.cat([scores[n].detach().flatten().float() for n in names])
+    k = int(flat.numel() * ratio)
+    keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    if k:
+        order = torch.argsort(flat, descending=True, stable=True)
+        keep[order[:k]] = True
+    out: Mask = {}
+    start = 0
+    for n in names:
+        size = scores[n].numel()
+        out[n] = keep[start : start + size].view_as(scores[n])
+        start += size
+    return out
+
+
+def saliency_mask(
+    model: nn.Module,
+    forget: TensorSet,
+    ratio: float,
+    *,
+    batch_size: int = 256,
+    augment: DatasetInfo | None = None,
+    generator: torch.Generator | None = None,
+) -> Mask:
+    """SalUn's mask: True for the ``ratio`` fraction of weights with the largest |Σ∇ forget CE|."""
+    grads = forget_gradients(model, forget, batch_size=batch_size, augment=augment, generator=generator)
+    return top_fraction_mask({n: g.abs() for n, g in grads.items()}, ratio)
+
+
+def mask_fraction(mask: Mask) -> float:
+    total = sum(m.numel() for m in mask.values())
+    return sum(int(m.sum()) for m in mask.values()) / max(1, total)
