@@ -56,6 +56,14 @@ def test_train_run_is_running_while_it_trains_and_lasts_as_long_as_the_command(m
         return out
 
     monkeypatch.setattr(jobs, "train_model", train_model)  # `train` imports it when it runs
+    # The wall time below is the command's, not Python's first import of torch, MLflow and the
+    # training code (the CLI imports them lazily), nor the store's creation of the experiment.
+    import unlearnbench.commands.train  # noqa: F401
+    import unlearnbench.core.data  # noqa: F401
+    import unlearnbench.core.models  # noqa: F401
+    import unlearnbench.eval.inputs  # noqa: F401
+
+    tracking.setup(mlflow_uri, experiment)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
