@@ -66,7 +66,9 @@ def import_(
         f"Saved {out}: {model} from {weights} (sha256 {meta['source']['sha256'][:12]}), "
         f"normalisation {meta['normalize']['source']}; test acc {acc:.2f}% (n={n}) on {dataset}."
     )
-    if acc <= 1.5 * chance:
+    if meta.get("normalization_hint"):
+        console.print(f"Warning: {meta['normalization_hint']}", highlight=False, soft_wrap=True)
+    elif acc <= 1.5 * chance:
         console.print(
             f"Note: {acc:.2f}% is near chance ({chance:.1f}%); if the model was trained on normalised images, "
             "pass --normalize (e.g. --normalize dataset)."

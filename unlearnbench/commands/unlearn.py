@@ -107,6 +107,9 @@ def unlearn(
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     request = check_request(ckpt, method, spec, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
                             dataset=dataset)
+    if preset is not None and p.release:
+        console.print(f"Preset {preset} follows {p.release}" + (f"; quirks: {len(p.quirks)} (ls presets {preset})"
+                      if p.quirks else ""), style="dim", highlight=False)
     track = None
     if not no_track:
         from unlearnbench.eval import tracking
@@ -185,10 +188,15 @@ def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_
 
     meta = outcome.meta
     method = meta["method"]
+    release = ""
+    if preset:
+        from unlearnbench.unlearn.presets import PRESETS
+
+        release = PRESETS.get(preset).release
     params = {
         **flatten(outcome.result.config), "method": method, "forget": meta["forget"], "dataset": meta["dataset"],
         "model": meta["model"], "prune": prune, "adv_retain": adv_retain or "", "preset": preset or "",
-        "checkpoint": str(checkpoint), **_mismatches(meta), **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),
+        "preset_release": release, "checkpoint": str(checkpoint), **_mismatches(meta), **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),
     }
     tracking.log_params(params)
     tracking.set_tags({"git_sha": meta["provenance"]["git_sha"]})

@@ -278,6 +278,22 @@ def with_normalization(model: nn.Module, mean: float | Sequence[float], std: flo
     return Normalized(model, m, s)
 
 
+def normalized_for(model: nn.Module, info: object) -> nn.Module:
+    """``model`` behind the normalisation its data carries (``DatasetInfo.normalization``), on the
+    model's device; unchanged when the data carries none or the model already applies exactly it."""
+    stats = getattr(info, "normalization", None)
+    if stats is None:
+        return model
+    mean, std = stats
+    if isinstance(model, Normalized):
+        have = (tuple(model.normalize.mean.flatten().tolist()), tuple(model.normalize.std.flatten().tolist()))
+        if all(abs(a - b) < 1e-6 for a, b in zip((*have[0], *have[1]), (*mean, *std), strict=False)):
+            return model
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), None)
+    wrapped = with_normalization(model, mean, std)
+    return wrapped.to(device) if device is not None else wrapped
+
+
 _SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 FOREIGN_HELP = "torchvision:NAME, timm:NAME or module.path:factory"
 
