@@ -28,13 +28,13 @@ def test_train_run_is_running_while_it_trains_and_lasts_as_long_as_the_command(m
     pytest.importorskip("psutil")
     from mlflow import MlflowClient
 
-    import unlearnbench.core.jobs as jobs
+    import unlearnbench.api as api
 
     experiment = f"live-{uuid.uuid4().hex[:8]}"
     client = MlflowClient(tracking_uri=mlflow_uri)
     seen: dict[str, object] = {}
     observed = threading.Event()
-    real_train = jobs.train_model
+    real_train = api.train
 
     def watch() -> None:
         # Another thread with its own client, as the MLflow UI would see the store.
@@ -55,7 +55,7 @@ def test_train_run_is_running_while_it_trains_and_lasts_as_long_as_the_command(m
         seen["train_s"] = time.perf_counter() - t0
         return out
 
-    monkeypatch.setattr(jobs, "train_model", train_model)  # `train` imports it when it runs
+    monkeypatch.setattr(api, "train", train_model)  # the command calls api.train
     # The wall time below is the command's, not Python's first import of torch, MLflow and the
     # training code (the CLI imports them lazily), nor the store's creation of the experiment.
     import unlearnbench.commands.train  # noqa: F401

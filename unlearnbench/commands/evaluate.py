@@ -185,8 +185,8 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint: accuracies, MIAs, gaps to the retrained reference; log to MLflow."""
     setup_output(quiet)
+    from unlearnbench import api
     from unlearnbench.eval.engine import EvalConfig, Evaluator
-    from unlearnbench.eval.jobs import evaluate_checkpoint
 
     cfg = build_config(
         EvalConfig, config, set_, metrics=_names(metrics), robustness=_names(robustness), norm=norm, eps=eps,
@@ -214,7 +214,7 @@ def evaluate(
         # what was evaluated); without tracking a null context.
         live = track.run(f"evaluate {path.name}", tags={"kind": "eval"}) if track is not None else contextlib.nullcontext()
         with live:
-            report = evaluate_checkpoint(
+            report = api.evaluate_checkpoint(
                 path, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
                 source=data_source(data_root, download, subset, per_class), rte_seconds=rte_seconds,
                 allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
@@ -360,17 +360,17 @@ def shadow_train(
 ) -> None:
     """Train a shadow-model pool (independent jobs, locally or on Ray) for LiRA / U-LiRA."""
     setup_output(quiet)
+    from unlearnbench.api import train_shadow_pool
     from unlearnbench.core.data import DataSource
     from unlearnbench.core.executor import ExecutorConfig
     from unlearnbench.core.train import TrainConfig, recipe_for
-    from unlearnbench.eval.shadow import train_pool
 
     cfg = build_config(TrainConfig, config, set_, base=recipe_for(dataset), epochs=epochs, lr=lr,
                        batch_size=batch_size, device=device)
     ex = from_dict(ExecutorConfig, {"kind": executor, "ray_address": ray_address, "num_cpus": num_cpus, "num_gpus": num_gpus})
     mcfg = {**(load_yaml(method_config) if method_config else {}), **parse_overrides(method_set or [])}
     check_outputs(("--out", out, True), inputs=(method_config, config), specs=(forget,))
-    pool = train_pool(
+    pool = train_shadow_pool(
         out, dataset=dataset, model=model, n=n, config=cfg, split_seed=split_seed, val_fraction=val_fraction,
         seed=seed, source=DataSource.from_env(data_root, download), executor=ex, ulira_method=ulira_method,
         forget=forget, method_config=mcfg or None, targets=targets,
