@@ -170,6 +170,7 @@ def _issue_models():
     small = (logits(np.array([True, False, True])), torch.zeros(3, dtype=torch.long))
     model, data = make_constructed(small, small, (logits(model_ok), y))
     ref_table = model.table.clone()
+    ref_table[0:3] = logits(np.array([True, True, True]))  # the reference gets the forget image 1 right
     ref_table[6:6 + 4500] = logits(ref_ok)
     ref_table[6 + 4500:] = logits(ref_ok)  # val = test here
     return model, LookupModel(ref_table).eval(), data
@@ -183,8 +184,11 @@ def test_engine_pairs_gaps_with_a_reference_model_or_its_report():
     assert [round(v, 2) for v in r.gap_interval("test_acc")] == [0.10, 0.80]
     assert r.gap_paired("test_acc") and r.beyond_noise("test_acc") is True
     assert r.gap_p("test_acc") == pytest.approx(iv.mcnemar_p(MODEL_ONLY, REF_ONLY))
-    # UA pairs on the forget images (model wrong on 1 of 3, reference identical there: no gap).
-    assert r.counts["n/ua/model_only"] == 0 and r.beyond_noise("ua") is False
+    # UA pairs on the forget images, counting mistakes: the model's one mistake (image 1) is an
+    # image the reference gets right, so for UA it is "model only", for forget accuracy "reference only".
+    assert (r.counts["n/ua/model_only"], r.counts["n/ua/reference_only"]) == (1, 0)
+    assert (r.counts["n/forget_acc/model_only"], r.counts["n/forget_acc/reference_only"]) == (0, 1)
+    assert r.gap_paired("ua") and r.beyond_noise("ua") is False
     # The reference as a report (e.g. a study's retrain, or --reference retrain.json): the same.
     ref_report = Report.from_json(Evaluator(metrics=["test_acc", "forget_acc", "ua"]).evaluate(ref_model, data).to_json())
     r2 = Evaluator(metrics=["test_acc", "forget_acc", "ua"]).evaluate(model, data, reference=ref_report)
