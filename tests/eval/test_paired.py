@@ -226,3 +226,29 @@ def test_beyond_noise_needs_both_the_test_and_the_interval():
     assert not r.gap_paired("test_acc")
     assert r.gap_interval("test_acc") == pytest.approx(
         tuple(100 * v for v in iv.newcombe(0.9006, 10000, 0.89, 10000)))
+
+
+def test_mia_efficacy_gap_is_paired_on_the_forget_images():
+    from eval_helpers import binary_logits
+
+    from unlearnbench.eval.metrics.mia_svc import svc_verdicts
+
+    rng = np.random.default_rng(7)
+    retain, test = binary_logits(rng.uniform(0.9, 1.0, 60)), binary_logits(rng.uniform(0.3, 1.0, 40))
+    forget_m, forget_r = binary_logits(rng.uniform(0.5, 1.0, 30)), binary_logits(rng.uniform(0.5, 1.0, 30))
+    model, data = make_constructed(forget_m, retain, test)
+    ref_table = model.table.clone()
+    ref_table[:30] = forget_r[0]
+    reference = LookupModel(ref_table).eval()
+    r = Evaluator(metrics=["mia_efficacy"]).evaluate(model, data, reference=reference)
+
+    def verdicts(forget_logits):
+        conf = lambda lg: torch.softmax(lg, 1)[:, 0].numpy()  # noqa: E731 (label 0 everywhere)
+        return svc_verdicts(conf(retain[0])[:40], conf(test[0]), conf(forget_logits))
+
+    vm, vr = verdicts(forget_m[0]), verdicts(forget_r[0])
+    assert r["mia_efficacy"] == pytest.approx(100 * vm.mean()) and r.reference_values["mia_efficacy"] == pytest.approx(
+        100 * vr.mean())
+    assert (r.counts["n/mia_efficacy/model_only"], r.counts["n/mia_efficacy/reference_only"]) == (
+        int((vm & ~vr).sum()), int((vr & ~vm).sum()))
+    assert (vm != vr).any() and r.gap_paired("mia_efficacy")
