@@ -88,6 +88,13 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          "def make_unlearn_data(splits: Splits, spec: ForgetSpec ^ str) -> UnlearnData:"):
             "an annotation: never evaluated under `from __future__ import annotations`",
     },
+    "unlearn/masks.py": {
+        ("batch_size: int = 256,", "batch_size: int = 255,"):
+            "an unused default: the package's only caller (SalUn) always passes its mask_batch_size",
+        ("*,", "/,"): "keyword-only marker made positional-only: every caller passes keywords",
+        ("generator: torch.Generator | None = None,", "generator: torch.Generator ^ None = None,"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
+    },
 }
 
 _ARITH = {"Add", "Sub", "Mul", "Div", "FloorDiv", "Mod", "Pow"}
@@ -351,6 +358,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant (at least 4x the baseline)")
     ap.add_argument("--report", action="store_true", help="only rewrite the doc section from the dbs")
+    ap.add_argument("--note", default="", help="a sentence recorded under the table (what was or was not run, why)")
     ap.add_argument("--fresh", action="store_true", help="discard the modules' dbs and sample again")
     ap.add_argument("--rerun-survivors", action="store_true",
                     help="run the sampled survivors again (after adding tests for them); kills stay recorded")
@@ -379,7 +387,7 @@ def main() -> int:
                 if args.rerun_survivors:
                     print(f"{module}: {forget_survivors(module)} survivors to run again", flush=True)
                 run_module(module, copy, args.per_module, args.seed, args.timeout)
-    write_section(list(MODULES))
+    write_section(list(MODULES), args.note)
     print(f"written to {DOC}")
     return 0
 

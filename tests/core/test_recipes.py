@@ -3,6 +3,8 @@ MLflow), `ls recipes`, and a study's recipe reaching its TrainConfig."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -76,8 +78,9 @@ def test_recipe_descriptions_state_the_reference_values():
 
 def test_only_the_reference_recipe_claims_to_be_a_paper_protocol():
     """paper=True is what lets a report call numbers "the paper's protocol"; only paper-cifar
-    carries the release's values (paper-digits is its shape at digits scale, not a protocol)."""
-    assert {n for n in RECIPES.names() if RECIPES.get(n).paper} == {"paper-cifar"}
+    carries the release's values, and paper-retrain the papers' Retrain (paper-digits is paper-cifar's
+    shape at digits scale, not a protocol)."""
+    assert {n for n in RECIPES.names() if RECIPES.get(n).paper} == {"paper-cifar", "paper-retrain"}
     assert all(RECIPES.get(n).differences == () for n in RECIPES.names() if not RECIPES.get(n).paper)
 
 
@@ -143,3 +146,68 @@ def test_a_cifar_study_with_a_paper_preset_and_another_recipe_is_warned_about():
         load_study("cifar10-salun")  # paper-cifar: no warning
         load_study("cifar10-salun", recipe="fast-cifar",
                    differences=["Original and Retrain use recipe fast-cifar (40 epochs, label smoothing)."])
+
+
+def test_paper_retrain_is_the_papers_retrain():
+    """Issue #23: main_forget.py --unlearn retrain --unlearn_epochs 160 --unlearn_lr 0.1 — fresh
+    init, SGD 0.1 (momentum 0.9, wd 5e-4), MultiStepLR(91, 136, gamma 0.1) stepped per epoch, the
+    last epoch kept. The lr of every step equals torch's MultiStepLR stepped once per epoch."""
+    import torch
+
+    from unlearnbench.core.recipes import RECIPES
+    from unlearnbench.core.train import lr_lambda
+
+    r = RECIPES.get("paper-retrain")
+    c = r.config()
+    assert r.paper and (c.epochs, c.lr, c.momentum, c.weight_decay, c.batch_size) == (160, 0.1, 0.9, 5e-4, 256)
+    assert not c.keep_best and c.schedule == "multistep" and c.gamma == 0.1 and c.label_smoothing == 0
+    assert not c.nesterov and c.warmup == 0 and not c.amp
+    for steps_per_epoch in (158, 87, 175):  # 40,500 / 22,500 / 45,000 images at batch 256
+        f = lr_lambda(c, c.epochs * steps_per_epoch)
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        ref = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[91, 136], gamma=0.1)
+        for epoch in range(c.epochs):
+            want = opt.param_groups[0]["lr"]
+            got = {0.1 * f(epoch * steps_per_epoch + i) for i in range(steps_per_epoch)}
+            assert len(got) == 1 and abs(got.pop() - want) < 1e-12, (steps_per_epoch, epoch)
+            opt.step()
+            ref.step()
+
+
+def test_paper_studies_retrain_with_paper_retrain_and_train_originals_with_paper_cifar(tmp_path):
+    from unlearnbench.study import load_study, plan_jobs
+
+    for name in ("cifar10-salun", "cifar10-salun-class", "cifar10-sparse"):
+        cfg = load_study(name)
+        assert cfg.retrain_recipe == "paper-retrain"
+        trains, _ = plan_jobs(cfg, tmp_path, None)
+        originals = [t for t in trains if t.exclude is None]
+        retrains = [t for t in trains if t.exclude is not None]
+        assert retrains and all(t.recipe == "paper-retrain" for t in retrains)
+        assert all((t.train["epochs"], t.train["keep_best"]) == (160, False) for t in retrains)
+        assert all((t.train["epochs"], t.train["keep_best"]) == (182, True) for t in originals if not t.sparse)
+        assert len({t.path for t in trains}) == len(trains)
+
+
+def test_a_study_without_retrain_recipe_keeps_its_id_and_retrains_with_its_recipe(tmp_path):
+    from unlearnbench.study import load_study, plan_jobs, study_id
+
+    plain = load_study("digits")
+    assert plain.retrain_recipe is None and study_id(plain) == study_id(load_study("digits", differences=["x"]))
+    trains, _ = plan_jobs(plain, tmp_path, None)
+    per_seed = {}
+    for t in trains:
+        if t.sparsity is None:
+            per_seed.setdefault(t.train["seed"], set()).add(json.dumps(t.train, sort_keys=True, default=str))
+    assert per_seed and all(len(v) == 1 for v in per_seed.values())
+    own = load_study("digits", retrain_recipe="paper-digits")
+    assert study_id(own) != study_id(plain)
+    with pytest.raises(Exception, match="Did you mean 'paper-retrain'"):
+        load_study("digits", retrain_recipe="paper-retrian")
+
+
+def test_a_paper_study_retraining_with_another_recipe_is_warned_about():
+    from unlearnbench.study import load_study
+
+    with pytest.warns(UserWarning, match="retrain_recipe: paper-retrain"):
+        load_study("cifar10-salun", retrain_recipe="paper-cifar")

@@ -50,13 +50,13 @@ def import_(
 ) -> None:
     """Convert a model trained elsewhere into a checkpoint that evaluate, attack, unlearn and studies take."""
     setup_output(quiet)
+    from unlearnbench import api
     from unlearnbench.core.checkpoint import save_checkpoint
     from unlearnbench.core.data import DATASETS, DataSource
-    from unlearnbench.core.importer import import_model
 
-    DATASETS.get(dataset)
+    DATASETS.get(dataset)  # an unknown name fails before the file checks
     check_outputs(("--out", out, False), inputs=(weights,))
-    outcome = import_model(model, weights, dataset, normalize=normalize, split_seed=split_seed,
+    outcome = api.import_model(model, weights, dataset, normalize=normalize, split_seed=split_seed,
                            val_fraction=val_fraction, source=DataSource.from_env(data_root, download), device=device)
     save_checkpoint(out, outcome.model, outcome.meta)
     meta = outcome.meta
@@ -66,7 +66,9 @@ def import_(
         f"Saved {out}: {model} from {weights} (sha256 {meta['source']['sha256'][:12]}), "
         f"normalisation {meta['normalize']['source']}; test acc {acc:.2f}% (n={n}) on {dataset}."
     )
-    if acc <= 1.5 * chance:
+    if meta.get("normalization_hint"):
+        console.print(f"Warning: {meta['normalization_hint']}", highlight=False, soft_wrap=True)
+    elif acc <= 1.5 * chance:
         console.print(
             f"Note: {acc:.2f}% is near chance ({chance:.1f}%); if the model was trained on normalised images, "
             "pass --normalize (e.g. --normalize dataset)."

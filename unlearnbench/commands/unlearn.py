@@ -75,10 +75,11 @@ def unlearn(
 ) -> None:
     """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
     setup_output(quiet)
+    from unlearnbench import api
     from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
     from unlearnbench.core.data import parse_forget_spec
     from unlearnbench.unlearn import METHODS
-    from unlearnbench.unlearn.jobs import accuracies, check_request, run_request
+    from unlearnbench.unlearn.jobs import accuracies
     from unlearnbench.unlearn.presets import PRESETS
 
     # Everything a user can get wrong is checked before the (possibly long) run.
@@ -105,8 +106,11 @@ def unlearn(
                   store=False if no_track else tracking_uri)
     ckpt = load_checkpoint(checkpoint)
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
-    request = check_request(ckpt, method, spec, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
-                            dataset=dataset)
+    request = api.check_unlearn(ckpt, method, spec, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
+                                dataset=dataset)
+    if preset is not None and p.release:
+        console.print(f"Preset {preset} follows {p.release}" + (f"; quirks: {len(p.quirks)} (ls presets {preset})"
+                      if p.quirks else ""), style="dim", highlight=False)
     if not no_track:
         from unlearnbench.eval import tracking
 
@@ -116,11 +120,11 @@ def unlearn(
 
     images_before = images_seen()
     source = data_source(data_root, download, subset, per_class)
-    # The data is loaded and split once, inside run_request; the per-epoch curves (for MLflow's
+    # The data is loaded and split once, inside run_unlearn; the per-epoch curves (for MLflow's
     # charts) are recorded on that same forget set.
-    outcome = run_request(request, device=device, source=source, reference=ref_ckpt,
-                          allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
-                          record_epochs=not no_track)
+    outcome = api.run_unlearn(request, device=device, source=source, reference=ref_ckpt,
+                              allow_data_mismatch=allow_data_mismatch,
+                              allow_reference_mismatch=allow_reference_mismatch, record_epochs=not no_track)
     history = outcome.history
     report, before = None, {}
     if not no_eval:
@@ -157,11 +161,11 @@ def unlearn(
 
 def _evaluate(outcome, ref_ckpt):
     """The full evaluation engine on the fresh model (the `unlearn` default; --no-eval skips it)."""
+    from unlearnbench.api import evaluate_model
     from unlearnbench.core.config import to_dict
-    from unlearnbench.eval.jobs import evaluate_model
 
     device = next(outcome.model.parameters()).device
-    # run_request checked the reference against the run before unlearning.
+    # run_unlearn checked the reference against the run before unlearning.
     ref = ref_ckpt.build(device) if ref_ckpt is not None else None
     return evaluate_model(
         outcome.model, outcome.data, reference=ref, original=outcome.original,
@@ -181,10 +185,15 @@ def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_
 
     meta = outcome.meta
     method = meta["method"]
+    release = ""
+    if preset:
+        from unlearnbench.unlearn.presets import PRESETS
+
+        release = PRESETS.get(preset).release
     params = {
         **flatten(outcome.result.config), "method": method, "forget": meta["forget"], "dataset": meta["dataset"],
         "model": meta["model"], "prune": prune, "adv_retain": adv_retain or "", "preset": preset or "",
-        "checkpoint": str(checkpoint), **_mismatches(meta), **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),
+        "preset_release": release, "checkpoint": str(checkpoint), **_mismatches(meta), **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),
     }
     tags = {
         "kind": "unlearn", "method": method, "dataset": meta["dataset"], "model": meta["model"],

@@ -110,6 +110,9 @@ def import_model(
     load_foreign_weights(model, state, str(weights))
     model = model.to(dev).eval()
     metrics = {"test_acc": accuracy(model, splits.test), "n_test": len(splits.test)}
+    from unlearnbench.core.normcheck import mismatch_hint
+
+    hint = mismatch_hint(model, splits.test, info, info.num_classes, acc=metrics["test_acc"])
     meta = checkpoint_meta(
         spec, splits, exclude=None, val_fraction=val_fraction,
         extra={
@@ -118,6 +121,7 @@ def import_model(
             "normalize": {"mean": list(mean), "std": list(std), "source": stats_source},
             "source": origin,
             "metrics": metrics,
+            **({"normalization_hint": hint} if hint else {}),
             "provenance": provenance.collect(dev, 0),
         },
     )

@@ -278,6 +278,22 @@ def with_normalization(model: nn.Module, mean: float | Sequence[float], std: flo
     return Normalized(model, m, s)
 
 
+def normalized_for(model: nn.Module, info: object) -> nn.Module:
+    """``model`` behind the normalisation its data carries (``DatasetInfo.normalization``), on the
+    model's device; unchanged when the data carries none or the model already applies exactly it."""
+    stats = getattr(info, "normalization", None)
+    if stats is None:
+        return model
+    mean, std = stats
+    if isinstance(model, Normalized):
+        have = (tuple(model.normalize.mean.flatten().tolist()), tuple(model.normalize.std.flatten().tolist()))
+        if all(abs(a - b) < 1e-6 for a, b in zip((*have[0], *have[1]), (*mean, *std), strict=False)):
+            return model
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), None)
+    wrapped = with_normalization(model, mean, std)
+    return wrapped.to(device) if device is not None else wrapped
+
+
 _SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 FOREIGN_HELP = "torchvision:NAME, timm:NAME or module.path:factory"
 
@@ -421,9 +437,10 @@ def build_foreign(
 def check_model_fits(
     model: nn.Module, channels: int, height: int, width: int, num_classes: int | None, what: str = "The model",
     device: torch.device | str | None = None,
-) -> None:
+) -> int:
     """One forward pass of two blank images: a model that cannot take the data's images, or does
-    not return ``(N, num_classes)`` logits, fails here in one sentence instead of deep inside a run."""
+    not return ``(N, num_classes)`` logits, fails here in one sentence instead of deep inside a run.
+    Returns the number of logits (classes) it does return."""
     if device is None:
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else "cpu"
@@ -438,6 +455,7 @@ def check_model_fits(
     if out.dim() != 2 or out.shape[0] != 2 or (num_classes is not None and out.shape[1] != num_classes):
         want = f"(N, {num_classes})" if num_classes is not None else "(N, classes)"
         raise ModelError(f"{what} returns logits of shape {tuple(out.shape)} for 2 images, not {want}.")
+    return int(out.shape[1])
 
 
 # ----------------------------------------------------------------------------- penultimate features

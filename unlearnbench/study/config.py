@@ -69,7 +69,10 @@ class StudyConfig:
     subset: int | None = None  # use N training images (stratified, seeded), as `--subset`
     per_class: int | None = None  # or N per class, as `--per-class`
     recipe: str | None = None  # named training recipe (`unlearnbench ls recipes`); None = the dataset's default
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys over the recipe
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys over the recipe (and over retrain_recipe)
+    # The Retrain references' recipe; None = the same as the original's (``recipe``). The paper
+    # studies set paper-retrain: the papers' Retrain is 160 epochs from a fresh init, last epoch.
+    retrain_recipe: str | None = None
     prune: tuple[float | None, ...] = (None,)  # OMP sparsity before unlearning; null = none
     # rewind: Unlearn-Sparse's sparse original (OMP of the trained dense model, rewind to the
     # weights after epoch ``rewind_epoch``, retrain with the mask fixed); one-shot: prune the dense
@@ -159,11 +162,22 @@ def _check_presets(cfg: StudyConfig) -> None:
         if preset.dataset != cfg.dataset:
             warnings.warn(f"Preset {m.preset!r} is the protocol for {preset.dataset}, but this study runs on "
                           f"{cfg.dataset}; its hyperparameters may not suit it.", stacklevel=3)
-        elif _paper_recipe_missing(cfg):
-            warnings.warn(f"Preset {m.preset!r} is a paper protocol whose original and Retrain the papers train "
+        elif _paper_retrain_missing(cfg):
+            warnings.warn(f"Preset {m.preset!r} is compared with a paper whose Retrain is 160 epochs from a fresh "
+                          f"init, last epoch kept (recipe paper-retrain), but this study retrains with recipe "
+                          f"{cfg.retrain_recipe or recipe_name(cfg)!r}; set retrain_recipe: paper-retrain or list the "
+                          "difference under differences:.", stacklevel=3)
+        if preset.dataset == cfg.dataset and _paper_recipe_missing(cfg):
+            warnings.warn(f"Preset {m.preset!r} is a paper protocol whose original the papers train "
                           f"with main_train.py (recipe paper-cifar), but this study trains with recipe "
                           f"{recipe_name(cfg)!r}; set recipe: paper-cifar or list the difference under differences:.",
                           stacklevel=3)
+
+
+def _paper_retrain_missing(cfg: StudyConfig) -> bool:
+    """A CIFAR study using a paper preset retrains its references with another recipe and does not say so."""
+    return (cfg.dataset.startswith("cifar") and cfg.retrain_recipe != "paper-retrain"
+            and not any("retrain" in d.lower() and "recipe" in d.lower() for d in cfg.differences))
 
 
 def _paper_recipe_missing(cfg: StudyConfig) -> bool:
@@ -221,6 +235,9 @@ def _check_names(cfg: StudyConfig) -> None:
     check_model_spec(cfg.model)  # a registered name, torchvision:NAME or module.path:factory
     if cfg.recipe is not None:
         RECIPES.get(cfg.recipe)
+    if cfg.retrain_recipe is not None:
+        RECIPES.get(cfg.retrain_recipe)
+        retrain_train_config(cfg, cfg.seeds[0])  # train: keys must suit it too
     tc = train_config(cfg, cfg.seeds[0])
     if cfg.prune_mode == "rewind" and sparsities(cfg) and cfg.rewind_epoch >= tc.epochs:
         raise ConfigError(f"rewind_epoch {cfg.rewind_epoch} must be below the {tc.epochs} training epochs "
@@ -283,6 +300,17 @@ def train_config(cfg: StudyConfig, seed: int):
                                    "device": cfg.device})
 
 
+def retrain_train_config(cfg: StudyConfig, seed: int):
+    """The Retrain references' TrainConfig: ``retrain_recipe`` (else ``recipe``), then ``train:``."""
+    from unlearnbench.core.recipes import recipe_train
+    from unlearnbench.core.train import TrainConfig
+
+    if cfg.retrain_recipe is None:
+        return train_config(cfg, seed)
+    return from_dict(TrainConfig, {**recipe_train(cfg.retrain_recipe, cfg.dataset), **cfg.train, "seed": seed,
+                                   "device": cfg.device})
+
+
 def recipe_name(cfg: StudyConfig) -> str:
     from unlearnbench.core.recipes import default_recipe
 
@@ -301,6 +329,8 @@ def study_id(cfg: StudyConfig) -> str:
             data.pop(k, None)
     if data.get("recipe") is None:  # keeps the id of studies written before recipes existed
         data.pop("recipe")
+    if data.get("retrain_recipe") is None:  # likewise for studies written before retrain_recipe
+        data.pop("retrain_recipe", None)
     if not sparsities(cfg):  # the prune settings do not change a study without prune levels
         data.pop("prune_mode")
         data.pop("rewind_epoch")

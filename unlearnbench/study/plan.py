@@ -13,7 +13,15 @@ from typing import Any
 
 from unlearnbench.core.config import to_dict
 from unlearnbench.core.data import DataSource, parse_forget_spec
-from unlearnbench.study.config import StudyConfig, recipe_name, sparsities, study_id, train_config, variant_of
+from unlearnbench.study.config import (
+    StudyConfig,
+    recipe_name,
+    retrain_train_config,
+    sparsities,
+    study_id,
+    train_config,
+    variant_of,
+)
 
 
 def _slug(text: str) -> str:
@@ -143,13 +151,20 @@ def plan_jobs(cfg: StudyConfig, work_dir: Path, source: DataSource | None,
                                        dense_path=orig_path, mask_epoch=last, **base))
             else:
                 originals[s] = orig_path
+        # Retrain references: their own recipe when the study names one (a separate cache name, so
+        # a reference trained with another recipe is never reused).
+        rbase, rtag = base, ""
+        if cfg.retrain_recipe is not None:
+            rbase = {**base, "train": to_dict(retrain_train_config(cfg, seed)), "recipe": cfg.retrain_recipe}
+            rtag = "-" + hashlib.sha256(json.dumps({k: v for k, v in rbase["train"].items() if k != "device"},
+                                                   sort_keys=True, default=str).encode()).hexdigest()[:8]
         for spec in cfg.forget:
-            retrains = {None: str(mdir / f"retrain-{_spec_key(spec)}.pt")}
-            trains.append(TrainJob(exclude=spec, path=retrains[None], **base))
+            retrains = {None: str(mdir / f"retrain-{_spec_key(spec)}{rtag}.pt")}
+            trains.append(TrainJob(exclude=spec, path=retrains[None], **rbase))
             for s in levels:  # the Retrain reference of pruned rows: retrained with the same mask
-                retrains[s] = str(mdir / f"retrain-{_spec_key(spec)}-omp{s:g}.pt")
+                retrains[s] = str(mdir / f"retrain-{_spec_key(spec)}-omp{s:g}{rtag}.pt")
                 trains.append(TrainJob(exclude=spec, path=retrains[s], sparsity=s, dense_path=orig_path,
-                                       mask_epoch=last, **base))
+                                       mask_epoch=last, **rbase))
             common = dict(spec=spec, seed=seed, dataset=cfg.dataset, model=cfg.model, split_seed=cfg.split_seed,
                           val_fraction=cfg.val_fraction, source=source, device=cfg.device, retrain_seconds=None,
                           reference_values=None, evaluation=ev, prune_mode=cfg.prune_mode)

@@ -143,6 +143,9 @@ def run(
     method, base, chosen, prune = _starting_config(method, data, config, preset, recipe, prune)
     entry = METHODS.entry(method)
     data = _check_inputs(model, data)
+    from unlearnbench.core.models import normalized_for
+
+    model = normalized_for(model, data.info)  # the data's mean/std (if given) become the first layer
     cfg = build_config(method, {**base, **_as_values(method, config)}, seed)
     reads = declared_reads(method, cfg, data.spec)
     if prune is not None:

@@ -60,6 +60,11 @@ def _preset_regime(preset: Any) -> tuple[str, int] | None:
     return regime_of(channels, size), classes
 
 
+def _release_day(release: str) -> int:
+    """YYYYMMDD of a preset's ``release`` ("owner/repo@commit (YYYY-MM-DD)"); 0 when it names none."""
+    return int(release.rsplit("(", 1)[-1].rstrip(")").replace("-", "")) if "(" in release else 0
+
+
 def recipe_for(method: str, channels: int, image_size: int, num_classes: int,
                classwise: bool | None = None) -> MethodRecipe:
     """The recipe ``method`` starts from on data of this shape (and forget kind, when known)."""
@@ -76,7 +81,9 @@ def recipe_for(method: str, channels: int, image_size: int, num_classes: int,
             continue
         p_classwise = p.forget.startswith(("class:", "subclass:"))
         kind_miss = classwise is not None and p_classwise != classwise
-        candidates.append(((kind_miss, abs(where[1] - num_classes), name), p))
+        # Several releases of one protocol (e.g. SalUn's 2023 code behind the tables and today's):
+        # the newest release is the default; the others stay available by name.
+        candidates.append(((kind_miss, abs(where[1] - num_classes), -_release_day(p.release), name), p))
     if not candidates:
         return MethodRecipe(method, regime, "defaults", fits=False)
     _, best = min(candidates, key=lambda c: c[0])
