@@ -397,7 +397,12 @@ def _print_pool(pool) -> None:
         u = hold["ulira"]
         console.print(f"U-LiRA over {u['n_targets']} targets (half unlearned, half retrained; {u['n_members']} + "
                       f"{u['n_nonmembers']} decisions): accuracy {u['acc']:.3f} [{u['acc_lo']:.3f}, {u['acc_hi']:.3f}], "
-                      f"AUC {u['auc']:.3f} [{u['auc_lo']:.3f}, {u['auc_hi']:.3f}] (95 % intervals; 0.5 = like retraining).")
+                      f"AUC {u['auc']:.3f} [{u['auc_lo']:.3f}, {u['auc_hi']:.3f}] (95 % intervals over the targets, "
+                      "given this pool's shadows; 0.5 = like retraining).")
+        if "auc_fit_lo" in u:
+            console.print(f"With the shadow fit's variance (bootstrap over shadow and target pairs, {u['n_boot']} "
+                          f"draws), for claims about the method: accuracy [{u['acc_fit_lo']:.3f}, {u['acc_fit_hi']:.3f}], "
+                          f"AUC [{u['auc_fit_lo']:.3f}, {u['auc_fit_hi']:.3f}].")
     elif hold:
         table = Table(title="Hold-out attack on the pool's own shadows", title_justify="left")
         for col in ("attack", "auc", "bal_acc", "tpr@1%fpr", "tpr@0.1%fpr"):
