@@ -157,3 +157,41 @@ def test_a_request_refused_during_its_work_leaves_no_active_run(mlflow_uri):
     exp = client.get_experiment_by_name(experiment)
     assert client.search_runs([exp.experiment_id]) == []  # active runs: none
     assert client.get_run(active.info.run_id).info.lifecycle_stage == "deleted"
+
+
+def test_ctrl_c_on_a_training_ends_its_run_killed(mlflow_uri, tmp_path):
+    """The real thing: SIGINT to a `train` process while its run is RUNNING."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    experiment = f"live-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "unlearnbench", "train", "--epochs", "500", "-q",
+                             "--out", str(tmp_path / "o.pt"), "--tracking-uri", mlflow_uri, "--experiment", experiment],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    run = None
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            exp = client.get_experiment_by_name(experiment)
+            runs = client.search_runs([exp.experiment_id]) if exp is not None else []
+            if runs and runs[0].info.status == "RUNNING":
+                run = runs[0]
+                break
+            time.sleep(0.2)
+        assert run is not None, proc.communicate(timeout=5)
+        time.sleep(1.0)  # inside the training loop
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert client.get_run(run.info.run_id).info.status == "KILLED"
+    assert not (tmp_path / "o.pt").exists()  # nothing half-written
