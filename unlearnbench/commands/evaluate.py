@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -209,11 +210,18 @@ def evaluate(
     evaluator = Evaluator.from_config(cfg, shadow_pool=list(shadow_pool) if shadow_pool else None)
     results = []
     for path in checkpoint:
-        report = api.evaluate_checkpoint(
-            path, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
-            source=data_source(data_root, download, subset, per_class), rte_seconds=rte_seconds,
-            allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
-        )
+        # One live run per checkpoint, open while it is evaluated (renamed once the report says
+        # what was evaluated); without tracking a null context.
+        live = track.run(f"evaluate {path.name}", tags={"kind": "eval"}) if track is not None else contextlib.nullcontext()
+        with live:
+            report = api.evaluate_checkpoint(
+                path, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
+                source=data_source(data_root, download, subset, per_class), rte_seconds=rte_seconds,
+                allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
+            )
+            run_id = None
+            if track is not None:
+                run_id = track.log_report(report, checkpoint=path, log_checkpoint=not no_log_checkpoint, rename=True)
         if not to_stdout:
             console.print(_summary_table(report))
             mia = _mia_table(report)
@@ -226,9 +234,7 @@ def evaluate(
         skipped = {k: v for k, v in report.skipped.items() if v != "needs classwise"}
         if skipped:
             out.print("Skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items())), style="dim")
-        run_id = None
-        if track is not None:
-            run_id = track.log_report(report, checkpoint=path, log_checkpoint=not no_log_checkpoint)
+        if run_id is not None:
             out.print(f"Logged MLflow run {run_id} in experiment {experiment!r} ({track.resolve_uri(tracking_uri)}).")
         out.print(f"Evaluated {path} in {report.timings.get('total', 0):.1f} s.", style="dim", highlight=False)
         results.append((report, run_id))
