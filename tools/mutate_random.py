@@ -95,6 +95,10 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("generator: torch.Generator | None = None,", "generator: torch.Generator ^ None = None,"):
             "an annotation: never evaluated under `from __future__ import annotations`",
     },
+    "unlearn/random_label.py": {
+        ("seed: int = 0", "seed: int = -1"):
+            "never used: unlearn.build_config always sets the config's seed from run(seed=...)",
+    },
 }
 
 _ARITH = {"Add", "Sub", "Mul", "Div", "FloorDiv", "Mod", "Pow"}
