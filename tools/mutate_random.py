@@ -59,8 +59,10 @@ MODULES: dict[str, tuple[str, ...]] = {
     "unlearn/losses.py": ("tests/unlearn/test_losses.py", "tests/unlearn/test_mechanisms.py", "-k",
                           "kl or distill or scrub or bad_teacher or retain_term"),
     "unlearn/masks.py": ("tests/unlearn/test_mechanics.py", "-k", "mask or salun or stepper or omp"),
-    "unlearn/random_label.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_seeds.py", "-k",
-                                "random_label or random_labels"),
+    # relabel_and_train is SalUn's loop too: its mask_mode tests belong here
+    "unlearn/random_label.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_seeds.py",
+                                "tests/unlearn/test_protocols.py", "-k",
+                                "random_label or random_labels or salun_gradient_mode"),
     "unlearn/loops.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_mechanisms.py",
                          "tests/unlearn/test_seeds.py", "-k",
                          "stepper or salun or l1 or adv_retain or random_label or scrub_runs"),
