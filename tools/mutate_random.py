@@ -201,7 +201,17 @@ def forget_survivors(module: str) -> int:
     if not db_path.exists():
         return 0
     with sqlite3.connect(db_path) as con:
-        return con.execute("DELETE FROM work_results WHERE upper(test_outcome) = 'SURVIVED'").rowcount
+        rows = con.execute("SELECT job_id, diff FROM work_results WHERE upper(test_outcome) = 'SURVIVED'").fetchall()
+        again = [job for job, diff in rows if _key(diff) not in EQUIVALENT.get(module, {})]  # reviewed: keep
+        con.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in again])
+        return len(again)
+
+
+def _key(diff: str | None) -> tuple[str, str]:
+    """(removed line, added line), stripped: how EQUIVALENT names a mutant."""
+    lines = (diff or "").splitlines()
+    return (next((ln[1:].strip() for ln in lines if ln.startswith("-")), ""),
+            next((ln[1:].strip() for ln in lines if ln.startswith("+")), ""))
 
 
 def run_module(module: str, copy: Path, per_module: int, seed: int, timeout: float) -> None:
@@ -286,9 +296,7 @@ def module_rows(module: str) -> dict | None:
             elif result.test_outcome == "killed":
                 killed += 1
             else:
-                lines = (result.diff or "").splitlines()
-                key = (next((ln[1:].strip() for ln in lines if ln.startswith("-")), ""),
-                       next((ln[1:].strip() for ln in lines if ln.startswith("+")), ""))
+                key = _key(result.diff)
                 why = EQUIVALENT.get(module, {}).get(key)
                 (equivalent if why else survivors).append((key, why))
         done = db.num_results
