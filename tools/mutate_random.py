@@ -98,8 +98,17 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "an annotation: never evaluated under `from __future__ import annotations`",
     },
     "unlearn/random_label.py": {
-        ("seed: int = 0", "seed: int = -1"):
-            "never used: unlearn.build_config always sets the config's seed from run(seed=...)",
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+        **{('description=f"{description} {epoch + 1}/{config.epochs}")',
+            f'description=f"{{description}} {{epoch {op}}}/{{config.epochs}}")'):
+           "the progress bar's label only (which epoch is shown), no result"
+           for op in ("- 1", "// 1", "** 1", "/ 1", "+ 0")},
+        **{("def relabel_and_train(model: nn.Module, data: UnlearnData, config, mask: Mask | None, description: str) "
+            "-> nn.Module:",
+            f"def relabel_and_train(model: nn.Module, data: UnlearnData, config, mask: Mask {op} None, "
+            "description: str) -> nn.Module:"):
+           "an annotation: never evaluated under `from __future__ import annotations`" for op in ("&", "^")},
     },
 }
 
