@@ -206,10 +206,51 @@ class Report:
         return out
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per value (index: the metric key): value, reference, |gap|, direction."""
-        rows = self.rows()
-        frame = pd.DataFrame(rows, columns=["metric", "value", "reference", "gap", "direction"])
+        """One row per value (index: the metric key): value, its n and 95 % interval (``ci_low``,
+        ``ci_high``), the reference value, |gap| and the signed gap's interval, direction."""
+        rows = []
+        for k, v, ref, gap, direction in self.rows():
+            ci, gci = self.interval(k), self.gap_interval(k)
+            rows.append((k, v, self.n(k), *(ci or (None, None)), ref, gap, *(gci or (None, None)), direction))
+        frame = pd.DataFrame(rows, columns=["metric", "value", "n", "ci_low", "ci_high", "reference", "gap",
+                                            "gap_ci_low", "gap_ci_high", "direction"])
+        frame["n"] = frame["n"].astype("Int64")  # a count, or <NA> where the value has no n
         return frame.set_index("metric")
+
+    # -- display (a terminal's repr(), a notebook's HTML) ----------------------------------------
+
+    def _title(self) -> str:
+        m = self.meta
+        what = " ".join(p for p in (str(m.get("method") or m.get("model") or ""),
+                                    f"on {m['dataset']}" if m.get("dataset") else "",
+                                    f"forget {m['forget']}" if m.get("forget") else "") if p)
+        return f"Report {self.name!r}" + (f": {what}" if what else "") + f" ({len(self.values)} values)"
+
+    def __repr__(self) -> str:
+        lines = [self._title()]
+        shown = self.rows()
+        width = max((len(r[0]) for r in shown), default=0)
+        for k, v, ref, gap, _ in shown[:14]:
+            ci, n = self.interval(k), self.n(k)
+            cell = f"  {k:<{width}}  {_num(v)}"
+            cell += f"  [{_num(ci[0])}, {_num(ci[1])}]" if ci else ""
+            cell += f"  n={n}" if n is not None else ""
+            cell += f"  reference {_num(ref)}  |gap| {_num(gap)}" if ref is not None else ""
+            lines.append(cell)
+        if len(shown) > 14:
+            lines.append(f"  ... {len(shown) - 14} more: report.to_frame()")
+        for key in ("utility_warning", "normalization_warning"):
+            if self.config.get(key):
+                lines.append(f"  warning: {self.config[key]}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        notes = "".join(f"<p><b>warning:</b> {html.escape(str(self.config[k]))}</p>"
+                        for k in ("utility_warning", "normalization_warning") if self.config.get(k))
+        table = self.to_frame().to_html(na_rep="", float_format=lambda v: f"{v:.4g}")
+        return f"<div><p><b>{html.escape(self._title())}</b> (95 % intervals)</p>{notes}{table}</div>"
 
     # -- JSON -----------------------------------------------------------------------------------
 
@@ -290,3 +331,9 @@ class Report:
             return cls.from_dict(data)
         except (TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON ({exc}).") from None
+
+
+def _num(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.2f}" if abs(v) >= 1 or v == 0 else f"{v:.4g}"

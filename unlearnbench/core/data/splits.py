@@ -153,6 +153,33 @@ class UnlearnData:
     # A user's own data, checked: ``UnlearnData.from_tensors / from_datasets / from_dataset`` are
     # defined in core/data/user.py, which builds on this module, and attached there.
 
+    def _summary(self) -> list[tuple[str, str]]:
+        x = self.test.x
+        shape = "x".join(str(d) for d in x.shape[1:])
+        rows = [("data", f"{self.info.name}: {shape} uint8 images on {x.device}, {self.num_classes} classes"),
+                ("forget", f"{self.spec.text} (split seed {self.split_seed})"
+                 + (f", classes {list(self.forget_classes)}" if self.forget_classes else ""))]
+        rows += [(name, f"{len(s)} images") for name, s in (("forget set", self.forget), ("retain", self.retain),
+                                                           ("val", self.val), ("test", self.test))]
+        if self.test_retained is not None:
+            rows.append(("test, kept / forgotten classes", f"{len(self.test_retained)} / {len(self.test_forgotten)}"))
+        norm = self.info.normalization
+        rows.append(("model input", "normalised with mean {}, std {}".format(*norm) if norm else
+                     "[0, 1] images as they are"))
+        if self.extras:
+            rows.append(("extras", ", ".join(sorted(self.extras))))
+        return rows
+
+    def __repr__(self) -> str:
+        return "UnlearnData\n" + "\n".join(f"  {k}: {v}" for k, v in self._summary())
+
+    def _repr_html_(self) -> str:
+        import html
+
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in self._summary())
+        return f"<div><b>UnlearnData</b><table>{body}</table></div>"
+
     def to(self, device: torch.device | str) -> UnlearnData:
         mv = lambda s: None if s is None else s.to(device)  # noqa: E731
         return replace(
