@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -79,26 +80,31 @@ def attack(
         tracking.setup(tracking_uri, experiment)
     from unlearnbench.robust.evaluate import save_adversarial
 
-    outcome = api.attack_checkpoint(target, request, source=data_source(data_root, download, subset, per_class),
-                                    allow_data_mismatch=allow_data_mismatch, return_adv=save_adv is not None)
-    result, meta, spec, mismatch = outcome.result, outcome.meta, outcome.forget, outcome.data_mismatch
-    attack_cfg = request.config
-    if save_adv is not None:
-        save_adversarial(save_adv, result, {"checkpoint": str(checkpoint), "split": split, "forget": spec or ""})
-
-    metrics = result.metrics(split)
+    meta = target.checkpoint.meta
+    live = contextlib.nullcontext()
     if track is not None:
-        from unlearnbench.core.config import flatten
-
         tags = {"kind": "attack", "attack": name, "split": split, "dataset": meta["dataset"], "model": meta["model"],
-                "seed": seed, "checkpoint_kind": meta.get("kind", ""), "forget": spec or "",
+                "seed": seed, "checkpoint_kind": meta.get("kind", ""), "forget": target.forget or "",
                 "git_sha": (meta.get("provenance") or {}).get("git_sha", "")}
-        params = {"attack": name, "split": split, "norm": threat.norm, "eps": threat.eps, "n": result.n,
-                  "checkpoint": str(checkpoint), "forget": spec or "", "batch_size": batch_size,
-                  **({"data_mismatch": mismatch} if mismatch else {}),
-                  **{f"attack.{k}": v for k, v in flatten(attack_cfg).items()}}
-        with track.run(f"attack-{name}-{split}", params=params, tags=tags):
+        live = track.run(f"attack-{name}-{split}", tags=tags)  # live while the attack runs
+    with live:
+        outcome = api.attack_checkpoint(target, request, source=data_source(data_root, download, subset, per_class),
+                                        allow_data_mismatch=allow_data_mismatch, return_adv=save_adv is not None)
+        result, meta, spec, mismatch = outcome.result, outcome.meta, outcome.forget, outcome.data_mismatch
+        attack_cfg = request.config
+        if save_adv is not None:
+            save_adversarial(save_adv, result, {"checkpoint": str(checkpoint), "split": split, "forget": spec or ""})
+        metrics = result.metrics(split)
+        if track is not None:
+            from unlearnbench.core.config import flatten
+            from unlearnbench.eval.inputs import split_input
+
+            track.log_params({"attack": name, "split": split, "norm": threat.norm, "eps": threat.eps, "n": result.n,
+                              "checkpoint": str(checkpoint), "forget": spec or "", "batch_size": batch_size,
+                              **({"data_mismatch": mismatch} if mismatch else {}),
+                              **{f"attack.{k}": v for k, v in flatten(attack_cfg).items()}})
             track.log_metrics(metrics)
+            track.log_inputs([split_input(meta["dataset"], int(meta["split_seed"]), split, outcome.tset, spec or "")])
             if save_adv is not None:
                 track.log_artifact(save_adv, "adversarial")
 

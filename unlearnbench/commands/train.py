@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -177,30 +178,38 @@ def train(
     from unlearnbench.core.progress import images_seen
 
     images_before = images_seen()
-    outcome = api.train(dataset, model, cfg, recipe=chosen.name, exclude=exclude, split_seed=split_seed,
-                        val_fraction=val_fraction, source=source, adversarial=adversarial, adv_norm=adv_norm,
-                        adv_eps=adv_eps, adv_steps=adv_steps, prune=prune, rewind_epoch=rewind_epoch)
-    cfg = outcome.config
-    save_checkpoint(out, outcome.model, outcome.meta)
-    metrics = outcome.meta["metrics"]
+    run = contextlib.nullcontext()
     if track is not None:
-        tags = {"kind": outcome.meta["kind"], "dataset": dataset, "model": model, "seed": seed,
-                "split_seed": split_seed, "exclude": exclude or "", "git_sha": outcome.meta["provenance"]["git_sha"],
-                "data_sha256": outcome.meta["data_fingerprint"]["train_sha256"][:12]}
-        params = {**flatten(cfg), "recipe": chosen.name, "prune": prune or "", "rewind_epoch": rewind_epoch if prune else "",
-                  "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
-                  "subset": source.subset or "", "per_class": source.per_class or "",
-                  **(flatten(outcome.adversarial, "adversarial.") if outcome.adversarial is not None else {})}
-        name = track.readable_run_name(outcome.meta["kind"], dataset=dataset, model=model, seed=seed,
+        # The run opens before the work, so it shows RUNNING while training and its duration is
+        # the training's; params and tags known only afterwards (the final config, the data
+        # digest, the git sha) are logged at the end.
+        kind = "retrain" if exclude else "original"
+        tags = {"kind": kind, "dataset": dataset, "model": model, "seed": seed, "split_seed": split_seed,
+                "exclude": exclude or ""}
+        name = track.readable_run_name(kind, dataset=dataset, model=model, seed=seed,
                                        forget=f"without {exclude}" if exclude else "")
-        with track.run(name, params=params, tags=tags):
+        run = track.run(name, tags=tags)
+    with run:
+        outcome = api.train(dataset, model, cfg, recipe=chosen.name, exclude=exclude, split_seed=split_seed,
+                            val_fraction=val_fraction, source=source, adversarial=adversarial, adv_norm=adv_norm,
+                            adv_eps=adv_eps, adv_steps=adv_steps, prune=prune, rewind_epoch=rewind_epoch)
+        cfg = outcome.config
+        save_checkpoint(out, outcome.model, outcome.meta)
+        metrics = outcome.meta["metrics"]
+        if track is not None:
+            from unlearnbench.eval.inputs import training_inputs
+
+            track.log_params({
+                **flatten(cfg), "recipe": chosen.name, "prune": prune or "", "rewind_epoch": rewind_epoch if prune else "",
+                "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
+                "subset": source.subset or "", "per_class": source.per_class or "",
+                **(flatten(outcome.adversarial, "adversarial.") if outcome.adversarial is not None else {})})
+            track.set_tags({"git_sha": outcome.meta["provenance"]["git_sha"],
+                            "data_sha256": outcome.meta["data_fingerprint"]["train_sha256"][:12]})
             track.log_history(outcome.history)  # train_loss, lr, val_acc per epoch (step = epoch)
             track.log_metrics(metrics)
+            track.log_inputs(training_inputs(outcome.splits, outcome.data))
             track.log_artifact(out, "checkpoint")
-            if outcome.data is not None:  # the retrain reference: its splits as dataset inputs
-                from unlearnbench.eval.inputs import dataset_inputs
-
-                track.log_inputs([e for e in dataset_inputs(outcome.data) if e["context"] != "forget"])
             if log_model:
                 track.log_model(outcome.model, outcome.splits.test.x[:2].float() / 255)
     console.print(

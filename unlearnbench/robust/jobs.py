@@ -44,6 +44,7 @@ class AttackOutcome:
     meta: dict[str, Any]  # the checkpoint's metadata
     forget: str  # the forget spec the forget/retain split came from ("" for test/val)
     data_mismatch: str | None = None  # the note of an allowed data mismatch
+    tset: Any = None  # the split attacked (its first n points): the run's dataset input
 
 
 def check_split(split: str) -> str:
@@ -135,4 +136,4 @@ def attack_checkpoint(
         raise DataError(f"The {split} split of {meta['dataset']!r} is empty; choose another split.")
     result = robust_accuracy(target.model, tset, request.attack, request.threat, n=request.n, seed=request.seed,
                              batch_size=request.batch_size, config=request.config, return_adv=return_adv)
-    return AttackOutcome(result, meta, target.forget, mismatch)
+    return AttackOutcome(result, meta, target.forget, mismatch, tset)
