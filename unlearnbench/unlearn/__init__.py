@@ -41,8 +41,8 @@ from unlearnbench.unlearn.loops import UnlearningDiverged
 
 # Importing the method modules registers them (one plug-in per file).
 from unlearnbench.unlearn import (  # noqa: E402,F401  isort: skip
-    bad_teacher, boundary_shrink, finetune, grad_ascent, influence, l1_sparse, omp, random_label, retrain,
-    salun, scar, scar_self, scrub, ssd,
+    bad_teacher, boundary_shrink, diffusion, finetune, grad_ascent, influence, l1_sparse, omp, random_label,
+    retrain, salun, scar, scar_self, scrub, ssd,
 )
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def run(
     preparing the OOD set, pruning and building the attack are reported in ``info``.
     """
     entry = METHODS.entry(method)
-    data = _check_inputs(model, data)
+    data = _check_inputs(model, data, str(entry.info.get("task", "classification")))
     cfg = build_config(method, config, seed)
     reads = declared_reads(method, cfg, data.spec)
     if prune is not None:
@@ -189,17 +189,18 @@ def run(
     return UnlearnResult(out, method, cfg, seconds, info)
 
 
-def _check_inputs(model: Any, data: Any) -> UnlearnData:
-    """A user's model and data (any nn.Module; an UnlearnData): one sentence if they do not fit."""
+def _check_inputs(model: Any, data: Any, task: str = "classification") -> UnlearnData:
+    """A user's model and data (any nn.Module; an UnlearnData): one sentence if they do not fit
+    the method's task (a classifier's logits, or a generator's classes and image shape)."""
     from unlearnbench.core.data.user import check_unlearn_data
     from unlearnbench.core.errors import ModelError
-    from unlearnbench.core.models import check_model_fits
+    from unlearnbench.core.tasks import TASKS
 
     data = check_unlearn_data(data, "unlearn")
     if not isinstance(model, nn.Module):
         raise ModelError(f"unlearn takes a torch nn.Module as the model, not a {type(model).__name__}.")
     c, h, w = (int(d) for d in data.test.x.shape[1:])  # the test set: no method-declared read to record
-    check_model_fits(model, c, h, w, data.num_classes, f"The model ({type(model).__name__})")
+    TASKS.get(task).check_model(model, c, h, w, data.num_classes, f"The model ({type(model).__name__})")
     return data
 
 
