@@ -17,7 +17,8 @@ from unlearnbench.eval.metrics import (  # noqa: F401  (registration side effect
     two_model_ulira,
     ulira,
 )
-from unlearnbench.eval import generation as _generation  # noqa: E402,F401  isort: skip  (registers the generation metrics)
+
+from unlearnbench.eval import generation as _generation  # noqa: F401  (registers the generation metrics)
 from unlearnbench.eval.metrics.base import (  # noqa: E402
     DIRECTIONS,
     METRICS,
