@@ -4,6 +4,7 @@ Importing this package registers every built-in metric; third-party metrics plug
 the ``unlearnbench.metrics`` entry-point group.
 """
 
+from unlearnbench.eval import generation as _generation  # noqa: F401  (registers the generation metrics)
 from unlearnbench.eval.metrics import (  # noqa: F401  (registration side effects)
     accuracy,
     aus,
@@ -17,8 +18,6 @@ from unlearnbench.eval.metrics import (  # noqa: F401  (registration side effect
     two_model_ulira,
     ulira,
 )
-
-from unlearnbench.eval import generation as _generation  # noqa: F401  (registers the generation metrics)
 from unlearnbench.eval.metrics.base import (  # noqa: E402
     DIRECTIONS,
     METRICS,
