@@ -114,6 +114,9 @@ REFERENCE_CODE: dict[tuple[str, str], str] = {
     **{("methods", m): "https://github.com/OPTML-Group/Unlearn-Saliency"
        for m in ("salun", "random_label", "finetune", "grad_ascent", "boundary_shrink")},
     **{("methods", m): "https://github.com/OPTML-Group/Unlearn-Sparse" for m in ("l1_sparse", "prune", "retrain", "influence")},
+    **{("methods", m): "https://github.com/OPTML-Group/Unlearn-Saliency/tree/main/DDPM"
+       for m in ("ddpm_salun", "ddpm_random_label", "ddpm_grad_ascent", "ddpm_retrain", "ddpm_selective_amnesia")},
+    ("methods", "ddpm_esd"): "https://github.com/rohitgandikota/erasing",
     ("methods", "scar"): "https://github.com/jbonato1/SCAR",
     ("methods", "scar_self"): "https://github.com/jbonato1/SCAR",
     ("methods", "bad_teacher"): "https://github.com/vikram2000b/bad-teaching-unlearning",
@@ -219,7 +222,7 @@ def _related_config(obj: Any) -> tuple[type | None, str, dict[str, Any] | None]:
 
 def describe(kind: str, entry: Any) -> dict[str, Any]:
     """Everything known about one registry entry, as plain data (for the table and ``--json``)."""
-    info = {k: v for k, v in entry.info.items() if k != "summary"}
+    info = {k: v for k, v in entry.info.items() if k != "summary" and not inspect.isfunction(v)}
     out: dict[str, Any] = {"kind": kind, "name": entry.name, "summary": entry.summary}
     cls = info.pop("config", None)
     for k, v in info.items():

@@ -85,6 +85,7 @@ def attack(
     check_outputs(("--save-adv", save_adv, False), inputs=(checkpoint, config))
 
     ckpt = load_checkpoint(checkpoint)
+    ckpt.require_task("classification", "attack")
     meta = ckpt.meta
     spec = forget or meta.get("exclude")
     if split in ("forget", "retain") and not spec:

@@ -86,7 +86,7 @@ def sample(
     setup_output(quiet)
     from unlearnbench.core.checkpoint import load_checkpoint
     from unlearnbench.core.config import from_dict
-    from unlearnbench.core.diffusion import SampleConfig, grid, is_generator, model_task, save_png
+    from unlearnbench.core.diffusion import SampleConfig, grid, is_generator, save_png
     from unlearnbench.core.errors import ConfigError, ModelError
     from unlearnbench.core.runtime import resolve_device
 
@@ -97,10 +97,7 @@ def sample(
         raise ConfigError(f"--out must end in .png (sample writes a PNG grid), not {out.name!r}.")
     check_outputs(("--out", out, False), inputs=(checkpoint,))
     ckpt = load_checkpoint(checkpoint)
-    name = str(ckpt.meta["model"])
-    if ckpt.meta.get("task", model_task(name) if ":" not in name else "classification") != "generation":
-        raise ModelError(f"Checkpoint {checkpoint} holds a classifier ({name}); sample needs a generation model "
-                         "(train one with `unlearnbench train --model ddpm_tiny`).")
+    ckpt.require_task("generation", "sample (train one with `unlearnbench train --model ddpm_tiny`)")
     wanted = parse_classes(classes, int(ckpt.meta["num_classes"]))
     model = ckpt.build(resolve_device(device))
     if not is_generator(model):  # pragma: no cover - metadata and registry agree for built-in models

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 
 import typer
@@ -91,7 +92,9 @@ def ls(
         reg = _registry(k)
         if reg is None:
             continue
-        listing[k] = [{"name": e.name, "summary": e.summary, **{c: v for c, v in e.info.items() if c != "summary"}}
+        # functions in the info (a generation model's factory) are plumbing, not something to show
+        listing[k] = [{"name": e.name, "summary": e.summary,
+                       **{c: v for c, v in e.info.items() if c != "summary" and not inspect.isfunction(v)}}
                       for e in reg.entries()]
     if json_:
         print_json(listing if kind == "all" else listing.get(kind, []))

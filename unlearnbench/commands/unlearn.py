@@ -103,6 +103,14 @@ def unlearn(
     seed = _resolve_seed(seed, values)
     check_outputs(("--out", out, False), inputs=(checkpoint, reference, config))
     ckpt = load_checkpoint(checkpoint)
+    from unlearnbench.unlearn.base import method_task
+
+    ckpt.require_task(method_task(method), f"method {method}")
+    if ckpt.task != "classification":
+        from unlearnbench.core.errors import ConfigError
+
+        raise ConfigError(f"The unlearn command evaluates classifiers; unlearn a generation model in a generation study "
+                          f"(unlearnbench benchmark digits-generation) or with unlearnbench.unlearn() from Python.")
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     validate_request(ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
                      dataset=dataset)

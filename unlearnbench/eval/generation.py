@@ -83,7 +83,7 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
     from scipy import linalg
 
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(cov1 @ cov2, disp=False)
+    covmean = linalg.sqrtm(cov1 @ cov2)
     if not np.isfinite(covmean).all():  # singular product: nudge the diagonals, as pytorch-fid does
         offset = np.eye(cov1.shape[0]) * 1e-6
         covmean = linalg.sqrtm((cov1 + offset) @ (cov2 + offset))

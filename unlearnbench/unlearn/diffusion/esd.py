@@ -1,5 +1,7 @@
 """ESD (Erased Stable Diffusion, Gandikota et al., ICCV 2023) adapted to a class-conditional DDPM.
 
+Paper: https://arxiv.org/abs/2303.07345.
+
 The model's prediction under the forgotten class is trained towards the frozen original's
 *negatively guided* prediction ``eps*(x_t, null) - eta * (eps*(x_t, c_f) - eps*(x_t, null))``, so
 sampling that class steers away from it. ESD is a Stable Diffusion method (Unlearn-Saliency has

@@ -1,6 +1,9 @@
 """Fine-tuning for conditional DDPMs: keep training on the retain set only (the forgotten class
 is never shown again, so its condition is left to drift). Not in the DDPM reference code; the
-SalUn paper's FT baseline on the generation side."""
+SalUn paper's FT baseline on the generation side.
+
+Paper: Fan et al., SalUn, ICLR 2024, https://arxiv.org/abs/2310.12508 (its generation experiments).
+"""
 
 from __future__ import annotations
 

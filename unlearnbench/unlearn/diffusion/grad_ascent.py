@@ -1,5 +1,8 @@
 """Gradient ascent for conditional DDPMs: maximise the forget images' diffusion loss (+ alpha x
-the retain loss), as the reference's ``saliency_unlearn --method ga`` without a mask."""
+the retain loss), as the reference's ``saliency_unlearn --method ga`` without a mask.
+
+Paper: Fan et al., SalUn, ICLR 2024, https://arxiv.org/abs/2310.12508 (its generation experiments).
+"""
 
 from __future__ import annotations
 

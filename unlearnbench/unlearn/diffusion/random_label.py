@@ -6,6 +6,8 @@ Reference: OPTML-Group/Unlearn-Saliency ``DDPM/runners/diffusion.py: saliency_un
 ``MSE(eps(x_t, t, c_f), stopgrad(eps(x_t, t, (c_f + 1) mod K)))``, plus ``alpha`` times the usual
 diffusion loss on a retain batch. The "misaligned condition" is the next class, as the
 reference's ``(label_to_forget + 1) % 10``.
+
+Paper: Fan et al., SalUn, ICLR 2024, https://arxiv.org/abs/2310.12508 (its generation experiments).
 """
 
 from __future__ import annotations

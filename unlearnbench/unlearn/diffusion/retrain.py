@@ -1,6 +1,9 @@
 """Retrain for conditional DDPMs: fresh weights trained on the retain set only (the gold standard),
 with the same training loop as the original (``core.diffusion.fit_diffusion``: Adam, clip, EMA,
-condition dropout). The reference's ``train.py --mode retrain``."""
+condition dropout). The reference's ``train.py --mode retrain``.
+
+Paper: Fan et al., SalUn, ICLR 2024, https://arxiv.org/abs/2310.12508 (its generation experiments).
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ Reference: OPTML-Group/Unlearn-Saliency ``DDPM/runners/diffusion.py``:
 2. ``saliency_unlearn --method rl --alpha 1e-3``: the random-label loop (``random_label.py``)
    with every gradient multiplied by the mask. Adam without weight decay never moves a weight
    whose gradient is always zero, so non-salient weights stay bit-identical.
+
+Paper: Fan et al., SalUn, ICLR 2024, https://arxiv.org/abs/2310.12508 (its generation experiments).
 """
 
 from __future__ import annotations

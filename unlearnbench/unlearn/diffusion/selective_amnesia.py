@@ -1,5 +1,7 @@
 """Selective Amnesia (Heng & Soh, NeurIPS 2023) for class-conditional DDPMs.
 
+Paper: https://arxiv.org/abs/2305.10120.
+
 Reference: Unlearn-Saliency ``DDPM/fim.py`` (``save_fim``) and ``train.py --mode forget``
 (``train_forget``), adapted from the SA code:
 
