@@ -109,8 +109,8 @@ def unlearn(
     if ckpt.task != "classification":
         from unlearnbench.core.errors import ConfigError
 
-        raise ConfigError(f"The unlearn command evaluates classifiers; unlearn a generation model in a generation study "
-                          f"(unlearnbench benchmark digits-generation) or with unlearnbench.unlearn() from Python.")
+        raise ConfigError("The unlearn command evaluates classifiers; unlearn a generation model in a generation study "
+                          "(unlearnbench benchmark digits-generation) or with unlearnbench.unlearn() from Python.")
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     validate_request(ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
                      dataset=dataset)
