@@ -107,8 +107,6 @@ def unlearn(
 
     ckpt.require_task(method_task(method), f"method {method}")
     if ckpt.task != "classification":
-        from unlearnbench.core.errors import ConfigError
-
         raise ConfigError("The unlearn command evaluates classifiers; unlearn a generation model in a generation study "
                           "(unlearnbench benchmark digits-generation) or with unlearnbench.unlearn() from Python.")
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
