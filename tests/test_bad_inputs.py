@@ -9,6 +9,7 @@ as root, which ignores permission bits): a path under a regular file, a folder w
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -37,6 +38,11 @@ def work(tmp_path_factory):
     (folder / "empty.json").write_text("{}")
     (folder / "list.json").write_text(json.dumps([1, 2, 3]))
     (folder / "cfg.yaml").write_text("epochs: 1\n")
+    (folder / "req.txt").write_text("0\n5\n")
+    os.mkfifo(folder / "fifo")  # writing there would block, and replacing it would remove someone's pipe
+    from unlearnbench.study import EXAMPLES_DIR
+
+    (folder / "study.yaml").write_text((EXAMPLES_DIR / "digits.yaml").read_text())
     (folder / "locked.db").write_bytes(b"")
     sqlite3.connect(folder / "locked.db").execute("CREATE TABLE t (x)").connection.commit()
     return folder
@@ -93,6 +99,24 @@ CASES = [
                                        "--experiment", "x"], "afile is a file"),
     ("import-out-is-the-weights", ["import", "--model", "torchvision:resnet18", "--weights", "orig.pt",
                                    "--dataset", "digits", "-o", "orig.pt", "-q"], "also an input"),
+    # the data-loss cases of issue 20: an output that is an input the old check did not know
+    ("unlearn-out-is-the-deletion-request", ["unlearn", "finetune", "-c", "orig.pt", "-f", "indices:req.txt",
+                                             "-o", "req.txt", *NT], "also an input"),
+    ("unlearn-out-is-the-deletion-request-dot", ["unlearn", "finetune", "-c", "orig.pt", "-f", "indices:./req.txt",
+                                                 "-o", "req.txt", *NT], "also an input"),
+    ("train-out-is-the-deletion-request", [*TRAIN, "--exclude", "indices:req.txt", "-o", "req.txt"], "also an input"),
+    ("benchmark-json-is-the-study", ["benchmark", "study.yaml", "--json", "study.yaml", "-q"], "also an input"),
+    ("benchmark-json-is-the-store", ["benchmark", "study.yaml", "--json", "./mlflow.db", "-q"], "also an input"),
+    ("train-out-is-the-store", [*TRAIN[:-2], "-q", "-o", "mlflow.db"], "also an input"),
+    ("evaluate-json-is-the-deletion-request", [*EVAL, "--forget", "indices:req.txt", "--json", "req.txt"],
+     "also an input"),
+    ("train-exclude-empty", [*TRAIN, "--exclude", "", "-o", "x.pt"], "Bad forget spec ''"),
+    ("unlearn-forget-blank", ["unlearn", "finetune", "-c", "orig.pt", "-f", " ", "-o", "u.pt", *NT], "Bad forget spec"),
+    ("attack-forget-empty", [*ATTACK, "--forget", ""], "Bad forget spec"),
+    ("train-out-is-a-device", [*TRAIN, "-o", "/dev/null"], "is a device"),
+    ("train-out-name-too-long", [*TRAIN, "-o", "n" * 300 + ".pt"], "longer than"),
+    ("train-out-is-a-fifo", [*TRAIN, "-o", "fifo"], "is a FIFO"),
+    ("attack-save-adv-is-a-fifo", [*ATTACK, "--save-adv", "fifo"], "is a FIFO"),
     # references and configs that are not what they claim to be
     ("evaluate-reference-json-not-a-report", [*EVAL, "--forget", "class:3", "-r", "empty.json"], "not an unlearnbench report"),
     ("evaluate-reference-json-a-list", [*EVAL, "--forget", "class:3", "-r", "list.json"], "not an unlearnbench report"),

@@ -171,6 +171,31 @@ M = [
            "robust accuracy divided by the clean-correct points instead of all n (issue #16)",
            ("tests/robust/test_autoattack_at.py", "tests/robust/test_attacks_contract.py"),
            note="issue #16 mutant; the killing test (exact robust accuracy with clean mistakes) is in tests/robust/test_autoattack_at.py"),
+    # ------------------------------------------------------------------ metamorphic properties (issue #19)
+    Mutant("eval-mode-top-flag", U + "core/runtime.py", "            m.training = flag",
+           "            m.training = modes[0][1]",
+           "a model handed over in train mode with frozen BatchNorm comes back with every module training "
+           "(predict() restored only the top flag; a real bug found by the metamorphic tests)",
+           ("tests/eval/test_metamorphic.py", "-k", "train_mode")),
+    Mutant("bal-acc-order", U + "eval/crossfit.py", "m = np.sort(np.asarray(member, dtype=np.float64).ravel())",
+           "m = np.asarray(member, dtype=np.float64).ravel()",
+           "cross-fitted balanced accuracy depends on the order of the points (a real bug found by the "
+           "metamorphic tests: a shuffled forget set changed bal_acc)",
+           ("tests/eval/test_metamorphic.py", "-k", "permuting")),
+    Mutant("robust-subset-first-n", U + "robust/evaluate.py",
+           "return torch.randperm(n_total, generator=gen)[:n].sort().values", "return torch.arange(n)",
+           "robust_n attacks the first n points (the first classes of class-ordered data; issue #19)",
+           ("tests/eval/test_metamorphic.py", "-k", "subset")),
+    Mutant("robust-subset-seed-ignored", U + "robust/evaluate.py", "gen = torch.Generator().manual_seed(seed)",
+           "gen = torch.Generator().manual_seed(0)", "robust_n subsets ignore the seed (issue #19)",
+           ("tests/eval/test_metamorphic.py", "-k", "seed")),
+    Mutant("robust-clean-in-train-mode", U + "robust/evaluate.py", "with torch.no_grad(), eval_mode(model):",
+           "with torch.no_grad():",
+           "robust accuracy of a model handed over in train mode judged with dropout on (issue #19)",
+           ("tests/eval/test_metamorphic.py", "-k", "train_mode")),
+    Mutant("rl-seed-fixed", U + "unlearn/random_label.py", "gen = torch.Generator().manual_seed(config.seed)",
+           "gen = torch.Generator().manual_seed(0)", "random labelling ignores the run's seed (issue #19)",
+           ("tests/unlearn/test_seeds.py",)),
     Mutant("pgd-descent", U + "robust/adversarial.py",
            'return alpha * (grad.sign() if norm == "Linf" else grad / _flat_norm(grad))',
            'return -alpha * (grad.sign() if norm == "Linf" else grad / _flat_norm(grad))',
@@ -292,7 +317,11 @@ def write_doc(results: list[dict], out: Path) -> tuple[int, int]:
             why = m.note or "no note: add a test that kills it or explain here"
             extra = f" ({r['detail']})" if r["detail"] and r["result"] != "survived" else ""
             lines.append(f"- `{m.id}` — {r['result']}{extra}: {why}.")
-    out.write_text("\n".join(lines) + "\n")
+    # The random run's section (tools/mutate_random.py) follows the curated list; keep it.
+    marker = "## Random mutation run"
+    old = out.read_text() if out.is_file() else ""
+    tail = ("\n" + marker + old.split(marker, 1)[1]) if marker in old else ""
+    out.write_text("\n".join(lines) + "\n" + tail)
     return killed, judged
 
 

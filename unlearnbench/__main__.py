@@ -3,11 +3,14 @@ the CLI. Kept free of heavy imports so the re-execution in ``_malloc`` happens b
 
 from __future__ import annotations
 
+import sys
+
 
 def run() -> None:
-    from unlearnbench._malloc import reexec_if_needed
+    from unlearnbench._malloc import print_only, reexec_if_needed
 
-    reexec_if_needed()
+    if not print_only(sys.argv):
+        reexec_if_needed()
     from unlearnbench.cli import main
 
     main()

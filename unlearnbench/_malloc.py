@@ -65,3 +65,17 @@ def reexec_if_needed(argv: list[str] | None = None) -> None:
         os.execve(sys.executable, [sys.executable, *argv[1:]], env)
     except OSError:  # cannot re-execute (odd sandbox): run with the defaults
         os.environ[_DONE] = "1"
+
+
+# Commands that only print (help, version, listings, completion, the environment check) never
+# allocate tensors: they skip the allocator's re-execution, a second interpreter start-up.
+_PRINT_ONLY_FLAGS = {"-h", "--help", "--version", "--show-completion", "--install-completion"}
+_PRINT_ONLY_COMMANDS = {"ls", "doctor"}
+
+
+def print_only(argv: list[str], environ: dict[str, str] | os._Environ | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    if any(k.endswith("_COMPLETE") and k.startswith("_") for k in env):  # shell completion asks
+        return True
+    args = argv[1:]
+    return not args or bool(_PRINT_ONLY_FLAGS.intersection(args)) or args[0] in _PRINT_ONLY_COMMANDS

@@ -18,7 +18,7 @@ import torch.nn as nn
 from unlearnbench.core.data import TensorSet, UnlearnData
 from unlearnbench.core.data.user import as_tensor_set, check_unlearn_data
 from unlearnbench.core.errors import ConfigError, DataError, ModelError
-from unlearnbench.core.models import check_model_fits, create_model, is_foreign
+from unlearnbench.core.models import check_model_fits, create_model, is_foreign, normalized_for
 from unlearnbench.eval.report import Report
 
 __all__ = ["attack", "check_model", "evaluate", "load_model", "log_report", "robust_accuracy"]
@@ -39,7 +39,7 @@ def _companion(value: Any, role: str, data: UnlearnData) -> Any:
     if value is None or isinstance(value, (Report, Mapping)):
         return value
     if isinstance(value, nn.Module):
-        return check_model(value, data, f"evaluate's {role}")
+        return normalized_for(check_model(value, data, f"evaluate's {role}"), data.info)
     raise ModelError(f"evaluate's {role} must be a model, a Report or a dict of values, not {type(value).__name__}.")
 
 
@@ -67,14 +67,52 @@ def evaluate(
     from unlearnbench.eval.engine import EvalConfig, Evaluator
 
     data = check_unlearn_data(data, "evaluate")
-    check_model(model, data, "evaluate")
+    model = normalized_for(check_model(model, data, "evaluate"), data.info)  # the data's mean/std, if any
     ref, orig = _companion(reference, "reference", data), _companion(original, "original", data)
     config = EvalConfig(metrics=tuple(metrics) if metrics is not None else None, robustness=tuple(robustness),
                         norm=norm, eps=eps, robust_n=robust_n, seed=seed)
-    return Evaluator.from_config(config).evaluate(
+    report = Evaluator.from_config(config).evaluate(
         model, data, reference=ref, original=orig, rte_seconds=rte_seconds, name=name,
         meta={"model": type(model).__name__, "kind": "evaluate"},
     )
+    if orig is not None:
+        _utility_check(report, orig, data)
+    _normalization_check(report, orig if isinstance(orig, nn.Module) else model, data, model)
+    return report
+
+
+def _normalization_check(report: Report, model: nn.Module, data: UnlearnData, report_model: nn.Module) -> None:
+    """A model (the original when given) near chance whose accuracy a usual normalisation restores:
+    one warning naming it (and ``report.config["normalization_warning"]``)."""
+    import warnings
+
+    from unlearnbench.core.normcheck import mismatch_hint
+
+    given = report.values.get("test_acc") if model is report_model else None  # already measured
+    hint = mismatch_hint(model, data.test, data.info, data.num_classes, acc=given)
+    if hint:
+        report.config["normalization_warning"] = hint
+        warnings.warn(hint, stacklevel=3)
+
+
+def _utility_check(report: Report, original: Any, data: UnlearnData) -> None:
+    """With an original: one warning (and ``report.config["utility_warning"]``) when retain or test
+    accuracy fell more than 10 points below the original's."""
+    import warnings
+
+    from unlearnbench.unlearn.recipes import utility_drop
+
+    if isinstance(original, nn.Module):
+        from unlearnbench.core.train import accuracy
+
+        before = {"retain_acc": accuracy(original, data.retain), "test_acc": accuracy(original, data.test)}
+    else:
+        values = original.values if isinstance(original, Report) else original
+        before = {k: float(values[k]) for k in ("retain_acc", "test_acc") if k in values}
+    note = utility_drop(str(report.meta.get("method") or "the unlearning"), before, report.values)
+    if note:
+        report.config["utility_warning"] = note
+        warnings.warn(note, stacklevel=3)
 
 
 def _threat(norm: str, eps: float) -> Any:
@@ -106,6 +144,8 @@ def robust_accuracy(
 
     tset = as_tensor_set(data, "robust_accuracy", split)
     check_model(model, tset, "robust_accuracy")
+    if isinstance(data, UnlearnData):
+        model = normalized_for(model, data.info)
     return _robust_accuracy(model, tset, attack, _threat(norm, eps), n=n, seed=seed, batch_size=batch_size,
                             config=dict(config) if config is not None else None)
 

@@ -12,6 +12,7 @@ import typer
 
 import unlearnbench
 from unlearnbench.commands import attack as _attack  # noqa: F401
+from unlearnbench.commands import doctor as _doctor  # noqa: F401  (registers doctor)
 from unlearnbench.commands import evaluate as _evaluate  # noqa: F401
 from unlearnbench.commands import generate as _generate  # noqa: F401  (registers sample)
 from unlearnbench.commands import import_ as _import  # noqa: F401  (registers import)
@@ -48,6 +49,9 @@ def _tidy_help(typer_app: typer.Typer) -> None:
     for cmd in typer_app.registered_commands:
         if cmd.callback is not None and cmd.help is None and cmd.callback.__doc__:
             cmd.help = _unwrap(cmd.callback.__doc__)
+        if cmd.help and cmd.short_help is None:
+            # The command list shows the first paragraph whole (click would cut it at the width with "...").
+            cmd.short_help = cmd.help.split("\n\n")[0]
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:
             _tidy_help(group.typer_instance)
@@ -81,9 +85,12 @@ def main() -> None:
     # An installation whose `unlearnbench` script still points here (installed before
     # `unlearnbench.__main__:run`) or `python -m unlearnbench.cli`: tune the allocator now; this
     # re-executes after the imports above, so `python -m unlearnbench` is the faster way in.
-    from unlearnbench._malloc import reexec_if_needed
+    import sys
 
-    reexec_if_needed()
+    from unlearnbench._malloc import print_only, reexec_if_needed
+
+    if not print_only(sys.argv):
+        reexec_if_needed()
     app()
 
 

@@ -79,8 +79,9 @@ def test_subclass_spec_on_synthetic():
     assert (data.forget.y == 2).all() and (data.forget.sub == 5).all()
     assert ((data.retain.y == 2) & (data.retain.sub == 4)).any()  # the sibling subclass stays
     assert (data.test_forgotten.sub == 5).all() and not (data.test_retained.sub == 5).any()
-    with pytest.raises(DataError, match="does not belong"):
-        make_unlearn_data(splits, "subclass:1/5")
+    for parent in (0, 1, 3, 4):  # sub 5 belongs to class 2: every other class, below and above, is wrong
+        with pytest.raises(DataError, match="does not belong"):
+            make_unlearn_data(splits, f"subclass:{parent}/5")
     with pytest.raises(DataError, match="no subclass labels"):
         prepare("digits", "subclass:1/2")
 
@@ -129,12 +130,23 @@ def test_indices_in_validation_split_rejected(tmp_path, digits_splits):
         ("bogus:1", "Bad forget spec"),
         ("class:", "Bad forget spec"),
         ("indices:/no/such/file", "does not exist"),
-        ("class:cat", "Unknown class"),
+        ("class:cat", r"Unknown class 'cat'; use an index 0\.\.9 or one of: 0, 1, 2"),
     ],
 )
 def test_bad_specs(digits_splits, spec, match):
     with pytest.raises(DataError, match=match):
         make_unlearn_data(digits_splits, spec)
+
+
+@pytest.mark.parametrize("c", [-1, 0, 9, 10, 11])
+def test_class_index_range_is_exactly_the_datasets_classes(digits_splits, c):
+    """class:C is valid exactly for 0 <= C < num_classes (digits: 0..9); the edges included."""
+    if 0 <= c < 10:
+        data = make_unlearn_data(digits_splits, f"class:{c}")
+        assert data.forget_classes == (c,) and set(data.forget.y.tolist()) == {c}
+    else:
+        with pytest.raises(DataError, match="out of range" if c >= 0 else "out of range|Unknown class"):
+            make_unlearn_data(digits_splits, f"class:{c}")
 
 
 def test_parse_spec_kinds():

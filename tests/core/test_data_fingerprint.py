@@ -1,12 +1,11 @@
-"""--subset / --per-class selections and the data fingerprint they feed (core.data.selection, core.fingerprint)."""
+"""--subset / --per-class selections and the data fingerprint they feed (core.data.selection, core.data.fingerprint)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from unlearnbench.core import fingerprint
-from unlearnbench.core.data import DataSource, load_dataset, make_unlearn_data, prepare, subset_positions
+from unlearnbench.core.data import DataSource, fingerprint, load_dataset, make_unlearn_data, prepare, subset_positions
 from unlearnbench.core.errors import DataError
 
 

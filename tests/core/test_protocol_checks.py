@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
-from unlearnbench.core import fingerprint
 from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
+from unlearnbench.core.data import fingerprint
 from unlearnbench.core.jobs import train_model
 from unlearnbench.core.train import TrainConfig
 

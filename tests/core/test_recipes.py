@@ -3,12 +3,15 @@ MLflow), `ls recipes`, and a study's recipe reaching its TrainConfig."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
 from unlearnbench.cli import app
 from unlearnbench.core.checkpoint import load_checkpoint
-from unlearnbench.core.recipes import RECIPES, default_recipe, recipe_train
+from unlearnbench.core.data import DATASETS
+from unlearnbench.core.recipes import RECIPES, default_recipe, describe, recipe_train
 from unlearnbench.core.train import lr_lambda, recipe_for
 
 runner = CliRunner()
@@ -20,6 +23,11 @@ def test_paper_cifar_is_main_train_py():
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (182, 256, 0.1, 0.9, 5e-4)
     assert cfg.schedule == "multistep" and cfg.gamma == 0.1 and not cfg.nesterov
     assert cfg.label_smoothing == 0 and cfg.warmup == 0 and not cfg.amp and not cfg.cpu_bf16
+    # the release trains with crop + flip and reports the best-validation checkpoint (0model_SA_best);
+    # paper-digits keeps both, being the same protocol at digits scale
+    for name in ("paper-cifar", "paper-digits"):
+        c = RECIPES.get(name).config()
+        assert c.augment and c.keep_best, name
     # MultiStepLR(milestones=[91, 136]) stepped per epoch: lr 0.1 through epoch 91, 0.01 through 136, then 0.001.
     steps = 175  # 45,000 // 256
     f = lr_lambda(cfg, cfg.epochs * steps)
@@ -35,6 +43,45 @@ def test_fast_cifar_is_the_cifar_default_and_carries_its_caveat():
     fast = RECIPES.get("fast-cifar")
     assert fast.train["label_smoothing"] == 0.1 and "confidence" in fast.caveat
     assert not RECIPES.get("paper-cifar").caveat
+
+
+@pytest.mark.parametrize("dataset", DATASETS.names() + ["unknown-user-data"])
+def test_every_dataset_default_recipe_is_the_training_default(dataset):
+    """Two implementations of "which recipe trains dataset D by default" (the registry's name and
+    core.train's dict) agree for every registered dataset, not only the ones someone named."""
+    assert recipe_train(None, dataset) == recipe_for(dataset)
+    expected = "fast-cifar" if dataset in ("cifar10", "cifar100", "cifar20", "svhn") else (
+        dataset if dataset in ("digits", "synthetic") else "default")
+    assert default_recipe(dataset) == expected
+
+
+def test_recipe_descriptions_state_the_reference_values():
+    """The one-line summaries `ls recipes` and reports show, against the sources' values: SalUn's
+    main_train.py (MultiStepLR at epochs 91 and 136 of 182, x0.1, fp32, plain CE) and the design
+    notes' fast recipe (Nesterov, lr 0.2, batch 512, warm-up 1/15 of the steps, smoothing 0.1)."""
+    assert describe(RECIPES.get("paper-cifar")) == (
+        "182 ep, SGD lr 0.1 mom 0.9 wd 0.0005, batch 256, multistep ×0.1 at 91/136, plain CE, fp32")
+    assert describe(RECIPES.get("paper-digits")) == (
+        "20 ep, SGD lr 0.05 mom 0.9 wd 0.0005, batch 64, multistep ×0.1 at 10/15, plain CE, fp32")
+    assert describe(RECIPES.get("fast-cifar")) == (
+        "40 ep, Nesterov SGD lr 0.2 mom 0.9 wd 0.0005, batch 512, cosine + 0.0667 warm-up, label smoothing 0.1, "
+        "bf16 autocast (CUDA and bf16 CPUs)")
+    assert describe(RECIPES.get("digits")).endswith("cosine, plain CE, bf16 autocast on CUDA")
+    # each precision combination has its own words
+    from dataclasses import replace
+
+    base = RECIPES.get("digits")
+    words = {describe(replace(base, train={**base.train, "amp": a, "cpu_bf16": c})).rsplit(", ", 1)[1]
+             for a in (True, False) for c in (True, False)}
+    assert words == {"bf16 autocast (CUDA and bf16 CPUs)", "bf16 autocast on CUDA", "bf16 autocast on bf16 CPUs", "fp32"}
+
+
+def test_only_the_reference_recipe_claims_to_be_a_paper_protocol():
+    """paper=True is what lets a report call numbers "the paper's protocol"; only paper-cifar
+    carries the release's values, and paper-retrain the papers' Retrain (paper-digits is paper-cifar's
+    shape at digits scale, not a protocol)."""
+    assert {n for n in RECIPES.names() if RECIPES.get(n).paper} == {"paper-cifar", "paper-retrain"}
+    assert all(RECIPES.get(n).differences == () for n in RECIPES.names() if not RECIPES.get(n).paper)
 
 
 def test_ls_recipes_shows_settings_and_the_smoothing_caveat():
@@ -72,7 +119,7 @@ def test_unknown_recipe_is_one_sentence_and_exit_2(tmp_path):
 
 
 def test_study_recipe_sets_the_train_config_and_train_keys_override_it():
-    from unlearnbench.eval.study import load_study, study_id, train_config
+    from unlearnbench.study import load_study, study_id, train_config
 
     cfg = load_study("cifar10-salun")
     tc = train_config(cfg, 1)
@@ -88,7 +135,7 @@ def test_study_recipe_sets_the_train_config_and_train_keys_override_it():
 
 
 def test_a_cifar_study_with_a_paper_preset_and_another_recipe_is_warned_about():
-    from unlearnbench.eval.study import load_study
+    from unlearnbench.study import load_study
 
     with pytest.warns(UserWarning, match="recipe 'fast-cifar'"):
         load_study("cifar10-salun", recipe="fast-cifar")
@@ -99,3 +146,68 @@ def test_a_cifar_study_with_a_paper_preset_and_another_recipe_is_warned_about():
         load_study("cifar10-salun")  # paper-cifar: no warning
         load_study("cifar10-salun", recipe="fast-cifar",
                    differences=["Original and Retrain use recipe fast-cifar (40 epochs, label smoothing)."])
+
+
+def test_paper_retrain_is_the_papers_retrain():
+    """Issue #23: main_forget.py --unlearn retrain --unlearn_epochs 160 --unlearn_lr 0.1 — fresh
+    init, SGD 0.1 (momentum 0.9, wd 5e-4), MultiStepLR(91, 136, gamma 0.1) stepped per epoch, the
+    last epoch kept. The lr of every step equals torch's MultiStepLR stepped once per epoch."""
+    import torch
+
+    from unlearnbench.core.recipes import RECIPES
+    from unlearnbench.core.train import lr_lambda
+
+    r = RECIPES.get("paper-retrain")
+    c = r.config()
+    assert r.paper and (c.epochs, c.lr, c.momentum, c.weight_decay, c.batch_size) == (160, 0.1, 0.9, 5e-4, 256)
+    assert not c.keep_best and c.schedule == "multistep" and c.gamma == 0.1 and c.label_smoothing == 0
+    assert not c.nesterov and c.warmup == 0 and not c.amp
+    for steps_per_epoch in (158, 87, 175):  # 40,500 / 22,500 / 45,000 images at batch 256
+        f = lr_lambda(c, c.epochs * steps_per_epoch)
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        ref = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[91, 136], gamma=0.1)
+        for epoch in range(c.epochs):
+            want = opt.param_groups[0]["lr"]
+            got = {0.1 * f(epoch * steps_per_epoch + i) for i in range(steps_per_epoch)}
+            assert len(got) == 1 and abs(got.pop() - want) < 1e-12, (steps_per_epoch, epoch)
+            opt.step()
+            ref.step()
+
+
+def test_paper_studies_retrain_with_paper_retrain_and_train_originals_with_paper_cifar(tmp_path):
+    from unlearnbench.study import load_study, plan_jobs
+
+    for name in ("cifar10-salun", "cifar10-salun-class", "cifar10-sparse"):
+        cfg = load_study(name)
+        assert cfg.retrain_recipe == "paper-retrain"
+        trains, _ = plan_jobs(cfg, tmp_path, None)
+        originals = [t for t in trains if t.exclude is None]
+        retrains = [t for t in trains if t.exclude is not None]
+        assert retrains and all(t.recipe == "paper-retrain" for t in retrains)
+        assert all((t.train["epochs"], t.train["keep_best"]) == (160, False) for t in retrains)
+        assert all((t.train["epochs"], t.train["keep_best"]) == (182, True) for t in originals if not t.sparse)
+        assert len({t.path for t in trains}) == len(trains)
+
+
+def test_a_study_without_retrain_recipe_keeps_its_id_and_retrains_with_its_recipe(tmp_path):
+    from unlearnbench.study import load_study, plan_jobs, study_id
+
+    plain = load_study("digits")
+    assert plain.retrain_recipe is None and study_id(plain) == study_id(load_study("digits", differences=["x"]))
+    trains, _ = plan_jobs(plain, tmp_path, None)
+    per_seed = {}
+    for t in trains:
+        if t.sparsity is None:
+            per_seed.setdefault(t.train["seed"], set()).add(json.dumps(t.train, sort_keys=True, default=str))
+    assert per_seed and all(len(v) == 1 for v in per_seed.values())
+    own = load_study("digits", retrain_recipe="paper-digits")
+    assert study_id(own) != study_id(plain)
+    with pytest.raises(Exception, match="Did you mean 'paper-retrain'"):
+        load_study("digits", retrain_recipe="paper-retrian")
+
+
+def test_a_paper_study_retraining_with_another_recipe_is_warned_about():
+    from unlearnbench.study import load_study
+
+    with pytest.warns(UserWarning, match="retrain_recipe: paper-retrain"):
+        load_study("cifar10-salun", retrain_recipe="paper-cifar")

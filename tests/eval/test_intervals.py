@@ -51,12 +51,22 @@ def test_t_interval_and_welch_against_scipy():
 
 
 def test_auc_interval_hanley_mcneil():
-    # Hanley & McNeil (1982) Table/worked formula: A = 0.8, 50 positives, 50 negatives:
+    # Hanley & McNeil (1982) worked formula: A = 0.8, 50 positives, 50 negatives:
     # Q1 = 0.8/1.2, Q2 = 1.28/1.8; SE² = (0.16 + 49 (Q1 - 0.64) + 49 (Q2 - 0.64)) / 2500
     q1, q2 = 0.8 / 1.2, 1.28 / 1.8
     se = math.sqrt((0.16 + 49 * (q1 - 0.64) + 49 * (q2 - 0.64)) / 2500)
-    assert iv.auc_interval(0.8, 50, 50) == pytest.approx((0.8 - iv.Z95 * se, 0.8 + iv.Z95 * se))
-    assert iv.auc_interval(1.0, 5, 5)[1] == 1.0
+    assert float(iv.hanley_mcneil_variance(0.8, 50, 50)) == pytest.approx(se**2)
+    # Equal counts: Newcombe's symmetrised variance is Hanley-McNeil's.
+    assert float(iv.auc_variance(0.8, 50, 50)) == pytest.approx(se**2)
+    # The interval inverts that variance score-style: both bounds L satisfy (0.8 - L)² = z² V(L),
+    # so the interval leans towards 0.5 compared with the Wald 0.8 ± z SE.
+    lo, hi = iv.auc_interval(0.8, 50, 50)
+    for bound in (lo, hi):
+        assert (0.8 - bound) ** 2 == pytest.approx(iv.Z95**2 * iv.auc_variance(bound, 50, 50), rel=1e-9)
+    assert lo < 0.8 - iv.Z95 * se and hi < 0.8 + iv.Z95 * se and 0.8 - lo > hi - 0.8  # shifted towards 0.5
+    # A perfect AUC on 5 + 5 points is not certainty: the Wald interval was the point [1, 1].
+    lo, hi = iv.auc_interval(1.0, 5, 5)
+    assert hi == 1.0 and 0.5 < lo < 0.8
 
 
 def test_report_intervals_counts_and_gap_noise():

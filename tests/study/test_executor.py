@@ -14,7 +14,8 @@ import yaml
 from unlearnbench.core.checkpoint import load_checkpoint
 from unlearnbench.core.errors import ConfigError
 from unlearnbench.core.executor import ExecutorConfig, run_jobs
-from unlearnbench.eval.study import TrainJob, train_job
+from unlearnbench.study.jobs import train_job
+from unlearnbench.study.plan import TrainJob
 
 from study_helpers import TINY, bench, runs_of  # isort: skip
 

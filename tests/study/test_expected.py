@@ -14,9 +14,9 @@ from study_helpers import bench, runner
 from unlearnbench.cli import app
 from unlearnbench.core.config import load_yaml
 from unlearnbench.core.errors import ConfigError
-from unlearnbench.eval.expected import ExpectedBlock, compare, parse_value
-from unlearnbench.eval.study import EXAMPLES_DIR, load_study, study_from_dict
 from unlearnbench.reports.expected import protocol
+from unlearnbench.study import EXAMPLES_DIR, load_study, study_from_dict
+from unlearnbench.study.expected import ExpectedBlock, compare, parse_value
 
 
 def _stat(mean, std=None, n=1):

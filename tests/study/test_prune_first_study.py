@@ -9,7 +9,7 @@ import torch
 from study_helpers import bench, runs_of
 
 from unlearnbench.core.checkpoint import load_checkpoint
-from unlearnbench.eval.study import load_study, model_dir, preflight, rewind_path
+from unlearnbench.study import load_study, model_dir, preflight, rewind_path
 from unlearnbench.unlearn.prune import magnitude_masks, mask_digest
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import statistics
 
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from unlearnbench.cli import app
 from unlearnbench.core.errors import ConfigError
-from unlearnbench.eval.study import load_study, study_from_dict
+from unlearnbench.study import load_study, study_from_dict
 
 from study_helpers import TINY, bench, runs_of, spy_run  # isort: skip
 
@@ -85,6 +86,17 @@ def test_tiny_study_end_to_end(interrupted_then_resumed, mlflow_uri, study_work_
     # The retrained model never saw class 3: it cannot classify it.
     retrain = [c for c in children if c.data.tags["kind"] == "retrain"]
     assert all(c.data.metrics["forget_acc"] == 0.0 for c in retrain)
+    # Gaps are paired: every run logged its discordant images against its seed's retrain, the runs
+    # evaluated after the resume too (the retrain's outcomes read back from its report.json).
+    ref_ta = {c.data.tags["seed"]: c.data.metrics["test_acc"] for c in retrain}
+    for c in children:
+        if c.data.tags["kind"] == "retrain":
+            continue
+        m = c.data.metrics
+        more, fewer = m["n/test_acc/model_only"], m["n/test_acc/reference_only"]
+        assert (more - fewer) == pytest.approx((m["test_acc"] - ref_ta[c.data.tags["seed"]]) / 100 * m["n/test_acc"],
+                                               abs=1e-6), c.data.tags["label"]
+        assert "n/ua/model_only" in m and "n/retain_acc/reference_only" in m
     # Running it again finds every run finished and does nothing but print the summary table.
     again = bench(path, experiment, mlflow_uri, study_work_dir, quiet=False)
     assert again.exit_code == 0, again.output
@@ -106,6 +118,9 @@ def test_tiny_study_end_to_end(interrupted_then_resumed, mlflow_uri, study_work_
     assert 'id="fig-gap-bars"' in html and 'id="fig-pareto"' in html and 'id="fig-robust-bars"' not in html
     md = (out / experiment / "summary.md").read_text()
     assert "| retrain |" in md and "| finetune |" in md
+    rows = json.loads((out / experiment / "summary.json").read_text())["rows"]
+    finetune = next(r for r in rows if r["label"] == "finetune")
+    assert finetune["vs_retrain"]["test_acc"]["paired"] is True
 
 
 def test_failing_method_is_recorded_not_fatal(tiny_study, mlflow_uri, study_work_dir, monkeypatch):

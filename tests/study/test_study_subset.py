@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from study_helpers import bench, runs_of
 
-from unlearnbench.core import fingerprint
 from unlearnbench.core.checkpoint import load_checkpoint
+from unlearnbench.core.data import fingerprint
 
 
 def test_study_on_a_per_class_subset(tiny_study, mlflow_uri, tmp_path):
@@ -25,7 +25,7 @@ def test_study_on_a_per_class_subset(tiny_study, mlflow_uri, tmp_path):
     unlearned = next(r for r in children if r.data.tags["kind"] == "unlearn")
     assert unlearned.info.status == "FINISHED"
     # the full data is another study (its id holds per_class; 0 = all = unset)
-    from unlearnbench.eval.study import load_study, study_id
+    from unlearnbench.study import load_study, study_id
 
     ids = {n: study_id(load_study(path, per_class=n)) for n in (None, 0, 30)}
     assert ids[None] == ids[0] != ids[30] == parents[0].data.tags["study_id"]

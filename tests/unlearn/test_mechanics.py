@@ -8,6 +8,8 @@ import dataclasses
 import pytest
 import torch
 import torch.nn as nn
+from hypothesis import given
+from hypothesis import strategies as st
 
 from unlearnbench.core.errors import ConfigError, UnknownNameError
 from unlearnbench.unlearn import run
@@ -44,6 +46,33 @@ def test_top_fraction_mask_selects_the_largest_scores():
     kept = torch.cat([scores[k][mask[k]] for k in scores])
     dropped = torch.cat([scores[k][~mask[k]] for k in scores])
     assert len(kept) == int(48 * 0.4) and kept.min() >= dropped.max()
+
+
+@given(n_a=st.integers(1, 300), n_b=st.integers(1, 300), levels=st.integers(1, 4),
+       ratio=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_top_fraction_mask_breaks_ties_by_flat_index(n_a, n_b, levels, ratio, seed):
+    """Heavily tied scores (1-4 distinct values): the mask is exactly "the int(N * ratio) best,
+    ties to the lower flat index" (tensors in dict order), so it is the same on every device;
+    checked against a brute-force ranking by (-score, index)."""
+    g = torch.Generator().manual_seed(seed)
+    scores = {"a": torch.randint(0, levels, (n_a,), generator=g).float(),
+              "b": torch.randint(0, levels, (n_b,), generator=g).float().view(-1, 1)}
+    mask = top_fraction_mask(scores, ratio)
+    flat = torch.cat([scores["a"], scores["b"].flatten()]).tolist()
+    k = int(len(flat) * ratio)
+    best = sorted(range(len(flat)), key=lambda i: (-flat[i], i))[:k]
+    expected = torch.zeros(len(flat), dtype=torch.bool)
+    expected[best] = True
+    got = torch.cat([mask["a"], mask["b"].flatten()])
+    assert mask["b"].shape == scores["b"].shape and torch.equal(got, expected)
+
+
+def test_top_fraction_mask_ratio_range_includes_both_ends_only():
+    scores = {"w": torch.arange(10.0)}
+    assert not top_fraction_mask(scores, 0.0)["w"].any() and top_fraction_mask(scores, 1.0)["w"].all()
+    for bad in (-0.1, 1.1, 2.0):
+        with pytest.raises(ValueError, match="ratio"):
+            top_fraction_mask(scores, bad)
 
 
 def test_salun_leaves_masked_weights_bit_identical(digits_cnn, digits_class3):
@@ -109,6 +138,69 @@ def test_prune_method_keeps_pruned_weights_zero_through_finetuning(rewind, digit
     assert survivors_moved
 
 
+def _release_2023_mask(model, forget, ratio, *, lr, batch_size, augment, seed):
+    """A transcription of Unlearn-Saliency 9576623 ``generate_mask.py: save_gradient_ratio`` (the
+    non-ImageNet branch), fed the same batches: train mode, SGD step, |grad| summed after the step,
+    ascending ranks, ``rank < int(N * ratio)``."""
+    import torch.nn.functional as F
+
+    from unlearnbench.core.data import Loader
+
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    gradients = {name: 0 for name, _ in model.named_parameters()}
+    for image, target in Loader(forget, batch_size, shuffle=True, augment=augment,
+                                generator=torch.Generator().manual_seed(seed)):
+        loss = -F.cross_entropy(model(image), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        for name, param in model.named_parameters():
+            if param.grad is not None:
+                gradients[name] += param.grad.data.abs()
+    all_elements = torch.cat([t.flatten() for t in gradients.values()])
+    threshold_index = int(len(all_elements) * ratio)
+    ranks = torch.argsort(torch.argsort(all_elements, stable=True))
+    out, start = {}, 0
+    for key, tensor in gradients.items():
+        out[key] = (ranks[start:start + tensor.numel()] < threshold_index).reshape(tensor.shape)
+        start += tensor.numel()
+    return out
+
+
+def test_salun_2023_mask_generation_is_the_release_code(digits_cnn, digits_class3):
+    from unlearnbench.unlearn.masks import saliency_mask_2023
+
+    model = copy.deepcopy(digits_cnn)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    mask = saliency_mask_2023(model, digits_class3.forget, 0.5, lr=0.01, batch_size=32,
+                              generator=torch.Generator().manual_seed(5))
+    ref = _release_2023_mask(digits_cnn, digits_class3.forget, 0.5, lr=0.01, batch_size=32, augment=None, seed=5)
+    assert set(mask) == set(ref) and all(torch.equal(mask[k], ref[k]) for k in ref)
+    # the model handed in is untouched (weights and BatchNorm running statistics)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert model.training == digits_cnn.training
+    # a different mask from today's: without the steps and train mode it would be the complement
+    # of the current top-50 % mask; with them it overlaps it by neither 0 % nor 100 %
+    now = saliency_mask(copy.deepcopy(digits_cnn), digits_class3.forget, 0.5, batch_size=32,
+                        generator=torch.Generator().manual_seed(5))
+    overlap = sum(int((mask[k] & now[k]).sum()) for k in now) / sum(int(now[k].sum()) for k in now)
+    assert 0.02 < overlap < 0.98
+
+
+def test_salun_mask_generation_2023_freezes_the_release_mask(digits_cnn, digits_class3):
+    cfg = {"epochs": 1, "mask_ratio": 0.4, "lr": 0.05, "mask_generation": "2023", "mask_lr": 0.02,
+           "mask_batch_size": 64, "mask_mode": "exact"}
+    out = run("salun", digits_cnn, digits_class3, cfg, seed=2, device="cpu")
+    mask = _release_2023_mask(digits_cnn, digits_class3.forget, 0.4, lr=0.02, batch_size=64,
+                              augment=digits_class3.info, seed=2 + 1)
+    before, after = dict(digits_cnn.named_parameters()), dict(out.model.named_parameters())
+    assert all(torch.equal(before[n][~m], after[n][~m]) for n, m in mask.items())
+    assert sum(int((before[n][m] != after[n][m]).sum()) for n, m in mask.items()) > 0.5 * sum(
+        int(m.sum()) for m in mask.values())
+
+
 # ----------------------------------------------------------------------------- l1 schedule
 
 
@@ -116,7 +208,33 @@ def test_l1_coefficient_follows_the_linear_decay():
     assert [l1_coefficient(2.0, e, 10) for e in range(10)] == [2.0 * (1 - e / 10) for e in range(10)]
     assert l1_coefficient(2.0, 9, 10) == pytest.approx(0.2)  # never reaches 0 without no_l1_epochs
     assert [l1_coefficient(1.0, e, 5, no_l1_epochs=2) for e in range(5)] == [1.0, 1 - 1 / 3, 1 - 2 / 3, 0.0, 0.0]
-    assert l1_coefficient(0.5, 3, 4, no_l1_epochs=4) == 0.5  # no decaying epochs: constant, as in the reference
+    # the January 2023 release: alpha in every epoch, still ended by no_l1_epochs
+    assert [l1_coefficient(0.3, e, 4, 1, "constant") for e in range(4)] == [0.3, 0.3, 0.3, 0.0]
+
+
+def test_l1_no_l1_epochs_equal_to_epochs_means_no_penalty_at_all(digits_cnn, digits_class3):
+    """``no_l1_epochs == epochs``: alpha = 0 throughout (Unlearn-Sparse 6c1ba03; the ImageNet path
+    today), not a constant alpha. A huge alpha must then leave the run bit-identical to alpha 0."""
+    assert [l1_coefficient(0.5, e, 4, no_l1_epochs=4) for e in range(4)] == [0.0] * 4
+    assert [l1_coefficient(0.5, e, 4, 4, "constant") for e in range(4)] == [0.0] * 4
+    base = {"epochs": 2, "no_l1_epochs": 2, "batch_size": 256, "lr": 0.05}
+    a = run("l1_sparse", digits_cnn, digits_class3, {**base, "alpha": 10.0}, seed=3, device="cpu").model
+    b = run("l1_sparse", digits_cnn, digits_class3, {**base, "alpha": 0.0}, seed=3, device="cpu").model
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_l1_constant_schedule_penalises_every_epoch_equally(monkeypatch, digits_cnn, digits_class3):
+    import unlearnbench.unlearn.l1_sparse as l1
+
+    seen = []
+    real = l1.l1_norm
+    monkeypatch.setattr(l1, "l1_norm", lambda m: (seen.append(1), real(m))[1])
+    coeffs = []
+    real_coef = l1.l1_coefficient
+    monkeypatch.setattr(l1, "l1_coefficient", lambda *a: (coeffs.append(real_coef(*a)), coeffs[-1])[1])
+    run("l1_sparse", digits_cnn, digits_class3,
+        {"epochs": 3, "alpha": 2e-3, "batch_size": 256, "alpha_schedule": "constant"}, device="cpu")
+    assert coeffs and set(coeffs) == {2e-3} and len(seen) == len(coeffs)
 
 
 def test_l1_sparse_uses_the_schedule_every_step(monkeypatch, digits_cnn, digits_class3):
@@ -124,14 +242,14 @@ def test_l1_sparse_uses_the_schedule_every_step(monkeypatch, digits_cnn, digits_
 
     calls = []
 
-    def spy(alpha, epoch, epochs, no_l1_epochs=0):
-        calls.append((alpha, epoch, epochs, no_l1_epochs))
-        return l1_coefficient(alpha, epoch, epochs, no_l1_epochs)
+    def spy(alpha, epoch, epochs, no_l1_epochs=0, schedule="linear"):
+        calls.append((alpha, epoch, epochs, no_l1_epochs, schedule))
+        return l1_coefficient(alpha, epoch, epochs, no_l1_epochs, schedule)
 
     monkeypatch.setattr(l1, "l1_coefficient", spy)
     run("l1_sparse", digits_cnn, digits_class3, {"epochs": 3, "alpha": 1e-3, "batch_size": 256}, device="cpu")
     steps = -(-len(digits_class3.retain) // 256)
-    assert calls == [(1e-3, e, 3, 0) for e in range(3) for _ in range(steps)]
+    assert calls == [(1e-3, e, 3, 0, "linear") for e in range(3) for _ in range(steps)]
 
 
 # ----------------------------------------------------------------------------- SCAR

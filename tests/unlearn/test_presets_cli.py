@@ -30,7 +30,8 @@ def test_shipped_presets_are_valid_and_cite_sources():
         assert "arxiv.org" in text  # every preset cites its paper
     salun = PRESETS.get("salun-cifar10-random10")
     assert salun.method == "salun" and salun.forget == "random:0.1"
-    assert salun.config["lr"] == 0.013 and salun.config["mask_ratio"] == 0.5 and salun.config["epochs"] == 10
+    assert salun.config["lr"] == 0.1 and salun.config["mask_ratio"] == 0.5 and salun.config["epochs"] == 10
+    assert PRESETS.get("salun-cifar10-random10-current").config["lr"] == 0.013
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,21 @@ def test_cli_ls_methods_shows_reads_and_weakness():
         assert name in result.output
     assert "SalUnConfig" in result.output and "<class" not in result.output
     assert "forget, retain" in result.output and "reads" in result.output and "weak" in result.output
+
+
+def test_cli_ls_presets_says_which_release_each_follows():
+    import json
+
+    result = runner.invoke(app, ["ls", "presets", "--json"])
+    _ok(result)
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert rows["salun-cifar10-random10"]["release"] == "OPTML-Group/Unlearn-Saliency@9576623 (2023-10-11)"
+    assert rows["salun-cifar10-random10-current"]["release"] == "OPTML-Group/Unlearn-Saliency@a6e89fd (2026-02-28)"
+    assert rows["salun-digits-class"]["release"] == "-"
+    one = runner.invoke(app, ["ls", "presets", "salun-cifar10-random10", "--json"])
+    _ok(one)
+    quirks = json.loads(one.output)["quirks"]
+    assert any("mask_generation: 2023" in q for q in quirks) and any("NOT reproduced" in q for q in quirks)
 
 
 @pytest.fixture(scope="module")

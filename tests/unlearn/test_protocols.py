@@ -193,8 +193,50 @@ def test_paper_presets_follow_the_paper_code():
     assert bs.method == "boundary_shrink" and bs.config["bound"] == 0.1 and bs.config["lr"] == 1e-6
     assert "main_0.1_cifar10.sh" in (PRESET_DIR / "boundary-shrink-cifar10-random10.yaml").read_text()
     l1 = (PRESET_DIR / "l1sparse-cifar10-class.yaml").read_text()
-    assert "NOT FOUND" in l1 and "{1e-5, 3e-5, 1e-4, 3e-4, 1e-3}" in l1
+    assert "a5dd98c" in l1 and "{1e-5, 3e-5, 1e-4, 3e-4, 1e-3}" in l1
     from_dict(METHODS.info("salun")["config"], table1.config)
+
+
+def test_every_paper_preset_follows_one_named_release():
+    """Issue #23: no preset mixes releases. Each names owner/repo@commit (date); the SalUn presets
+    pin the settings of their release."""
+    from unlearnbench.unlearn.presets import RELEASE
+
+    for name in PRESETS.names():
+        p = PRESETS.get(name)
+        if p.dataset in ("digits", "synthetic"):
+            continue
+        assert RELEASE.match(p.release), f"{name}: no release"
+    table = {n: PRESETS.get(n) for n in ("salun-cifar10-random10", "salun-cifar10-class",
+                                           "salun-cifar10-random10-current", "salun-cifar10-class-current")}
+    for name in ("salun-cifar10-random10", "salun-cifar10-class"):  # 9576623: the tables' release
+        c = table[name].config
+        assert table[name].release.startswith("OPTML-Group/Unlearn-Saliency@9576623")
+        assert (c["lr"], c["epochs"], c["mixed"], c["mask_mode"], c["mask_generation"], c["mask_lr"]) == (
+            0.1, 10, True, "gradient", "2023", 0.01), name
+    for name in ("salun-cifar10-random10-current", "salun-cifar10-class-current"):  # a6e89fd: today's code
+        c = table[name].config
+        assert table[name].release.startswith("OPTML-Group/Unlearn-Saliency@a6e89fd")
+        assert (c["lr"], c["epochs"], c["mixed"], c["mask_mode"], c["mask_generation"]) == (
+            0.013, 10, False, "exact", "current"), name
+    jan = PRESETS.get("l1sparse-cifar10-class-2023-01")
+    assert jan.release.startswith("OPTML-Group/Unlearn-Sparse@a5dd98c")
+    assert (jan.config["alpha"], jan.config["epochs"], jan.config["lr"], jan.config["alpha_schedule"]) == (
+        1e-4, 10, 0.01, "constant")
+
+
+def test_a_preset_without_release_or_with_a_bad_one_is_refused(tmp_path):
+    from unlearnbench.unlearn.presets import load_preset
+
+    base = "method: finetune\ndataset: cifar10\nforget: class:0\nconfig: {epochs: 1}\n"
+    (tmp_path / "a.yaml").write_text(base)
+    with pytest.raises(ValueError, match="must name the release"):
+        load_preset(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text(base + "release: someone/repo@HEAD\n")
+    with pytest.raises(ValueError, match="owner/repo@commit"):
+        load_preset(tmp_path / "b.yaml")
+    (tmp_path / "c.yaml").write_text(base.replace("cifar10", "digits"))
+    assert load_preset(tmp_path / "c.yaml").release == ""
 
 
 def test_balanced_ood_weights_on_hand_pseudo_labels():
@@ -244,3 +286,67 @@ def test_scar_checks_the_stop_rule_after_every_step(monkeypatch, request, fixtur
     cfg = {"epochs": 3, "min_epochs": 1, "ood_size": 256}
     run("scar", digits_cnn, _scar_data(request.getfixturevalue(fixture), small_ood), cfg, device="cpu")
     assert len(calls) == 6 + 1  # epoch 1 unchecked (min_epochs), then one step of epoch 2
+
+
+# ============================================================================ SCAR, reproduction switches (issue #23)
+
+
+def test_scar_stop_on_test_is_the_release_rule_and_declares_the_test_set(digits_cnn, digits_random, digits_class3):
+    """Default: the original's validation accuracy - 1.5; ``stop_on: test``: its test accuracy - 1.5
+    (SCAR src/main.py, HR), and SCAR then declares the test set and warns."""
+    val_acc, test_acc = accuracy(digits_cnn, digits_random.val), accuracy(digits_cnn, digits_random.test)
+    assert val_acc != test_acc  # otherwise the two rules could not be told apart
+    default = build_config("scar")
+    assert stop_target(default, digits_random, digits_cnn) == pytest.approx(val_acc - 1.5)
+    repro = build_config("scar", {"stop_on": "test"})
+    with pytest.warns(UserWarning, match="TEST accuracy"):
+        assert stop_target(repro, digits_random, digits_cnn) == pytest.approx(test_acc - 1.5)
+    assert "test" in declared_reads("scar", repro, digits_random.spec)
+    assert "test" not in declared_reads("scar", default, digits_random.spec)
+    # class-wise forgetting stops at 1 % either way and never reads the test set
+    assert "test" not in declared_reads("scar", repro, digits_class3.spec)
+    assert stop_target(repro, digits_class3, digits_cnn) == 1.0
+
+
+def test_scar_stop_on_test_runs_through_the_guard(digits_cnn, digits_random, small_ood):
+    cfg = {**RANDOM_CFG, "epochs": 1, "stop_on": "test"}
+    with pytest.warns(UserWarning, match="TEST accuracy"):
+        out = run("scar", digits_cnn, _scar_data(digits_random, small_ood), cfg, device="cpu")
+    assert "test" in out.info["reads"]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS.names()))
+def test_no_method_reads_the_test_set_by_default(method, digits_class3, digits_random):
+    for data in (digits_class3, digits_random):
+        assert "test" not in declared_reads(method, build_config(method), data.spec)
+
+
+def test_scar_nearest_class_quirk_compares_list_positions_with_labels():
+    from unlearnbench.unlearn.classstats import ClassGaussians, nearest_wrong_class
+
+    # class-wise forgetting of class 0: the Gaussians are those of classes 1, 2, 3 (positions 0, 1, 2)
+    g = ClassGaussians(torch.tensor([1, 2, 3]), torch.zeros(3, 1), torch.zeros(3, 1, 1))
+    d = torch.tensor([[0.1, 0.5, 0.9],   # nearest: class 1 at position 0
+                      [0.6, 0.2, 0.9],   # nearest: class 2 at position 1
+                      [0.3, 0.9, 0.2]])  # nearest: class 3 at position 2
+    y = torch.zeros(3, dtype=torch.long)
+    assert g.classes[nearest_wrong_class(d, g, y)].tolist() == [1, 2, 3]
+    # the release: position 0 == label 0, so class 1 is skipped for the 2nd nearest (class 2)
+    assert g.classes[nearest_wrong_class(d, g, y, by_position=True)].tolist() == [2, 2, 3]
+    # random forgetting: the list is every class, and both rules agree
+    g_all = ClassGaussians(torch.arange(4), torch.zeros(4, 1), torch.zeros(4, 1, 1))
+    gen = torch.Generator().manual_seed(0)
+    dd, yy = torch.rand(50, 4, generator=gen), torch.randint(0, 4, (50,), generator=gen)
+    assert torch.equal(nearest_wrong_class(dd, g_all, yy), nearest_wrong_class(dd, g_all, yy, by_position=True))
+
+
+def test_scar_nearest_class_quirk_reaches_the_targets(monkeypatch, digits_cnn, digits_class3, small_ood):
+    import unlearnbench.unlearn.classstats as cs
+
+    seen = []
+    real = cs.nearest_wrong_class
+    monkeypatch.setattr(scar_mod, "nearest_wrong_class", lambda *a, **k: (seen.append(k.get("by_position")), real(*a, **k))[1])
+    cfg = {"epochs": 1, "min_epochs": 0, "ood_size": 256, "ood_batch_size": 64, "steps_per_forget_batch": 1}
+    run("scar", digits_cnn, _scar_data(digits_class3, small_ood), {**cfg, "nearest_class_quirk": True}, device="cpu")
+    run("scar", digits_cnn, _scar_data(digits_class3, small_ood), cfg, device="cpu")
+    assert seen == [True, False]

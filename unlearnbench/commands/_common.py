@@ -63,7 +63,9 @@ app = typer.Typer(
     cls=_OneLineErrors,
     help="Machine-unlearning and adversarial-robustness evaluation for image classifiers.",
     no_args_is_help=True,
-    add_completion=False,
+    # Plain click help: it wraps the help text and never cuts an option name, at 80 columns and
+    # in a pipe (rich's option table shrank long names to "--allow-reference-misma…").
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 # Wide enough for any row: piped output and log files get whole names, never "bad_teach…".
@@ -156,7 +158,10 @@ C = TypeVar("C")
 
 
 def fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message may quote brackets (pip install 'unlearnbench[ray]', a list repr)
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -180,13 +185,20 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | str | None, ...] = ()) -> None:
-    """Probe every output ``(option, path, is_folder)`` before the work starts (see ``check_writable``)."""
-    from unlearnbench.core.io import check_writable
+def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | str | None, ...] = (),
+                  specs: tuple[Any, ...] = (), store: str | None | bool = False) -> None:
+    """A command's whole file boundary, before the work: every output ``(option, path, is_folder)``
+    against every input path, every ``indices:FILE`` in ``specs`` and the MLflow store's SQLite file
+    (``store``: the --tracking-uri of a command that tracks, None for the default; False: none)."""
+    from unlearnbench.core.boundary import declare
 
-    for option, path, folder in outputs:
-        if path is not None:
-            check_writable(path, inputs=inputs, folder=folder, option=option)
+    extra: list[Path] = []
+    if store is not False:
+        from unlearnbench.eval.tracking import resolve_uri, sqlite_file
+
+        db = sqlite_file(resolve_uri(store or None))
+        extra = [db] if db is not None else []
+    declare(inputs=(*inputs, *extra), outputs=outputs, specs=specs)
 
 
 class _Once(logging.Filter):

@@ -236,6 +236,10 @@ def describe(kind: str, entry: Any) -> dict[str, Any]:
             value = getattr(obj, f.name)
             if f.name not in out and not isinstance(value, dict) and f.name != "name":
                 out[f.name] = value
+    if kind == "methods":
+        from unlearnbench.unlearn.recipes import recipes_by_regime
+
+        out["recipes"] = recipes_by_regime(entry.name)  # where unlearn's config starts, by the data's shape
     if cls is not None and dataclasses.is_dataclass(cls):
         out["config_class"] = cls.__name__
         out["config"] = config_rows(cls, entry.name)

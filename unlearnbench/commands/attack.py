@@ -82,7 +82,8 @@ def attack(
         overrides.update(load_yaml(config))
     overrides.update(parse_overrides(set_ or []))
     attack_cfg = build_config(name, overrides, seed=seed)  # bad keys fail before any work
-    check_outputs(("--save-adv", save_adv, False), inputs=(checkpoint, config))
+    check_outputs(("--save-adv", save_adv, False), inputs=(checkpoint, config), specs=(forget,),
+                  store=False if no_track else tracking_uri)
 
     ckpt = load_checkpoint(checkpoint)
     ckpt.require_task("classification", "attack")
@@ -91,6 +92,7 @@ def attack(
     if split in ("forget", "retain") and not spec:
         raise ConfigError(f"--split {split} needs --forget SPEC (e.g. --forget class:3) naming the forgotten data.")
     dev = resolve_device(device)
+    model = ckpt.build(dev)  # the weights are checked before any data is read
     track = None
     if not no_track:
         from unlearnbench.eval import tracking
@@ -107,7 +109,6 @@ def attack(
     tset = {"test": splits.test, "val": splits.val}.get(split) if data is None else getattr(data, split)
     if tset is None or len(tset) == 0:
         raise DataError(f"The {split} split of {meta['dataset']!r} is empty; choose another split.")
-    model = ckpt.build(dev)
 
     from unlearnbench.robust.evaluate import robust_accuracy, save_adversarial
 

@@ -41,7 +41,6 @@ from unlearnbench.commands._common import (
     setup_output,
 )
 from unlearnbench.core.config import from_dict, load_yaml, parse_overrides
-from unlearnbench.core.data import DataSource
 from unlearnbench.core.errors import UserError
 
 shadow_app = typer.Typer(help="Shadow-model pools for LiRA and U-LiRA.", no_args_is_help=True)
@@ -84,8 +83,10 @@ def _compact(title: str) -> Table:
 
 
 def _summary_table(report) -> Table:
+    paired = any(report.gap_paired(r[0]) for r in report.rows() if r[2] is not None)
     table = _compact(f"Evaluation of {report.name or 'model'}: value [95 % interval] on n points; "
-                     "* = gap to the reference beyond that noise")
+                     "* = gap to the reference beyond that noise"
+                     + (" (paired: McNemar on the same images)" if paired else ""))
     for col, just in (("metric", "left"), ("value [95 % CI]", "right"), ("n", "right"), ("ref", "right"),
                       ("|gap|", "right"), ("better", "left")):
         table.add_column(col, justify=just, style="bold" if col == "metric" else None, no_wrap=col != "better")
@@ -192,7 +193,9 @@ def evaluate(
     )
     to_stdout = json_out is not None and str(json_out) == "-"
     out = err_console if to_stdout else console  # with --json -, stdout carries the JSON alone
-    check_outputs(("--json", None if to_stdout else json_out, False), inputs=(*checkpoint, reference, original, config))
+    check_outputs(("--json", None if to_stdout else json_out, False),
+                  inputs=(*checkpoint, reference, original, config, *(shadow_pool or ())), specs=(forget,),
+                  store=False if no_track else tracking_uri)
     for path in checkpoint:
         if not path.is_file():
             raise UserError(f"Checkpoint {str(path)!r} does not exist.")
@@ -351,6 +354,7 @@ def shadow_train(
 ) -> None:
     """Train a shadow-model pool (independent jobs, locally or on Ray) for LiRA / U-LiRA."""
     setup_output(quiet)
+    from unlearnbench.core.data import DataSource
     from unlearnbench.core.executor import ExecutorConfig
     from unlearnbench.core.train import TrainConfig, recipe_for
     from unlearnbench.eval.shadow import train_pool
@@ -359,7 +363,7 @@ def shadow_train(
                        batch_size=batch_size, device=device)
     ex = from_dict(ExecutorConfig, {"kind": executor, "ray_address": ray_address, "num_cpus": num_cpus, "num_gpus": num_gpus})
     mcfg = {**(load_yaml(method_config) if method_config else {}), **parse_overrides(method_set or [])}
-    check_outputs(("--out", out, True), inputs=(method_config, config))
+    check_outputs(("--out", out, True), inputs=(method_config, config), specs=(forget,))
     pool = train_pool(
         out, dataset=dataset, model=model, n=n, config=cfg, split_seed=split_seed, val_fraction=val_fraction,
         seed=seed, source=DataSource.from_env(data_root, download), executor=ex, ulira_method=ulira_method,

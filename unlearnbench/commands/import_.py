@@ -17,7 +17,6 @@ from unlearnbench.commands._common import (
     handle_errors,
     setup_output,
 )
-from unlearnbench.core.data import DataSource
 
 
 @app.command("import")
@@ -31,7 +30,7 @@ def import_(
     ),
     weights: Path = typer.Option(
         ..., "--weights", "-w",
-        help="Weights file: a state_dict, or a dict holding one under state_dict/model/net "
+        help="Weights file: .safetensors, a state_dict, or a dict holding one under state_dict/model/net "
              "(module. and _orig_mod. prefixes are stripped; read with torch.load(weights_only=True)).",
     ),
     dataset: str = typer.Option(..., "--dataset", "-d", help="The dataset the model classifies (see `ls datasets`)."),
@@ -52,7 +51,7 @@ def import_(
     """Convert a model trained elsewhere into a checkpoint that evaluate, attack, unlearn and studies take."""
     setup_output(quiet)
     from unlearnbench.core.checkpoint import save_checkpoint
-    from unlearnbench.core.data import DATASETS
+    from unlearnbench.core.data import DATASETS, DataSource
     from unlearnbench.core.importer import import_model
 
     DATASETS.get(dataset)
@@ -67,7 +66,9 @@ def import_(
         f"Saved {out}: {model} from {weights} (sha256 {meta['source']['sha256'][:12]}), "
         f"normalisation {meta['normalize']['source']}; test acc {acc:.2f}% (n={n}) on {dataset}."
     )
-    if acc <= 1.5 * chance:
+    if meta.get("normalization_hint"):
+        console.print(f"Warning: {meta['normalization_hint']}", highlight=False, soft_wrap=True)
+    elif acc <= 1.5 * chance:
         console.print(
             f"Note: {acc:.2f}% is near chance ({chance:.1f}%); if the model was trained on normalised images, "
             "pass --normalize (e.g. --normalize dataset)."

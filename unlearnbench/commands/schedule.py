@@ -82,7 +82,7 @@ def schedule(
     if not workdir.is_dir():
         raise ConfigError(f"--workdir {workdir} is not a folder.")
     if study is not None:
-        from unlearnbench.eval.study import load_study
+        from unlearnbench.study import load_study
 
         cfg = load_study(study)  # a broken study fails now, not at 6 a.m.
         experiment = experiment or cfg.experiment_name

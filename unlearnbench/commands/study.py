@@ -56,19 +56,19 @@ def _merge(data: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def load(study: str, sets: list[str] | None, **cli: Any):
     from unlearnbench.core.config import load_yaml
-    from unlearnbench.eval.study import EXAMPLES_DIR, study_from_dict
+    from unlearnbench.study import EXAMPLES_DIR, study_from_dict
 
     path = Path(study)
     if not path.is_file() and (EXAMPLES_DIR / f"{study}.yaml").is_file():
         path = EXAMPLES_DIR / f"{study}.yaml"
     if not path.is_file():
         from unlearnbench.core.errors import ConfigError
-        from unlearnbench.eval.study import examples
+        from unlearnbench.study import examples
 
         raise ConfigError(f"Study {study!r} is neither a file nor a shipped example; examples: {', '.join(examples())}.")
     data = _merge(load_yaml(path), _overrides(sets))
     if isinstance(data, dict) and data.get("task") == "generation":  # the study file declares its task
-        from unlearnbench.eval.gen_study import gen_study_from_dict
+        from unlearnbench.study.generation import gen_study_from_dict
 
         gen_cli = {k: cli.get(k) for k in ("experiment", "device")}
         unsupported = [k for k in ("subset", "per_class") if cli.get(k) is not None]
@@ -88,9 +88,9 @@ def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None
     from unlearnbench.commands.report import print_summary
     from unlearnbench.core.data import DataSource
     from unlearnbench.core.executor import ExecutorConfig
-    from unlearnbench.eval.study import run_study
     from unlearnbench.reports.render import build_summary
     from unlearnbench.reports.runs import load_runs
+    from unlearnbench.study import run_study
 
     ex = ExecutorConfig(kind=executor, ray_address=ray_address, num_cpus=cpus, num_gpus=gpus, threads=threads)
     source = DataSource.from_env(data_root, download)
@@ -142,10 +142,10 @@ def run_generation(cfg, *, tracking_uri: str | None, work_dir: Path, data_root: 
     from rich.table import Table
 
     from unlearnbench.core.data import DataSource
-    from unlearnbench.eval.gen_study import run_gen_study
     from unlearnbench.reports.generation import HEAD, _cells, _rows, log_report, write_gen_report
+    from unlearnbench.study.generation import run_gen_study
 
-    check_outputs(("--json", json_out if json_out is not None and str(json_out) != "-" else None, False))
+    check_outputs(("--reports", out_dir / cfg.name, True))
     source = DataSource.from_env(data_root, download)
     result = run_gen_study(cfg, tracking_uri=tracking_uri, work_dir=work_dir, source=source,
                            on_event=(None if quiet else lambda text: err_console.print(text, highlight=False)))
@@ -217,7 +217,9 @@ def benchmark(
     if executor not in ("local", "ray"):
         raise ConfigError(f"Unknown executor {executor!r}; use local or ray.")
     cfg, path = load(study, set_, experiment=experiment, device=device, subset=subset, per_class=per_class)
-    if getattr(cfg, "task", "classification") == "generation":
+    json_file = None if json_out is None or str(json_out) == "-" else json_out
+    check_outputs(("--json", json_file, False), ("--work-dir", work_dir, True), inputs=(path,), store=tracking_uri)
+    if getattr(cfg, "task", "classification") == "generation":  # the study file declares its task
         run_generation(cfg, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root, download=download,
                        quiet=quiet, json_out=json_out)
         return
@@ -254,7 +256,7 @@ def demo(
 
     cfg, path = load("demo", set_)
     uri = tracking.resolve_uri(tracking_uri)
-    check_outputs(("--out", out, True))
+    check_outputs(("--out", out, True), ("--work-dir", work_dir, True), store=uri)
     study = run_and_summarize(cfg, path, executor=executor, ray_address=None, cpus=1.0, gpus=0.0, tracking_uri=uri,
                       work_dir=work_dir, data_root=None, download=False, new=new, quiet=quiet)
     result = build_report(cfg.experiment_name, out, tracking_uri=uri, log_to_mlflow=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from pathlib import Path
 
 import typer
@@ -31,29 +29,8 @@ from unlearnbench.commands._common import (
     handle_errors,
     setup_output,
 )
-from unlearnbench.core.checkpoint import save_checkpoint
+from unlearnbench.commands._listing import LISTABLE, listing, registry
 from unlearnbench.core.config import flatten
-from unlearnbench.core.jobs import train_model
-from unlearnbench.core.train import TrainConfig
-
-# Which registry `ls KIND` shows; modules are imported lazily so `ls models` stays fast.
-LISTABLE = {
-    "datasets": ("unlearnbench.core.data", "DATASETS"),
-    "models": ("unlearnbench.core.models", "MODELS"),
-    "methods": ("unlearnbench.unlearn", "METHODS"),
-    "attacks": ("unlearnbench.robust.attacks", "ATTACKS"),
-    "metrics": ("unlearnbench.eval.metrics", "METRICS"),
-    "presets": ("unlearnbench.unlearn.presets", "PRESETS"),
-    "recipes": ("unlearnbench.core.recipes", "RECIPES"),
-}
-
-
-def _registry(kind: str):
-    module, attr = LISTABLE[kind]
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
 
 
 def _cell(v) -> str:
@@ -82,24 +59,16 @@ def ls(
     if name is not None:
         if kind == "all":
             raise UnknownNameError(f"Name the list {name!r} belongs to, e.g. unlearnbench ls methods {name}.")
-        reg = _registry(kind)
+        reg = registry(kind)
         if reg is None:
             raise UnknownNameError(f"The {kind} registry is not installed here.")
         _show_entry(describe(kind, reg.entry(name)), json_)
         return
-    listing: dict[str, list[dict]] = {}
-    for k in LISTABLE if kind == "all" else [kind]:
-        reg = _registry(k)
-        if reg is None:
-            continue
-        # functions in the info (a generation model's factory) are plumbing, not something to show
-        listing[k] = [{"name": e.name, "summary": e.summary,
-                       **{c: v for c, v in e.info.items() if c != "summary" and not inspect.isfunction(v)}}
-                      for e in reg.entries()]
+    found = listing(list(LISTABLE) if kind == "all" else [kind])
     if json_:
-        print_json(listing if kind == "all" else listing.get(kind, []))
+        print_json(found if kind == "all" else found.get(kind, []))
         return
-    for k, rows in listing.items():
+    for k, rows in found.items():
         table = Table(title=k, title_justify="left")
         extra_cols = sorted({c for r in rows for c in r if c not in ("name", "summary")})
         table.add_column("name", style="bold")
@@ -123,6 +92,11 @@ def _show_entry(d: dict, json_: bool) -> None:
                   highlight=False, soft_wrap=True)
     for k, v in d.items():
         if k in ("kind", "name", "summary", "config", "sets"):
+            continue
+        if k == "recipes":  # one regime per line: where `unlearn` starts on data of that shape
+            console.print("  recipes (unlearn's starting config, by the data's shape):", highlight=False)
+            for line in v:
+                console.print(f"    {line}", highlight=False, soft_wrap=True)
             continue
         console.print(f"  {k}: {_cell(v)}", highlight=False, soft_wrap=True)
     for section, title in (("config", "config keys (--set key=value)"), ("sets", "what it sets")):
@@ -201,9 +175,12 @@ def train(
 ) -> None:
     """Train an original model (or, with --exclude, the retrain-from-scratch reference)."""
     setup_output(quiet)
+    from unlearnbench.core.checkpoint import save_checkpoint
     from unlearnbench.core.data import DATASETS
+    from unlearnbench.core.jobs import train_model
     from unlearnbench.core.models import check_model_spec
     from unlearnbench.core.recipes import resolve
+    from unlearnbench.core.train import TrainConfig
 
     DATASETS.get(dataset), check_model_spec(model)  # unknown names (or torchvision:/module:factory specs) fail first
     from unlearnbench.core.diffusion import model_task
@@ -242,7 +219,7 @@ def train(
                               "`unlearnbench unlearn retrain --prune S` on the sparse checkpoint.")
         if not 1 <= rewind_epoch < cfg.epochs:
             raise ConfigError(f"--rewind-epoch must lie in [1, {cfg.epochs}) for {cfg.epochs} training epochs.")
-    check_outputs(("--out", out, False), inputs=(config,))
+    check_outputs(("--out", out, False), inputs=(config,), specs=(exclude,), store=False if no_track else tracking_uri)
     source = data_source(data_root, download, subset, per_class, image_size)
     track = None
     if not no_track:

@@ -32,7 +32,6 @@ from unlearnbench.commands._common import (
     setup_output,
 )
 from unlearnbench.core.config import flatten, load_yaml, parse_overrides
-from unlearnbench.core.data import parse_forget_spec
 from unlearnbench.core.errors import ConfigError, UserError
 
 _ROWS = (
@@ -77,8 +76,9 @@ def unlearn(
     """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
     setup_output(quiet)
     from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
+    from unlearnbench.core.data import parse_forget_spec
     from unlearnbench.unlearn import METHODS
-    from unlearnbench.unlearn.jobs import accuracies, unlearn_checkpoint, validate_request
+    from unlearnbench.unlearn.jobs import accuracies, check_request, run_request
     from unlearnbench.unlearn.presets import PRESETS
 
     # Everything a user can get wrong is checked before the (possibly long) run.
@@ -96,12 +96,13 @@ def unlearn(
     METHODS.get(method)
     if forget is None:
         raise ConfigError("Say what to forget with --forget, e.g. --forget class:3 or --forget random:0.1.")
-    parse_forget_spec(forget)
+    spec = parse_forget_spec(forget)  # the one parse of this request: the object is passed down
     if config is not None:
         values.update(load_yaml(config))
     values.update(parse_overrides(set_ or []))
     seed = _resolve_seed(seed, values)
-    check_outputs(("--out", out, False), inputs=(checkpoint, reference, config))
+    check_outputs(("--out", out, False), inputs=(checkpoint, reference, config), specs=(spec,),
+                  store=False if no_track else tracking_uri)
     ckpt = load_checkpoint(checkpoint)
     from unlearnbench.unlearn.base import method_task
 
@@ -110,8 +111,11 @@ def unlearn(
         raise ConfigError("The unlearn command evaluates classifiers; unlearn a generation model in a generation study "
                           "(unlearnbench benchmark digits-generation) or with unlearnbench.unlearn() from Python.")
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
-    validate_request(ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
-                     dataset=dataset)
+    request = check_request(ckpt, method, spec, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
+                            dataset=dataset)
+    if preset is not None and p.release:
+        console.print(f"Preset {preset} follows {p.release}" + (f"; quirks: {len(p.quirks)} (ls presets {preset})"
+                      if p.quirks else ""), style="dim", highlight=False)
     if not no_track:
         from unlearnbench.eval import tracking
 
@@ -121,12 +125,12 @@ def unlearn(
 
     images_before = images_seen()
     source = data_source(data_root, download, subset, per_class)
-    with _epoch_curves(ckpt, forget, device, source, enabled=not no_track) as history:
-        outcome = unlearn_checkpoint(
-            ckpt, method, forget, config=values, prune=prune, adv_retain=adv_retain, seed=seed, device=device,
-            source=source, dataset=dataset, reference=ref_ckpt,
-            allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
-        )
+    # The data is loaded and split once, inside run_request; the per-epoch curves (for MLflow's
+    # charts) are recorded on that same forget set.
+    outcome = run_request(request, device=device, source=source, reference=ref_ckpt,
+                          allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
+                          record_epochs=not no_track)
+    history = outcome.history
     report, before = None, {}
     if not no_eval:
         report = _evaluate(outcome, ref_ckpt)
@@ -134,6 +138,15 @@ def unlearn(
         # already predicted every split); only the original's are computed for the comparison.
         outcome.metrics.update({k: report.values[k] for k, _ in _ROWS if k in report.values})
         before = accuracies(outcome.original, outcome.data)
+    utility = None
+    if before:
+        from unlearnbench.unlearn.recipes import utility_drop
+
+        utility = utility_drop(method, before, outcome.metrics, preset or request.recipe, request.recipe_fits)
+        if utility:  # kept with the checkpoint, the report and the MLflow run
+            outcome.meta["utility_warning"] = utility
+            if report is not None:
+                report.config["utility_warning"] = utility
     images = images_seen() - images_before
     # The checkpoint is written before the store is opened: the store was checked before the run,
     # and if it breaks since (locked, read-only), the user still gets the model they asked for.
@@ -143,6 +156,8 @@ def unlearn(
         tracking.enable_system_metrics(system_metrics)
         _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed, report, history, log_model)
     _summary(method, out, outcome, before, images)
+    if utility:
+        console.print(f"Warning: {utility}", highlight=False, soft_wrap=True)
     if report is not None:
         from unlearnbench.commands.evaluate import _summary_table
 
@@ -155,7 +170,7 @@ def _evaluate(outcome, ref_ckpt):
     from unlearnbench.eval.jobs import evaluate_model
 
     device = next(outcome.model.parameters()).device
-    # unlearn_checkpoint checked the reference against the run before unlearning.
+    # run_request checked the reference against the run before unlearning.
     ref = ref_ckpt.build(device) if ref_ckpt is not None else None
     return evaluate_model(
         outcome.model, outcome.data, reference=ref, original=outcome.original,
@@ -169,32 +184,21 @@ def _mismatches(meta: dict) -> dict:
     return {k: meta[k] for k in ("data_mismatch", "reference_mismatch") if meta.get(k)}
 
 
-def _epoch_curves(ckpt, forget: str, device: str, source, *, enabled: bool):
-    """Record the unlearning loop's loss and forget accuracy per epoch (for MLflow's charts)."""
-    import contextlib
-
-    if not enabled:
-        return contextlib.nullcontext([])
-    from unlearnbench.core.data import prepare
-    from unlearnbench.core.runtime import resolve_device
-    from unlearnbench.unlearn.loops import record_epochs
-
-    meta = ckpt.meta
-    _, data = prepare(meta["dataset"], forget, split_seed=int(meta["split_seed"]),
-                      val_fraction=float(meta.get("val_fraction", 0.1)), source=source, device=resolve_device(device))
-    return record_epochs(data.forget)
-
-
 def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_retain, seed: int, report=None,
              history=(), log_model: bool = False) -> None:
     from unlearnbench.eval.inputs import dataset_inputs
 
     meta = outcome.meta
     method = meta["method"]
+    release = ""
+    if preset:
+        from unlearnbench.unlearn.presets import PRESETS
+
+        release = PRESETS.get(preset).release
     params = {
         **flatten(outcome.result.config), "method": method, "forget": meta["forget"], "dataset": meta["dataset"],
         "model": meta["model"], "prune": prune, "adv_retain": adv_retain or "", "preset": preset or "",
-        "checkpoint": str(checkpoint), **_mismatches(meta), **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),
+        "preset_release": release, "checkpoint": str(checkpoint), **_mismatches(meta), **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),
     }
     tags = {
         "kind": "unlearn", "method": method, "dataset": meta["dataset"], "model": meta["model"],

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch.nn as nn
 
 from unlearnbench.core import provenance
 from unlearnbench.core.checkpoint import load_foreign_weights, read_state_dict
-from unlearnbench.core.data import DataSource, Splits, prepare
+from unlearnbench.core.data import DATASETS, DataSource, Splits, prepare
 from unlearnbench.core.errors import ConfigError
 from unlearnbench.core.jobs import checkpoint_meta
 from unlearnbench.core.models import check_model_spec, create_model, is_foreign
@@ -92,6 +93,13 @@ def import_model(
     """
     check_model_spec(spec)
     state, origin = read_state_dict(weights)
+    shape = DATASETS.info(dataset).get("shape")
+    if shape is not None:
+        # The dataset's class count and image shape are known without reading it: a file that
+        # does not fit fails now, not after the data is decoded (CIFAR-10: ~20 s).
+        k, c, size = shape
+        parse_normalize(normalize, SimpleNamespace(in_channels=c, mean=(0.0,) * c, std=(1.0,) * c))  # syntax first
+        load_foreign_weights(create_model(spec, k, c, size), state, str(weights))
     dev = resolve_device(device)
     splits, _ = prepare(dataset, None, split_seed=split_seed, val_fraction=val_fraction, source=source, device=dev)
     info = splits.info
@@ -102,6 +110,9 @@ def import_model(
     load_foreign_weights(model, state, str(weights))
     model = model.to(dev).eval()
     metrics = {"test_acc": accuracy(model, splits.test), "n_test": len(splits.test)}
+    from unlearnbench.core.normcheck import mismatch_hint
+
+    hint = mismatch_hint(model, splits.test, info, info.num_classes, acc=metrics["test_acc"])
     meta = checkpoint_meta(
         spec, splits, exclude=None, val_fraction=val_fraction,
         extra={
@@ -110,6 +121,7 @@ def import_model(
             "normalize": {"mean": list(mean), "std": list(std), "source": stats_source},
             "source": origin,
             "metrics": metrics,
+            **({"normalization_hint": hint} if hint else {}),
             "provenance": provenance.collect(dev, 0),
         },
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,6 +19,11 @@ from unlearnbench.core.errors import OutputError
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or exc.__class__.__name__
+
+
+def _torch_write_error(exc: RuntimeError) -> bool:
+    text = str(exc)
+    return any(m in text for m in ("PytorchStreamWriter", "inline_container", "file write failed", "unexpected pos"))
 
 
 @contextlib.contextmanager
@@ -38,50 +43,16 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"Cannot write {path}: {_reason(exc)}; nothing was written there.") from None
+    except RuntimeError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        # torch.save reports a failed write (a full disk, a file-size limit) as a RuntimeError
+        # from its zip writer, not as the OSError underneath.
+        if _torch_write_error(exc):
+            raise OutputError(f"Cannot write {path}: the write failed (disk full or a file-size limit?); "
+                              "nothing was written there.") from None
+        raise
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
-def check_writable(
-    path: str | Path, *, inputs: Iterable[str | Path | None] = (), folder: bool = False, option: str = "output"
-) -> Path:
-    """Check before the work that ``path`` can be written; never leaves anything behind.
-
-    Refuses an output that is one of the command's ``inputs`` (``-o`` = ``-c`` would overwrite the
-    model being read), a folder where a file is meant (or a file where a folder is), a path under a
-    file, and a folder that does not take a new file (read-only or not ours): the nearest existing
-    ancestor gets a temporary file created and removed again, which is the only test that also
-    holds for root on a read-only mount.
-    """
-    path = Path(path).expanduser()
-    for src in inputs:
-        if src is not None and _same(path, Path(src)):
-            raise OutputError(f"{option} {path} is also an input of this command; write to another path.")
-    if path.exists():
-        if folder and not path.is_dir():
-            raise OutputError(f"{option} {path} is a file; it must be a folder (or not exist yet).")
-        if not folder and path.is_dir():
-            raise OutputError(f"{option} {path} is a folder; give a file path.")
-    ancestor = path if folder and path.is_dir() else path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputError(f"{option} {path} cannot be created: {ancestor} is a file, not a folder.")
-    try:
-        fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".unlearnbench-probe-")
-    except OSError as exc:
-        raise OutputError(f"{option} {path} cannot be written: {ancestor} is not writable ({_reason(exc)}).") from None
-    os.close(fd)
-    os.unlink(probe)
-    if path.exists() and not path.is_dir() and not os.access(path, os.W_OK):
-        raise OutputError(f"{option} {path} exists and is read-only; remove it or write elsewhere.")
-    return path

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch.nn as nn
 
-from unlearnbench.core import fingerprint, provenance
+from unlearnbench.core import provenance
 from unlearnbench.core.checkpoint import Checkpoint
 from unlearnbench.core.config import to_dict
-from unlearnbench.core.data import DataSource, Splits, UnlearnData, prepare
+from unlearnbench.core.data import DataSource, Splits, UnlearnData, fingerprint, prepare
 from unlearnbench.core.models import create_model
 from unlearnbench.core.protocol import forget_set_record
 from unlearnbench.core.runtime import resolve_device, seed_everything

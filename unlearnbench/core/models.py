@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from unlearnbench.core.errors import ConfigError, ModelError, UnknownNameError
 from unlearnbench.core.registry import Registry
+from unlearnbench.core.runtime import eval_mode
 
 
 class Normalize(nn.Module):
@@ -281,6 +282,22 @@ def with_normalization(model: nn.Module, mean: float | Sequence[float], std: flo
     return Normalized(model, m, s)
 
 
+def normalized_for(model: nn.Module, info: object) -> nn.Module:
+    """``model`` behind the normalisation its data carries (``DatasetInfo.normalization``), on the
+    model's device; unchanged when the data carries none or the model already applies exactly it."""
+    stats = getattr(info, "normalization", None)
+    if stats is None:
+        return model
+    mean, std = stats
+    if isinstance(model, Normalized):
+        have = (tuple(model.normalize.mean.flatten().tolist()), tuple(model.normalize.std.flatten().tolist()))
+        if all(abs(a - b) < 1e-6 for a, b in zip((*have[0], *have[1]), (*mean, *std), strict=False)):
+            return model
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), None)
+    wrapped = with_normalization(model, mean, std)
+    return wrapped.to(device) if device is not None else wrapped
+
+
 _SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 FOREIGN_HELP = "torchvision:NAME, timm:NAME or module.path:factory"
 
@@ -430,16 +447,12 @@ def check_model_fits(
     if device is None:
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else "cpu"
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):  # each module's own mode restored (frozen BN stays frozen)
             out = model(torch.zeros(2, channels, height, width, device=device))
     except Exception as exc:
         hint = " (torchvision and timm models take 3-channel images)" if channels != 3 and what.startswith(("torchvision", "timm")) else ""
         raise ModelError(f"{what} cannot take {channels}x{height}x{width} images{hint}: {_first_line(exc)}.") from None
-    finally:
-        model.train(was)
     if not isinstance(out, torch.Tensor):
         raise ModelError(f"{what} returns {type(out).__name__}, not a tensor of logits.")
     if out.dim() != 2 or out.shape[0] != 2 or (num_classes is not None and out.shape[1] != num_classes):

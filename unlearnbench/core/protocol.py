@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from unlearnbench.core import fingerprint
-from unlearnbench.core.data import DataSource, Splits, UnlearnData, forget_mask, parse_forget_spec
+from unlearnbench.core.data import DataSource, Splits, UnlearnData, fingerprint, forget_mask, parse_forget_spec
 from unlearnbench.core.errors import CheckpointError, DataError, UserError
 
 log = logging.getLogger(__name__)

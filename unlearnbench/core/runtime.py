@@ -35,6 +35,23 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Eval mode inside; on exit every submodule gets its *own* ``training`` flag back.
+
+    ``model.train(was_training)`` would not do: it sets every submodule to the top module's flag,
+    so a model handed over in train mode with frozen (eval-mode) BatchNorm layers would come back
+    with those layers updating their running statistics again.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in modes:
+            m.training = flag
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device

@@ -21,9 +21,13 @@ ModelCheck = Callable[[nn.Module, int, int, int, int, str], None]
 
 @dataclass(frozen=True)
 class Task:
+    """``classifier``: its models return logits, so accuracy-based steps apply (input normalisation
+    from the data, per-regime method recipes, the utility check after unlearning)."""
+
     name: str
     check_model: ModelCheck
     summary: str = ""
+    classifier: bool = True
 
 
 TASKS: Registry[Task] = Registry("tasks")
@@ -53,4 +57,5 @@ def _check_generator(model: nn.Module, c: int, h: int, w: int, k: int, what: str
 
 
 TASKS.add("classification", Task("classification", _check_classifier, "image classifiers (logits out)"))
-TASKS.add("generation", Task("generation", _check_generator, "class-conditional image generators (DDPMs)"))
+TASKS.add("generation", Task("generation", _check_generator, "class-conditional image generators (DDPMs)",
+                             classifier=False))

@@ -24,7 +24,7 @@ from unlearnbench.core.config import check_training, configclass
 from unlearnbench.core.data import DatasetInfo, Loader, TensorSet
 from unlearnbench.core.errors import ConfigError, TrainingDiverged
 from unlearnbench.core.progress import count_images, task
-from unlearnbench.core.runtime import model_device, resolve_device, seed_everything
+from unlearnbench.core.runtime import eval_mode, model_device, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +130,14 @@ def autocast(device: torch.device, enabled: bool = True, cpu: bool = False):
 
 @torch.no_grad()
 def predict(model: nn.Module, data: TensorSet, batch_size: int = 1024, amp: bool = False) -> torch.Tensor:
-    """Logits (float32, on the data's device) for every image; restores ``model.training``."""
-    was_training = model.training
-    model.eval()
+    """Logits (float32, on the data's device) for every image; every module's mode restored."""
     device = model_device(model)
-    try:
+    with eval_mode(model):
         outs = []
         for x, _ in Loader(data.to(device), batch_size):
             with autocast(device, amp):
                 outs.append(model(x).float())
         return torch.cat(outs)
-    finally:
-        model.train(was_training)
 
 
 def accuracy(model: nn.Module, data: TensorSet, batch_size: int = 1024) -> float:

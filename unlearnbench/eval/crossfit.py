@@ -60,8 +60,11 @@ def cross_fitted_balanced_accuracy(member: np.ndarray, nonmember: np.ndarray, se
 
     NaN with fewer than 2 members or 2 non-members (a half would be empty).
     """
-    m = np.asarray(member, dtype=np.float64).ravel()
-    n = np.asarray(nonmember, dtype=np.float64).ravel()
+    # Sorted first: the halves are a seeded partition of the *multiset* of scores, so the value
+    # does not depend on the order the points arrive in (a shuffled forget or test set gives the
+    # same number, as every other metric does); the partition is still uniformly random.
+    m = np.sort(np.asarray(member, dtype=np.float64).ravel())
+    n = np.sort(np.asarray(nonmember, dtype=np.float64).ravel())
     if len(m) < 2 or len(n) < 2:
         return float("nan")
     rng = np.random.default_rng(seed)

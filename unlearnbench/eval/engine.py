@@ -120,7 +120,8 @@ class Evaluator:
         # Reference / original models seen by this evaluator, per data: their predictions and
         # the reference's values, so evaluating several models against one reference predicts
         # and evaluates it once. Keys hold the model itself (its id stays valid).
-        self._companions: dict[tuple[int, tuple[str, ...]], tuple[nn.Module, PredictionCache, dict | None]] = {}
+        # (model, predictions, (values, outcomes) or None)
+        self._companions: dict[tuple[int, tuple[str, ...]], tuple[nn.Module, PredictionCache, tuple | None]] = {}
         self.companion_hits = 0
         # Reference / original models built from checkpoint files, by file hash (eval.jobs).
         self.companion_models: dict[str, Any] = {}
@@ -136,11 +137,11 @@ class Evaluator:
 
     def _threat(self, threat: Any) -> Any:
         try:
-            from unlearnbench.robust.attacks import ATTACKS
+            from unlearnbench.robust.attacks import check_available
         except ImportError:
             raise UserError("Robustness metrics need the unlearnbench.robust package, which is not installed.") from None
         for name in self.config.robustness:
-            ATTACKS.get(name)
+            check_available(name)
         return threat if threat is not None else _make_threat(self.config.norm, self.config.eps)
 
     # -- planning -------------------------------------------------------------------------------
@@ -196,6 +197,7 @@ class Evaluator:
         cache = PredictionCache(self.config.batch_size, self.config.amp)
         ref_model, ref_values = _split_ref(reference)
         ref_counts = dict(reference.counts) if isinstance(reference, Report) else {}
+        ref_outcomes = dict(reference.outcomes) if isinstance(reference, Report) else None
         orig_model, orig_values = _split_ref(original)
         inputs = dataset_inputs(data)
         data_key = tuple(f"{e['context']}:{e['digest']}" for e in inputs)
@@ -204,12 +206,13 @@ class Evaluator:
         ctx = EvalContext(
             model=model, data=data, options=self.config, cache=cache, reference_model=ref_model,
             reference_values=ref_values, original_model=orig_model, original_values=orig_values,
-            rte_seconds=rte_seconds, pools=self.pools, threat=self.threat,
+            rte_seconds=rte_seconds, pools=self.pools, threat=self.threat, reference_outcomes=ref_outcomes,
         )
         plan, skipped = self.plan(ctx)
         timings: dict[str, float] = {}
         if ref_model is not None and ref_memo is not None:
-            ctx.reference_values = dict(ref_memo)
+            ctx.reference_values = dict(ref_memo[0])
+            ctx.reference_outcomes = dict(ref_memo[1])
         elif ref_model is not None:
             t0 = time.perf_counter()
             ref_ctx = EvalContext(model=ref_model, data=data, options=self.config, cache=cache, pools=self.pools,
@@ -218,12 +221,14 @@ class Evaluator:
                         and metric_spec(n).stage <= 1]
             self._run(ref_ctx, ref_plan, {})
             ctx.reference_values = dict(ref_ctx.values)
+            ctx.reference_outcomes = dict(ref_ctx.outcomes)
             ref_counts = dict(ref_ctx.counts)
             timings["reference"] = time.perf_counter() - t0
         per_class: list[dict[str, Any]] = []
         curves: dict[str, dict[str, list[float]]] = {}
         self._run(ctx, plan, timings, per_class, curves)
-        self._remember(cache, ref_model, data_key, ctx.reference_values)
+        self._remember(cache, ref_model, data_key,
+                       None if ctx.reference_values is None else (ctx.reference_values, ctx.reference_outcomes or {}))
         self._remember(cache, orig_model, data_key, None)
         directions = {k: metric_info(m)["direction"] for k, m in ctx.sources.items()}
         timings["predictions"] = cache.seconds
@@ -250,6 +255,7 @@ class Evaluator:
             counts=dict(ctx.counts),
             undefined=dict(ctx.undefined),
             reference_counts=ref_counts,
+            outcomes=dict(ctx.outcomes),
         )
 
     def _run(self, ctx: EvalContext, plan: list[str], timings: dict[str, float],
@@ -266,6 +272,7 @@ class Evaluator:
                 ctx.sources[key] = name
             ctx.counts.update({k: int(v) for k, v in result.counts.items()})
             ctx.undefined.update(result.undefined)
+            ctx.outcomes.update(result.outcomes)
             if per_class is not None:
                 per_class.extend(result.per_class)
             if curves is not None:
@@ -273,8 +280,8 @@ class Evaluator:
             timings[name] = time.perf_counter() - t0
             log.debug("metric %s took %.2f s", name, timings[name])
 
-    def _adopt(self, cache: PredictionCache, model: nn.Module | None, data_key: tuple[str, ...]) -> dict | None:
-        """Reuse a companion model's predictions on the same data; returns its values if known."""
+    def _adopt(self, cache: PredictionCache, model: nn.Module | None, data_key: tuple[str, ...]) -> tuple | None:
+        """Reuse a companion model's predictions on the same data; returns its (values, outcomes) if known."""
         memo = self._companions.get((id(model), data_key)) if model is not None else None
         if memo is None:
             return None
@@ -283,13 +290,13 @@ class Evaluator:
         return memo[2]
 
     def _remember(self, cache: PredictionCache, model: nn.Module | None, data_key: tuple[str, ...],
-                  values: dict | None) -> None:
+                  values: tuple | None) -> None:
         if model is None:
             return
         kept = PredictionCache(self.config.batch_size, self.config.amp)
         kept.adopt(cache, model)
         old = self._companions.get((id(model), data_key))
-        self._companions[(id(model), data_key)] = (model, kept, dict(values) if values is not None else (old[2] if old else None))
+        self._companions[(id(model), data_key)] = (model, kept, values if values is not None else (old[2] if old else None))
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -158,6 +158,7 @@ def evaluate_checkpoint(
     """
     ckpt = _as_checkpoint(checkpoint)
     dev = resolve_device(device)
+    model = ckpt.build(dev)  # the weights are checked before any data is read
     splits, data = load_eval_data(ckpt, forget, source, dev)
     notes: dict[str, str] = {}
     _note(notes, "data_mismatch", check_data(ckpt.meta, splits, where=str(ckpt.path or "(in memory)"),
@@ -168,7 +169,6 @@ def evaluate_checkpoint(
     ref = _companion(reference, "reference", ckpt, splits, dev, data, allow_reference_mismatch, notes,
                      models=evaluator.companion_models)
     orig = _companion(original, "original", ckpt, splits, dev, models=evaluator.companion_models)
-    model = ckpt.build(dev)
     if rte_seconds is None and ckpt.meta.get("rte_seconds") is not None:
         rte_seconds = float(ckpt.meta["rte_seconds"])
     for pool in evaluator.pools:

@@ -6,7 +6,10 @@ accuracy; ``<attack>/n_members`` and ``n_nonmembers`` for membership attacks; lo
 as metrics too) and ``reference_counts`` the same for the reference; ``undefined`` the values
 that are not numbers and why (TPR at an FPR below 1/n_nonmembers); ``interval(key)`` a 95 %
 interval (Wilson for proportions, Hanley-McNeil for AUC) and ``gap_interval(key)`` one of
-value - reference (``eval.intervals``); ``per_class`` a DataFrame
+value - reference (``eval.intervals``): paired (Newcombe's method 10 for paired proportions, with
+McNemar's test for ``beyond_noise``) where ``outcomes`` of both models on the same points gave
+the discordant counts ``n/<key>/model_only`` / ``reference_only`` (``eval.paired``), else
+unpaired; ``per_class`` a DataFrame
 (split, class, name, n, acc[, reference_acc]); ``curves`` ROC points by name
 (``{"fpr": [...], "tpr": [...]}``); ``config`` what was evaluated and how (flattened into MLflow
 params); ``provenance`` git sha, versions, device, seed, host, time; ``timings`` seconds per
@@ -27,6 +30,7 @@ import pandas as pd
 
 from unlearnbench.core.io import atomic_write
 from unlearnbench.eval import intervals as iv
+from unlearnbench.eval import paired
 
 TAG_KEYS = ("kind", "method", "dataset", "model", "forget", "seed")
 PER_CLASS_COLUMNS = ["split", "class", "name", "n", "acc"]
@@ -81,15 +85,47 @@ def value_interval(key: str, value: float | None, counts: Mapping[str, float]) -
     return None
 
 
+def paired_table(key: str, value: float | None, counts: Mapping[str, float]) -> tuple[int, int, int, int] | None:
+    """The 2x2 table (both, model only, reference only, neither) of a proportion whose model and
+    reference outcomes on the same points are known (``eval.paired``); None otherwise."""
+    if value is None or not math.isfinite(value):
+        return None
+    pn = proportion_n(key, counts)
+    return None if pn is None else paired.table(key, value, pn[1], counts)
+
+
 def difference_interval(key: str, value: float | None, ref: float | None, counts: Mapping[str, float],
                         ref_counts: Mapping[str, float]) -> iv.Interval | None:
-    """95 % interval of ``value - ref`` (Newcombe / MOVER from both intervals). ``ref_counts``
-    falls back to ``counts``: the reference is scored on the same points."""
+    """95 % interval of ``value - ref``: Newcombe's *paired* interval when the discordant counts
+    are known (the reference scored on the same points, ``eval.paired``), else Newcombe / MOVER
+    from both intervals as if independent (wider). ``ref_counts`` falls back to ``counts``: the
+    reference is scored on the same points."""
     if value is None or ref is None:
         return None
+    tab = paired_table(key, value, counts)
+    if tab is not None and _consistent(tab, ref, proportion_n(key, counts)):
+        scale = proportion_n(key, counts)[1]  # type: ignore[index]
+        d = iv.newcombe_paired(*tab)
+        return None if d is None else (d[0] * scale, d[1] * scale)
     a = value_interval(key, value, counts)
     b = value_interval(key, ref, {**counts, **ref_counts})
     return iv.mover(value, a, ref, b)
+
+
+def _consistent(tab: tuple[int, int, int, int], ref: float, pn: tuple[int, float] | None) -> bool:
+    """Whether the table's reference margin (both + reference only) is the reference value."""
+    if pn is None:
+        return False
+    n, scale = pn
+    return abs((tab[0] + tab[2]) - ref / scale * n) <= 1e-6 * max(1, n)
+
+
+def mcnemar_p(key: str, value: float | None, ref: float | None, counts: Mapping[str, float]) -> float | None:
+    """McNemar's exact p-value of value vs reference on the same points; None unless paired."""
+    tab = paired_table(key, value, counts)
+    if tab is None or ref is None or not _consistent(tab, ref, proportion_n(key, counts)):
+        return None
+    return iv.mcnemar_p(tab[1], tab[2])
 
 
 @dataclass
@@ -108,6 +144,9 @@ class Report:
     counts: dict[str, int] = field(default_factory=dict)  # n/<key>, <attack>/n_members, ...
     undefined: dict[str, str] = field(default_factory=dict)  # value key -> why it is not a number
     reference_counts: dict[str, int] = field(default_factory=dict)
+    # value key -> per-example outcomes (eval.paired): kept so this report, used as a reference,
+    # pairs the gaps of the models compared with it
+    outcomes: dict[str, paired.Outcomes] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> float:
         return self.values[key]
@@ -135,10 +174,25 @@ class Report:
         return difference_interval(key, self.values.get(key), self.reference_values.get(key), self.counts,
                                    self.reference_counts)
 
+    def gap_paired(self, key: str) -> bool:
+        """Whether ``gap_interval(key)`` is paired (both models' outcomes on the same points known)."""
+        return self.gap_p(key) is not None
+
+    def gap_p(self, key: str) -> float | None:
+        """McNemar's exact p-value of the gap (paired proportions only; None otherwise)."""
+        return mcnemar_p(key, self.values.get(key), self.reference_values.get(key), self.counts)
+
     def beyond_noise(self, key: str) -> bool | None:
-        """Whether the gap to the reference is larger than the noise (its interval excludes 0);
-        None when there is no reference value or no interval for ``key``."""
-        return iv.excludes_zero(self.gap_interval(key))
+        """Whether the gap to the reference is larger than the noise; None when there is no
+        reference value or no interval for ``key``. Paired: McNemar's exact test at 5 % *and* the
+        paired interval excluding 0 (the two agree but at the margin; requiring both keeps a mark
+        from standing beside an interval that touches 0). Unpaired: the interval excludes 0."""
+        interval = self.gap_interval(key)
+        excludes = iv.excludes_zero(interval)
+        p = self.gap_p(key)
+        if excludes is None or p is None:
+            return excludes
+        return bool(excludes and p < 0.05)
 
     def rows(self) -> list[tuple[str, float, float | None, float | None, str]]:
         """(key, value, reference value, |gap|, direction) for every value except the gaps."""
@@ -152,10 +206,51 @@ class Report:
         return out
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per value (index: the metric key): value, reference, |gap|, direction."""
-        rows = self.rows()
-        frame = pd.DataFrame(rows, columns=["metric", "value", "reference", "gap", "direction"])
+        """One row per value (index: the metric key): value, its n and 95 % interval (``ci_low``,
+        ``ci_high``), the reference value, |gap| and the signed gap's interval, direction."""
+        rows = []
+        for k, v, ref, gap, direction in self.rows():
+            ci, gci = self.interval(k), self.gap_interval(k)
+            rows.append((k, v, self.n(k), *(ci or (None, None)), ref, gap, *(gci or (None, None)), direction))
+        frame = pd.DataFrame(rows, columns=["metric", "value", "n", "ci_low", "ci_high", "reference", "gap",
+                                            "gap_ci_low", "gap_ci_high", "direction"])
+        frame["n"] = frame["n"].astype("Int64")  # a count, or <NA> where the value has no n
         return frame.set_index("metric")
+
+    # -- display (a terminal's repr(), a notebook's HTML) ----------------------------------------
+
+    def _title(self) -> str:
+        m = self.meta
+        what = " ".join(p for p in (str(m.get("method") or m.get("model") or ""),
+                                    f"on {m['dataset']}" if m.get("dataset") else "",
+                                    f"forget {m['forget']}" if m.get("forget") else "") if p)
+        return f"Report {self.name!r}" + (f": {what}" if what else "") + f" ({len(self.values)} values)"
+
+    def __repr__(self) -> str:
+        lines = [self._title()]
+        shown = self.rows()
+        width = max((len(r[0]) for r in shown), default=0)
+        for k, v, ref, gap, _ in shown[:14]:
+            ci, n = self.interval(k), self.n(k)
+            cell = f"  {k:<{width}}  {_num(v)}"
+            cell += f"  [{_num(ci[0])}, {_num(ci[1])}]" if ci else ""
+            cell += f"  n={n}" if n is not None else ""
+            cell += f"  reference {_num(ref)}  |gap| {_num(gap)}" if ref is not None else ""
+            lines.append(cell)
+        if len(shown) > 14:
+            lines.append(f"  ... {len(shown) - 14} more: report.to_frame()")
+        for key in ("utility_warning", "normalization_warning"):
+            if self.config.get(key):
+                lines.append(f"  warning: {self.config[key]}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        notes = "".join(f"<p><b>warning:</b> {html.escape(str(self.config[k]))}</p>"
+                        for k in ("utility_warning", "normalization_warning") if self.config.get(k))
+        table = self.to_frame().to_html(na_rep="", float_format=lambda v: f"{v:.4g}")
+        return f"<div><p><b>{html.escape(self._title())}</b> (95 % intervals)</p>{notes}{table}</div>"
 
     # -- JSON -----------------------------------------------------------------------------------
 
@@ -178,6 +273,10 @@ class Report:
             "reference_counts": self.reference_counts,
             # Derived (ignored when read back): for readers of the JSON that do not use this class.
             "intervals": {k: list(i) for k in self.values if (i := self.interval(k)) is not None},
+            "gap_intervals": {k: {"ci": list(i), "paired": self.gap_paired(k), "mcnemar_p": self.gap_p(k),
+                                  "beyond_noise": self.beyond_noise(k)}
+                              for k in self.values if (i := self.gap_interval(k)) is not None},
+            "outcomes": {k: o.to_json() for k, o in self.outcomes.items()},
         })
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -198,6 +297,8 @@ class Report:
             counts={k: int(v) for k, v in (d.get("counts") or {}).items() if v is not None},
             undefined=dict(d.get("undefined") or {}),
             reference_counts={k: int(v) for k, v in (d.get("reference_counts") or {}).items() if v is not None},
+            # Reports written before outcomes existed read back without them (unpaired gaps).
+            outcomes={k: paired.Outcomes.from_json(v) for k, v in (d.get("outcomes") or {}).items()},
         )
 
     @classmethod
@@ -230,3 +331,9 @@ class Report:
             return cls.from_dict(data)
         except (TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON ({exc}).") from None
+
+
+def _num(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.2f}" if abs(v) >= 1 or v == 0 else f"{v:.4g}"

@@ -29,6 +29,11 @@ def resolve_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` store (an input no output may overwrite), else None."""
+    return Path(uri[len("sqlite:///"):]).expanduser() if uri.startswith("sqlite:///") else None
+
+
 def metric_key(name: str) -> str:
     """MLflow accepts letters, digits and ``_ - . / space``; map anything else to ``_``."""
     return _KEY_BAD.sub("_", name)
@@ -68,12 +73,12 @@ def _check_sqlite_writable(db: Path, uri: str) -> None:
     """
     import sqlite3
 
-    from unlearnbench.core.io import check_writable
+    from unlearnbench.core.boundary import check_output
 
     if db.is_dir():
         raise UserError(f"MLflow store {uri} is a folder; point --tracking-uri at a .db file.")
     if not db.exists():
-        check_writable(db, option=f"MLflow store {uri}:")
+        check_output(db, option=f"MLflow store {uri}:")
         return
     try:
         con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=2.0)

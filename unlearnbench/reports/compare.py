@@ -5,8 +5,9 @@ closest to the retrained model of the same forget spec). Two gates:
 
 - **intervals** (default): a change is a regression when it is worse beyond the noise: the 95 %
   interval of (now - before) excludes 0 on the bad side. The interval comes from both cells'
-  Welch's t from mean / std / seeds when both reports have two or more seeds (never narrower
-  than Newcombe from the Wilson intervals of all seeds' points pooled), else MOVER from both
+  Welch's t from mean / std / seeds when both reports have two or more seeds, with Newcombe from
+  the Wilson intervals on the n images of one run added in quadrature (the evaluation-set noise,
+  which more seeds on the same images do not shrink), else MOVER from both
   cells' ``ci`` (``summary.Stat``; Newcombe for single seeds of proportions). For ``reference`` metrics the distance to retrain must grow by
   more than the root sum of squares of the four half-widths (method and retrain, before and now).
   Run time, and cells without any interval (a single seed of a value with no n, summaries from
@@ -29,8 +30,8 @@ from unlearnbench.reports.summary import (
     REFERENCE_ROWS,
     Stat,
     SummaryMetric,
+    add_in_quadrature,
     comparison_metrics,
-    hull,
     reference_label,
 )
 
@@ -98,11 +99,16 @@ def _half(stat: Stat | None) -> float | None:
 
 def change_interval(before: Stat, after: Stat) -> tuple[float, float] | None:
     """95 % interval of ``after.mean - before.mean``: Welch from mean / std / seeds when both have
-    two or more seeds, never narrower than Newcombe from the pooled Wilson intervals (the
-    evaluation-set noise); MOVER from the cells' ``ci`` otherwise."""
+    two or more seeds, plus (in quadrature) Newcombe from both cells' Wilson intervals on one
+    run's n images (the evaluation-set noise); MOVER from the cells' ``ci`` otherwise."""
     if after.std is not None and before.std is not None and after.n > 1 and before.n > 1:
         welch = iv.welch_from_stats(after.mean, after.std, after.n, before.mean, before.std, before.n)
-        return hull(welch, iv.mover(after.mean, after.pooled, before.mean, before.pooled))
+        images = iv.mover(after.mean, after.images, before.mean, before.images)
+        if welch is None or images is None:
+            return welch or images
+        # The spread over seeds and the evaluation-set noise (each report's seeds all scored on the
+        # same images, so it does not shrink with seeds) are independent: add them in quadrature.
+        return add_in_quadrature(after.mean - before.mean, welch, images)
     return iv.mover(after.mean, after.noise, before.mean, before.noise)
 
 

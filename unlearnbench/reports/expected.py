@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from unlearnbench.eval.expected import WITHIN, compare
+from unlearnbench.study.expected import WITHIN, compare
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ COLUMNS = (
 
 
 def _rows(result, spec: str) -> list[dict[str, Any]]:
-    from unlearnbench.eval.gen_study import summarize
+    from unlearnbench.study.generation import summarize
 
     return summarize(result.rows, spec)
 
 
 def _cells(line: dict[str, Any]) -> list[str]:
-    from unlearnbench.eval.gen_study import fmt
+    from unlearnbench.study.generation import fmt
 
     cells = [line["label"], str(line["seeds"])]
     cells += [fmt(line.get(key), digits) for _, key, digits in COLUMNS]
@@ -88,7 +88,7 @@ def _extractor(result) -> str:
 
 
 def render_html(result, cfg) -> str:
-    from unlearnbench.eval.gen_study import png_base64
+    from unlearnbench.study.generation import png_base64
 
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(cfg.name)}</title>",

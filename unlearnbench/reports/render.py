@@ -258,10 +258,11 @@ def render_markdown(summary: dict, changes: list[Change], previous: dict | None,
     lines = [f"# unlearnbench report: {summary['experiment']}", ""]
     what = f"study {src['study']} ({src['study_id']}), parent run {src['parent_run_id']}" if src.get("parent_run_id") else "all evaluated runs"
     lines += [f"Generated {summary['created']} from {src['runs']} runs ({what}) in `{summary['tracking_uri']}`.", ""]
-    lines += ["Values are mean ± std over seeds (sample std) [95 % interval: t over seeds, at least the Wilson "
-              "interval of all seeds' points pooled; Wilson on the run's n for a single seed]; accuracies and "
-              "MIA-Efficacy in %, RTE in seconds. UA and MIA-Efficacy are best when closest to Retrain. "
-              "`*`: the difference to Retrain is beyond the noise (its 95 % interval excludes 0). "
+    lines += ["Values are mean ± std over seeds (sample std) [95 % interval: t over seeds and the Wilson "
+              "interval on the n images every seed is scored on, added in quadrature; Wilson on the run's n for a "
+              "single seed]; accuracies and MIA-Efficacy in %, RTE in seconds. UA and MIA-Efficacy are best when "
+              "closest to Retrain. `*`: the difference to Retrain is beyond the noise (its 95 % interval excludes "
+              "0; paired on the same images where the runs logged their discordant counts). "
               "*n (points)*: images each run's value was measured on.", ""]
     for spec in _specs(summary["rows"]):
         rows = [r for r in summary["rows"] if r["forget"] == spec]
@@ -342,12 +343,14 @@ def _cell(row: dict, key: str) -> dict[str, Any]:
     gap = (row.get("vs_retrain") or {}).get(key)
     title = ""
     if cell is not None and cell.get("ci") is not None:
-        how = {"t": "t over seeds", "t+wilson": "t over seeds, at least Wilson on the pooled points",
+        how = {"t": "t over seeds", "t+images": "t over seeds plus the test images' Wilson noise",
+               "t+wilson": "t over seeds, at least Wilson on the pooled points (older report)",
                "wilson": f"Wilson on n = {cell.get('n_points')}", "auc": "Hanley-McNeil"}.get(cell.get("ci_method"), "")
         title = f"95 % interval ({how})"
     if gap is not None:
         lo, hi = gap["ci"]
-        title += (f"; vs retrain {gap['diff']:+.2f} [{lo:.2f}, {hi:.2f}]: "
+        title += (f"; vs retrain {gap['diff']:+.2f} [{lo:.2f}, {hi:.2f}]"
+                  + (" (paired on the same images)" if gap.get("paired") else "") + ": "
                   + ("beyond the noise" if gap["beyond_noise"] else "within the noise"))
     return {"text": fmt(cell), "ci": fmt_ci(cell), "sig": beyond_noise(row, key), "title": title.lstrip("; ")}
 

@@ -6,17 +6,22 @@ single seed there is no std and the cell shows the value alone.
 
 Uncertainty (``eval.intervals``), per cell:
 
-- ``ci``: with two or more seeds the Student-t 95 % interval of the mean over seeds
-  (``ci_method`` ``t``), widened where needed to the Wilson interval of the mean on all seeds'
-  points pooled when the value is a proportion with a known n (``t+wilson``: three seeds that
-  agree exactly still measured finite sets, and a zero-width interval would call any change
-  significant); with one seed, the Wilson interval of that run's proportion on its ``n_points``
-  (``wilson``; ``auc``: Hanley-McNeil for an attack's AUC), from the ``n/<key>`` counts each run
-  logs; none for values without a known n (Avg. Gap, RTE of one seed);
-- ``vs_retrain[key]`` on every non-reference row: the difference to the ``retrain`` row of the same
-  spec and its 95 % interval (paired t over common seeds when there are two or more, never
-  narrower than MOVER / Newcombe from both rows' ``ci``; MOVER alone otherwise), ``beyond_noise``
-  when that interval excludes 0.
+- ``ci``: with two or more seeds, the Student-t 95 % interval of the mean over seeds combined
+  with the evaluation-set noise when the value is a proportion with a known n (``t+images``):
+  every seed is scored on the *same* n images, so the spread over seeds says nothing about
+  which images happened to be in the test set; that noise does not shrink with more seeds. The
+  two are independent sources of error and add in quadrature: each side's half-width is
+  sqrt(t half-width² + Wilson half-width on n²), the Wilson interval of the mean on the n
+  images of one run (``images``). Wilson on n is exact when the seeds agree on every image and
+  an upper bound otherwise. (The earlier floor, the Wilson interval on n × seeds, counted the
+  same images once per seed as if they were new: up to sqrt(seeds) too narrow.) With one seed,
+  the Wilson interval of that run's proportion on its ``n_points`` (``wilson``; ``auc``:
+  Hanley-McNeil for an attack's AUC), from the ``n/<key>`` counts each run logs; none for values
+  without a known n (Avg. Gap, RTE of one seed);
+- ``vs_retrain[key]`` on every non-reference row: the difference to the ``retrain`` row of the
+  same spec and its 95 % interval (``gap_interval``), ``paired`` when each run's discordant
+  counts against its seed's retrain were logged (``n/<key>/model_only`` / ``reference_only``,
+  ``eval.paired``), ``beyond_noise`` when that interval excludes 0.
 """
 
 from __future__ import annotations
@@ -123,7 +128,7 @@ class Stat:
     ci: tuple[float, float] | None = None  # 95 %: t over seeds, or Wilson on n_points for one seed
     ci_method: str | None = None  # "t" | "wilson" | "auc"
     n_points: int | None = None  # points each run's value rests on (a proportion's n)
-    pooled: tuple[float, float] | None = None  # Wilson on all seeds' points pooled (proportions)
+    images: tuple[float, float] | None = None  # Wilson of the mean on the n images one run is scored on
 
     @property
     def noise(self) -> tuple[float, float] | None:
@@ -133,7 +138,7 @@ class Stat:
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "n": self.n, "ci": None if self.ci is None else list(self.ci),
                 "ci_method": self.ci_method, "n_points": self.n_points,
-                "pooled": None if self.pooled is None else list(self.pooled)}
+                "images": None if self.images is None else list(self.images)}
 
     @classmethod
     def of(cls, values: list[float], key: str = "", counts: dict[str, float] | None = None) -> Stat:
@@ -147,25 +152,33 @@ class Stat:
         else:
             ci = value_interval(key, mean, counts) if key else None
             method = None if ci is None else ("wilson" if pn is not None else "auc")
-        pooled = None
+        images = None
         if pn is not None:
             n, scale = pn
-            w = iv.wilson(mean / scale, n * len(arr))
-            pooled = None if w is None else (w[0] * scale, w[1] * scale)
-        if pooled is not None and ci is not None and len(arr) > 1:
-            # Never narrower than the binomial noise of all seeds' points pooled.
-            if pooled[0] < ci[0] or pooled[1] > ci[1]:
-                ci, method = (min(ci[0], pooled[0]), max(ci[1], pooled[1])), "t+wilson"
+            # The same n images for every seed: their noise is Wilson on n, not on n x seeds.
+            w = iv.wilson(mean / scale, n)
+            images = None if w is None else (w[0] * scale, w[1] * scale)
+        if images is not None and ci is not None and len(arr) > 1:
+            ci, method = add_in_quadrature(mean, ci, images), "t+images"
         if pn is not None and ci is not None:
             ci = (max(ci[0], 0.0), min(ci[1], pn[1]))  # a proportion's mean stays within [0, 100 %]
-        return cls(mean, float(arr.std(ddof=1)) if len(arr) > 1 else None, len(arr), ci, method, n_points, pooled)
+        return cls(mean, float(arr.std(ddof=1)) if len(arr) > 1 else None, len(arr), ci, method, n_points, images)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Stat:
         """From a summary JSON cell (older summaries have only mean, std, n)."""
-        ci, pooled = d.get("ci"), d.get("pooled")
+        # Older summaries have "pooled" (Wilson on n x seeds, too narrow) instead of "images": not used.
+        ci, images = d.get("ci"), d.get("images")
         return cls(d["mean"], d.get("std"), d.get("n", 1), None if ci is None else tuple(ci), d.get("ci_method"),
-                   d.get("n_points"), None if pooled is None else tuple(pooled))
+                   d.get("n_points"), None if images is None else tuple(images))
+
+
+def add_in_quadrature(centre: float, a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """The interval of ``centre`` whose half-width on each side is the root sum of squares of
+    ``a``'s and ``b``'s (two independent sources of error around the same estimate)."""
+    lo = math.hypot(centre - a[0], centre - b[0])
+    hi = math.hypot(a[1] - centre, b[1] - centre)
+    return centre - lo, centre + hi
 
 
 def fmt(stat: Stat | dict | None, digits: int = 2, *, ci: bool = False) -> str:
@@ -243,7 +256,7 @@ def is_count(key: str) -> bool:
 
 def reference_label(row: dict[str, Any]) -> str:
     """The Retrain row a row is compared with: pruned rows have their own sparse Retrain
-    (``retrain [prune=0.95]``, see eval/study.py); other variants share the plain one's."""
+    (``retrain [prune=0.95]``, see study/plan.py); other variants share the plain one's."""
     prune = next((p for p in str(row.get("variant") or "").split(",") if p.startswith("prune=")), "")
     return f"retrain [{prune}]" if prune else "retrain"
 
@@ -260,32 +273,75 @@ def _add_vs_retrain(rows: list[dict[str, Any]], per_seed: dict) -> None:
             rc = ref["values"].get(key)
             if rc is None or is_count(key):
                 continue
-            interval = gap_interval(cell, rc, per_seed.get((r["forget"], r["label"]), {}).get(key),
-                                    per_seed.get((ref["forget"], ref["label"]), {}).get(key))
+            mine = per_seed.get((r["forget"], r["label"]), {})
+            interval = gap_interval(cell, rc, mine.get(key), per_seed.get((ref["forget"], ref["label"]), {}).get(key),
+                                    key, _seed_counts(mine, key))
             if interval is None:
                 continue
+            paired = _paired_noise(key, mine.get(key, {}), sorted(mine.get(key, {})), _seed_counts(mine, key))
             r["vs_retrain"][key] = {"diff": cell["mean"] - rc["mean"], "ci": list(interval),
-                                    "beyond_noise": bool(iv.excludes_zero(interval))}
+                                    "beyond_noise": bool(iv.excludes_zero(interval)), "paired": paired is not None}
 
 
-def hull(a: tuple[float, float] | None, b: tuple[float, float] | None) -> tuple[float, float] | None:
-    if a is None or b is None:
-        return a or b
-    return min(a[0], b[0]), max(a[1], b[1])
+def _seed_counts(per_seed: dict[str, dict[int, float]], key: str) -> dict[int, dict[str, float]]:
+    """seed -> the counts a run logged for ``key`` (n and the discordant counts vs its retrain)."""
+    from unlearnbench.eval.paired import MODEL_ONLY, REFERENCE_ONLY
+
+    out: dict[int, dict[str, float]] = {}
+    for name in (f"n/{key}", f"n/{key}/{MODEL_ONLY}", f"n/{key}/{REFERENCE_ONLY}"):
+        for seed, v in per_seed.get(name, {}).items():
+            out.setdefault(seed, {})[name] = v
+    return out
 
 
 def gap_interval(cell: dict, ref: dict, seeds: dict[int, float] | None = None,
-                 ref_seeds: dict[int, float] | None = None) -> tuple[float, float] | None:
-    """95 % interval of ``cell.mean - ref.mean``: paired t over the seeds both have (a study pairs
-    each seed's method run with that seed's retrain) when there are two or more, never narrower
-    than Newcombe from both cells' pooled Wilson intervals (the evaluation-set noise); MOVER
-    from both cells' ``ci`` otherwise (Newcombe for single seeds of proportions)."""
+                 ref_seeds: dict[int, float] | None = None, key: str = "",
+                 seed_counts: dict[int, dict[str, float]] | None = None) -> tuple[float, float] | None:
+    """95 % interval of ``cell.mean - ref.mean``.
+
+    Two or more common seeds (a study pairs each seed's method run with that seed's retrain): the
+    paired t interval of the per-seed differences, with the evaluation-set noise of the mean
+    difference added in quadrature, because every seed is scored on the same images. That noise
+    is Newcombe's *paired* interval of the seeds' mean 2x2 table when each run logged its
+    discordant counts against its retrain (``seed_counts``: seed -> that run's counts), else the
+    unpaired Newcombe / MOVER from both cells' ``images`` intervals (wider). One seed: the paired
+    interval of that run when its counts are known, else MOVER from both cells' ``ci``."""
     a, b = Stat.from_dict(cell), Stat.from_dict(ref)
     common = sorted(set(seeds or {}) & set(ref_seeds or {}))
+    noise = _paired_noise(key, seeds or {}, common, seed_counts or {})
     if len(common) >= 2 and len(common) == a.n == b.n:
-        paired = iv.t_interval([seeds[s] - ref_seeds[s] for s in common])  # type: ignore[index]
-        return hull(paired, iv.mover(a.mean, a.pooled, b.mean, b.pooled))
+        diffs = [seeds[s] - ref_seeds[s] for s in common]  # type: ignore[index]
+        t = iv.t_interval(diffs)
+        images = noise if noise is not None else iv.mover(a.mean, a.images, b.mean, b.images)
+        if t is None or images is None:
+            return t or images
+        return add_in_quadrature(sum(diffs) / len(diffs), t, images)  # both centred on the mean difference
+    if noise is not None and a.n == b.n == 1:
+        return noise
     return iv.mover(a.mean, a.noise, b.mean, b.noise)
+
+
+def _paired_noise(key: str, seeds: dict[int, float], common: list[int],
+                  seed_counts: dict[int, dict[str, float]]) -> tuple[float, float] | None:
+    """Newcombe's paired interval of the mean 2x2 table over the common seeds (the evaluation-set
+    noise of the mean difference), or None unless every seed's table is known."""
+    from unlearnbench.eval import paired
+
+    pn = proportion_n(key, seed_counts[common[0]]) if key and common and common[0] in seed_counts else None
+    if pn is None:
+        return None
+    tables = []
+    for s in common:
+        tab = paired.table(key, seeds[s], pn[1], seed_counts.get(s, {}))
+        if tab is None or proportion_n(key, seed_counts[s]) != pn:
+            return None
+        tables.append(tab)
+    # The mean table: its margins are the mean proportions, its discordant cells the mean
+    # disagreement. Averaging outcomes over seeds only reduces the per-image spread, so this
+    # bounds the noise of the mean difference from above (Cauchy-Schwarz).
+    mean_tab = [sum(t[i] for t in tables) / len(tables) for i in range(4)]
+    d = iv.newcombe_paired(*mean_tab)  # type: ignore[arg-type]
+    return None if d is None else (d[0] * pn[1], d[1] * pn[1])
 
 
 def beyond_noise(row: dict[str, Any], key: str) -> bool:

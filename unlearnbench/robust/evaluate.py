@@ -9,6 +9,7 @@ by clean accuracy to compare.)
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,29 @@ class RobustResult:
     idx: torch.Tensor | None = None  # ``TensorSet.idx`` of the evaluated points
     positions: torch.Tensor | None = None  # their positions in the evaluated set
     robust: torch.Tensor | None = None  # bool per point
+    clean: torch.Tensor | None = None  # bool per point: classified correctly on the clean image
     x_adv: torch.Tensor | None = None  # only with return_adv=True
     y: torch.Tensor | None = None
+
+    def _lines(self) -> list[str]:
+        threat = f" ({self.threat.label})" if self.threat is not None and hasattr(self.threat, "label") else ""
+        out = [f"RobustResult {self.attack}{threat}, n={self.n}, {self.seconds:.1f} s"]
+        for name, pct in (("clean", self.clean_acc), ("robust", self.robust_acc)):
+            lo, hi = wilson(pct / 100, self.n) if self.n else (float("nan"), float("nan"))
+            out.append(f"  {name:<7s} {pct:6.2f}%  [{100 * lo:.2f}, {100 * hi:.2f}] (95 % Wilson)")
+        if len(self.stages) > 1:
+            out.append("  robust points after each stage: " + " -> ".join(
+                f"{stage} {count}" + (f" ({self.stage_seconds[stage]:.1f} s)" if stage in self.stage_seconds else "")
+                for stage, count in self.stages.items()))
+        return out
+
+    def __repr__(self) -> str:
+        return "\n".join(self._lines())
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return "<pre>" + html.escape(repr(self)) + "</pre>"
 
     def metrics(self, split: str) -> dict[str, float]:
         """MLflow metrics: ``clean/<split>``, ``robust/<split>/<attack>`` and per-stage counts."""
@@ -124,6 +146,7 @@ def robust_accuracy(
         idx=sub.idx.cpu(),
         positions=pos,
         robust=robust.cpu(),
+        clean=clean.cpu(),
     )
     if return_adv:
         result.x_adv = out.x_adv.cpu()
@@ -155,3 +178,11 @@ def save_adversarial(path: str | Path, result: RobustResult, extra: dict | None 
     with atomic_write(path) as fh:
         torch.save(payload, fh)
     return path
+
+
+def wilson(p: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``p`` on ``n`` points (robust may not import eval's)."""
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))

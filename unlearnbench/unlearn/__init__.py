@@ -114,27 +114,43 @@ def _sync(device: torch.device) -> None:
 
 
 def run(
-    method: str,
+    method: str | None,
     model: nn.Module,
     data: UnlearnData,
     config: dict[str, Any] | Any | None = None,
     *,
+    preset: str | None = None,
+    recipe: str | None = "auto",
     prune: float | None = None,
     adv_retain: str | None = None,
     seed: int = 0,
     device: str = "auto",
+    check_utility: bool = True,
 ) -> UnlearnResult:
     """Unlearn ``data.forget`` from a copy of ``model`` with ``method``; ``model`` is never changed.
 
-    ``prune``: prune the copy's convolution weights to this sparsity first (OMP) and keep the
-    pruned weights at zero throughout. ``adv_retain``: an attack name; every retain batch is
-    replaced by adversarial examples against the current model (L∞, ``adv_eps`` from the config,
-    default :func:`default_adv_eps`). The timed part (``seconds``) is the method call only;
-    preparing the OOD set, pruning and building the attack are reported in ``info``.
+    The config starts from ``preset`` (a published protocol, ``ls presets``; ``method`` may then be
+    None) or, with ``recipe="auto"``, from the recipe for the data's regime (``ls methods NAME``;
+    :mod:`unlearnbench.unlearn.recipes`); ``recipe=None`` starts from the method's defaults.
+    ``config`` keys override either. ``prune``: prune the copy's convolution weights to this
+    sparsity first (OMP) and keep the pruned weights at zero throughout. ``adv_retain``: an attack
+    name; every retain batch is replaced by adversarial examples against the current model (L∞,
+    ``adv_eps`` from the config, default :func:`default_adv_eps`). ``check_utility``: compare the
+    retain (a seeded sample) and test accuracy with the original's afterwards and warn when one
+    fell more than 10 points. The timed part (``seconds``) is the method call only; preparing the
+    OOD set, pruning and building the attack are reported in ``info``.
     """
+    method, base, chosen, prune = _starting_config(method, data, config, preset, recipe, prune)
     entry = METHODS.entry(method)
-    data = _check_inputs(model, data, str(entry.info.get("task", "classification")))
-    cfg = build_config(method, config, seed)
+    from unlearnbench.core.tasks import TASKS
+
+    task = TASKS.get(str(entry.info.get("task", "classification")))
+    data = _check_inputs(model, data, task.name)
+    if task.classifier:
+        from unlearnbench.core.models import normalized_for
+
+        model = normalized_for(model, data.info)  # the data's mean/std (if given) become the first layer
+    cfg = build_config(method, {**base, **_as_values(method, config)}, seed)
     reads = declared_reads(method, cfg, data.spec)
     if prune is not None:
         if method == "prune":
@@ -186,7 +202,80 @@ def run(
     _validate(method, out, masks)
     out.eval()
     log.info("%s finished in %.2f s", method, seconds)
+    info["recipe"] = chosen.name if chosen is not None else "given"
+    if check_utility and task.classifier:  # accuracies: a generator's utility is its sample quality (eval.generation)
+        note = _utility_note(method, model, out, data, chosen, seed, "retain" in reads)
+        if note:
+            info["utility_warning"] = note
+            warnings.warn(note, stacklevel=3)
     return UnlearnResult(out, method, cfg, seconds, info)
+
+
+def _as_values(method: str, config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, dict):
+        return dict(config)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    cls = METHODS.info(method)["config"]
+    raise ConfigError(f"The config for {method!r} must be a mapping of keys or a {cls.__name__}.")
+
+
+def _starting_config(method: str | None, data: Any, config: Any, preset: str | None, recipe: str | None,
+                     prune: float | None) -> tuple[str, dict[str, Any], Any, float | None]:
+    """(method, base config, the recipe chosen or None, prune) — what the CLI's --preset does."""
+    from unlearnbench.unlearn.recipes import MethodRecipe, recipe_for
+
+    if preset is not None:
+        from unlearnbench.unlearn.presets import PRESETS
+
+        p = PRESETS.get(preset)
+        if method is not None and method != p.method:
+            raise ConfigError(f"Preset {preset!r} uses method {p.method!r}, not {method!r}; drop one of them.")
+        chosen = MethodRecipe(p.method, "other", p.name, dict(p.config))
+        return p.method, dict(p.config), chosen, (prune if prune is not None else p.prune)
+    if method is None:
+        raise ConfigError("Name a method (see `unlearnbench ls methods`) or a preset.")
+    if recipe not in ("auto", None):
+        raise ConfigError(f"recipe must be 'auto' (chosen by the data's regime) or None (the defaults), not {recipe!r}.")
+    if recipe is None or dataclasses.is_dataclass(config):  # a whole config instance: nothing to fill in
+        return method, {}, None, prune
+    from unlearnbench.core.tasks import TASKS
+    from unlearnbench.unlearn.base import method_task
+
+    if not TASKS.get(method_task(method)).classifier:  # recipes are tuned per classifier regime
+        return method, {}, None, prune
+    if not isinstance(data, UnlearnData):
+        return method, {}, None, prune  # _check_inputs says what is wrong with it
+    c, h = int(data.test.x.shape[1]), int(data.test.x.shape[2])
+    chosen = recipe_for(method, c, h, data.num_classes, data.spec.classwise)
+    if not chosen.fits:
+        warnings.warn(f"{method} has no recipe for {c}x{h}x{h} images; its defaults were tuned on 8x8 digits. "
+                      "Check the accuracies afterwards, or pass a preset or config.", stacklevel=4)
+    return method, dict(chosen.config), chosen, prune
+
+
+def _utility_note(method: str, original: nn.Module, unlearned: nn.Module, data: UnlearnData, chosen: Any,
+                  seed: int, retain_allowed: bool) -> str | None:
+    """The utility line, from the test set and (for methods that read it) a retain sample: a
+    retain-free method's run never touches the retain set, not even to check it."""
+    from unlearnbench.core.data import TensorSet
+    from unlearnbench.core.train import accuracy
+    from unlearnbench.unlearn.recipes import utility_drop
+
+    before = {"test_acc": accuracy(original, data.test)}
+    after = {"test_acc": accuracy(unlearned, data.test)}
+    if retain_allowed:
+        retain = data.retain
+        n = len(data.test)
+        if len(retain) > n:  # a seeded sample of the test set's size keeps the check cheap
+            g = torch.Generator().manual_seed(seed)
+            pick = torch.randperm(len(retain), generator=g)[:n].to(retain.x.device)
+            retain = TensorSet(retain.x[pick], retain.y[pick], retain.idx[pick], name=retain.name)
+        before["retain_acc"], after["retain_acc"] = accuracy(original, retain), accuracy(unlearned, retain)
+    name = chosen.name if chosen is not None else "given"
+    return utility_drop(method, before, after, name, chosen.fits if chosen is not None else True)
 
 
 def _check_inputs(model: Any, data: Any, task: str = "classification") -> UnlearnData:

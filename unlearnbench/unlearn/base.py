@@ -32,7 +32,9 @@ from unlearnbench.core.registry import Registry
 MethodFn = Callable[[nn.Module, UnlearnData, Any], nn.Module]
 METHODS: Registry[MethodFn] = Registry("methods")
 
-READABLE = ("forget", "retain", "val", "ood")
+# "test" exists only for reproduction switches that copy a reference's use of the test set (SCAR's
+# stop_on: test); a method's default config must never declare it.
+READABLE = ("forget", "retain", "val", "ood", "test")
 # Keys of UnlearnData.extras that run() fills in.
 OOD_KEY = "ood"
 PRUNE_MASK_KEY = "prune_mask"
@@ -155,9 +157,9 @@ def guarded_view(data: UnlearnData, reads: tuple[str, ...], method: str, device:
         forget=pick("forget", data.forget),
         retain=pick("retain", data.retain),
         val=pick("val", data.val),
-        test=GuardedSet("test", method),
-        test_retained=None if data.test_retained is None else GuardedSet("test", method),
-        test_forgotten=None if data.test_forgotten is None else GuardedSet("test", method),
+        test=pick("test", data.test),
+        test_retained=pick("test", data.test_retained),
+        test_forgotten=pick("test", data.test_forgotten),
         extras=extras,
     )
 

@@ -111,7 +111,19 @@ def mahalanobis_loop(z: torch.Tensor, g: ClassGaussians) -> torch.Tensor:
     return out
 
 
-def nearest_wrong_class(distances: torch.Tensor, g: ClassGaussians, labels: torch.Tensor) -> torch.Tensor:
-    """Index (into ``g.classes``) of the closest class other than each sample's own label."""
+def nearest_wrong_class(distances: torch.Tensor, g: ClassGaussians, labels: torch.Tensor,
+                        by_position: bool = False) -> torch.Tensor:
+    """Index (into ``g.classes``) of the closest class other than each sample's own label.
+
+    ``by_position``: the SCAR release's comparison (``Unlearning_methods.py``: ``tmp =
+    argsort(dists)[:, 0]; where(tmp == lab_fgt, argsort[:, 1], tmp)``), which compares the
+    *position* in the list of kept classes with the label. For class-wise forgetting the list lacks
+    the forgotten class c, so position c is class c + 1: it is skipped when it is the nearest. For
+    random forgetting the list is every class and both comparisons agree.
+    """
+    if by_position:
+        order = distances.argsort(dim=1, stable=True)
+        first = order[:, 0]
+        return torch.where(first == labels.to(first.device), order[:, 1], first)
     own = g.classes[None, :] == labels[:, None]
     return distances.masked_fill(own, float("inf")).argmin(1)

@@ -3,18 +3,29 @@
 Paper: Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023,
 https://arxiv.org/abs/2304.04934 (code: OPTML-Group/Unlearn-Sparse, ``FT_l1``).
 Loss per step: CE on the retain set + α_e·‖θ‖₁, where ‖θ‖₁ is the unnormalised sum of |w| over
-*all* parameters (as in the reference) and α_e follows :func:`l1_coefficient`, a linear decay per
-epoch α·(1 − e/(E − no_l1_epochs)) that is constant within an epoch, starts at α and never
-reaches 0 (with ``no_l1_epochs`` = 0, epoch 10 of 10 uses 0.1α); the last ``no_l1_epochs``
-epochs use no penalty. Weight decay stays on, as in the reference. The paper's CIFAR-10 α was
-not found (paper text, the Unlearn-Sparse README — whose ``--alpha 0.2`` is the argparse
-default shared with FF/IU — its notes and issues); third-party scripts use 1e-4 on CIFAR-10
-(‖θ‖₁ ≈ 1e5 for ResNet-18), the presets' value; sweep {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} for a
-paper comparison. Scale α with the model: the penalty's gradient is α·sign(θ) per weight. Defaults (lr 0.05, α 1e-3) forget a
-digits class with the small cnn; the README's CIFAR-10 recipe is the ``l1sparse-cifar10-*`` presets.
+*all* parameters (as in the reference) and α_e follows :func:`l1_coefficient`.
+
+``alpha_schedule``:
+
+* ``linear`` (default; Unlearn-Sparse since ``6c1ba03``, May 2023): α·(1 − e/(E − no_l1_epochs)),
+  constant within an epoch, starting at α and never reaching 0 (with ``no_l1_epochs`` = 0, epoch
+  10 of 10 uses 0.1α); the last ``no_l1_epochs`` epochs use no penalty, so ``no_l1_epochs ==
+  epochs`` means no penalty at all (α = 0 throughout, as ``6c1ba03`` in both code paths and the
+  ImageNet path today; the CIFAR path since ``76a4299`` keeps α constant in that case instead —
+  a special case we do not copy: "no ℓ1 epochs = all epochs" cannot mean "ℓ1 in every epoch");
+* ``constant``: α in every epoch — the January 2023 release (``FT_l1``: ``loss += args.alpha *
+  l1_regularization(model)``, ``a5dd98c``), whose ``run.py`` is the only first-party source of a
+  CIFAR-10 α: ``FT_prune: --alpha 0.0001 --unlearn_epochs 10 --unlearn_lr 0.01``
+  (``l1sparse-cifar10-class-2023-01`` preset). ``no_l1_epochs`` still ends the penalty early.
+
+Weight decay stays on, as in the reference. Scale α with the model: the penalty's gradient is
+α·sign(θ) per weight (‖θ‖₁ ≈ 1e5 for ResNet-18). Defaults (lr 0.05, α 1e-3) forget a digits class
+with the small cnn; the CIFAR-10 recipes are the ``l1sparse-cifar10-*`` presets.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -25,19 +36,16 @@ from unlearnbench.unlearn.base import ConfigType, check, check_training, hooks, 
 from unlearnbench.unlearn.loops import Phase, ce_loss, make_optimizer, run_epochs
 
 
-def l1_coefficient(alpha: float, epoch: int, epochs: int, no_l1_epochs: int = 0) -> float:
-    """α for 0-based ``epoch``: α·(1 − epoch/(epochs − no_l1_epochs)), 0 in the last ``no_l1_epochs``.
-
-    Unlearn-Sparse ``FT_iter``: ``current_alpha = alpha * (1 - epoch / (unlearn_epochs - no_l1_epochs))``
-    while ``epoch < unlearn_epochs - no_l1_epochs``, else 0; with no decaying epochs at all the
-    coefficient stays at α.
+def l1_coefficient(alpha: float, epoch: int, epochs: int, no_l1_epochs: int = 0,
+                   schedule: Literal["linear", "constant"] = "linear") -> float:
+    """α for 0-based ``epoch``; 0 in the last ``no_l1_epochs`` epochs (all of them when
+    ``no_l1_epochs == epochs``). Before that: α·(1 − epoch/(epochs − no_l1_epochs)) (``linear``,
+    Unlearn-Sparse ``FT_iter``'s ``current_alpha``) or α (``constant``, the January 2023 ``FT_l1``).
     """
-    decay_epochs = epochs - no_l1_epochs
-    if decay_epochs <= 0:
-        return alpha
-    if epoch < decay_epochs:
-        return alpha * (1 - epoch / decay_epochs)
-    return 0.0
+    active = epochs - no_l1_epochs
+    if epoch >= active:
+        return 0.0
+    return alpha if schedule == "constant" else alpha * (1 - epoch / active)
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
@@ -51,6 +59,7 @@ class L1SparseConfig(metaclass=ConfigType):
     lr: float = 0.05
     alpha: float = 1e-3
     no_l1_epochs: int = 0
+    alpha_schedule: Literal["linear", "constant"] = "linear"  # constant: the January 2023 release
     batch_size: int = 64
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -75,7 +84,7 @@ def l1_sparse(model: nn.Module, data: UnlearnData, config: L1SparseConfig) -> nn
     gen = torch.Generator().manual_seed(config.seed)
 
     def penalty(m: nn.Module, epoch: int) -> torch.Tensor:
-        return l1_coefficient(config.alpha, epoch, config.epochs, config.no_l1_epochs) * l1_norm(m)
+        return l1_coefficient(config.alpha, epoch, config.epochs, config.no_l1_epochs, config.alpha_schedule) * l1_norm(m)
 
     retain = Phase(data.retain, ce_loss(), config.batch_size, name="retain",
                    augment=data.info if config.augment else None, transform=h.retain_transform)

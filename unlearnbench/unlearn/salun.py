@@ -19,6 +19,14 @@ ICLR 2024, https://arxiv.org/abs/2310.12508 (code: OPTML-Group/Unlearn-Saliency,
   them (non-salient weights shrink by ~10 % over the README recipe). This is the paper-era code
   that produced the published tables, so the Table 1 preset uses it.
 
+``mask_generation`` — how the mask is computed (``masks``):
+
+* ``current`` (default): |Σ_b ∇ CE| in eval mode, no optimizer step, top ``mask_ratio``
+  (``generate_mask.py`` since ``bc74947``/``b874ee9``, December 2023, and today);
+* ``2023``: the October 2023 release ``9576623`` that produced the published tables: train mode,
+  an SGD step (lr ``mask_lr``, the script's ``--unlearn_lr`` default 0.01) after every batch,
+  Σ_b |∇_b|, and the ``mask_ratio`` fraction with the *smallest* scores kept (its ascending rank).
+
 ``mixed: true`` shuffles relabelled forget rows and retain rows into one loader, as the
 2023 release did for CIFAR-10 (the code of Table 1); ``mixed: false`` is today's sequential
 forget-then-retain pass. RTE includes the mask generation, which is part of the method (the
@@ -36,7 +44,7 @@ import torch.nn as nn
 from unlearnbench.core.config import configclass
 from unlearnbench.core.data import UnlearnData
 from unlearnbench.unlearn.base import ConfigType, check, check_training, register_method
-from unlearnbench.unlearn.masks import saliency_mask
+from unlearnbench.unlearn.masks import saliency_mask, saliency_mask_2023
 from unlearnbench.unlearn.random_label import relabel_and_train
 
 
@@ -50,6 +58,8 @@ class SalUnConfig(metaclass=ConfigType):
     momentum: float = 0.9
     weight_decay: float = 5e-4
     mixed: bool = False
+    mask_generation: Literal["current", "2023"] = "current"  # 2023: the release behind the published tables (train mode, SGD steps, smallest scores)
+    mask_lr: float = 0.01  # mask_generation 2023 only: lr of the SGD steps taken while the mask is computed
     mask_mode: Literal["exact", "gradient"] = "exact"  # exact: masked-out weights never move; gradient: paper-era, only gradients masked (weight decay, momentum still move them)
     augment: bool = True
     amp: bool = True
@@ -61,6 +71,7 @@ class SalUnConfig(metaclass=ConfigType):
         check_training(self)
         check(0 < self.mask_ratio <= 1, "mask_ratio is the fraction of weights updated, in (0, 1].")
         check(self.mask_batch_size >= 1, "mask_batch_size must be at least 1.")
+        check(self.mask_lr >= 0, "mask_lr must be non-negative.")
 
 
 @register_method(
@@ -69,6 +80,11 @@ class SalUnConfig(metaclass=ConfigType):
 )
 def salun(model: nn.Module, data: UnlearnData, config: SalUnConfig) -> nn.Module:
     gen = torch.Generator().manual_seed(config.seed + 1)  # independent of the RL stream
-    mask = saliency_mask(model, data.forget, config.mask_ratio, batch_size=config.mask_batch_size,
-                         augment=data.info if config.augment else None, generator=gen)
+    augment = data.info if config.augment else None
+    if config.mask_generation == "2023":
+        mask = saliency_mask_2023(model, data.forget, config.mask_ratio, lr=config.mask_lr,
+                                  batch_size=config.mask_batch_size, augment=augment, generator=gen)
+    else:
+        mask = saliency_mask(model, data.forget, config.mask_ratio, batch_size=config.mask_batch_size,
+                             augment=augment, generator=gen)
     return relabel_and_train(model, data, config, mask, "salun")

@@ -27,7 +27,7 @@ FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 
-@DATASETS.register("digits", summary="scikit-learn's bundled 8x8 handwritten digits (embedded default)")
+@DATASETS.register("digits", shape=(10, 1, 8), summary="scikit-learn's bundled 8x8 handwritten digits (embedded default)")
 def _digits(source: DataSource) -> RawDataset:
     from sklearn.datasets import load_digits
 
@@ -89,7 +89,7 @@ def make_synthetic(
     return RawDataset(train, test, info)
 
 
-@DATASETS.register("synthetic", summary="seeded random 3x16x16 data with 10 classes (tests only)")
+@DATASETS.register("synthetic", shape=(10, 3, 16), summary="seeded random 3x16x16 data with 10 classes (tests only)")
 def _synthetic(source: DataSource) -> RawDataset:
     return make_synthetic()
 
@@ -188,7 +188,7 @@ def _cifar10_size(source: DataSource) -> SizeEstimate | None:
     return _cifar_estimate(_cifar10_folder(source), CIFAR10_FILES[:5], CIFAR10_FILES[5:], 10)
 
 
-@DATASETS.register("cifar10", summary="CIFAR-10 (32x32 RGB, 10 classes) from --data-root")
+@DATASETS.register("cifar10", shape=(10, 3, 32), summary="CIFAR-10 (32x32 RGB, 10 classes) from --data-root")
 def _cifar10(source: DataSource) -> RawDataset:
     folder = _cifar10_folder(source)
     if folder is None and source.download and source.root is not None:
@@ -237,7 +237,7 @@ def _cifar100_size(source: DataSource) -> SizeEstimate | None:
     return _cifar_estimate(_cifar100_folder(source), ["train"], ["test"], 20)
 
 
-@DATASETS.register("cifar100", summary="CIFAR-100 (32x32 RGB, 100 fine classes) from --data-root")
+@DATASETS.register("cifar100", shape=(100, 3, 32), summary="CIFAR-100 (32x32 RGB, 100 fine classes) from --data-root")
 def _cifar100(source: DataSource) -> RawDataset:
     (xtr, ytr, _), (xte, yte, _), meta = _cifar100_sets(source, "fine_labels")
     info = DatasetInfo(
@@ -247,7 +247,7 @@ def _cifar100(source: DataSource) -> RawDataset:
     return RawDataset(_make_set(xtr, ytr, "train"), _make_set(xte, yte, "test"), info)
 
 
-@DATASETS.register("cifar20", summary="CIFAR-100 images with its 20 superclass labels (for subclass:SUPER/FINE)")
+@DATASETS.register("cifar20", shape=(20, 3, 32), summary="CIFAR-100 images with its 20 superclass labels (for subclass:SUPER/FINE)")
 def _cifar20(source: DataSource) -> RawDataset:
     (xtr, ytr, ftr), (xte, yte, fte), meta = _cifar100_sets(source, "coarse_labels")
     if len(ftr) != len(ytr) or len(fte) != len(yte):
@@ -277,7 +277,7 @@ def _svhn_size(source: DataSource) -> SizeEstimate | None:
     return SizeEstimate(n_train, n_test, 3072, 10)
 
 
-@DATASETS.register("svhn", summary="SVHN (32x32 RGB digits) from --data-root (train_32x32.mat, test_32x32.mat)")
+@DATASETS.register("svhn", shape=(10, 3, 32), summary="SVHN (32x32 RGB digits) from --data-root (train_32x32.mat, test_32x32.mat)")
 def _svhn(source: DataSource) -> RawDataset:
     files = SVHN_FILES
     folder = _svhn_folder(source)
@@ -378,7 +378,7 @@ def _idx_dataset(name: str, tv_name: str, source: DataSource, extra: list[Path],
 _register_idx_size("mnist", "MNIST", [])
 
 
-@DATASETS.register("mnist", summary="MNIST (28x28 grey) from --data-root (IDX files)")
+@DATASETS.register("mnist", shape=(10, 1, 28), summary="MNIST (28x28 grey) from --data-root (IDX files)")
 def _mnist(source: DataSource) -> RawDataset:
     info = DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,), class_names=tuple(map(str, range(10))))
     return _idx_dataset("mnist", "MNIST", source, [], info)
@@ -391,7 +391,7 @@ _register_idx_size("fashion-mnist", "FashionMNIST", [FASHION_MNIST_SYSTEM_DIR, F
 
 
 @DATASETS.register(
-    "fashion-mnist",
+    "fashion-mnist", shape=(10, 1, 28),
     summary="Fashion-MNIST (28x28 grey) from --data-root or Debian's dataset-fashion-mnist package",
 )
 def _fashion(source: DataSource) -> RawDataset:

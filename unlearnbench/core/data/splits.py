@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearnbench.core import fingerprint
+from unlearnbench.core.data import fingerprint
 from unlearnbench.core.data.selection import load_dataset
 from unlearnbench.core.data.types import DatasetInfo, DataSource, RawDataset, TensorSet
 from unlearnbench.core.errors import DataError
@@ -26,7 +26,7 @@ class Splits:
     info: DatasetInfo
     split_seed: int
     val_fraction: float
-    # What the split was cut from (see ``core.fingerprint``); checkpoints record it.
+    # What the split was cut from (see ``core.data.fingerprint``); checkpoints record it.
     fingerprint: dict | None = None
 
 
@@ -150,24 +150,35 @@ class UnlearnData:
     test_forgotten: TensorSet | None = None
     extras: dict = field(default_factory=dict)
 
-    # A user's own data (checked, one sentence per mistake): see core/data/user.py.
-    @classmethod
-    def from_tensors(cls, *args, **kwargs) -> UnlearnData:
-        """From ``(images, labels)`` pairs: ``from_tensors(forget=(x, y), retain=(x, y), test=(x, y), val=None, ood=None, num_classes=None, class_names=None)``."""
-        from unlearnbench.core.data.user import from_tensors
-        return from_tensors(*args, **kwargs)
+    # A user's own data, checked: ``UnlearnData.from_tensors / from_datasets / from_dataset`` are
+    # defined in core/data/user.py, which builds on this module, and attached there.
 
-    @classmethod
-    def from_datasets(cls, *args, **kwargs) -> UnlearnData:
-        """From datasets yielding ``(image, label)``: ``from_datasets(forget=ds, retain=ds, test=ds, val=None, ood=None, ...)``."""
-        from unlearnbench.core.data.user import from_datasets
-        return from_datasets(*args, **kwargs)
+    def _summary(self) -> list[tuple[str, str]]:
+        x = self.test.x
+        shape = "x".join(str(d) for d in x.shape[1:])
+        rows = [("data", f"{self.info.name}: {shape} uint8 images on {x.device}, {self.num_classes} classes"),
+                ("forget", f"{self.spec.text} (split seed {self.split_seed})"
+                 + (f", classes {list(self.forget_classes)}" if self.forget_classes else ""))]
+        rows += [(name, f"{len(s)} images") for name, s in (("forget set", self.forget), ("retain", self.retain),
+                                                           ("val", self.val), ("test", self.test))]
+        if self.test_retained is not None:
+            rows.append(("test, kept / forgotten classes", f"{len(self.test_retained)} / {len(self.test_forgotten)}"))
+        norm = self.info.normalization
+        rows.append(("model input", "normalised with mean {}, std {}".format(*norm) if norm else
+                     "[0, 1] images as they are"))
+        if self.extras:
+            rows.append(("extras", ", ".join(sorted(self.extras))))
+        return rows
 
-    @classmethod
-    def from_dataset(cls, *args, **kwargs) -> UnlearnData:
-        """From a training set, a test set and what to delete: ``from_dataset(train, test, forget="class:3" or indices, val_fraction=0.0, split_seed=0)``."""
-        from unlearnbench.core.data.user import from_dataset
-        return from_dataset(*args, **kwargs)
+    def __repr__(self) -> str:
+        return "UnlearnData\n" + "\n".join(f"  {k}: {v}" for k, v in self._summary())
+
+    def _repr_html_(self) -> str:
+        import html
+
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in self._summary())
+        return f"<div><b>UnlearnData</b><table>{body}</table></div>"
 
     def to(self, device: torch.device | str) -> UnlearnData:
         mv = lambda s: None if s is None else s.to(device)  # noqa: E731
@@ -281,7 +292,7 @@ def make_unlearn_data(splits: Splits, spec: ForgetSpec | str) -> UnlearnData:
 
 def prepare(
     dataset: str,
-    forget: str | None = None,
+    forget: str | ForgetSpec | None = None,
     *,
     split_seed: int = 0,
     val_fraction: float = 0.1,

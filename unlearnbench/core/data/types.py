@@ -32,6 +32,9 @@ class DatasetInfo:
     hflip: bool = False  # horizontal flips make sense for natural images, not for digits
     class_names: tuple[str, ...] = ()
     subclass_names: tuple[str, ...] = ()  # names of ``TensorSet.sub`` labels, if any
+    # The (mean, std) a user's model expects its [0, 1] input normalised with, given with the data
+    # (UnlearnData.from_tensors(..., mean=, std=)): the API then puts it in front of the model.
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,34 @@ def _info(
     return DatasetInfo(name, num_classes, shape[0], shape[1], mean, std, class_names=names)
 
 
+def _with_normalization(info: DatasetInfo, mean: Any, std: Any) -> DatasetInfo:
+    """Attach the model's input normalisation (checked: per channel, std > 0, [0, 1] units)."""
+    from dataclasses import replace
+
+    if mean is None and std is None:
+        return info
+    if (mean is None) != (std is None):
+        raise DataError("Give both mean and std for the normalisation, or neither.")
+    c = info.in_channels
+    stats = []
+    for what, value in (("mean", mean), ("std", std)):
+        vals = tuple(float(v) for v in (value.flatten().tolist() if isinstance(value, torch.Tensor) else
+                                        (value,) if isinstance(value, (int, float)) else value))
+        vals = vals * c if len(vals) == 1 else vals
+        if len(vals) != c:
+            raise DataError(f"The normalisation {what} has {len(vals)} values; the images have {c} channels.")
+        stats.append(vals)
+    m, s = stats
+    if any(v <= 0 for v in s):
+        raise DataError(f"The normalisation std must be positive; got {s}.")
+    if any(abs(v) > 1.5 for v in m) or any(v > 1.5 for v in s):
+        raise DataError(
+            f"The normalisation mean {m} / std {s} is in 0-255 units, but the images are in [0, 1]: "
+            f"divide both by 255 (mean {tuple(round(v / 255, 4) for v in m)}, std {tuple(round(v / 255, 4) for v in s)})."
+        )
+    return replace(info, normalization=(m, s))
+
+
 def _ood_set(ood: Any) -> TensorSet | None:
     """OOD images for SCAR: images alone, an (images, labels) pair or a dataset; labels are unused."""
     if ood is None:
@@ -224,6 +252,8 @@ def from_tensors(
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     name: str = "user",
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
 ) -> UnlearnData:
     """``UnlearnData`` from ``(images, labels)`` pairs (tensors or numpy arrays).
 
@@ -249,7 +279,7 @@ def from_tensors(
         "val": _set(*raw["val"], "val") if raw["val"] is not None else None,
     }
     ood_set = _ood_set(ood)
-    info = _info(sets, num_classes, class_names, name)
+    info = _with_normalization(_info(sets, num_classes, class_names, name), mean, std)
     _warn_rounded(rounded)
     return _finish(sets["forget"], sets["retain"], sets["val"], sets["test"], info, ood_set)
 
@@ -330,6 +360,8 @@ def from_datasets(
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     name: str = "user",
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
 ) -> UnlearnData:
     """``UnlearnData`` from datasets yielding ``(image, label)`` (torchvision ``ImageFolder``,
     ``CIFAR10``, a ``Subset``, a ``TensorDataset``...): PIL images or tensors of one size.
@@ -349,7 +381,8 @@ def from_datasets(
         sets[what] = _set(x, y, what, offset if what in ("forget", "retain") else 0)
         if what in ("forget", "retain"):
             offset += len(y)
-    info = _info(sets, num_classes, class_names if class_names is not None else found_names, name)
+    info = _with_normalization(_info(sets, num_classes, class_names if class_names is not None else found_names, name),
+                               mean, std)
     _warn_rounded(rounded)
     return _finish(sets["forget"], sets["retain"], sets["val"], sets["test"], info, _ood_set(ood))
 
@@ -365,6 +398,8 @@ def from_dataset(
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     name: str = "user",
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
 ) -> UnlearnData:
     """``UnlearnData`` from the training set, the test set and what to delete.
 
@@ -386,7 +421,8 @@ def from_dataset(
             x, y, names = materialise(value, what, rounded)
         found = found or names
         sets[what] = _set(x, y, what)
-    info = _info(sets, num_classes, class_names if class_names is not None else found, name)
+    info = _with_normalization(_info(sets, num_classes, class_names if class_names is not None else found, name),
+                               mean, std)
     _warn_rounded(rounded)
     if not 0 <= val_fraction < 1:
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}.")
@@ -458,3 +494,11 @@ def as_tensor_set(data: Any, where: str, split: str = "test") -> TensorSet:
         f"{where} takes an UnlearnData (with split=...), an (images, labels) pair or a Dataset yielding "
         f"(image, label), not a {type(data).__name__}."
     )
+
+
+# ``UnlearnData.from_tensors(...)`` etc. are the documented way in. The type lives below this module
+# (splits.py), so the constructors are attached to it from here rather than imported upwards by it;
+# ``core.data`` imports this module, so they are there whenever ``UnlearnData`` is.
+UnlearnData.from_tensors = staticmethod(from_tensors)
+UnlearnData.from_datasets = staticmethod(from_datasets)
+UnlearnData.from_dataset = staticmethod(from_dataset)

@@ -8,6 +8,7 @@ SalUn / Unlearn-Sparse ``validate`` after unlearning. RA = ``retain_acc``, TA = 
 from __future__ import annotations
 
 from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, register_metric
+from unlearnbench.eval.paired import Outcomes
 
 _SPLITS = {
     # split: (direction, needs, summary)
@@ -26,7 +27,8 @@ def _accuracy_metric(split: str):
         if preds is None:
             return MetricOutput()
         key = f"{split}_acc"
-        return MetricOutput(values={key: preds.accuracy}, counts={f"n/{key}": len(preds)})
+        return MetricOutput(values={key: preds.accuracy}, counts={f"n/{key}": len(preds)},
+                            outcomes={key: Outcomes.of(preds.correct, preds.idx)})
 
     metric.__name__ = f"{split}_acc"
     return metric
@@ -42,7 +44,9 @@ def ua(ctx: EvalContext) -> MetricOutput:
     if "forget_acc" not in ctx.values:
         return MetricOutput()
     n = ctx.counts.get("n/forget_acc")
-    return MetricOutput(values={"ua": 100.0 - ctx.values["forget_acc"]}, counts={} if n is None else {"n/ua": n})
+    forget = ctx.outcomes.get("forget_acc")
+    return MetricOutput(values={"ua": 100.0 - ctx.values["forget_acc"]}, counts={} if n is None else {"n/ua": n},
+                        outcomes={} if forget is None else {"ua": forget.invert()})
 
 
 @register_metric("per_class_acc", direction="reference", gap=False, keys="(table) per_class",

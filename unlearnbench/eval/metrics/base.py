@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from unlearnbench.core.data import UnlearnData
 from unlearnbench.core.registry import Registry
+from unlearnbench.eval.paired import Outcomes
 from unlearnbench.eval.predictions import Predictions
 
 DIRECTIONS = ("higher", "lower", "reference")
@@ -47,6 +48,9 @@ class MetricOutput:
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # ROC points by name
     counts: dict[str, int] = field(default_factory=dict)
     undefined: dict[str, str] = field(default_factory=dict)
+    # value key -> per-example outcomes (eval.paired), for proportions that are means over examples:
+    # the gap to the reference is then paired (same images) instead of treated as independent.
+    outcomes: dict[str, Outcomes] = field(default_factory=dict)
 
 
 def record_attack(out: MetricOutput, prefix: str, stats: Any, curve: bool = True) -> MetricOutput:
@@ -181,6 +185,8 @@ class EvalContext:
     sources: dict[str, str] = field(default_factory=dict)  # value key -> metric name
     counts: dict[str, int] = field(default_factory=dict)  # see MetricOutput.counts
     undefined: dict[str, str] = field(default_factory=dict)  # value key -> why it is not a number
+    outcomes: dict[str, Outcomes] = field(default_factory=dict)  # see MetricOutput.outcomes
+    reference_outcomes: dict[str, Outcomes] | None = None  # the reference's, when known
 
     def preds(self, split: str, who: str = "model") -> Predictions | None:
         model = {"model": self.model, "reference": self.reference_model, "original": self.original_model}[who]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from unlearnbench.eval.metrics.base import EvalContext, metric_spec, register_metric
+from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, metric_spec, register_metric
+from unlearnbench.eval.paired import discordant_counts
 
 
 def gap_values(values: Mapping[str, float], reference: Mapping[str, float], keys) -> dict[str, float]:
@@ -36,9 +37,13 @@ def average_gap(values: Mapping[str, float], reference: Mapping[str, float], cla
 
 @register_metric("gap", direction="lower", gap=False, needs=("reference",), stage=2, keys="gap/<key>",
                  summary="|value - retrained reference value| for every gap-able value")
-def gap(ctx: EvalContext) -> dict[str, float]:
+def gap(ctx: EvalContext) -> MetricOutput:
     keys = [k for k, m in ctx.sources.items() if metric_spec(m).gap]
-    return gap_values(ctx.values, ctx.reference_values or {}, keys)
+    # Where both models' per-example outcomes on the same images are known, the discordant counts
+    # make the gap's interval paired (Report.gap_interval, eval.paired).
+    mine = {k: o for k, o in ctx.outcomes.items() if k in keys}
+    return MetricOutput(values=gap_values(ctx.values, ctx.reference_values or {}, keys),
+                        counts=discordant_counts(mine, ctx.reference_outcomes))
 
 
 @register_metric("avg_gap", direction="lower", gap=False, needs=("reference",), stage=3,

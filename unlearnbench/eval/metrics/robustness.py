@@ -15,6 +15,7 @@ separately, so "did unlearning cost robustness?" is not mixed up with the forget
 from __future__ import annotations
 
 from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, register_metric
+from unlearnbench.eval.paired import Outcomes
 
 ROBUST_SPLITS = ("forget", "retain", "test")
 CLASSWISE_SPLITS = ("forget", "retain", "test_retained", "test_forgotten")
@@ -42,6 +43,11 @@ def robustness(ctx: EvalContext) -> MetricOutput:
             if f"clean/{split}" not in out.values:
                 out.values[f"clean/{split}"] = float(res.clean_acc)
                 out.counts[f"n/clean/{split}"] = int(res.n)
+                if getattr(res, "clean", None) is not None and getattr(res, "idx", None) is not None:
+                    out.outcomes[f"clean/{split}"] = Outcomes.of(res.clean, res.idx)
             out.values[f"robust/{split}/{attack}"] = float(res.robust_acc)
             out.counts[f"n/robust/{split}/{attack}"] = int(res.n)
+            # The same points for the model and its reference (same seed): paired gaps.
+            if getattr(res, "robust", None) is not None and getattr(res, "idx", None) is not None:
+                out.outcomes[f"robust/{split}/{attack}"] = Outcomes.of(res.robust, res.idx)
     return out

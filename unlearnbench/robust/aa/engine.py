@@ -13,7 +13,7 @@ random starts, and with them the verdicts, depend on ``bs``. Here those batches 
 random stream, and several chunks are attacked together (``max_batch`` points) to fill a GPU; the
 results are the reference's at ``bs=250``, chunk for chunk.
 
-Every stage's output is fitted to the threat model (``robust.attacks.project_to_threat``: rows
+Every stage's output is fitted to the threat model (``robust.projection.project_to_threat``: rows
 outside by float rounding only) *before* it is judged, so the returned images are exactly the ones
 the verdicts were computed on. Sanity counts follow the reference's ``checks.py``; points with a
 zero gradient are counted once each, however many stages, restarts and targets saw them.
@@ -124,7 +124,7 @@ def run_autoattack(
     The caller owns RNG isolation and mode restoration (see ``robust.attacks.run_attack``). The
     evaluation batch size plays no part: chunks are ``cfg.chunk`` points, as the reference's batches.
     """
-    from unlearnbench.robust.attacks import project_to_threat
+    from unlearnbench.robust.projection import project_to_threat
 
     chunk = cfg.chunk
     dev = x.device

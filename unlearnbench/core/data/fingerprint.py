@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from unlearnbench.core.data import RawDataset
+    from unlearnbench.core.data.types import RawDataset
 
 VERSION = 1
 KEY = "data_fingerprint"  # the checkpoint metadata key
