@@ -45,6 +45,8 @@ def _expected_rows(cfg, spec: str) -> tuple[str, list[list[str]]] | None:
     block = next((b for b in cfg.expected if b.forget == spec), None)
     if block is None:
         return None
+    if not block.methods:
+        return block.citation + f" — {block.note or 'no numbers given'}", [["method"]]
     keys = sorted({k for m in block.methods.values() for k in m if k != "name"})
     rows = [[vals.get("name", method), *[str(vals.get(k, "–")) for k in keys]] for method, vals in block.methods.items()]
     return block.citation + (f" — protocol: {block.protocol}" if block.protocol else ""), [["method", *keys], *rows]

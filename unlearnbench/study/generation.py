@@ -60,6 +60,7 @@ class GenExpected:
     citation: str
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     protocol: str = ""
+    note: str = ""  # e.g. why the numbers are missing: shown in the report, never a number made up
 
 
 @configclass
