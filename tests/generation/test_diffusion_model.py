@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
-from unlearnbench.core.diffusion import EMA, ConditionalDDPM, SampleConfig, model_task, sample
+from unlearnbench.core.diffusion import EMA, ConditionalDDPM, SampleConfig, sample
 from unlearnbench.core.errors import ConfigError, ModelError
-from unlearnbench.core.models import MODELS, create_model
+from unlearnbench.core.models import MODELS, create_model, model_task
 
 
 def test_registry_declares_the_generation_task():
@@ -19,6 +19,11 @@ def test_registry_declares_the_generation_task():
     m = create_model("ddpm_tiny", 10, 1, 8)
     assert isinstance(m, ConditionalDDPM) and m.null_class == 10
     assert m.unet.class_embedding.num_embeddings == 11  # the classes + the null class of guidance
+    fashion = create_model("ddpm_tiny", 10, 1, 28)  # Fashion-MNIST's 28x28 fits the 2-level UNet
+    with torch.no_grad():
+        assert fashion(torch.randn(2, 1, 28, 28), torch.tensor([1, 2]), torch.tensor([0, 10])).shape == (2, 1, 28, 28)
+    with pytest.raises(ModelError, match="divisible"):
+        create_model("ddpm_cifar10", 10, 3, 28)
 
 
 def test_cifar10_config_matches_the_reference_network():

@@ -56,6 +56,12 @@ def test_methods_refuse_a_model_of_the_other_task(tiny_ddpm, digits_cnn, digits_
         run("ddpm_salun", digits_cnn, digits_class3, FAST_GEN["ddpm_salun"], device="cpu")
     with pytest.raises(ModelError, match="is a generation model"):
         run("salun", tiny_ddpm, digits_class3, {"epochs": 1}, device="cpu")
+    from unlearnbench.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="applies to classifiers"):
+        run("ddpm_finetune", tiny_ddpm, digits_class3, FAST_GEN["ddpm_finetune"], prune=0.5, device="cpu")
+    with pytest.raises(ConfigError, match="does not train on the retain set|adv"):
+        run("ddpm_salun", tiny_ddpm, digits_class3, FAST_GEN["ddpm_salun"], adv_retain="pgd", device="cpu")
 
 
 def test_salun_leaves_non_salient_weights_untouched(tiny_ddpm, digits_class3):

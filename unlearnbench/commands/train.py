@@ -183,7 +183,7 @@ def train(
     from unlearnbench.core.train import TrainConfig
 
     DATASETS.get(dataset), check_model_spec(model)  # unknown names (or torchvision:/module:factory specs) fail first
-    from unlearnbench.core.diffusion import model_task
+    from unlearnbench.core.models import model_task
 
     if model_task(model) == "generation":  # the model declares its task; a DDPM trains by steps
         from unlearnbench.core.errors import ConfigError

@@ -10,6 +10,9 @@ reference's); sampling is diffusers' ``DDIMScheduler`` with the reference's guid
 ``eps = (1 + w) * eps(x, c) - w * eps(x, null)`` (w = 2.0) and ``eta`` (1.0 in the reference, whose
 1000 "generalized" steps are then DDPM ancestral sampling).
 
+The registry entries (``ddpm_tiny``, ``ddpm_cifar10``, task ``generation``) live in
+``core.models``, which builds them from ``ARCHS`` here.
+
 Images are [0, 1] tensors outside the model (the platform's convention); the diffusion runs in
 [-1, 1] (``x * 2 - 1``), the reference's ``rescaled: true``.
 """
@@ -29,7 +32,6 @@ import torch.nn as nn
 from unlearnbench.core.config import check, configclass
 from unlearnbench.core.data import DatasetInfo, TensorSet
 from unlearnbench.core.errors import ConfigError, ModelError
-from unlearnbench.core.models import MODELS
 from unlearnbench.core.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -121,31 +123,6 @@ class ConditionalDDPM(nn.Module):
     def train_scheduler(self):
         return _diffusers().DDPMScheduler(num_train_timesteps=self.timesteps, beta_schedule="linear",
                                           beta_start=self.beta_start, beta_end=self.beta_end)
-
-
-def _register(name: str, summary: str) -> None:
-    arch = ARCHS[name]
-
-    def create(num_classes: int, in_channels: int, image_size: int) -> ConditionalDDPM:
-        return ConditionalDDPM(arch, num_classes, in_channels, image_size)
-
-    def builder(in_channels: int, image_size: int):  # the classifier builder signature: never a classifier
-        raise ModelError(f"{name} is a generation model (a conditional DDPM), not a classifier.")
-
-    MODELS.add(name, builder, summary=summary, task=TASK, create=create)
-
-
-_register("ddpm_tiny", "class-conditional DDPM, diffusers UNet2DModel 32-64 channels (~0.65M params), CFG null class")
-_register("ddpm_cifar10", "class-conditional DDPM as the SalUn/SA reference for CIFAR-10 (ch 128, mult 1-2-2-2, attn 16)")
-
-
-def model_task(name: str) -> str:
-    """The task a registered (or foreign) model serves: classification unless it declares another."""
-    from unlearnbench.core.models import is_foreign
-
-    if is_foreign(name):
-        return "classification"
-    return str(MODELS.info(name).get("task", "classification"))
 
 
 def is_generator(model: nn.Module) -> bool:

@@ -500,5 +500,31 @@ def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     )
 
 
-# Generation models (class-conditional DDPMs) register themselves in MODELS with task "generation".
-from unlearnbench.core import diffusion as _diffusion  # noqa: E402,F401  isort: skip
+# ----------------------------------------------------------------------------- generation models
+
+
+def _register_generator(name: str, summary: str) -> None:
+    """A class-conditional DDPM (``core.diffusion``) in MODELS with task "generation": ``create``
+    builds it (``create_model`` calls it instead of wrapping a classifier body)."""
+
+    def create(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+        from unlearnbench.core.diffusion import ARCHS, ConditionalDDPM  # diffusers loads only when used
+
+        return ConditionalDDPM(ARCHS[name], num_classes, in_channels, image_size)
+
+    def builder(in_channels: int, image_size: int):  # the classifier-builder signature: never a classifier
+        raise ModelError(f"{name} is a generation model (a conditional DDPM), not a classifier.")
+
+    MODELS.add(name, builder, summary=summary, task="generation", create=create)
+
+
+_register_generator("ddpm_tiny", "class-conditional DDPM, diffusers UNet2DModel 32-64 channels (~0.65M params), CFG null class")
+_register_generator("ddpm_cifar10",
+                    "class-conditional DDPM as the SalUn/SA reference for CIFAR-10 (ch 128, mult 1-2-2-2, attn 16)")
+
+
+def model_task(name: str) -> str:
+    """The task a registered (or foreign) model serves: classification unless it declares another."""
+    if is_foreign(name):
+        return "classification"
+    return str(MODELS.info(name).get("task", "classification"))

@@ -85,7 +85,8 @@ class GenStudyConfig:
     description: str = ""
 
     def __post_init__(self) -> None:
-        from unlearnbench.core.diffusion import DiffusionTrainConfig, model_task
+        from unlearnbench.core.diffusion import DiffusionTrainConfig
+        from unlearnbench.core.models import model_task
         from unlearnbench.unlearn import METHODS, build_config
         from unlearnbench.unlearn.base import method_task
 

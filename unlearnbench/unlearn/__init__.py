@@ -153,6 +153,9 @@ def run(
     cfg = build_config(method, {**base, **_as_values(method, config)}, seed)
     reads = declared_reads(method, cfg, data.spec)
     if prune is not None:
+        if not task.classifier:
+            raise ConfigError(f"--prune (OMP of convolution weights before unlearning) applies to classifiers, "
+                              f"not to the {task.name} method {method!r}.")
         if method == "prune":
             raise ConfigError("The prune method prunes by itself; set its sparsity with --set sparsity=S, not --prune.")
         if not 0 <= prune < 1:

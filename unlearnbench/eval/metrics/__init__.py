@@ -4,12 +4,12 @@ Importing this package registers every built-in metric; third-party metrics plug
 the ``unlearnbench.metrics`` entry-point group.
 """
 
-from unlearnbench.eval import generation as _generation  # noqa: F401  (registers the generation metrics)
 from unlearnbench.eval.metrics import (  # noqa: F401  (registration side effects)
     accuracy,
     aus,
     divergence,
     gap,
+    generation,
     lira,
     mia_svc,
     mia_threshold,
