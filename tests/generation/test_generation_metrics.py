@@ -34,6 +34,17 @@ def test_fid_of_a_set_with_itself_is_zero_and_a_shift_costs_its_squared_norm():
     assert fid_from_features(a, a + delta) == pytest.approx(float(delta @ delta), rel=1e-6)
 
 
+def test_frechet_distance_matches_the_matrix_square_root_form():
+    from scipy import linalg
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    c1, c2 = a @ a.T + 0.1 * np.eye(6), b @ b.T + 0.1 * np.eye(6)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    ref = float((mu1 - mu2) @ (mu1 - mu2) + np.trace(c1) + np.trace(c2) - 2 * np.trace(np.real(linalg.sqrtm(c1 @ c2))))
+    assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(ref, rel=1e-8)
+
+
 def test_frechet_distance_of_diagonal_gaussians_is_the_closed_form():
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
     s1, s2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])  # variances

@@ -85,12 +85,12 @@ def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None
                       download: bool, new: bool, quiet: bool, json_out: Path | None = None):
     """Run the study and print its table (always: ``--quiet`` silences progress, not results).
     ``json_out``: also write the outcome and the table as JSON there (``-``: stdout, alone)."""
+    from unlearnbench.api import run_study
     from unlearnbench.commands.report import print_summary
     from unlearnbench.core.data import DataSource
     from unlearnbench.core.executor import ExecutorConfig
     from unlearnbench.reports.render import build_summary
     from unlearnbench.reports.runs import load_runs
-    from unlearnbench.study import run_study
 
     ex = ExecutorConfig(kind=executor, ray_address=ray_address, num_cpus=cpus, num_gpus=gpus, threads=threads)
     source = DataSource.from_env(data_root, download)
@@ -250,9 +250,9 @@ def demo(
     random_label, evaluate (accuracies, MIA, PGD on up to 500 points per split), log to MLflow and
     write the HTML report."""
     setup_output(quiet)
+    from unlearnbench.api import build_report
     from unlearnbench.commands.report import print_report_result
     from unlearnbench.eval import tracking
-    from unlearnbench.reports import build_report
 
     cfg, path = load("demo", set_)
     uri = tracking.resolve_uri(tracking_uri)

@@ -24,6 +24,8 @@ class TrainOutcome:
     history: list[dict] = field(default_factory=list)
     splits: Splits | None = None
     data: UnlearnData | None = None
+    config: Any = None  # the TrainConfig used (adversarial training turns fit's clean selection off)
+    adversarial: Any = None  # the adversarial-training config, when there is one
 
 
 def checkpoint_meta(

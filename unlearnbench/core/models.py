@@ -441,9 +441,10 @@ def build_foreign(
 def check_model_fits(
     model: nn.Module, channels: int, height: int, width: int, num_classes: int | None, what: str = "The model",
     device: torch.device | str | None = None,
-) -> None:
+) -> int:
     """One forward pass of two blank images: a model that cannot take the data's images, or does
-    not return ``(N, num_classes)`` logits, fails here in one sentence instead of deep inside a run."""
+    not return ``(N, num_classes)`` logits, fails here in one sentence instead of deep inside a run.
+    Returns the number of logits (classes) it does return."""
     if device is None:
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else "cpu"
@@ -458,6 +459,7 @@ def check_model_fits(
     if out.dim() != 2 or out.shape[0] != 2 or (num_classes is not None and out.shape[1] != num_classes):
         want = f"(N, {num_classes})" if num_classes is not None else "(N, classes)"
         raise ModelError(f"{what} returns logits of shape {tuple(out.shape)} for 2 images, not {want}.")
+    return int(out.shape[1])
 
 
 # ----------------------------------------------------------------------------- penultimate features

@@ -77,16 +77,15 @@ def generation_metrics() -> list[str]:
 
 
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
-    """‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½) (Dowson & Landau 1982; the FID formula)."""
-    from scipy import linalg
+    """‖μ1 − μ2‖² + Tr Σ1 + Tr Σ2 − 2 Tr (Σ1 Σ2)^½ (Dowson & Landau 1982; the FID formula).
 
+    Tr (Σ1 Σ2)^½ is the sum of the square roots of the eigenvalues of Σ1 Σ2 (real and ≥ 0 for
+    covariance matrices, as Σ1 Σ2 is similar to Σ1^½ Σ2 Σ1^½): the same number as a matrix square
+    root, several times faster, which the bootstrap's hundreds of FIDs need."""
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(cov1 @ cov2)
-    if not np.isfinite(covmean).all():  # singular product: nudge the diagonals, as pytorch-fid does
-        offset = np.eye(cov1.shape[0]) * 1e-6
-        covmean = linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
-    covmean = np.real(covmean)
-    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(covmean))
+    eig = np.linalg.eigvals(cov1 @ cov2)
+    trace_sqrt = float(np.sqrt(np.clip(eig.real, 0, None)).sum())  # rounding leaves tiny negative/imaginary parts
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * trace_sqrt)
 
 
 def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
