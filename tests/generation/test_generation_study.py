@@ -47,3 +47,10 @@ def test_digits_generation_benchmark_end_to_end(tmp_path, monkeypatch):
                   "ddpm_esd", "ddpm_selective_amnesia"):
         assert f"| {label} |" in md and f"<b>{label}</b>" in html
     assert "penultimate features of cnn" in md and "n FID gen / real" in md and "data:image/png;base64," in html
+
+
+def test_benchmark_refuses_options_a_generation_study_does_not_take(tmp_path):
+    result = runner.invoke(app, ["benchmark", "digits-generation", "--executor", "ray", "--tracking-uri",
+                                 f"sqlite:///{tmp_path / 'm.db'}", "--work-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 2 and "runs in-process" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "m.db").exists()
