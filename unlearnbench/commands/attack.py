@@ -19,6 +19,7 @@ from unlearnbench.commands._common import (
     QuietOpt,
     SetOpt,
     SubsetOpt,
+    ThreadsOpt,
     TrackingOpt,
     app,
     check_outputs,
@@ -57,9 +58,10 @@ def attack(
     experiment: str = ExperimentOpt,
     no_track: bool = NoTrackOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Attack a checkpoint on one split and report clean and robust accuracy (logged to MLflow)."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench.core.checkpoint import load_checkpoint
     from unlearnbench.core.config import load_yaml, parse_overrides
     from unlearnbench.core.data import prepare

@@ -23,6 +23,7 @@ from unlearnbench.commands._common import (
     SetOpt,
     SubsetOpt,
     SystemMetricsOpt,
+    ThreadsOpt,
     TrackingOpt,
     app,
     check_outputs,
@@ -72,9 +73,10 @@ def unlearn(
     log_model: bool = LogModelOpt,
     system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
     from unlearnbench.core.data import parse_forget_spec
     from unlearnbench.unlearn import METHODS
