@@ -48,6 +48,7 @@ def test_api_md_examples_run(docs_env):
     assert ns["res"].n == 16 and ns["res"].robust_acc <= ns["res"].clean_acc
     assert bool(ns["torch"].equal(ns["loaded"](ns["images"]), ns["model"](ns["images"])))
     assert ns["after"]["forget_acc"] == ns["after"].to_dict()["values"]["forget_acc"]
+    assert ns["unlearned"].meta["forget"] == "class:3" and ns["attacked"].result.n == 50
 
 
 def test_readme_own_model_examples_run(docs_env):

@@ -170,6 +170,7 @@ def _issue_models():
     small = (logits(np.array([True, False, True])), torch.zeros(3, dtype=torch.long))
     model, data = make_constructed(small, small, (logits(model_ok), y))
     ref_table = model.table.clone()
+    ref_table[0:3] = logits(np.array([True, True, True]))  # the reference gets the forget image 1 right
     ref_table[6:6 + 4500] = logits(ref_ok)
     ref_table[6 + 4500:] = logits(ref_ok)  # val = test here
     return model, LookupModel(ref_table).eval(), data
@@ -183,8 +184,11 @@ def test_engine_pairs_gaps_with_a_reference_model_or_its_report():
     assert [round(v, 2) for v in r.gap_interval("test_acc")] == [0.10, 0.80]
     assert r.gap_paired("test_acc") and r.beyond_noise("test_acc") is True
     assert r.gap_p("test_acc") == pytest.approx(iv.mcnemar_p(MODEL_ONLY, REF_ONLY))
-    # UA pairs on the forget images (model wrong on 1 of 3, reference identical there: no gap).
-    assert r.counts["n/ua/model_only"] == 0 and r.beyond_noise("ua") is False
+    # UA pairs on the forget images, counting mistakes: the model's one mistake (image 1) is an
+    # image the reference gets right, so for UA it is "model only", for forget accuracy "reference only".
+    assert (r.counts["n/ua/model_only"], r.counts["n/ua/reference_only"]) == (1, 0)
+    assert (r.counts["n/forget_acc/model_only"], r.counts["n/forget_acc/reference_only"]) == (0, 1)
+    assert r.gap_paired("ua") and r.beyond_noise("ua") is False
     # The reference as a report (e.g. a study's retrain, or --reference retrain.json): the same.
     ref_report = Report.from_json(Evaluator(metrics=["test_acc", "forget_acc", "ua"]).evaluate(ref_model, data).to_json())
     r2 = Evaluator(metrics=["test_acc", "forget_acc", "ua"]).evaluate(model, data, reference=ref_report)
@@ -222,3 +226,29 @@ def test_beyond_noise_needs_both_the_test_and_the_interval():
     assert not r.gap_paired("test_acc")
     assert r.gap_interval("test_acc") == pytest.approx(
         tuple(100 * v for v in iv.newcombe(0.9006, 10000, 0.89, 10000)))
+
+
+def test_mia_efficacy_gap_is_paired_on_the_forget_images():
+    from eval_helpers import binary_logits
+
+    from unlearnbench.eval.metrics.mia_svc import svc_verdicts
+
+    rng = np.random.default_rng(7)
+    retain, test = binary_logits(rng.uniform(0.9, 1.0, 60)), binary_logits(rng.uniform(0.3, 1.0, 40))
+    forget_m, forget_r = binary_logits(rng.uniform(0.5, 1.0, 30)), binary_logits(rng.uniform(0.5, 1.0, 30))
+    model, data = make_constructed(forget_m, retain, test)
+    ref_table = model.table.clone()
+    ref_table[:30] = forget_r[0]
+    reference = LookupModel(ref_table).eval()
+    r = Evaluator(metrics=["mia_efficacy"]).evaluate(model, data, reference=reference)
+
+    def verdicts(forget_logits):
+        conf = lambda lg: torch.softmax(lg, 1)[:, 0].numpy()  # noqa: E731 (label 0 everywhere)
+        return svc_verdicts(conf(retain[0])[:40], conf(test[0]), conf(forget_logits))
+
+    vm, vr = verdicts(forget_m[0]), verdicts(forget_r[0])
+    assert r["mia_efficacy"] == pytest.approx(100 * vm.mean()) and r.reference_values["mia_efficacy"] == pytest.approx(
+        100 * vr.mean())
+    assert (r.counts["n/mia_efficacy/model_only"], r.counts["n/mia_efficacy/reference_only"]) == (
+        int((vm & ~vr).sum()), int((vr & ~vm).sum()))
+    assert (vm != vr).any() and r.gap_paired("mia_efficacy")

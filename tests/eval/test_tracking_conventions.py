@@ -138,3 +138,18 @@ def test_system_metrics_without_psutil_is_one_sentence(monkeypatch):
     with pytest.raises(Exception, match=r"--system-metrics needs psutil"):
         tracking.enable_system_metrics(True)
     assert not tracking.system_metrics_enabled()
+
+
+def test_study_params_are_json_or_user_syntax_never_python_reprs():
+    """The parent run's ``methods`` param (a list of records) is JSON; scalar lists stay ``a,b``."""
+    import json
+
+    from unlearnbench.core.config import flatten, to_dict
+    from unlearnbench.study import load_study
+
+    cfg = load_study("digits")
+    params = flatten(to_dict(cfg))
+    methods = json.loads(params["methods"])
+    assert [m["name"] for m in methods] == [m.name for m in cfg.methods]
+    assert params["seeds"] == ",".join(map(str, cfg.seeds))
+    assert not [k for k, v in params.items() if "{'" in v or "['" in v or v in ("None", "True", "False")]

@@ -96,6 +96,7 @@ def test_ulira_protocol_on_digits(ulira_pools):
     for v in (null, ft):
         assert v["n_targets"] == 8 and v["n_members"] == v["n_nonmembers"] > 200
     assert null["acc_lo"] <= 0.5 <= null["acc_hi"] and null["auc_lo"] <= 0.5 <= null["auc_hi"], null
+    assert null["auc_fit_lo"] <= 0.5 <= null["auc_fit_hi"] and null["auc_fit_lo"] < null["auc"] < null["auc_fit_hi"]
     assert ft["acc_lo"] > 0.5 and ft["auc_lo"] > 0.5 and ft["auc"] > null["auc"] + 0.05, ft
     # the recorded result is what the pool's signals give
     assert ulira_targets(ulira_pools["finetune"]).values()["auc"] == pytest.approx(ft["auc"])
@@ -127,6 +128,7 @@ def test_evaluate_with_a_ulira_pool_through_the_cli(ulira_pools, tmp_path):
     values, counts = saved["values"], saved["counts"]
     hold = ulira_pools["finetune"].manifest["holdout"]["ulira"]
     assert values["mia/ulira/targets/auc"] == pytest.approx(hold["auc"])
+    assert values["mia/ulira/targets/auc_fit_lo"] == pytest.approx(hold["auc_fit_lo"]) and hold["n_boot"] == 200
     assert counts["mia/ulira/targets/n_targets"] == 8
     assert 0 <= values["mia/ulira/forget/called_unlearned"] <= 1
     assert counts["mia/ulira/forget/n_examples"] == counts["mia/ulira/reference/n_examples"] == 243  # all candidates
@@ -138,6 +140,7 @@ def test_evaluate_with_a_ulira_pool_through_the_cli(ulira_pools, tmp_path):
     assert "mia/two_model_ulira/forget/tpr_at_fpr_0.01" in values
     info = CliRunner().invoke(app, ["shadow", "info", str(pool)])
     assert info.exit_code == 0 and "U-LiRA over 8 targets" in " ".join(info.output.split())
+    assert "shadow fit's variance" in " ".join(info.output.split())
 
 
 def test_the_null_control_is_exactly_symmetric():
@@ -155,3 +158,34 @@ def test_the_null_control_is_exactly_symmetric():
     b = ulira_shadow_job({**base, "unlearn_seed": 22, "retrain_seed": 11})
     assert np.array_equal(a["phi_unlearned"], b["phi_retrained"]) and np.array_equal(a["phi_retrained"], b["phi_unlearned"])
     assert not np.array_equal(a["phi_unlearned"], a["phi_retrained"])
+
+
+def test_rank_auc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from unlearnbench.eval.shadow import _auc
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        pos, neg = rng.integers(0, 6, 30).astype(float), rng.integers(0, 6, 25).astype(float)  # many ties
+        want = roc_auc_score(np.r_[np.ones(30), np.zeros(25)], np.r_[pos, neg])
+        assert _auc(pos, neg) == pytest.approx(want, abs=1e-12)
+
+
+def test_shadow_bootstrap_interval_includes_the_fit_and_is_calibrated_on_the_null():
+    """Issue #23: method-level claims need the shadow fit's variance. ``bootstrap=B`` resamples the
+    shadow pairs (refit) and the target pairs; under the null it covers 0.5 in most pools, and a
+    real signal is still detected."""
+    covered, wider = 0, 0
+    for seed in range(12):
+        res = ulira_targets(_synthetic_pool(16, 8, 60, delta=0.0, seed=seed), bootstrap=60, seed=seed)
+        v = res.values()
+        assert v["n_boot"] == 60 and v["auc_fit_lo"] < v["auc"] < v["auc_fit_hi"]
+        covered += v["auc_fit_lo"] <= 0.5 <= v["auc_fit_hi"]
+        wider += (v["auc_fit_hi"] - v["auc_fit_lo"]) > 0.8 * (v["auc_hi"] - v["auc_lo"])
+    assert covered >= 11 and wider >= 9, (covered, wider)
+    v = ulira_targets(_synthetic_pool(16, 8, 60, delta=1.5, seed=0), bootstrap=60).values()
+    assert v["auc_fit_lo"] > 0.55 and v["acc_fit_lo"] > 0.52
+    # without bootstrap the values are the conditional intervals only, unchanged
+    plain = ulira_targets(_synthetic_pool(16, 8, 60, delta=1.5, seed=0)).values()
+    assert "auc_fit_lo" not in plain and plain["auc"] == pytest.approx(v["auc"])

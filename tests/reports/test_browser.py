@@ -85,7 +85,7 @@ def test_dom_has_tables_and_images(report_html, tmp_path):
     assert "<td>salun</td>" in dom and "<td>l1_sparse</td>" in dom
     # intervals under the values, n per column, * where the gap to retrain is beyond the noise
     assert dom.count('<span class="ci">[') >= 4 * 7 - 2
-    assert '<tr class="points"><td>n (points)</td><td class="num">180</td>' in dom
+    assert '<tr class="points"><td>n (points)</td><td class="num" data-label="UA">180</td>' in dom
     assert '<span class="mark">*</span>' in dom
 
 
@@ -122,3 +122,48 @@ def test_all_metrics_are_grouped_by_family_and_collapsed(report_html, tmp_path):
     rows = re.findall(r"<tr><td><code>([^<]+)</code></td>", section)
     assert len(rows) == len(set(rows)) == sum(int(n) for _, n in families)
     assert "gap/ua" in rows and "n/test_acc" in rows
+
+
+# Appended to a copy of the report (the report itself has no script): measures, after layout,
+# every summary-table cell and everything on the page against the window, and writes the verdict
+# into the DOM that --dump-dom prints.
+_MEASURE = """<script>
+window.addEventListener("load", () => {
+  const view = document.documentElement.clientWidth;
+  const hidden = [];
+  for (const el of document.querySelectorAll("table.summary td, table.summary th, h1, h2, h3, p, figure img")) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;  // display: none (the header row when stacked)
+    // Inside a scroll box, count what lies outside that box as unseen too.
+    const box = el.closest(".scroll");
+    const right = box ? Math.min(view, box.getBoundingClientRect().right) : view;
+    if (r.left < -0.5 || r.right > right + 0.5) hidden.push((el.textContent || el.tagName).trim().slice(0, 40));
+  }
+  const scrollers = [...document.querySelectorAll(".scroll")].filter(b => b.offsetParent !== null
+    && b.querySelector("table.summary") && b.scrollWidth > b.clientWidth + 1).length;
+  const out = document.createElement("pre");
+  out.id = "measure";
+  out.textContent = JSON.stringify({view, page: document.documentElement.scrollWidth, hidden, scrollers});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_summary_table_fits_the_window_with_nothing_hidden(report_html, tmp_path, width):
+    """At 800 px (stacked cards) and at 1400 px (the table), every summary cell (UA to RTE and
+    Seeds) lies inside the window: no sideways scrolling hides Avg. Gap or RTE, no page overflow."""
+    import json
+
+    page = tmp_path / "measured.html"
+    page.write_text(report_html.read_text().replace("</body>", _MEASURE + "</body>"))
+    dom = _chromium([f"--window-size={width},1200", "--dump-dom", page.as_uri()], tmp_path).stdout
+    found = re.search(r'<pre id="measure">(.*?)</pre>', dom, re.S)
+    assert found, "the measuring script did not run"
+    m = json.loads(html.unescape(found.group(1)))
+    assert m["view"] <= width and m["view"] >= width - 20, m
+    assert m["hidden"] == [], m
+    assert m["page"] <= m["view"], m  # the page itself never scrolls sideways
+    assert m["scrollers"] == 0, m  # no summary table needs its scroll bar
+    # Every metric is still named next to its value in the stacked layout.
+    assert dom.count('data-label="Avg. Gap"') >= 1 and dom.count('data-label="RTE (s)"') >= 1

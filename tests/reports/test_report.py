@@ -32,10 +32,11 @@ def _md_table(markdown: str, spec: str) -> dict[str, dict[str, str]]:
     return table
 
 
-def _fmt(values: list[float], n: int | None = None) -> str:
+def _fmt(values: list[float], n: int | None = None, floor: float | None = None) -> str:
     """mean ± std [95 % interval]: scipy's t interval over seeds and, for a proportion with n
     points per run, statsmodels' Wilson interval on those n images (every seed is scored on the
-    same images), their half-widths added in quadrature."""
+    same images), their half-widths added in quadrature; ``floor``: the least value the quantity
+    can take (0 for a gap or a run time)."""
     from scipy import stats
     from statsmodels.stats.proportion import proportion_confint
 
@@ -48,6 +49,8 @@ def _fmt(values: list[float], n: int | None = None) -> str:
         wlo, whi = (100 * v for v in proportion_confint(mean / 100 * n, n, method="wilson"))
         lo, hi = mean - math.hypot(mean - lo, mean - wlo), mean + math.hypot(hi - mean, whi - mean)
         lo, hi = max(0.0, lo), min(100.0, hi)
+    if floor is not None:
+        lo = max(lo, floor)
     return f"{mean:.2f} ± {sd:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
@@ -74,7 +77,8 @@ def test_markdown_numbers_equal_the_mlflow_metrics(mlflow_uri, experiment, tmp_p
         assert row["seeds"] == [0, 1, 2]
         for header, key in columns.items():
             values = [r.data.metrics[key] for r in mine]
-            assert table[method][header].rstrip("*") == _fmt(values, COUNTS.get(f"n/{key}")), (method, header)
+            floor = 0.0 if key in ("avg_gap", "rte_seconds") else None  # never below 0 (salun's Avg. Gap)
+            assert table[method][header].rstrip("*") == _fmt(values, COUNTS.get(f"n/{key}"), floor), (method, header)
             assert row["values"][key]["mean"] == pytest.approx(statistics.fmean(values), rel=1e-12, abs=1e-12)
             assert row["values"][key]["n"] == 3
         assert table[method]["Seeds"] == "3"
@@ -88,6 +92,7 @@ def test_markdown_numbers_equal_the_mlflow_metrics(mlflow_uri, experiment, tmp_p
     assert table["original"]["RA"] == "99.90 ± 0.00 [99.50, 99.98]"
     assert table["retrain"]["UA"] == "100.00 ± 0.00 [97.91, 100.00]"  # Wilson: 180 / (180 + 1.96²)
     assert table["*n (points)*"]["UA"] == "180" and table["*n (points)*"]["RA"] == "1200"
+    assert table["salun"]["Avg. Gap"] == "0.83 ± 0.38 [0.00, 1.78]"  # the t interval reaches -0.12: clipped
     assert "No previous report" in md
 
 
@@ -339,8 +344,26 @@ def test_coinciding_markers_get_separate_labels():
     ax = fig.subplots()
     ax.set_xlim(0, 100)
     ax.set_ylim(90, 100)
-    _label_points(ax, [(99.0, 97.0, "retrain", "black"), (99.2, 97.05, "salun", "orange"), (20.0, 92.0, "ft", "blue")])
+    _label_points(fig, [(ax, [(99.0, 97.0, "retrain", "black"), (99.2, 97.05, "salun", "orange"),
+                              (20.0, 92.0, "ft", "blue")])])
     fig.canvas.draw()
     boxes = {t.get_text(): t.get_window_extent() for t in ax.texts}
     assert set(boxes) == {"retrain", "salun", "ft"}
     assert not boxes["retrain"].overlaps(boxes["salun"])
+
+
+def test_report_files_follow_the_umask(mlflow_uri, experiment, tmp_path):
+    """A shared report must open for a colleague: 0644 under umask 022, like any file `cp` makes."""
+    import os
+    import stat
+
+    log_study(mlflow_uri, experiment, records())
+    old = os.umask(0o022)
+    try:
+        result = build_report(experiment, tmp_path, tracking_uri=mlflow_uri)
+    finally:
+        os.umask(old)
+    folder = result.html.parent
+    files = [result.html, result.markdown, folder / "summary.json", *sorted((folder / "history").glob("*.json"))]
+    assert len(files) == 4 and all(f.is_file() for f in files)
+    assert {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {f.name: "0o644" for f in files}

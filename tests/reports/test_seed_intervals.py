@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
@@ -192,3 +194,44 @@ def test_gap_interval_by_hand():
     one = gap_interval(Stat.of([96.0], KEY, {f"n/{KEY}": n}).to_dict(), Stat.of([95.0], KEY, {f"n/{KEY}": n}).to_dict(),
                        {0: 96.0}, {0: 95.0}, KEY, {0: counts[0]})
     assert one == pytest.approx(tuple(100 * v for v in iv.newcombe_paired(*tables[0])), abs=1e-9)
+
+
+# -------------------------------------------------------------------------- properties
+
+
+@st.composite
+def seed_values(draw):
+    n = draw(st.integers(1, 20_000))
+    ks = draw(st.lists(st.one_of(st.just(0), st.just(n), st.integers(0, n)), min_size=1, max_size=6))
+    return [100 * k / n for k in ks], n
+
+
+@given(seed_values())
+def test_seed_interval_properties(case):
+    values, n = case
+    s = Stat.of(values, KEY, {f"n/{KEY}": n})
+    mean = float(np.mean(values))
+    lo, hi = s.ci
+    assert 0.0 <= lo <= mean + 1e-9 and mean - 1e-9 <= hi <= 100.0
+    assert hi > lo  # a finite test set is never certainty, even if every seed scored 100 %
+    # Never narrower than one run's Wilson interval on the shared images.
+    assert lo <= s.images[0] + 1e-9 and hi >= s.images[1] - 1e-9
+    # More images per run (same proportions): narrower (unless clipped to [0, 100] both times).
+    s4 = Stat.of(values, KEY, {f"n/{KEY}": 4 * n})
+    assert s4.ci[1] - s4.ci[0] <= hi - lo + 1e-12
+    if 0 < lo and hi < 100:
+        assert s4.ci[1] - s4.ci[0] < hi - lo
+
+
+@given(seed_values(), st.lists(st.integers(0, 50), min_size=6, max_size=6))
+def test_gap_interval_swaps_to_its_mirror_and_contains_the_difference(case, shifts):
+    values, n = case
+    ref_values = [min(100.0, v + 100 * s / n) for v, s in zip(values, shifts, strict=False)]
+    seeds, ref_seeds = dict(enumerate(values)), dict(enumerate(ref_values))
+    a = Stat.of(values, KEY, {f"n/{KEY}": n}).to_dict()
+    b = Stat.of(ref_values, KEY, {f"n/{KEY}": n}).to_dict()
+    lo, hi = gap_interval(a, b, seeds, ref_seeds)
+    d = a["mean"] - b["mean"]
+    assert lo <= d + 1e-9 and d - 1e-9 <= hi
+    lo2, hi2 = gap_interval(b, a, ref_seeds, seeds)
+    assert (lo2, hi2) == pytest.approx((-hi, -lo), abs=1e-9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -28,9 +29,6 @@ from unlearnbench.commands._common import (
     handle_errors,
     setup_output,
 )
-from unlearnbench.core.errors import ConfigError, DataError
-
-SPLITS = ("test", "forget", "retain", "val")
 
 
 @app.command()
@@ -62,75 +60,53 @@ def attack(
 ) -> None:
     """Attack a checkpoint on one split and report clean and robust accuracy (logged to MLflow)."""
     setup_output(quiet, threads=threads)
-    from unlearnbench.core.checkpoint import load_checkpoint
+    from unlearnbench import api
     from unlearnbench.core.config import load_yaml, parse_overrides
-    from unlearnbench.core.data import prepare
-    from unlearnbench.core.jobs import check_compatible
-    from unlearnbench.core.protocol import check_data, resolve_source
-    from unlearnbench.core.runtime import resolve_device
-    from unlearnbench.robust.attacks import ATTACKS, build_config
-    from unlearnbench.robust.threat import ThreatModel
 
-    ATTACKS.entry(name)  # unknown attack names fail before any work
-    if split not in SPLITS:
-        raise ConfigError(f"Unknown split {split!r}; choose one of: {', '.join(SPLITS)}.")
-    if n is not None and n < 0:
-        raise ConfigError("--n must be 0 (all points) or positive.")
-    if batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1.")
-    threat = ThreatModel.parse(norm, eps)
     overrides: dict = {}
     if config is not None:
         overrides.update(load_yaml(config))
     overrides.update(parse_overrides(set_ or []))
-    attack_cfg = build_config(name, overrides, seed=seed)  # bad keys fail before any work
+    # The same checks as api.robust_accuracy: attack name and keys, split, n, batch size, threat model.
+    request = api.check_attack(name, config=overrides, norm=norm, eps=eps, split=split, n=n, seed=seed,
+                               batch_size=batch_size)
+    threat = request.threat
     check_outputs(("--save-adv", save_adv, False), inputs=(checkpoint, config), specs=(forget,),
                   store=False if no_track else tracking_uri)
-
-    ckpt = load_checkpoint(checkpoint)
-    meta = ckpt.meta
-    spec = forget or meta.get("exclude")
-    if split in ("forget", "retain") and not spec:
-        raise ConfigError(f"--split {split} needs --forget SPEC (e.g. --forget class:3) naming the forgotten data.")
-    dev = resolve_device(device)
-    model = ckpt.build(dev)  # the weights are checked before any data is read
+    target = api.load_attack_target(checkpoint, request, forget=forget, device=device)
     track = None
     if not no_track:
         from unlearnbench.eval import tracking
 
         track = tracking
         tracking.setup(tracking_uri, experiment)
-    splits, data = prepare(
-        meta["dataset"], spec if split in ("forget", "retain") else None, split_seed=int(meta["split_seed"]),
-        val_fraction=float(meta.get("val_fraction", 0.1)), device=dev,
-        source=resolve_source(data_source(data_root, download, subset, per_class), meta),
-    )
-    check_compatible(ckpt, splits)
-    mismatch = check_data(meta, splits, where=str(checkpoint), allow=allow_data_mismatch)
-    tset = {"test": splits.test, "val": splits.val}.get(split) if data is None else getattr(data, split)
-    if tset is None or len(tset) == 0:
-        raise DataError(f"The {split} split of {meta['dataset']!r} is empty; choose another split.")
+    from unlearnbench.robust.evaluate import save_adversarial
 
-    from unlearnbench.robust.evaluate import robust_accuracy, save_adversarial
-
-    result = robust_accuracy(model, tset, name, threat, n=n or None, seed=seed, batch_size=batch_size,
-                             config=attack_cfg, return_adv=save_adv is not None)
-    if save_adv is not None:
-        save_adversarial(save_adv, result, {"checkpoint": str(checkpoint), "split": split, "forget": spec or ""})
-
-    metrics = result.metrics(split)
+    meta = target.checkpoint.meta
+    live = contextlib.nullcontext()
     if track is not None:
-        from unlearnbench.core.config import flatten
-
         tags = {"kind": "attack", "attack": name, "split": split, "dataset": meta["dataset"], "model": meta["model"],
-                "seed": seed, "checkpoint_kind": meta.get("kind", ""), "forget": spec or "",
+                "seed": seed, "checkpoint_kind": meta.get("kind", ""), "forget": target.forget or "",
                 "git_sha": (meta.get("provenance") or {}).get("git_sha", "")}
-        params = {"attack": name, "split": split, "norm": threat.norm, "eps": threat.eps, "n": result.n,
-                  "checkpoint": str(checkpoint), "forget": spec or "", "batch_size": batch_size,
-                  **({"data_mismatch": mismatch} if mismatch else {}),
-                  **{f"attack.{k}": v for k, v in flatten(attack_cfg).items()}}
-        with track.run(f"attack-{name}-{split}", params=params, tags=tags):
+        live = track.run(f"attack-{name}-{split}", tags=tags)  # live while the attack runs
+    with live:
+        outcome = api.attack_checkpoint(target, request, source=data_source(data_root, download, subset, per_class),
+                                        allow_data_mismatch=allow_data_mismatch, return_adv=save_adv is not None)
+        result, meta, spec, mismatch = outcome.result, outcome.meta, outcome.forget, outcome.data_mismatch
+        attack_cfg = request.config
+        if save_adv is not None:
+            save_adversarial(save_adv, result, {"checkpoint": str(checkpoint), "split": split, "forget": spec or ""})
+        metrics = result.metrics(split)
+        if track is not None:
+            from unlearnbench.core.config import flatten
+            from unlearnbench.eval.inputs import split_input
+
+            track.log_params({"attack": name, "split": split, "norm": threat.norm, "eps": threat.eps, "n": result.n,
+                              "checkpoint": str(checkpoint), "forget": spec or "", "batch_size": batch_size,
+                              **({"data_mismatch": mismatch} if mismatch else {}),
+                              **{f"attack.{k}": v for k, v in flatten(attack_cfg).items()}})
             track.log_metrics(metrics)
+            track.log_inputs([split_input(meta["dataset"], int(meta["split_seed"]), split, outcome.tset, spec or "")])
             if save_adv is not None:
                 track.log_artifact(save_adv, "adversarial")
 

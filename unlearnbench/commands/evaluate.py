@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -186,8 +187,8 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint: accuracies, MIAs, gaps to the retrained reference; log to MLflow."""
     setup_output(quiet, threads=threads)
+    from unlearnbench import api
     from unlearnbench.eval.engine import EvalConfig, Evaluator
-    from unlearnbench.eval.jobs import evaluate_checkpoint
 
     cfg = build_config(
         EvalConfig, config, set_, metrics=_names(metrics), robustness=_names(robustness), norm=norm, eps=eps,
@@ -211,11 +212,18 @@ def evaluate(
     evaluator = Evaluator.from_config(cfg, shadow_pool=list(shadow_pool) if shadow_pool else None)
     results = []
     for path in checkpoint:
-        report = evaluate_checkpoint(
-            path, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
-            source=data_source(data_root, download, subset, per_class), rte_seconds=rte_seconds,
-            allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
-        )
+        # One live run per checkpoint, open while it is evaluated (renamed once the report says
+        # what was evaluated); without tracking a null context.
+        live = track.run(f"evaluate {path.name}", tags={"kind": "eval"}) if track is not None else contextlib.nullcontext()
+        with live:
+            report = api.evaluate_checkpoint(
+                path, reference=reference, original=original, forget=forget, evaluator=evaluator, device=device,
+                source=data_source(data_root, download, subset, per_class), rte_seconds=rte_seconds,
+                allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
+            )
+            run_id = None
+            if track is not None:
+                run_id = track.log_report(report, checkpoint=path, log_checkpoint=not no_log_checkpoint, rename=True)
         if not to_stdout:
             console.print(_summary_table(report))
             mia = _mia_table(report)
@@ -228,9 +236,7 @@ def evaluate(
         skipped = {k: v for k, v in report.skipped.items() if v != "needs classwise"}
         if skipped:
             out.print("Skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items())), style="dim")
-        run_id = None
-        if track is not None:
-            run_id = track.log_report(report, checkpoint=path, log_checkpoint=not no_log_checkpoint)
+        if run_id is not None:
             out.print(f"Logged MLflow run {run_id} in experiment {experiment!r} ({track.resolve_uri(tracking_uri)}).")
         out.print(f"Evaluated {path} in {report.timings.get('total', 0):.1f} s.", style="dim", highlight=False)
         results.append((report, run_id))
@@ -358,10 +364,10 @@ def shadow_train(
 ) -> None:
     """Train a shadow-model pool (independent jobs, locally or on Ray) for LiRA / U-LiRA."""
     setup_output(quiet)
+    from unlearnbench.api import train_shadow_pool
     from unlearnbench.core.data import DataSource
     from unlearnbench.core.executor import ExecutorConfig
     from unlearnbench.core.train import TrainConfig, recipe_for
-    from unlearnbench.eval.shadow import train_pool
 
     cfg = build_config(TrainConfig, config, set_, base=recipe_for(dataset), epochs=epochs, lr=lr,
                        batch_size=batch_size, device=device)
@@ -369,7 +375,7 @@ def shadow_train(
                                     "threads": threads})
     mcfg = {**(load_yaml(method_config) if method_config else {}), **parse_overrides(method_set or [])}
     check_outputs(("--out", out, True), inputs=(method_config, config), specs=(forget,))
-    pool = train_pool(
+    pool = train_shadow_pool(
         out, dataset=dataset, model=model, n=n, config=cfg, split_seed=split_seed, val_fraction=val_fraction,
         seed=seed, source=DataSource.from_env(data_root, download), executor=ex, ulira_method=ulira_method,
         forget=forget, method_config=mcfg or None, targets=targets,
@@ -396,7 +402,12 @@ def _print_pool(pool) -> None:
         u = hold["ulira"]
         console.print(f"U-LiRA over {u['n_targets']} targets (half unlearned, half retrained; {u['n_members']} + "
                       f"{u['n_nonmembers']} decisions): accuracy {u['acc']:.3f} [{u['acc_lo']:.3f}, {u['acc_hi']:.3f}], "
-                      f"AUC {u['auc']:.3f} [{u['auc_lo']:.3f}, {u['auc_hi']:.3f}] (95 % intervals; 0.5 = like retraining).")
+                      f"AUC {u['auc']:.3f} [{u['auc_lo']:.3f}, {u['auc_hi']:.3f}] (95 % intervals over the targets, "
+                      "given this pool's shadows; 0.5 = like retraining).")
+        if "auc_fit_lo" in u:
+            console.print(f"With the shadow fit's variance (bootstrap over shadow and target pairs, {u['n_boot']} "
+                          f"draws), for claims about the method: accuracy [{u['acc_fit_lo']:.3f}, {u['acc_fit_hi']:.3f}], "
+                          f"AUC [{u['auc_fit_lo']:.3f}, {u['auc_fit_hi']:.3f}].")
     elif hold:
         table = Table(title="Hold-out attack on the pool's own shadows", title_justify="left")
         for col in ("attack", "auc", "bal_acc", "tpr@1%fpr", "tpr@0.1%fpr"):

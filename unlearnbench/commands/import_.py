@@ -52,13 +52,13 @@ def import_(
 ) -> None:
     """Convert a model trained elsewhere into a checkpoint that evaluate, attack, unlearn and studies take."""
     setup_output(quiet, threads=threads)
+    from unlearnbench import api
     from unlearnbench.core.checkpoint import save_checkpoint
     from unlearnbench.core.data import DATASETS, DataSource
-    from unlearnbench.core.importer import import_model
 
-    DATASETS.get(dataset)
+    DATASETS.get(dataset)  # an unknown name fails before the file checks
     check_outputs(("--out", out, False), inputs=(weights,))
-    outcome = import_model(model, weights, dataset, normalize=normalize, split_seed=split_seed,
+    outcome = api.import_model(model, weights, dataset, normalize=normalize, split_seed=split_seed,
                            val_fraction=val_fraction, source=DataSource.from_env(data_root, download), device=device)
     save_checkpoint(out, outcome.model, outcome.meta)
     meta = outcome.meta

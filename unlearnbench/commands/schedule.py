@@ -14,8 +14,8 @@ from unlearnbench.commands._common import TrackingOpt, app, check_outputs, conso
 @handle_errors
 def schedule(
     cron: str | None = typer.Option(None, "--cron", help='Cron expression, e.g. "0 6 * * *" (06:00 daily): installs a cron entry.'),
-    every: str | None = typer.Option(None, "--every", help="Interval such as 24h or 30m: installs a systemd user timer; the first run starts at activation."),
-    delay: str | None = typer.Option(None, "--delay", help="With --every: start the first run this long after activation, e.g. 10m."),
+    every: str | None = typer.Option(None, "--every", help="Period such as 24h, 6h or 30m (dividing a day) or 7d: installs a calendar-based systemd user timer that catches up missed runs."),
+    delay: str | None = typer.Option(None, "--delay", help="With --every: the offset of each run into its period, counted from midnight (Monday for 7d), e.g. --every 24h --delay 6h runs at 06:00."),
     foreground: bool = typer.Option(False, "--foreground", help="Run here on the --cron/--every schedule instead of installing."),
     max_runs: int | None = typer.Option(None, "--max-runs", min=1, help="With --foreground: stop after this many runs."),
     study: str | None = typer.Option(None, "--study", help="Study YAML (or shipped example) to run each time, afresh."),
@@ -47,9 +47,19 @@ def schedule(
     """Make studies and reports periodic: a cron entry (--cron), a systemd user timer (--every),
     or an in-process scheduler (--foreground). --remove and --list manage installed schedules."""
     setup_output(True)
+    from unlearnbench.core.boundary import check_value
     from unlearnbench.core.errors import ConfigError
     from unlearnbench.reports import schedule as sched
 
+    # Nothing unchecked reaches a cron line or a unit file: no value may hold a newline or any
+    # other control character (one would start a second cron line of the user's choosing).
+    for option, value in (("--cron", cron), ("--every", every), ("--delay", delay), ("--study", study),
+                          ("--experiment", experiment), ("--out", out), ("--name", name), ("--workdir", workdir),
+                          ("--crontab-file", crontab_file), ("--cron-user", cron_user),
+                          ("--crontab-command", crontab_command), ("--unit-dir", unit_dir),
+                          ("--tracking-uri", tracking_uri)):
+        if value is not None:
+            check_value(str(value), option)
     sched.check_name(name)
     crontab = sched.Crontab.from_env(crontab_file, crontab_command)
     units = unit_dir or sched.default_unit_dir()
@@ -79,35 +89,39 @@ def schedule(
             raise ConfigError("--cron-user is for system crontab files; pass --crontab-file /etc/cron.d/NAME too.")
         user = sched.check_user(cron_user or sched.default_user())
     workdir = workdir.resolve()
+    check_value(str(workdir), f"The working folder {str(workdir)!r}")
     if not workdir.is_dir():
         raise ConfigError(f"--workdir {workdir} is not a folder.")
     if study is not None:
-        from unlearnbench.study import load_study
+        from unlearnbench.api import load_study
 
         cfg = load_study(study)  # a broken study fails now, not at 6 a.m.
-        experiment = experiment or cfg.experiment_name
+        experiment = check_value(experiment or cfg.experiment_name, "The study's experiment name")
         # A file is pinned to its absolute path (the scheduler runs elsewhere); a shipped name stays.
         study = str(Path(study).resolve()) if Path(study).is_file() else study
     commands = sched.job_commands(study=study, report=report, experiment=experiment, out=out,
                                   tracking_uri=tracking_uri, workdir=workdir)
+    out_dir = out if out.is_absolute() else workdir / out
+    lock = sched.lock_path(out_dir, name)
     if foreground:
         if dry_run:
             for c in commands:
                 console.print(" ".join(c), highlight=False, soft_wrap=True)
-            _print_next_runs(sched, cron, every_s, delay_s)
+            _print_next_runs(sched, cron, every_s, delay_s, calendar=False)
             return
         what = f"cron {cron!r}" if cron else f"every {every}"
         console.print(f"Running {len(commands)} command(s) {what} in the foreground; Ctrl-C stops.")
         runs = sched.run_foreground(
             commands, every_s=every_s, cron=cron, max_runs=max_runs, delay_s=delay_s, workdir=workdir,
+            lock=_lock_folder(out_dir, lock),
             on_run=lambda n, codes: console.print(f"run {n} done (exit codes {codes})"),
         )
         console.print(f"Stopped after {runs} run(s).")
         return
 
     if cron:
-        logfile = (out if out.is_absolute() else workdir / out) / f"schedule-{name}.log"
-        line = sched.cron_line(name, cron, commands, workdir, logfile, user=user)
+        logfile = out_dir / f"schedule-{name}.log"
+        line = sched.cron_line(name, cron, commands, workdir, logfile, user=user, lock=lock)
         if dry_run:
             console.print(line, highlight=False, soft_wrap=True)
             _print_next_runs(sched, cron, None, 0.0)
@@ -119,24 +133,28 @@ def schedule(
                               highlight=False)
             return
         check_outputs(("--out", logfile.parent, True), ("--crontab-file", crontab.file, False))
+        _need_flock()
         logfile.parent.mkdir(parents=True, exist_ok=True)
         replaced = sched.install_cron(crontab, name, line)
         console.print(f"{'Replaced' if replaced else 'Installed'} cron entry {name!r} in {crontab.where()}:",
                       highlight=False)
         console.print(f"  {line}", highlight=False, soft_wrap=True)
-        console.print(f"Output goes to {logfile}. Remove it with: unlearnbench schedule --remove --name {name}",
+        console.print(f"Output goes to {logfile}. Remove it with: "
+                      + _removal_hint(name, crontab_file=crontab_file, crontab_command=crontab_command),
                       highlight=False, soft_wrap=True)
         return
 
-    files = sched.systemd_units(name, every_s, commands, workdir, delay_s=delay_s)
+    files = sched.systemd_units(name, every_s, commands, workdir, delay_s=delay_s, lock=lock)
     if dry_run:
         for fname, text in files.items():
             console.print(f"# {units / fname}\n{text}", highlight=False, soft_wrap=True)
-        _print_next_runs(sched, None, every_s, max(1.0, delay_s), after="activation")
+        _print_next_runs(sched, None, every_s, delay_s)
         if not custom_units:
             _check_tools(sched, "systemctl", hint="this machine has no systemd; use --cron or --foreground")
         return
-    check_outputs(("--unit-dir", units, True))
+    check_outputs(("--unit-dir", units, True), ("--out", out_dir, True))
+    _need_flock()
+    out_dir.mkdir(parents=True, exist_ok=True)  # the run lock lives there
     written = sched.install_systemd(units, files)
     timer = f"{sched.unit_name(name)}.timer"
     console.print("Wrote " + ", ".join(str(p) for p in written), highlight=False, soft_wrap=True)
@@ -145,12 +163,44 @@ def schedule(
     else:
         console.print(f"Activate it with: systemctl --user daemon-reload && systemctl --user enable --now {timer}",
                       highlight=False, soft_wrap=True)
+    console.print("Remove it with: " + _removal_hint(name, unit_dir=unit_dir), highlight=False, soft_wrap=True)
 
 
-def _print_next_runs(sched, cron: str | None, every_s: float | None, delay_s: float, after: str = "") -> None:
-    times = sched.next_runs(cron=cron, every_s=every_s, delay_s=delay_s)
+def _removal_hint(name: str, *, crontab_file: Path | None = None, crontab_command: str | None = None,
+                  unit_dir: Path | None = None) -> str:
+    """The exact command that removes this schedule: the same crontab file, program or unit
+    folder as the install (absolute, so it works from any folder)."""
+    import shlex
+
+    args = ["unlearnbench", "schedule", "--remove", "--name", name]
+    if crontab_file is not None:
+        args += ["--crontab-file", str(crontab_file.resolve())]
+    if crontab_command is not None:
+        args += ["--crontab-command", crontab_command]
+    if unit_dir is not None:
+        args += ["--unit-dir", str(unit_dir.resolve())]
+    return shlex.join(args)
+
+
+def _need_flock() -> None:
+    import shutil
+
+    from unlearnbench.core.errors import UserError
+
+    if shutil.which("flock") is None:
+        raise UserError("flock (util-linux) is not installed; scheduled runs need it so two never overlap "
+                        "(apt-get install util-linux), or use --foreground.")
+
+
+def _lock_folder(out_dir: Path, lock: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return lock
+
+
+def _print_next_runs(sched, cron: str | None, every_s: float | None, delay_s: float, calendar: bool = True) -> None:
+    times = sched.next_runs(cron=cron, every_s=every_s, delay_s=delay_s, calendar=calendar)
     when = ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z").strip() for t in times)
-    console.print(f"Next runs{' (if activated now)' if after else ''}: {when}", highlight=False, soft_wrap=True)
+    console.print(f"Next runs: {when}", highlight=False, soft_wrap=True)
 
 
 def _check_tools(sched, program: str, *, hint: str) -> None:

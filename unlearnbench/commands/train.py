@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -113,28 +114,6 @@ def _show_entry(d: dict, json_: bool) -> None:
         console.print(table)
 
 
-def _make_sparse(outcome, cfg, snap, sparsity: float, rewind_epoch: int) -> None:
-    """Replace the dense outcome by the sparse original (prune.rewind_retrain), in place."""
-    import copy
-
-    from unlearnbench.core.jobs import train_metrics
-    from unlearnbench.unlearn.prune import conv_sparsity, mask_digest, rewind_retrain
-
-    dense_last = copy.deepcopy(outcome.model)
-    dense_last.load_state_dict(snap.states[cfg.epochs])
-    splits = outcome.splits
-    model, masks, result = rewind_retrain(dense_last, snap.states[rewind_epoch], sparsity, splits.train, splits.val,
-                                          splits.info, cfg, rewind_epoch)
-    dense_metrics = outcome.meta["metrics"]
-    metrics = train_metrics(model, splits, splits.train, result, None)
-    metrics["train_seconds"] += dense_metrics["train_seconds"]  # the dense run is part of the sparse original's cost
-    outcome.meta["metrics"] = metrics
-    outcome.meta["sparse"] = {"sparsity": sparsity, "rewind_epoch": rewind_epoch, "mask": mask_digest(masks),
-                              "conv_sparsity": conv_sparsity(model), "dense_metrics": dense_metrics}
-    outcome.model = model
-    outcome.history = outcome.history + [{**r, "epoch": r["epoch"] + cfg.epochs} for r in result.history]
-
-
 @app.command()
 @handle_errors
 def train(
@@ -177,29 +156,39 @@ def train(
 ) -> None:
     """Train an original model (or, with --exclude, the retrain-from-scratch reference)."""
     setup_output(quiet, threads=threads)
+    from unlearnbench import api
     from unlearnbench.core.checkpoint import save_checkpoint
-    from unlearnbench.core.data import DATASETS
-    from unlearnbench.core.jobs import train_model
-    from unlearnbench.core.models import check_model_spec
     from unlearnbench.core.recipes import resolve
     from unlearnbench.core.train import TrainConfig
 
-    DATASETS.get(dataset), check_model_spec(model)  # unknown names (or torchvision:/module:factory specs) fail first
+    api.check_train(dataset, model)  # unknown names (or torchvision:/module:factory specs) fail first
+    from unlearnbench.core.models import model_task
+
+    if model_task(model) == "generation":  # the model declares its task; a DDPM trains by steps
+        from unlearnbench.core.errors import ConfigError
+
+        given = [flag for flag, v in (("--recipe", recipe), ("--prune", prune), ("--epochs", epochs),
+                                      ("--adversarial", adversarial), ("--compile", compile or None),
+                                      ("--log-model", log_model or None)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} do not apply to the generation model {model}; it trains by steps "
+                              "(--set steps=N).")
+        from unlearnbench.commands.generate import train_generation
+
+        track = None
+        if not no_track:
+            from unlearnbench.eval import tracking as track
+        train_generation(dataset=dataset, model=model, out=out, exclude=exclude, seed=seed, split_seed=split_seed,
+                         val_fraction=val_fraction, config=config, set_=set_, device=device,
+                         source=data_source(data_root, download, subset, per_class, image_size), lr=lr,
+                         batch_size=batch_size, track=track, tracking_uri=tracking_uri, experiment=experiment)
+        return
     chosen = resolve(recipe, dataset)
     cfg = build_config(
         TrainConfig, config, set_, base=chosen.train,
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device, compile=compile or None,
     )
-    if prune is not None:
-        from unlearnbench.core.errors import ConfigError
-
-        if not 0 < prune < 1:
-            raise ConfigError(f"--prune is the pruned fraction of convolution weights, in (0, 1); got {prune}.")
-        if exclude is not None or adversarial is not None:
-            raise ConfigError("--prune trains a sparse original; for its Retrain reference run "
-                              "`unlearnbench unlearn retrain --prune S` on the sparse checkpoint.")
-        if not 1 <= rewind_epoch < cfg.epochs:
-            raise ConfigError(f"--rewind-epoch must lie in [1, {cfg.epochs}) for {cfg.epochs} training epochs.")
+    api.check_prune(prune, rewind_epoch, cfg.epochs, exclude=exclude, adversarial=adversarial)
     check_outputs(("--out", out, False), inputs=(config,), specs=(exclude,), store=False if no_track else tracking_uri)
     source = data_source(data_root, download, subset, per_class, image_size)
     track = None
@@ -209,51 +198,41 @@ def train(
         track = tracking
         tracking.setup(tracking_uri, experiment)
         tracking.enable_system_metrics(system_metrics)
-    at = None
-    if adversarial is not None:
-        # Robust training selects its own weights (best held-out PGD accuracy), not fit's best clean val.
-        from unlearnbench.robust.train import adversarial_hooks
-
-        at, cfg = adversarial_hooks(adversarial, adv_norm, adv_eps, adv_steps, cfg, dataset, split_seed, val_fraction,
-                                    source)
-    snap = None
-    if prune is not None:
-        from unlearnbench.unlearn.prune import EpochSnapshot
-
-        snap = EpochSnapshot(rewind_epoch, cfg.epochs)
     from unlearnbench.core.progress import images_seen
 
     images_before = images_seen()
-    outcome = train_model(
-        dataset, model, cfg, exclude=exclude, split_seed=split_seed, val_fraction=val_fraction,
-        source=source,
-        loss_fn=at.loss_fn if at else None, epoch_end=at.epoch_end if at else snap,
-    )
-    if snap is not None:
-        _make_sparse(outcome, cfg, snap, prune, rewind_epoch)
-    outcome.meta["recipe"] = chosen.name
-    if at is not None:
-        outcome.meta["adversarial"] = at.summary()
-    save_checkpoint(out, outcome.model, outcome.meta)
-    metrics = outcome.meta["metrics"]
+    run = contextlib.nullcontext()
     if track is not None:
-        tags = {"kind": outcome.meta["kind"], "dataset": dataset, "model": model, "seed": seed,
-                "split_seed": split_seed, "exclude": exclude or "", "git_sha": outcome.meta["provenance"]["git_sha"],
-                "data_sha256": outcome.meta["data_fingerprint"]["train_sha256"][:12]}
-        params = {**flatten(cfg), "recipe": chosen.name, "prune": prune or "", "rewind_epoch": rewind_epoch if prune else "",
-                  "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
-                  "subset": source.subset or "", "per_class": source.per_class or "",
-                  **(flatten(at.cfg, "adversarial.") if at else {})}
-        name = track.readable_run_name(outcome.meta["kind"], dataset=dataset, model=model, seed=seed,
+        # The run opens before the work, so it shows RUNNING while training and its duration is
+        # the training's; params and tags known only afterwards (the final config, the data
+        # digest, the git sha) are logged at the end.
+        kind = "retrain" if exclude else "original"
+        tags = {"kind": kind, "dataset": dataset, "model": model, "seed": seed, "split_seed": split_seed,
+                "exclude": exclude or ""}
+        name = track.readable_run_name(kind, dataset=dataset, model=model, seed=seed,
                                        forget=f"without {exclude}" if exclude else "")
-        with track.run(name, params=params, tags=tags):
+        run = track.run(name, tags=tags)
+    with run:
+        outcome = api.train(dataset, model, cfg, recipe=chosen.name, exclude=exclude, split_seed=split_seed,
+                            val_fraction=val_fraction, source=source, adversarial=adversarial, adv_norm=adv_norm,
+                            adv_eps=adv_eps, adv_steps=adv_steps, prune=prune, rewind_epoch=rewind_epoch)
+        cfg = outcome.config
+        save_checkpoint(out, outcome.model, outcome.meta)
+        metrics = outcome.meta["metrics"]
+        if track is not None:
+            from unlearnbench.eval.inputs import training_inputs
+
+            track.log_params({
+                **flatten(cfg), "recipe": chosen.name, "prune": prune or "", "rewind_epoch": rewind_epoch if prune else "",
+                "dataset": dataset, "model": model, "exclude": exclude or "", "split_seed": split_seed,
+                "subset": source.subset or "", "per_class": source.per_class or "",
+                **(flatten(outcome.adversarial, "adversarial.") if outcome.adversarial is not None else {})})
+            track.set_tags({"git_sha": outcome.meta["provenance"]["git_sha"],
+                            "data_sha256": outcome.meta["data_fingerprint"]["train_sha256"][:12]})
             track.log_history(outcome.history)  # train_loss, lr, val_acc per epoch (step = epoch)
             track.log_metrics(metrics)
+            track.log_inputs(training_inputs(outcome.splits, outcome.data))
             track.log_artifact(out, "checkpoint")
-            if outcome.data is not None:  # the retrain reference: its splits as dataset inputs
-                from unlearnbench.eval.inputs import dataset_inputs
-
-                track.log_inputs([e for e in dataset_inputs(outcome.data) if e["context"] != "forget"])
             if log_model:
                 track.log_model(outcome.model, outcome.splits.test.x[:2].float() / 255)
     console.print(

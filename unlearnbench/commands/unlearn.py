@@ -77,10 +77,11 @@ def unlearn(
 ) -> None:
     """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
     setup_output(quiet, threads=threads)
+    from unlearnbench import api
     from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
     from unlearnbench.core.data import parse_forget_spec
     from unlearnbench.unlearn import METHODS
-    from unlearnbench.unlearn.jobs import accuracies, check_request, run_request
+    from unlearnbench.unlearn.jobs import accuracies
     from unlearnbench.unlearn.presets import PRESETS
 
     # Everything a user can get wrong is checked before the (possibly long) run.
@@ -106,51 +107,61 @@ def unlearn(
     check_outputs(("--out", out, False), inputs=(checkpoint, reference, config), specs=(spec,),
                   store=False if no_track else tracking_uri)
     ckpt = load_checkpoint(checkpoint)
+    from unlearnbench.unlearn.base import method_task
+
+    ckpt.require_task(method_task(method), f"method {method}")
+    if ckpt.task != "classification":
+        raise ConfigError("The unlearn command evaluates classifiers; unlearn a generation model in a generation study "
+                          "(unlearnbench benchmark digits-generation) or with unlearnbench.unlearn() from Python.")
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
-    request = check_request(ckpt, method, spec, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
-                            dataset=dataset)
+    request = api.check_unlearn(ckpt, method, spec, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
+                                dataset=dataset, preset=preset)
     if preset is not None and p.release:
         console.print(f"Preset {preset} follows {p.release}" + (f"; quirks: {len(p.quirks)} (ls presets {preset})"
                       if p.quirks else ""), style="dim", highlight=False)
+    track = None
     if not no_track:
         from unlearnbench.eval import tracking
 
-        tracking.check_reachable(tracking.resolve_uri(tracking_uri))
+        track = tracking
+        tracking.setup(tracking_uri, experiment)  # fail fast, before any work
+        tracking.enable_system_metrics(system_metrics)
 
     from unlearnbench.core.progress import images_seen
 
     images_before = images_seen()
     source = data_source(data_root, download, subset, per_class)
-    # The data is loaded and split once, inside run_request; the per-epoch curves (for MLflow's
+    # The run opens before the work (RUNNING while it unlearns; a true duration); what is known
+    # only afterwards (the method's full config, metrics, artifacts) is logged into it at the end.
+    # The data is loaded and split once, inside run_unlearn; the per-epoch curves (for MLflow's
     # charts) are recorded on that same forget set.
-    outcome = run_request(request, device=device, source=source, reference=ref_ckpt,
-                          allow_data_mismatch=allow_data_mismatch, allow_reference_mismatch=allow_reference_mismatch,
-                          record_epochs=not no_track)
-    history = outcome.history
-    report, before = None, {}
-    if not no_eval:
-        report = _evaluate(outcome, ref_ckpt)
-        # The report's accuracies go into the checkpoint's metadata and the summary (the engine
-        # already predicted every split); only the original's are computed for the comparison.
-        outcome.metrics.update({k: report.values[k] for k, _ in _ROWS if k in report.values})
-        before = accuracies(outcome.original, outcome.data)
-    utility = None
-    if before:
-        from unlearnbench.unlearn.recipes import utility_drop
+    with _live_run(track, ckpt.meta, method, forget, preset, seed):
+        outcome = api.run_unlearn(request, device=device, source=source, reference=ref_ckpt,
+                                  allow_data_mismatch=allow_data_mismatch,
+                                  allow_reference_mismatch=allow_reference_mismatch, record_epochs=not no_track)
+        history = outcome.history
+        report, before = None, {}
+        if not no_eval:
+            report = _evaluate(outcome, ref_ckpt)
+            # The report's accuracies go into the checkpoint's metadata and the summary (the engine
+            # already predicted every split); only the original's are computed for the comparison.
+            outcome.metrics.update({k: report.values[k] for k, _ in _ROWS if k in report.values})
+            before = accuracies(outcome.original, outcome.data)
+        utility = None
+        if before:
+            from unlearnbench.unlearn.recipes import utility_drop
 
-        utility = utility_drop(method, before, outcome.metrics, preset or request.recipe, request.recipe_fits)
-        if utility:  # kept with the checkpoint, the report and the MLflow run
-            outcome.meta["utility_warning"] = utility
-            if report is not None:
-                report.config["utility_warning"] = utility
-    images = images_seen() - images_before
-    # The checkpoint is written before the store is opened: the store was checked before the run,
-    # and if it breaks since (locked, read-only), the user still gets the model they asked for.
-    save_checkpoint(out, outcome.model, outcome.meta)
-    if not no_track:
-        tracking.setup(tracking_uri, experiment)
-        tracking.enable_system_metrics(system_metrics)
-        _log_run(tracking, outcome, out, checkpoint, preset, prune, adv_retain, seed, report, history, log_model)
+            utility = utility_drop(method, before, outcome.metrics, preset or request.recipe, request.recipe_fits)
+            if utility:  # kept with the checkpoint, the report and the MLflow run
+                outcome.meta["utility_warning"] = utility
+                if report is not None:
+                    report.config["utility_warning"] = utility
+        images = images_seen() - images_before
+        # The checkpoint is written before anything is logged: if the store breaks since it was
+        # checked (locked, read-only), the user still gets the model they asked for.
+        save_checkpoint(out, outcome.model, outcome.meta)
+        if track is not None:
+            _log_run(track, outcome, out, checkpoint, preset, prune, adv_retain, seed, report, history, log_model)
     _summary(method, out, outcome, before, images)
     if utility:
         console.print(f"Warning: {utility}", highlight=False, soft_wrap=True)
@@ -162,11 +173,11 @@ def unlearn(
 
 def _evaluate(outcome, ref_ckpt):
     """The full evaluation engine on the fresh model (the `unlearn` default; --no-eval skips it)."""
+    from unlearnbench.api import evaluate_model
     from unlearnbench.core.config import to_dict
-    from unlearnbench.eval.jobs import evaluate_model
 
     device = next(outcome.model.parameters()).device
-    # run_request checked the reference against the run before unlearning.
+    # run_unlearn checked the reference against the run before unlearning.
     ref = ref_ckpt.build(device) if ref_ckpt is not None else None
     return evaluate_model(
         outcome.model, outcome.data, reference=ref, original=outcome.original,
@@ -196,22 +207,30 @@ def _log_run(tracking, outcome, out: Path, checkpoint: Path, preset, prune, adv_
         "model": meta["model"], "prune": prune, "adv_retain": adv_retain or "", "preset": preset or "",
         "preset_release": release, "checkpoint": str(checkpoint), **_mismatches(meta), **({"recipe": meta["recipe"]} if meta.get("recipe") else {}),
     }
-    tags = {
-        "kind": "unlearn", "method": method, "dataset": meta["dataset"], "model": meta["model"],
-        "forget": meta["forget"], "seed": seed, "git_sha": meta["provenance"]["git_sha"], "preset": preset or "",
-    }
+    tracking.log_params(params)
+    tracking.set_tags({"git_sha": meta["provenance"]["git_sha"]})
+    tracking.log_metrics(outcome.metrics)
+    tracking.log_epochs(history, prefix="unlearn/")  # loss and forget accuracy per epoch
+    if report is not None:  # logs into the open run: metrics, inputs, report.json, per-class CSV, ROC plots
+        tracking.log_report(report, checkpoint=out)
+    else:
+        tracking.log_inputs(dataset_inputs(outcome.data))
+        tracking.log_artifact(out, "checkpoint")
+    if log_model:
+        tracking.log_model(outcome.model, outcome.data.forget.x[:2].float() / 255)
+
+
+def _live_run(tracking, meta: dict, method: str, forget: str, preset, seed: int):
+    """The MLflow run of this request, opened before its work (a null context without tracking)."""
+    import contextlib
+
+    if tracking is None:
+        return contextlib.nullcontext()
+    tags = {"kind": "unlearn", "method": method, "dataset": meta["dataset"], "model": meta["model"],
+            "forget": forget, "seed": seed, "preset": preset or ""}
     name = tracking.readable_run_name("unlearn", method=method, dataset=meta["dataset"], model=meta["model"],
-                                      forget=meta["forget"], seed=seed, label=preset or method)
-    with tracking.run(name, params=params, tags=tags):
-        tracking.log_metrics(outcome.metrics)
-        tracking.log_epochs(history, prefix="unlearn/")  # loss and forget accuracy per epoch
-        if report is not None:  # logs into the open run: metrics, inputs, report.json, per-class CSV, ROC plots
-            tracking.log_report(report, checkpoint=out)
-        else:
-            tracking.log_inputs(dataset_inputs(outcome.data))
-            tracking.log_artifact(out, "checkpoint")
-        if log_model:
-            tracking.log_model(outcome.model, outcome.data.forget.x[:2].float() / 255)
+                                      forget=forget, seed=seed, label=preset or method)
+    return tracking.run(name, tags=tags)
 
 
 def _resolve_seed(seed: int | None, values: dict[str, Any]) -> int:

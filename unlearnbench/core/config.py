@@ -8,6 +8,7 @@ unknown keys by name and coerces strings coming from the command line to the fie
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -195,11 +196,24 @@ def flatten(data: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, (Mapping, list, tuple)) for v in value):
+            # A list of records (a study's methods with their configs): JSON, never a Python repr.
+            out[name] = json.dumps(_jsonable(value), sort_keys=True)
         elif isinstance(value, (list, tuple)):
             out[name] = ",".join(map(_scalar, value))
         else:
             out[name] = _scalar(value)
     return out
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def _scalar(value: Any) -> str:

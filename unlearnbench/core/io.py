@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,15 @@ def _torch_write_error(exc: RuntimeError) -> bool:
     return any(m in text for m in ("PytorchStreamWriter", "inline_container", "file write failed", "unexpected pos"))
 
 
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """``with atomic_write(p, "w") as fh: fh.write(...)`` — ``p`` appears only if the block succeeds."""
@@ -34,6 +44,9 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # mkstemp makes the file 0600; the result gets the mode any new file would (0644 under
+        # umask 022, so a colleague can open a shared report), or keeps the mode of the file it replaces.
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
             fh.flush()

@@ -46,6 +46,12 @@ def device_name(device: torch.device | str) -> str:
     return f"cpu:{platform.processor() or platform.machine()}"
 
 
+def _cpu_bf16() -> bool:
+    from unlearnbench.core.train import cpu_has_bf16
+
+    return cpu_has_bf16()
+
+
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -55,6 +61,7 @@ def collect(device: torch.device | str, seed: int | None = None) -> dict:
         "git_sha": git_sha(),
         "versions": versions(),
         "device": device_name(device),
+        "cpu_bf16": _cpu_bf16(),  # whether bf16 autocast could run on this CPU (the report's dtype)
         "seed": seed,
         "threads": torch.get_num_threads(),  # intra-op threads: they change CPU results (docs/studies.md)
         "host": platform.node(),

@@ -52,9 +52,10 @@ def register_recipe(name: str, *, summary: str, caveat: str = "", source: str = 
     return recipe
 
 
-def describe(recipe: Recipe) -> str:
-    """One line with the settings that matter: epochs, optimizer, schedule, loss, precision."""
-    c = recipe.config()
+def describe(recipe: Recipe, *, precision: bool = True, **overrides: Any) -> str:
+    """One line with the settings that matter: epochs, optimizer, schedule, loss and (unless
+    ``precision=False``, where the caller says what was actually used) the precision rule."""
+    c = recipe.config(**overrides)
     sched = {"cosine": "cosine", "constant": "constant lr",
              "multistep": "multistep ×{:g} at {}".format(
                  c.gamma, "/".join(f"{round(m * c.epochs)}" for m in c.milestones))}[c.schedule]
@@ -65,7 +66,16 @@ def describe(recipe: Recipe) -> str:
         {(True, True): "bf16 autocast (CUDA and bf16 CPUs)", (True, False): "bf16 autocast on CUDA",
          (False, True): "bf16 autocast on bf16 CPUs", (False, False): "fp32"}[(c.amp, c.cpu_bf16)],
     ]
-    return ", ".join(parts)
+    return ", ".join(parts if precision else parts[:-1])
+
+
+def precision_used(config: Any, device: str, cpu_bf16: bool) -> str:
+    """What a run with TrainConfig ``config`` computed in on ``device`` (a provenance device name,
+    ``cuda:…`` or ``cpu:…``) whose CPU could (``cpu_bf16``) run bf16: the same rule as
+    ``core.train.autocast``."""
+    on_cuda = str(device).startswith("cuda")
+    bf16 = (on_cuda and config.amp) or (not on_cuda and config.cpu_bf16 and cpu_bf16)
+    return "bf16 autocast" if bf16 else "fp32"
 
 
 def default_recipe(dataset: str) -> str:

@@ -34,6 +34,29 @@ def split_digest(dataset: str, split_seed: int, name: str, tset: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def split_input(dataset: str, split_seed: int, split: str, tset: Any, forget: str = "") -> dict[str, Any]:
+    """The entry of one split (``tset``) of ``dataset``."""
+    return {
+        "name": f"{dataset}/{split}",
+        "context": split,
+        "n": int(len(tset)),
+        "digest": split_digest(dataset, int(split_seed), split, tset),
+        "source": SOURCES.get(dataset, f"unlearnbench dataset {dataset!r}"),
+        "forget": forget,
+        "split_seed": int(split_seed),
+    }
+
+
+def training_inputs(splits: Any, data: Any = None) -> list[dict[str, Any]]:
+    """What a training run read: the training set (the retain set for a retrain reference, which
+    never trains on the forget set: it is left out of the inputs), val (model selection) and the
+    test splits (its reported accuracies)."""
+    if data is not None:
+        return [e for e in dataset_inputs(data) if e["context"] != "forget"]
+    return [split_input(splits.info.name, splits.split_seed, split, getattr(splits, split))
+            for split in ("train", "val", "test") if len(getattr(splits, split))]
+
+
 def dataset_inputs(data: Any) -> list[dict[str, Any]]:
     """One entry per non-empty split of an ``UnlearnData``: name, context (the split), n, digest,
     source, forget spec."""
@@ -43,13 +66,5 @@ def dataset_inputs(data: Any) -> list[dict[str, Any]]:
         tset = getattr(data, split, None)
         if tset is None or len(tset) == 0:
             continue
-        out.append({
-            "name": f"{dataset}/{split}",
-            "context": split,
-            "n": int(len(tset)),
-            "digest": split_digest(dataset, int(data.split_seed), split, tset),
-            "source": SOURCES.get(dataset, f"unlearnbench dataset {dataset!r}"),
-            "forget": str(data.spec),
-            "split_seed": int(data.split_seed),
-        })
+        out.append(split_input(dataset, int(data.split_seed), split, tset, str(data.spec)))
     return out

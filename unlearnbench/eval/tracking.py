@@ -106,7 +106,8 @@ def _quiet_mlflow() -> None:
 
 
 def setup(uri: str | None = None, experiment: str = "unlearnbench") -> str:
-    """Point MLflow at ``uri`` (checked) and select ``experiment`` (created if missing)."""
+    """Point MLflow at ``uri`` (checked) and select ``experiment`` (created if missing, and tagged
+    as model training so MLflow's UI opens it in its training view, not the GenAI one)."""
     import mlflow
 
     uri = resolve_uri(uri)
@@ -118,10 +119,26 @@ def setup(uri: str | None = None, experiment: str = "unlearnbench") -> str:
             # Without this MLflow puts a SQLite store's artifacts in ./mlruns of whatever folder
             # the first run happens to start in; keep them next to the database instead.
             mlflow.create_experiment(experiment, artifact_location=root.as_uri())
-        mlflow.set_experiment(experiment)
+        exp = mlflow.set_experiment(experiment)
+        mark_training(exp)
     except Exception as exc:  # MLflow raises many types for a broken store
         raise UserError(f"Cannot use MLflow store {uri} ({str(exc).splitlines()[0][:160]}).") from None
     return uri
+
+
+# MLflow 3's UI picks an experiment's view from this tag (its values are in the UI's
+# ExperimentKind enum; MLflow's onboarding skill documents the two main ones). Untagged
+# experiments without runs open in the GenAI view (traces, judges, "Evaluations").
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+def mark_training(experiment: Any) -> None:
+    """Tag ``experiment`` (an MLflow ``Experiment``) as model training, unless a user chose a kind."""
+    import mlflow
+
+    if EXPERIMENT_KIND_TAG not in (experiment.tags or {}):
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
 def artifact_root(uri: str) -> Path | None:
@@ -133,27 +150,106 @@ def artifact_root(uri: str) -> Path | None:
 
 @contextlib.contextmanager
 def run(
-    name: str,
+    name: str | None,
     *,
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
     nested: bool = False,
     parent_run_id: str | None = None,
+    run_id: str | None = None,
+    start_ms: int | None = None,
 ) -> Iterator[Any]:
-    """Start a run, log params and tags; a failing body marks the run FAILED and re-raises."""
+    """A live run around the work it records: RUNNING from entry, so its duration is the work's;
+    ended FINISHED, FAILED (an exception) or KILLED (Ctrl-C, ``KeyboardInterrupt``), and the
+    exception re-raised; a ``UserError`` (bad input found during the work) deletes the run. ``run_id`` reopens an existing run (a resumed study's parent; system
+    metrics then continue their steps). With ``enable_system_metrics`` on, ``system/*`` metrics
+    are sampled while the body runs."""
     import mlflow
 
-    kwargs: dict[str, Any] = {"run_name": name, "nested": nested or parent_run_id is not None}
-    if parent_run_id is not None:
+    kwargs: dict[str, Any] = {"nested": nested or parent_run_id is not None, "log_system_metrics": False}
+    if start_ms is not None and run_id is None:
+        # Work that already ran (a study job): the run starts when it did.
+        from mlflow.tracking.fluent import _get_experiment_id
+
+        client = mlflow.MlflowClient()
+        exp_id = client.get_run(parent_run_id).info.experiment_id if parent_run_id else _get_experiment_id()
+        created = client.create_run(exp_id, start_time=int(start_ms), run_name=name,
+                                    tags={"mlflow.parentRunId": parent_run_id} if parent_run_id else None)
+        kwargs["run_id"] = created.info.run_id
+    elif run_id is not None:
+        kwargs["run_id"] = run_id
+    else:
+        kwargs["run_name"] = name
+    if parent_run_id is not None and "run_id" not in kwargs:
         kwargs["parent_run_id"] = parent_run_id
-    if _SYSTEM_METRICS["on"]:
-        kwargs["log_system_metrics"] = True
-    with mlflow.start_run(**kwargs) as active:
+    active = mlflow.start_run(**kwargs)
+    monitor = system_metrics_monitor(active.info.run_id, resume=run_id is not None)
+    status = "FAILED"
+    try:
         if params:
             log_params(params)
         if tags:
             mlflow.set_tags(standard_tags(tags))
         yield active
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except UserError:
+        # A request refused for its input (found only once the data was read) is no run: it is
+        # ended and moved to MLflow's trash, so the run list holds work, not typos.
+        status = "DELETE"
+        raise
+    finally:
+        if monitor is not None:
+            monitor.finish()
+        _end(active.info.run_id, "FAILED" if status == "DELETE" else status)
+        if status == "DELETE":
+            mlflow.MlflowClient().delete_run(active.info.run_id)
+
+
+def _end(run_id: str, status: str) -> None:
+    """End ``run_id`` with ``status``: pop it from MLflow's active-run stack if it is there (the
+    body may have ended it itself), else just set its status."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status)
+    elif mlflow.MlflowClient().get_run(run_id).info.status == "RUNNING":
+        mlflow.MlflowClient().set_terminated(run_id, status)
+
+
+def system_metrics_monitor(run_id: str, *, resume: bool = False) -> Any:
+    """When ``enable_system_metrics`` is on: a started sampler of ``run_id`` (call ``finish()``
+    before ending the run); else None. ``resume``: a reopened run, whose steps continue."""
+    return _start_monitor(run_id, resume=resume) if _SYSTEM_METRICS["on"] else None
+
+
+def _start_monitor(run_id: str, *, resume: bool) -> Any:
+    """MLflow's own system-metrics sampler, plus a last sample when the run ends.
+
+    MLflow's monitor publishes only after each full sampling interval (10 s by default;
+    ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``), so a run shorter than one interval got no
+    ``system/*`` metric at all and every run lost its tail. ``finish`` here takes one more sample
+    and publishes what the sampler had collected since its last publication."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    class _Monitor(SystemMetricsMonitor):
+        def finish(self) -> None:
+            super().finish()  # stops the sampler thread and flushes what it published
+            try:
+                self.collect_metrics()
+                pending = self.aggregate_metrics()
+                if pending:
+                    self.publish_metrics(pending)
+                    self.mlflow_logger.flush()
+            except Exception as exc:  # a broken sampler must not fail the run it observes
+                log.warning("Could not log the last system-metrics sample: %s", exc)
+
+    monitor = _Monitor(run_id, resume_logging=resume)
+    monitor.start()
+    return monitor
 
 
 _SYSTEM_METRICS = {"on": False}
@@ -205,12 +301,23 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 def standard_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     """Tags as strings, plus MLflow's own ``mlflow.source.git.commit`` (the UI's "Source"
-    commit) wherever our ``git_sha`` is known."""
+    commit) wherever our ``git_sha`` is known, and ``unlearnbench_version``."""
+    import unlearnbench
+
     out = {k: str(v) for k, v in tags.items()}
+    # Which code made the run even without a git checkout (a wheel install): the report's "Code:".
+    out.setdefault("unlearnbench_version", unlearnbench.__version__)
     sha = out.get("git_sha", "")
     if sha and sha != "unknown":
         out.setdefault("mlflow.source.git.commit", sha)
     return out
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    """Tags on the active run (``standard_tags`` conventions)."""
+    import mlflow
+
+    mlflow.set_tags(standard_tags(tags))
 
 
 def readable_run_name(kind: str, *, method: str = "", dataset: str = "", model: str = "", forget: str = "",
@@ -314,6 +421,10 @@ def log_report(
     extra_tags: Mapping[str, Any] | None = None,
     extra_params: Mapping[str, Any] | None = None,
     epochs: list[Mapping[str, Any]] | None = None,
+    rename: bool = False,
+    train_epochs: list[Mapping[str, Any]] | None = None,
+    model_checkpoint: str | Path | None = None,
+    span_ms: tuple[int, int] | None = None,
 ) -> str:
     """Log an ``eval.report.Report`` to MLflow and return the run id.
 
@@ -324,7 +435,12 @@ def log_report(
     (+ ``extra_tags``); ``epochs``: the unlearning loop's per-epoch rows (``unlearn/*`` curves);
     dataset inputs from ``report.meta["inputs"]``; artifacts (unless ``artifacts=False``) = ``report.json``,
     ``per_class.csv``, ``roc/<pair>.png`` and, unless ``log_checkpoint=False``, the checkpoint
-    under ``checkpoint/``. Pass ``uri``/``experiment`` to select the store here, otherwise the
+    under ``checkpoint/``. ``train_epochs``: the training curves of the evaluated model
+    (``train/*``, step = epoch); ``model_checkpoint``: also log that checkpoint's model as an
+    MLflow model; ``span_ms``: (start, end) of the work in ms since the epoch, for a run logged
+    after its work ran elsewhere (a study job): the run gets those times, its true duration.
+    ``rename``: give the active run the report's readable name (a run
+    opened before the report existed). Pass ``uri``/``experiment`` to select the store here, otherwise the
     one from ``setup`` is used. Call only from the driver process (SQLite locks under
     concurrent writers).
     """
@@ -336,22 +452,47 @@ def log_report(
         setup(uri, experiment or "unlearnbench")
     params = {**flatten(report.config), **report_params(report), **dict(extra_params or {})}
     tags = {**report.tags(), **{k: str(v) for k, v in (extra_tags or {}).items()}}
-    active = mlflow.active_run()
-    if active is not None and parent_run_id is None and not nested:
-        _log_new_params(active.info.run_id, params)
-        mlflow.set_tags(standard_tags(tags))
-        _log_report_body(report, checkpoint, artifacts, log_checkpoint)
-        log_epochs(epochs or [], prefix="unlearn/")
-        return active.info.run_id
     m = report.meta
     name = run_name or readable_run_name(
         tags.get("kind") or "eval", method=tags.get("method", ""), dataset=tags.get("dataset", ""),
         model=tags.get("model", ""), forget=tags.get("forget", ""), seed=tags.get("seed", m.get("seed")),
         label=report.name)
-    with run(name, params=params, tags=tags, nested=nested, parent_run_id=parent_run_id) as started:
+    active = mlflow.active_run()
+    if active is not None and parent_run_id is None and not nested:
+        _log_new_params(active.info.run_id, params)
+        mlflow.set_tags(standard_tags({**tags, **({"mlflow.runName": name} if rename else {})}))
         _log_report_body(report, checkpoint, artifacts, log_checkpoint)
         log_epochs(epochs or [], prefix="unlearn/")
-        return started.info.run_id
+        return active.info.run_id
+    with run(name, params=params, tags=tags, nested=nested, parent_run_id=parent_run_id,
+             start_ms=span_ms[0] if span_ms else None) as started:
+        _log_report_body(report, checkpoint, artifacts, log_checkpoint)
+        log_epochs(epochs or [], prefix="unlearn/")
+        log_epochs(train_epochs or [], prefix="train/")
+        if model_checkpoint is not None:
+            log_checkpoint_model(model_checkpoint)
+        run_id = started.info.run_id
+    if span_ms is not None:
+        import mlflow
+
+        # The work ended at span_ms[1]; logging it afterwards is not part of its duration.
+        mlflow.MlflowClient().set_terminated(run_id, "FINISHED", end_time=int(span_ms[1]))
+    return run_id
+
+
+def log_checkpoint_model(path: str | Path) -> str:
+    """Log the model of a platform checkpoint as an MLflow PyTorch model (``log_model``), with a
+    [0, 1] input example of the checkpoint's image shape."""
+    import torch
+
+    from unlearnbench.core.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    model = ckpt.build("cpu")
+    m = ckpt.meta
+    example = torch.rand(2, int(m.get("in_channels", 3)), int(m.get("image_size", 32)), int(m.get("image_size", 32)),
+                         generator=torch.Generator().manual_seed(0))
+    return log_model(model, example)
 
 
 def report_params(report: Any) -> dict[str, Any]:

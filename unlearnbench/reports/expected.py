@@ -41,23 +41,53 @@ def section(runset, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     study = _study_json(runset)
     if study is None:
         return None
-    return protocol(study, rows)
+    return protocol(study, rows, hardware=_hardware(runset))
 
 
-def protocol(study: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Recipe, differences and expected-vs-measured comparisons of a study (``to_dict`` form)."""
-    from unlearnbench.core.errors import UnknownNameError
-    from unlearnbench.core.recipes import RECIPES, default_recipe, describe
+def _hardware(runset) -> list[dict[str, Any]]:
+    """Where the runs actually ran: each distinct (device, bf16-capable CPU) of their report.json
+    provenance."""
+    seen = {}
+    for report in (runset.artifacts or {}).values():
+        prov = report.get("provenance") or {}
+        if prov.get("device"):
+            key = (str(prov["device"]), bool(prov.get("cpu_bf16", False)))
+            seen[key] = {"device": key[0], "cpu_bf16": key[1]}
+    return [seen[k] for k in sorted(seen)]
+
+
+def protocol(study: dict[str, Any], rows: list[dict[str, Any]],
+             hardware: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Recipe, differences and expected-vs-measured comparisons of a study (``to_dict`` form).
+    ``hardware``: the devices the runs used (``_hardware``); the recipe line then states the
+    device and precision actually used instead of the recipe's rule."""
+    from unlearnbench.core.errors import ConfigError, UnknownNameError
+    from unlearnbench.core.recipes import RECIPES, default_recipe, describe, precision_used
 
     name = study.get("recipe") or default_recipe(str(study.get("dataset", "")))
     recipe = {"name": name, "settings": "", "caveat": ""}
     try:
         r = RECIPES.get(name)
-        recipe.update(settings=describe(r), caveat=r.caveat)
+        overrides = dict(study.get("train") or {})
+        recipe.update(settings=describe(r, precision=not hardware), caveat=r.caveat)
+        if hardware:
+            try:
+                cfg = r.config(**overrides)
+            except (ConfigError, TypeError):
+                cfg = r.config()
+            recipe["ran_on"] = "; ".join(
+                f"{h['device']} in {precision_used(cfg, h['device'], h['cpu_bf16'])}" for h in hardware)
     except UnknownNameError:
         pass
     if study.get("train"):
         recipe["overrides"] = ", ".join(f"{k}={v}" for k, v in sorted(study["train"].items()))
+    if study.get("retrain_recipe"):  # the Retrain references' own recipe (paper-retrain for the papers')
+        rname = study["retrain_recipe"]
+        recipe["retrain"] = {"name": rname, "settings": ""}
+        try:
+            recipe["retrain"]["settings"] = describe(RECIPES.get(rname))
+        except UnknownNameError:
+            pass
     return {
         "study": study.get("name", ""),
         "recipe": recipe,
@@ -95,9 +125,13 @@ def _z(cell: dict[str, Any]) -> str:
 
 def recipe_line(paper: dict[str, Any]) -> str:
     r = paper["recipe"]
-    text = f"Original and Retrain trained with recipe `{r['name']}`"
+    ret = r.get("retrain")
+    text = f"{'Original' if ret else 'Original and Retrain'} trained with recipe `{r['name']}`"
     text += f" ({r['settings']})" if r.get("settings") else ""
+    if ret:
+        text += f"; Retrain references with recipe `{ret['name']}`" + (f" ({ret['settings']})" if ret.get("settings") else "")
     text += f", study overrides: {r['overrides']}" if r.get("overrides") else ""
+    text += f"; ran on {r['ran_on']}" if r.get("ran_on") else ""
     text += "."
     if r.get("caveat"):
         text += f" **Note:** {r['caveat']}."
@@ -130,6 +164,9 @@ def markdown(summary: dict[str, Any]) -> list[str]:
                     f"{row['label']} ({row['name']})" if row["name"] != row["label"] else row["label"],
                     cell["column"], _measured(cell), _paper(cell), _num(cell["diff"]), _z(cell), cell["verdict"],
                 ]) + " |")
+        sources = [(row["label"], row["source"]) for row in comp["rows"] if row.get("source")]
+        if sources:
+            lines += ["", "Sources of the paper's rows: " + "; ".join(f"{lab}: {src}" for lab, src in sources) + "."]
         lines.append("")
     return lines
 

@@ -32,6 +32,7 @@ from unlearnbench.reports.runs import RunSet, load_runs
 from unlearnbench.reports.summary import (
     beyond_noise,
     comparison_metrics,
+    digits_for,
     fmt,
     fmt_ci,
     markdown_table,
@@ -88,6 +89,8 @@ def build_summary(runset: RunSet, created: str) -> dict[str, Any]:
             "failed": len(runset.failed),
             "fingerprint": hashlib.sha256(",".join(ids).encode()).hexdigest()[:16],
             "git_sha": sorted({s for s in runset.runs.get("git_sha", []) if s}) if len(runset.runs) else [],
+            # What the "Code:" line shows: commits, or package versions where runs had no checkout.
+            "code": sorted({s for s in runset.runs.get("code", []) if s}) if len(runset.runs) else [],
         },
         "metrics": [
             {"key": m.key, "label": m.label, "direction": m.direction} for m in comparison_metrics(metric_cols)
@@ -196,14 +199,14 @@ def _figures(runset: RunSet, rows: list[dict]) -> list[dict[str, str]]:
             figures.append({"id": fid, "title": title, "src": plots.data_uri(png), "caption": caption})
 
     add("ua-vs-ta", "UA vs TA", plots.ua_vs_ta(rows),
-        "Mean ± std over seeds, every marker labelled. The hollow star and dashed cross mark the retrained model: "
-        "the closer, the better.")
+        "Mean over seeds, error bars ± std where there are two seeds or more; every marker labelled, no label over "
+        "another. The hollow star and dashed cross mark the retrained model: the closer, the better.")
     add("gap-bars", "Gap to retrain per metric", plots.gap_bars(rows),
         "|UA, RA, TA, MIA-Efficacy − retrain's| per method: bars are the mean over seeds, error bars the std over "
-        "seeds; * marks a difference beyond the noise (its 95 % interval excludes 0).")
+        "seeds (only with two seeds or more); * marks a difference beyond the noise (its 95 % interval excludes 0).")
     add("pareto", "Run time vs Avg. Gap", plots.pareto(rows),
-        "Cost against closeness to retrain (mean ± std over seeds); the grey line joins the methods no other beats on "
-        "both; the dashed line is retrain's run time.")
+        "Cost against closeness to retrain (mean over seeds, ± std with two seeds or more); the grey line joins the "
+        "methods no other beats on both; the dashed line is retrain's run time.")
     runs = runset.runs
     curves: dict[tuple[str, str], dict] = {}
     per_class: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -225,8 +228,8 @@ def _figures(runset: RunSet, rows: list[dict]) -> list[dict[str, str]]:
         "Hatched: FPR below 1/n_nonmembers, where TPR cannot be measured (undefined).")
     threat = _threat_text(runset)
     add("robust-bars", "Clean and robust accuracy" + (f" ({threat})" if threat else ""), plots.robust_bars(rows, threat),
-        "Per split and attack, n = points attacked per run; the hatched bars are the original model (before "
-        "unlearning).")
+        "Per split and attack, n = points attacked per run; whiskers are the 95 % interval (t over seeds, at least "
+        "Wilson on the points); the hatched bars are the original model (before unlearning).")
     order = {(r["forget"], r["label"]): i for i, r in enumerate(rows)}
     for spec, by_label in per_class.items():
         labels = sorted(by_label, key=lambda lab: order.get((spec, lab), 1 << 30))
@@ -257,7 +260,8 @@ def render_markdown(summary: dict, changes: list[Change], previous: dict | None,
     src = summary["source"]
     lines = [f"# unlearnbench report: {summary['experiment']}", ""]
     what = f"study {src['study']} ({src['study_id']}), parent run {src['parent_run_id']}" if src.get("parent_run_id") else "all evaluated runs"
-    lines += [f"Generated {summary['created']} from {src['runs']} runs ({what}) in `{summary['tracking_uri']}`.", ""]
+    code = f" Code: {', '.join(src['code'])}." if src.get("code") else ""
+    lines += [f"Generated {summary['created']} from {src['runs']} runs ({what}) in `{summary['tracking_uri']}`.{code}", ""]
     lines += ["Values are mean ± std over seeds (sample std) [95 % interval: t over seeds and the Wilson "
               "interval on the n images every seed is scored on, added in quadrature; Wilson on the run's n for a "
               "single seed]; accuracies and MIA-Efficacy in %, RTE in seconds. UA and MIA-Efficacy are best when "
@@ -305,7 +309,7 @@ def _html_tables(summary: dict) -> list[dict[str, Any]]:
                       "cells": [_cell(r, m.key) for m in metrics], "seeds": len(r["seeds"])} for r in rows],
             "all_header": [r["label"] for r in rows],
             "families": [
-                {"name": fam, "rows": [{"key": k, "cells": [fmt(r["values"].get(k), ci=True) for r in rows]}
+                {"name": fam, "rows": [{"key": k, "cells": [fmt(r["values"].get(k), digits_for(k), ci=True) for r in rows]}
                                        for k in keys]}
                 for fam, keys in metric_families(all_keys)
             ],

@@ -32,8 +32,18 @@ EVALUATED_KINDS = ("retrain", "original", "unlearn")
 # The columns every run row has besides its metrics.
 ID_COLUMNS = (
     "run_id", "run_name", "status", "kind", "method", "variant", "label", "forget", "seed",
-    "dataset", "model", "run_key", "start_time", "git_sha", "error",
+    "dataset", "model", "run_key", "start_time", "git_sha", "code", "error",
 )
+
+
+def code_version(tags: dict[str, str]) -> str:
+    """Which code made a run: its git commit, or, from an installed wheel (no git checkout), the
+    package version it logged (``unlearnbench 0.4.0``); "" when the run says neither."""
+    sha = tags.get("git_sha", "")
+    if sha and sha != "unknown":
+        return sha
+    version = tags.get("unlearnbench_version", "")
+    return f"unlearnbench {version}" if version else ""
 
 
 @dataclass
@@ -114,6 +124,7 @@ def _row(run) -> dict[str, Any]:
         "run_key": tags.get("run_key", ""),
         "start_time": int(run.info.start_time or 0),
         "git_sha": tags.get("git_sha", ""),
+        "code": code_version(tags),
         "error": tags.get("error", ""),
     }
     for key, value in run.data.metrics.items():

@@ -109,6 +109,18 @@ def _robust(present: set[str]) -> list[SummaryMetric]:
     return [robust_metric(k) for k in keys]  # type: ignore[misc]
 
 
+def valid_range(key: str) -> tuple[float, float]:
+    """The values ``key`` can take: run times, counts and absolute gaps are ≥ 0, accuracies and
+    MIA-Efficacy lie in [0, 100], an AUC in [0, 1]; anything else is unbounded."""
+    if key.endswith("/auc"):
+        return (0.0, 1.0)
+    if key.endswith("_seconds") or key.startswith(("time/", "gap/")) or key == "avg_gap" or is_count(key):
+        return (0.0, math.inf)
+    if key.endswith("_acc") or key in ("ua", "mia_efficacy") or _ROBUST.match(key) or _CLEAN.match(key):
+        return (0.0, 100.0)
+    return (-math.inf, math.inf)
+
+
 def direction_of(key: str) -> Direction:
     for m in (*CORE_METRICS, *TAIL_METRICS):
         if m.key == key:
@@ -162,6 +174,9 @@ class Stat:
             ci, method = add_in_quadrature(mean, ci, images), "t+images"
         if pn is not None and ci is not None:
             ci = (max(ci[0], 0.0), min(ci[1], pn[1]))  # a proportion's mean stays within [0, 100 %]
+        if ci is not None and key:
+            lo, hi = valid_range(key)
+            ci = (min(max(ci[0], lo), hi), max(min(ci[1], hi), lo))  # a run time's interval never goes below 0 s
         return cls(mean, float(arr.std(ddof=1)) if len(arr) > 1 else None, len(arr), ci, method, n_points, images)
 
     @classmethod
@@ -351,8 +366,13 @@ def beyond_noise(row: dict[str, Any], key: str) -> bool:
 
 def cell_text(row: dict[str, Any], key: str, *, ci: bool = True, mark: bool = True) -> str:
     """A table cell: mean ± std [95 % interval], ``*`` when the gap to retrain is beyond the noise."""
-    text = fmt(row["values"].get(key), ci=ci)
+    text = fmt(row["values"].get(key), digits_for(key), ci=ci)
     return text + ("*" if mark and beyond_noise(row, key) else "")
+
+
+def digits_for(key: str) -> int:
+    """Counts print as integers (``124``, not ``124.00``); everything else with two decimals."""
+    return 0 if is_count(key) else 2
 
 
 def markdown_table(rows: list[dict[str, Any]], metrics: list[SummaryMetric]) -> str:

@@ -84,6 +84,7 @@ class StudyConfig:
     experiment: str = ""  # MLflow experiment (default: the study name)
     device: str = "auto"
     save_checkpoints: bool = False  # log every unlearned model's checkpoint as an artifact
+    log_model: bool = False  # also log every model (original, retrain, unlearned) as an MLflow model
     original: str | None = None  # an existing checkpoint (e.g. `unlearnbench import`) as every seed's original
     # Known differences from the paper protocol this study reproduces, one sentence each; shown in
     # the report header (a study calling itself a paper protocol lists them or has none).
@@ -320,7 +321,7 @@ def recipe_name(cfg: StudyConfig) -> str:
 def study_id(cfg: StudyConfig) -> str:
     """What the results depend on (not where they are logged or which device ran them)."""
     data = to_dict(cfg)
-    for k in ("experiment", "device", "save_checkpoints", "differences", "expected", "description"):
+    for k in ("experiment", "device", "save_checkpoints", "log_model", "differences", "expected", "description"):
         data.pop(k, None)
     if data.get("original") is None:  # studies written before `original:` existed keep their id
         data.pop("original", None)

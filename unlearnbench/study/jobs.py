@@ -44,6 +44,7 @@ def train_job(job: TrainJob) -> dict[str, Any]:
     outcome = train_model(job.dataset, job.model, cfg, exclude=job.exclude, split_seed=job.split_seed,
                           val_fraction=job.val_fraction, source=job.source, epoch_end=snap)
     outcome.meta["recipe"] = job.recipe
+    outcome.meta["history"] = outcome.history  # per-epoch curves, logged with the model's study runs
     for epoch in snap_epochs:
         if epoch not in snap.states:
             raise RuntimeError(f"training stopped before epoch {epoch}, which pruning needs")
@@ -97,6 +98,7 @@ def _train_sparse(job: TrainJob, cfg) -> tuple[Any, dict[str, Any]]:
         "sparse": {"sparsity": job.sparsity, "rewind_epoch": job.rewind_epoch, "mask": mask_digest(masks),
                    "conv_sparsity": conv_sparsity(model), "mask_from": job.mask_source},
         "provenance": provenance.collect(device, cfg.seed),
+        "history": list(result.history),
     })
     return model, meta
 
@@ -106,10 +108,15 @@ def eval_job(job: EvalJob) -> dict[str, Any]:
 
     Errors are caught here (not only by the executor) to keep the traceback for the FAILED run.
     """
+    import time
+
+    started = time.time()
     try:
-        return _eval_job(job)
+        out = _eval_job(job)
     except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        out = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    # Wall-clock bounds of the work, so its MLflow run shows the true duration wherever it ran.
+    return {**out, "started_ms": int(started * 1000), "ended_ms": int(time.time() * 1000)}
 
 
 def _eval_job(job: EvalJob) -> dict[str, Any]:

@@ -181,7 +181,7 @@ def plan_jobs(cfg: StudyConfig, work_dir: Path, source: DataSource | None,
                         variant = variant_of(prune, adv)
                         label = f"{m.display} [{variant}]" if variant else m.display
                         ckpt = (str(Path(work_dir) / "checkpoints" / study_id(cfg) / f"{_slug(label)}-{_spec_key(spec)}-s{seed}.pt")
-                                if cfg.save_checkpoints else None)
+                                if cfg.save_checkpoints or cfg.log_model else None)
                         evals.append(EvalJob(kind="unlearn", label=label, method=m.name, method_config=dict(m.config),
                                              prune=prune, adv_retain=adv, save_checkpoint=ckpt,
                                              original_path=originals[prune], retrain_path=retrains[prune],

@@ -62,8 +62,11 @@ def describe_study(cfg: StudyConfig) -> str:
     return f"{cfg.description.strip()}\n\n{what}" if cfg.description.strip() else what
 
 
-def log_outcome(job: EvalJob, outcome: JobOutcome, parent_id: str, cfg: StudyConfig, client, result) -> dict | None:
-    """Log one finished job as a child run; returns its metric values (None when it failed)."""
+def log_outcome(job: EvalJob, outcome: JobOutcome, parent_id: str, cfg: StudyConfig, client, result,
+                train_history: list[dict] | None = None) -> dict | None:
+    """Log one finished job as a child run; returns its metric values (None when it failed).
+    ``train_history``: the per-epoch curves of the model an original/retrain row evaluates
+    (``train/*``, step = epoch). The run spans the job's own start and end (true duration)."""
     from unlearnbench.eval import tracking
     from unlearnbench.eval.report import Report
 
@@ -74,11 +77,14 @@ def log_outcome(job: EvalJob, outcome: JobOutcome, parent_id: str, cfg: StudyCon
     report = Report.from_json(value["report"])
     ckpt = value.get("checkpoint")
     # report.config already holds the method's full config (method.*) and the evaluation (eval.*).
-    tracking.log_report(report, checkpoint=Path(ckpt) if ckpt else None, parent_run_id=parent_id,
-                        run_name=_run_name(job), extra_tags=_tags(job, cfg),
+    model = {"unlearn": ckpt, "original": job.original_path, "retrain": job.retrain_path}.get(job.kind)
+    tracking.log_report(report, checkpoint=Path(ckpt) if ckpt and cfg.save_checkpoints else None,
+                        parent_run_id=parent_id, run_name=_run_name(job), extra_tags=_tags(job, cfg),
                         extra_params={"forget": job.spec, "seed": job.seed, "dataset": cfg.dataset, "model": cfg.model,
                                       "recipe": recipe_name(cfg)},
-                        epochs=value.get("history"))
+                        epochs=value.get("history"), train_epochs=train_history,
+                        model_checkpoint=Path(model) if cfg.log_model and model else None,
+                        span_ms=(value["started_ms"], value["ended_ms"]) if "started_ms" in value else None)
     result.finished += 1
     return {k: v for k, v in report.values.items() if v == v}  # drop NaN
 

@@ -114,10 +114,12 @@ def run_study(
                 "git_sha": provenance.git_sha(), "data_sha256": data_key[:12],
                 "threads": str(executor.threads_per_job), "mlflow.note.content": describe_study(cfg)}
         active = mlflow.start_run(run_name=f"study {cfg.name} ({cfg.model} on {cfg.dataset})",
-                                  tags=tracking.standard_tags(tags), log_system_metrics=tracking.system_metrics_enabled())
+                                  tags=tracking.standard_tags(tags), log_system_metrics=False)
     else:
-        active = mlflow.start_run(run_id=parent.info.run_id, log_system_metrics=tracking.system_metrics_enabled())
+        active = mlflow.start_run(run_id=parent.info.run_id, log_system_metrics=False)
     parent_id = active.info.run_id
+    # Sampled over the whole study, with a last sample at its end (steps continue on a resume).
+    monitor = tracking.system_metrics_monitor(parent_id, resume=parent is not None)
     result.parent_run_id = parent_id
     status = "FAILED"
     try:
@@ -132,6 +134,8 @@ def run_study(
         status = "KILLED"
         raise
     finally:
+        if monitor is not None:
+            monitor.finish()
         mlflow.set_tag("failed_runs", str(len(result.failures)))
         mlflow.end_run(status)
     return result
@@ -191,7 +195,7 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
 
     def on_ref(i: int, outcome: JobOutcome) -> None:
         job = ref_jobs[i]
-        values = log_outcome(job, outcome, parent_id, cfg, client, result)
+        values = log_outcome(job, outcome, parent_id, cfg, client, result, train_history=_history(trained, job))
         if values is not None:
             references[(job.spec, job.seed, job.variant)] = values
             ref_outcomes[(job.spec, job.seed, job.variant)] = json.loads(outcome.value["report"]).get("outcomes") or {}
@@ -212,9 +216,15 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
             (job.spec, job.seed, variant_of(job.prune, None))) or None))
 
     def on_rest(i: int, outcome: JobOutcome) -> None:
-        log_outcome(rest[i], outcome, parent_id, cfg, client, result)
+        log_outcome(rest[i], outcome, parent_id, cfg, client, result, train_history=_history(trained, rest[i]))
 
     run_jobs(eval_job, [(j,) for j in rest], executor, description="unlearn and evaluate", on_result=on_rest)
+
+
+def _history(trained: dict[str, dict], job: EvalJob) -> list[dict] | None:
+    """The training curves of the model an original or retrain row evaluates (None for methods)."""
+    path = {"original": job.original_path, "retrain": job.retrain_path}.get(job.kind)
+    return (trained.get(path) or {}).get("history") if path else None
 
 
 def _logged_outcomes(run_id: str, uri: str) -> dict[str, Any]:

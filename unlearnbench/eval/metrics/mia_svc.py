@@ -44,6 +44,7 @@ import numpy as np
 from unlearnbench.eval import svm1d
 from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, register_metric
 from unlearnbench.eval.metrics.mia_threshold import pair_splits
+from unlearnbench.eval.paired import Outcomes
 from unlearnbench.eval.roc import attack_stats
 
 log = logging.getLogger(__name__)
@@ -77,21 +78,27 @@ def _svc_decision(members: np.ndarray, nonmembers: np.ndarray, target: np.ndarra
     return model.decision_function(values[:, None]).ravel(), inverse.ravel()
 
 
-def svc_attack(members: np.ndarray, nonmembers: np.ndarray, target: np.ndarray, solver: str = "lowrank") -> float:
-    """Fraction of ``target`` that an SVC(C=3, rbf, gamma='auto') trained on members (1) vs
-    non-members (0) predicts as non-member."""
-    if len(np.asarray(target).ravel()) == 0:
-        return float("nan")
+def svc_verdicts(members: np.ndarray, nonmembers: np.ndarray, target: np.ndarray, solver: str = "lowrank") -> np.ndarray:
+    """Per ``target`` point: True where an SVC(C=3, rbf, gamma='auto') trained on members (1) vs
+    non-members (0) predicts non-member (the event MIA-Efficacy counts)."""
+    t = np.asarray(target, np.float64).ravel()
+    if len(t) == 0:
+        return np.zeros(0, bool)
     if solver == "sklearn":  # the papers' code verbatim
         from sklearn.svm import SVC
 
         x = np.r_[np.asarray(members, np.float64).ravel(), np.asarray(nonmembers, np.float64).ravel()]
         y = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
-        t = np.asarray(target, np.float64).ravel()
-        return float(1.0 - SVC(C=3, gamma="auto", kernel="rbf").fit(x[:, None], y).predict(t[:, None]).mean())
+        return SVC(C=3, gamma="auto", kernel="rbf").fit(x[:, None], y).predict(t[:, None]) == 0
     decision, inverse = _svc_decision(members, nonmembers, target, solver)
-    pred = (decision > 0).astype(np.float64)
-    return float(1.0 - pred[inverse].mean())
+    return ~(decision > 0)[inverse]
+
+
+def svc_attack(members: np.ndarray, nonmembers: np.ndarray, target: np.ndarray, solver: str = "lowrank") -> float:
+    """Fraction of ``target`` that an SVC(C=3, rbf, gamma='auto') trained on members (1) vs
+    non-members (0) predicts as non-member."""
+    verdicts = svc_verdicts(members, nonmembers, target, solver)
+    return float(verdicts.mean()) if len(verdicts) else float("nan")
 
 
 def svc_roc(members: np.ndarray, nonmembers: np.ndarray, positives: np.ndarray, negatives: np.ndarray,
@@ -118,12 +125,13 @@ def _svc_metric(key: str, feature: str):
                         len(retain), n)
         members = getattr(retain, feature)[:n].numpy()
         solver = getattr(ctx.options, "svc_solver", "lowrank")
-        value = svc_attack(members, getattr(test, feature).numpy(), getattr(forget, feature).numpy(), solver=solver)
+        verdicts = svc_verdicts(members, getattr(test, feature).numpy(), getattr(forget, feature).numpy(), solver=solver)
+        value = float(verdicts.mean()) if len(verdicts) else float("nan")
         out = MetricOutput(values={key: 100.0 * value}, counts={
             f"n/{key}": len(forget),  # the score is a proportion of the forget set
             f"{key}/n_members": len(members),  # the SVC's shadow members (retain) ...
             f"{key}/n_nonmembers": n,  # ... and shadow non-members (the TA test set)
-        })
+        }, outcomes={key: Outcomes.of(verdicts, forget.idx)})  # per forget image: the gap is paired
         if key == "mia_efficacy":
             # The same SVC's decision value as a score: forget set vs the forget_test pair's
             # non-members, drawn beside the threshold attacks' ROC (``mia/svc_confidence/...``).

@@ -4,7 +4,10 @@ retrained without the forget examples?
 With a ``ulira`` shadow pool (see ``eval.shadow``: model pairs over varied forget sets drawn
 from the candidates of the pool's forget spec) this reports:
 
-- ``mia/ulira/targets/{acc, auc}`` with ``_lo`` / ``_hi`` 95 % intervals: the U-LiRA protocol.
+- ``mia/ulira/targets/{acc, auc}`` with ``_lo`` / ``_hi`` 95 % intervals: the U-LiRA protocol
+  (Student-t over the target pairs, given the pool's shadows); ``_fit_lo`` / ``_fit_hi``: the
+  pool's recorded two-stage bootstrap over shadow pairs (refit) and target pairs (``n_boot``
+  draws), the interval for claims about the method.
   Every model of the pool is a target once (half unlearned, half retrained), attacked on each
   example of its forget set with per-example Gaussians from the other pairs; "unlearned" when
   the log likelihood ratio is positive. About 0.5 = the method's output cannot be told from
@@ -28,7 +31,7 @@ from unlearnbench.eval.metrics.base import EvalContext, MetricOutput, register_m
 
 
 @register_metric("ulira", direction="lower", needs=("ulira_pool",), gap=False,
-                 keys="mia/ulira/targets/{acc,auc}[_lo,_hi], mia/ulira/{forget,reference}/called_unlearned",
+                 keys="mia/ulira/targets/{acc,auc}[_lo,_hi,_fit_lo,_fit_hi], mia/ulira/{forget,reference}/called_unlearned",
                  summary="U-LiRA protocol over the pool's targets (half unlearned, half retrained): accuracy/AUC, 95 % CI")
 def ulira(ctx: EvalContext) -> MetricOutput:
     pool = ctx.pool("ulira")
@@ -38,6 +41,11 @@ def ulira(ctx: EvalContext) -> MetricOutput:
     res = pool.targets(variance)
     out.values.update({f"mia/ulira/targets/{k}": v for k, v in res.values().items()})
     out.counts.update({f"mia/ulira/targets/{k}": int(v) for k, v in res.counts().items()})
+    hold = (pool.manifest.get("holdout") or {}).get("ulira") or {}
+    if variance == "auto" and "auc_fit_lo" in hold:  # the pool's recorded two-stage bootstrap (shadows + targets)
+        out.values.update({f"mia/ulira/targets/{k}": float(hold[k])
+                           for k in ("acc_fit_lo", "acc_fit_hi", "auc_fit_lo", "auc_fit_hi")})
+        out.counts["mia/ulira/targets/n_boot"] = int(hold["n_boot"])
     fit = pool.fit(variance)
     for who, prefix in (("model", "mia/ulira/forget"), ("reference", "mia/ulira/reference")):
         preds = ctx.preds("forget", who)

@@ -1,1 +1,0 @@
-"""CLI command modules (the cli layer: nothing in the library imports these)."""

@@ -1,1 +1,0 @@
-"""Shared foundation: registry, config, data, models, training loop, checkpoints, provenance."""
