@@ -7,6 +7,9 @@ import sys
 
 
 def run() -> None:
+    from unlearnbench._stdio import ensure_streams
+
+    ensure_streams()
     from unlearnbench._malloc import print_only, reexec_if_needed
     from unlearnbench.core.cpus import default_threads_env
 
