@@ -47,6 +47,25 @@ class Checkpoint:
     def _where(self) -> str:
         return str(self.path) if self.path else "(in memory)"
 
+    @property
+    def task(self) -> str:
+        """``classification`` or ``generation``: the metadata's, else the registered model's."""
+        if "task" in self.meta:
+            return str(self.meta["task"])
+        name = str(self.meta["model"])
+        if is_foreign(name) or name not in MODELS:
+            return "classification"
+        return str(MODELS.info(name).get("task", "classification"))
+
+    def require_task(self, task: str, command: str) -> None:
+        """One sentence (exit 2) when a command gets a checkpoint of the other task."""
+        if self.task != task:
+            what = {"generation": "a generation model (a conditional DDPM)", "classification": "a classifier"}
+            raise CheckpointError(
+                f"Checkpoint {self._where()} holds {what.get(self.task, self.task)} ({self.meta['model']}); "
+                f"{command} needs {what.get(task, task)}."
+            )
+
 
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
     """Load ``state_dict`` into ``model`` the way PyTorch does, with a one-sentence error naming

@@ -78,6 +78,9 @@ class EvalConfig:
                 raise ConfigError("metrics is empty; name at least one metric or leave it unset for the defaults.")
             for name in self.metrics:
                 METRICS.get(name)  # unknown names: one sentence with "did you mean"
+                task = METRICS.info(name).get("task", "classification")
+                if task != "classification":
+                    raise ConfigError(f"Metric {name!r} scores {task} models; it does not apply to a classifier.")
         if self.eps <= 0:
             raise ConfigError("eps must be positive (e.g. 8/255).")
         if self.robust_n is not None and self.robust_n < 1:

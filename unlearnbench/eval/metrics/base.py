@@ -106,15 +106,18 @@ def register_metric(
     stage: int = 0,
     default: bool = True,
     gap: bool = True,
+    task: str = "classification",
 ) -> Callable[[MetricFn], MetricFn]:
     """Register a metric. ``gap``: whether ``gap/<key>`` is reported for its values;
-    ``default``: whether it runs when no metric list is given."""
+    ``default``: whether it runs when no metric list is given; ``task``: the models it scores
+    (``generation`` metrics read ``eval.generation.GenEvalContext``, not ``EvalContext``)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"metric {name!r}: direction must be one of {DIRECTIONS}")
     bad = [n for n in needs if n not in NEEDS]
     if bad:
         raise ValueError(f"metric {name!r}: unknown needs {bad}; valid: {NEEDS}")
-    register = METRICS.register(name, summary=summary, direction=direction, needs=tuple(needs), keys=keys or name)
+    register = METRICS.register(name, summary=summary, direction=direction, needs=tuple(needs), keys=keys or name,
+                                task=task)
 
     def deco(fn: MetricFn) -> MetricFn:
         register(fn)
