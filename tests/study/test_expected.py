@@ -232,3 +232,18 @@ def test_markdown_and_html_list_each_rows_source_once():
         line = f"- {label} [prune=0.95]: {row['source']}"
         assert md.count(line) == 1, line
         assert page.count(f"<li>{label} [prune=0.95]: {row['source']}</li>") == 1, label
+
+
+def test_the_ddpm_study_states_its_missing_numbers_instead_of_inventing_them():
+    """SalUn's DDPM class-wise table could not be read (issue #23 item 8, 2026-12-06): the block
+    carries the citation and a note, and any row added later must name its source."""
+    from unlearnbench.study.generation import gen_study_from_dict
+
+    cfg = gen_study_from_dict(load_yaml(EXAMPLES_DIR / "cifar10-ddpm-salun.yaml"))
+    assert cfg.expected
+    for block in cfg.expected:
+        assert "2310.12508" in block.citation
+        if not block.methods:
+            assert "not found" in block.note
+        for label, row in block.methods.items():
+            assert "2310.12508" in str(row.get("source", "")), label
