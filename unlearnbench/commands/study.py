@@ -220,6 +220,9 @@ def benchmark(
     json_file = None if json_out is None or str(json_out) == "-" else json_out
     check_outputs(("--json", json_file, False), ("--work-dir", work_dir, True), inputs=(path,), store=tracking_uri)
     if getattr(cfg, "task", "classification") == "generation":  # the study file declares its task
+        if executor != "local" or new:
+            raise ConfigError("A generation study runs in-process and re-evaluates on every run (its trained models "
+                              "are cached); drop --executor ray / --new.")
         run_generation(cfg, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root, download=download,
                        quiet=quiet, json_out=json_out)
         return

@@ -314,15 +314,15 @@ class Report:
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
+        from unlearnbench.core.boundary import read_text
         from unlearnbench.core.errors import UserError
 
         path = Path(path)
+        text = read_text(path, "Report")
         try:
-            data = json.loads(path.read_text())
-        except (FileNotFoundError, IsADirectoryError):
-            raise UserError(f"Report {str(path)!r} does not exist.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON ({exc}).") from None
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+            raise UserError(f"Report {str(path)!r} is not an unlearnbench report JSON ({str(exc)[:120]}).") from None
         # Any other JSON (a config, a list, ``{}``) would load as a report with no values and give
         # gaps against nothing; a report always holds its metric values.
         if not isinstance(data, dict) or not isinstance(data.get("values"), dict) or not data["values"]:
