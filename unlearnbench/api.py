@@ -377,7 +377,7 @@ def _make_sparse(outcome: Any, cfg: Any, snap: Any, sparsity: float, rewind_epoc
 
 def check_unlearn(checkpoint: Any, method: str, forget: Any, *, config: Mapping[str, Any] | None = None,
                   prune: float | None = None, adv_retain: str | None = None, seed: int = 0,
-                  dataset: str | None = None) -> Any:
+                  dataset: str | None = None, preset: str | None = None) -> Any:
     """Check an unlearning request without reading data; returns the ``UnlearnRequest`` (checkpoint,
     built method config, parsed forget spec) that :func:`run_unlearn` takes. ``checkpoint`` is a
     path or a loaded ``Checkpoint``; ``forget`` a spec text or a parsed ``ForgetSpec``."""
@@ -386,7 +386,7 @@ def check_unlearn(checkpoint: Any, method: str, forget: Any, *, config: Mapping[
 
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     return check_request(ckpt, method, forget, config=dict(config or {}), prune=prune, adv_retain=adv_retain,
-                         seed=seed, dataset=dataset)
+                         seed=seed, dataset=dataset, preset=preset)
 
 
 def run_unlearn(request: Any, *, device: str = "auto", source: Any = None, reference: Any = None,

@@ -50,18 +50,21 @@ def _torch() -> list[Check]:
 
 
 def _threads() -> Check:
+    import os
+
     from unlearnbench.core import cpus
 
+    usable = cpus.usable_cpus()
     try:
         import torch
 
-        torch_default = torch.get_num_threads()
+        used = torch.get_num_threads()
     except ImportError:
-        torch_default = None
-    usable = cpus.usable_cpus()
-    detail = f"{cpus.describe()}; commands use {usable} thread(s) unless --threads says otherwise"
-    if torch_default is not None and torch_default > usable:
-        return Check("threads", "warn", f"{detail} (PyTorch alone would start {torch_default}, more than usable)")
+        used = usable
+    source = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}" if "OMP_NUM_THREADS" in os.environ else "default"
+    detail = f"{cpus.describe()}; commands use {used} intra-op thread(s) ({source}; --threads overrides)"
+    if used > usable:
+        return Check("threads", "warn", f"{detail}: more threads than usable CPUs oversubscribe them")
     return Check("threads", "ok", detail)
 
 

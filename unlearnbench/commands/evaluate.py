@@ -29,6 +29,7 @@ from unlearnbench.commands._common import (
     SetOpt,
     SubsetOpt,
     SystemMetricsOpt,
+    ThreadsOpt,
     TrackingOpt,
     app,
     build_config,
@@ -182,9 +183,10 @@ def evaluate(
     no_track: bool = NoTrackOpt,
     system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Evaluate a checkpoint: accuracies, MIAs, gaps to the retrained reference; log to MLflow."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench import api
     from unlearnbench.eval.engine import EvalConfig, Evaluator
 
@@ -357,6 +359,8 @@ def shadow_train(
     data_root: Path | None = DataRootOpt,
     download: bool = DownloadOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = typer.Option(None, "--threads", help="Intra-op CPU threads of every shadow job "
+                                       "(default: --num-cpus, at least 1)."),
 ) -> None:
     """Train a shadow-model pool (independent jobs, locally or on Ray) for LiRA / U-LiRA."""
     setup_output(quiet)
@@ -367,7 +371,8 @@ def shadow_train(
 
     cfg = build_config(TrainConfig, config, set_, base=recipe_for(dataset), epochs=epochs, lr=lr,
                        batch_size=batch_size, device=device)
-    ex = from_dict(ExecutorConfig, {"kind": executor, "ray_address": ray_address, "num_cpus": num_cpus, "num_gpus": num_gpus})
+    ex = from_dict(ExecutorConfig, {"kind": executor, "ray_address": ray_address, "num_cpus": num_cpus, "num_gpus": num_gpus,
+                                    "threads": threads})
     mcfg = {**(load_yaml(method_config) if method_config else {}), **parse_overrides(method_set or [])}
     check_outputs(("--out", out, True), inputs=(method_config, config), specs=(forget,))
     pool = train_shadow_pool(

@@ -21,6 +21,7 @@ from unlearnbench.commands._common import (
     SetOpt,
     SubsetOpt,
     SystemMetricsOpt,
+    ThreadsOpt,
     TrackingOpt,
     app,
     build_config,
@@ -151,9 +152,10 @@ def train(
     log_model: bool = LogModelOpt,
     system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Train an original model (or, with --exclude, the retrain-from-scratch reference)."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench import api
     from unlearnbench.core.checkpoint import save_checkpoint
     from unlearnbench.core.recipes import resolve

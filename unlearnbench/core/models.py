@@ -16,7 +16,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -438,13 +438,35 @@ def build_foreign(
     return wrapped
 
 
+def nonfinite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity."""
+    return [name for name, t in named
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.device.type != "meta"
+            and not bool(torch.isfinite(t).all())]
+
+
+def check_weights(model: nn.Module, what: str = "The model") -> None:
+    """Weights that hold values, and finite ones: a model on PyTorch's ``meta`` device (shapes only)
+    or with NaN/inf weights would be evaluated, attacked and reported as if it were a model."""
+    named = list(model.state_dict().items())
+    if any(t.device.type == "meta" for _, t in named if isinstance(t, torch.Tensor)):
+        raise ModelError(f"{what} is on the meta device (shapes only, no weight values); load its weights "
+                         "(load_state_dict(..., assign=True) or to_empty() then load) before using it.")
+    bad = nonfinite_tensors(named)
+    if bad:
+        raise ModelError(f"{what} has non-finite weights (NaN or infinity) in {len(bad)} tensor(s), first {bad[0]}; "
+                         "it is not a usable model (a diverged training?).")
+
+
 def check_model_fits(
     model: nn.Module, channels: int, height: int, width: int, num_classes: int | None, what: str = "The model",
     device: torch.device | str | None = None,
 ) -> int:
     """One forward pass of two blank images: a model that cannot take the data's images, or does
     not return ``(N, num_classes)`` logits, fails here in one sentence instead of deep inside a run.
-    Returns the number of logits (classes) it does return."""
+    Returns the number of logits (classes) it does return. A model without weight values (meta
+    device) or with NaN/inf weights fails first."""
+    check_weights(model, what)
     if device is None:
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else "cpu"
