@@ -66,10 +66,15 @@ def test_the_api_package_is_light_and_every_name_resolves():
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert len(api.__all__) >= 23
+    from unlearnbench.core import errors
+
     for name in api.__all__:
         obj = getattr(api, name)
         assert obj is getattr(importlib.import_module(obj.__module__), name)
-        assert obj.__module__.startswith("unlearnbench.api."), (name, obj.__module__)
+        if isinstance(obj, type):  # the error types, the very classes the library raises
+            assert obj is getattr(errors, name) and issubclass(obj, errors.UserError), name
+        else:
+            assert obj.__module__.startswith("unlearnbench.api."), (name, obj.__module__)
     with pytest.raises(AttributeError):
         api.no_such_name  # noqa: B018
 

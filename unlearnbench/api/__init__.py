@@ -35,16 +35,23 @@ _WHERE = {
     **dict.fromkeys(("list_registries", "describe_entry", "doctor_checks", "ui_command", "shadow_pool"),
                     "environment"),
 }
-__all__ = sorted(_WHERE)
+# The errors every function raises on bad input: one sentence each, all ``UserError``s (catch that).
+_ERRORS = ("UserError", "ConfigError", "DataError", "ModelError", "UnknownNameError", "CheckpointError",
+           "OutputError", "InputError", "TrainingDiverged")
+__all__ = sorted([*_WHERE, *_ERRORS])
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
+    if name in _ERRORS:
+        module = "unlearnbench.core.errors"
+    elif name in _WHERE:
+        module = f"{__name__}.{_WHERE[name]}"
+    else:
         raise AttributeError(f"module 'unlearnbench.api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip __getattr__ (and monkeypatch.setattr sees a plain attribute)
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+    return sorted({*globals(), *__all__})

@@ -23,9 +23,9 @@ try:  # typer >= 0.2x vendors click as typer._click; its usage errors are that c
 except ImportError:  # pragma: no cover - older typer on the real click
     from click import exceptions as click_exceptions
 
+from unlearnbench.api import UserError
 from unlearnbench.core import progress
 from unlearnbench.core.config import from_dict, load_yaml, parse_overrides
-from unlearnbench.core.errors import UserError
 
 
 class _OneLineErrors(TyperGroup):

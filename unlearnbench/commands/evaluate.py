@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from unlearnbench.api import UserError
 from unlearnbench.commands._common import (
     AllowDataMismatchOpt,
     AllowReferenceMismatchOpt,
@@ -40,7 +41,6 @@ from unlearnbench.commands._common import (
     setup_output,
 )
 from unlearnbench.core.config import from_dict, load_yaml, parse_overrides
-from unlearnbench.core.errors import UserError
 
 shadow_app = typer.Typer(help="Shadow-model pools for LiRA and U-LiRA.", no_args_is_help=True)
 app.add_typer(shadow_app, name="shadow")

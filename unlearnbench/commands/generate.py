@@ -53,7 +53,7 @@ def train_generation(*, dataset: str, model: str, out: Path, exclude: str | None
 
 
 def parse_classes(text: str | None, num_classes: int) -> list[int]:
-    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.api import ConfigError
 
     if text is None:
         return list(range(num_classes))
@@ -84,10 +84,10 @@ def sample(
 ) -> None:
     """Draw class-conditional samples from a generation checkpoint and write them as a PNG grid."""
     setup_output(quiet)
+    from unlearnbench.api import ConfigError, ModelError
     from unlearnbench.core.checkpoint import load_checkpoint
     from unlearnbench.core.config import from_dict
     from unlearnbench.core.diffusion import SampleConfig, grid, is_generator, save_png
-    from unlearnbench.core.errors import ConfigError, ModelError
     from unlearnbench.core.runtime import resolve_device
 
     if n < 1 or scale < 1:

@@ -95,8 +95,7 @@ def report(
     """Render an HTML report (plots inlined) and a Markdown summary of an experiment's runs, and
     flag regressions against the previous report of the same experiment."""
     setup_output(quiet)
-    from unlearnbench.api import build_report
-    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.api import ConfigError, build_report
 
     if tolerance is not None and not (tolerance >= 0 and tolerance != float("inf")):  # NaN fails >= too
         raise ConfigError("--tolerance must be zero or positive (points of accuracy).")

@@ -62,7 +62,7 @@ def load(study: str, sets: list[str] | None, **cli: Any):
     if not path.is_file() and (EXAMPLES_DIR / f"{study}.yaml").is_file():
         path = EXAMPLES_DIR / f"{study}.yaml"
     if not path.is_file():
-        from unlearnbench.core.errors import ConfigError
+        from unlearnbench.api import ConfigError
         from unlearnbench.study import examples
 
         raise ConfigError(f"Study {study!r} is neither a file nor a shipped example; examples: {', '.join(examples())}.")
@@ -73,7 +73,7 @@ def load(study: str, sets: list[str] | None, **cli: Any):
         gen_cli = {k: cli.get(k) for k in ("experiment", "device")}
         unsupported = [k for k in ("subset", "per_class") if cli.get(k) is not None]
         if unsupported:
-            from unlearnbench.core.errors import ConfigError
+            from unlearnbench.api import ConfigError
 
             raise ConfigError(f"--{unsupported[0].replace('_', '-')} does not apply to a generation study.")
         return gen_study_from_dict(data, **gen_cli), path
@@ -212,7 +212,7 @@ def benchmark(
     """Run a study: methods × forget specs × seeds against the retrained reference, logged to
     MLflow (a parent run, one child run per method, spec and seed). Re-running resumes it."""
     setup_output(quiet)
-    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.api import ConfigError
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"Unknown executor {executor!r}; use local or ray.")

@@ -157,7 +157,7 @@ def train(
     from unlearnbench.core.models import model_task
 
     if model_task(model) == "generation":  # the model declares its task; a DDPM trains by steps
-        from unlearnbench.core.errors import ConfigError
+        from unlearnbench.api import ConfigError
 
         given = [flag for flag, v in (("--recipe", recipe), ("--prune", prune), ("--epochs", epochs),
                                       ("--adversarial", adversarial), ("--compile", compile or None),

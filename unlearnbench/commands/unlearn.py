@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from unlearnbench.api import ConfigError, UserError
 from unlearnbench.commands._common import (
     AllowDataMismatchOpt,
     AllowReferenceMismatchOpt,
@@ -33,7 +34,6 @@ from unlearnbench.commands._common import (
     setup_output,
 )
 from unlearnbench.core.config import flatten, load_yaml, parse_overrides
-from unlearnbench.core.errors import ConfigError, UserError
 
 _ROWS = (
     ("forget_acc", "forget acc (%)"),
