@@ -76,13 +76,16 @@ def run_jobs(
     config: ExecutorConfig | None = None,
     description: str = "jobs",
     on_result: Callable[[int, JobOutcome], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> list[JobOutcome]:
     """Run ``fn(*args)`` for every ``args`` in ``jobs``; results keep the order of ``jobs``.
 
     Every job runs with ``config.threads_per_job`` intra-op threads, whichever executor runs it.
 
     ``on_result(i, outcome)`` is called on the driver as each job finishes, so results can be
-    logged (and a study resumed) even if a later job is interrupted.
+    logged (and a study resumed) even if a later job is interrupted. ``on_start(i)`` is called on
+    the driver just before job ``i`` runs in-process (local executor only: Ray schedules its jobs
+    on workers, out of the driver's sight).
     """
     config = config or ExecutorConfig()
     threads = config.threads_per_job
@@ -90,6 +93,8 @@ def run_jobs(
     with task(description, len(jobs), each=True, unit="jobs") as bar:
         if config.kind == "local":
             for i, args in enumerate(jobs):
+                if on_start:
+                    on_start(i)
                 results[i] = _pinned_call(fn, args, threads)
                 if on_result:
                     on_result(i, results[i])
