@@ -7,6 +7,9 @@ import sys
 
 
 def run() -> None:
+    from unlearnbench._stdio import ensure_streams
+
+    ensure_streams()
     from unlearnbench._malloc import print_only, reexec_if_needed
 
     if not print_only(sys.argv):

@@ -294,3 +294,19 @@ def test_robust_subset_of_a_class_ordered_forget_set_covers_every_class(trained)
     ordered = data.retain.select(order)
     res = robust_accuracy(model, ordered, "fgsm", ThreatModel("Linf", 0.1), n=300, seed=0)
     assert set(ordered.y[res.positions].tolist()) == set(range(10))
+
+
+def test_robust_result_carries_its_points_and_its_own_run_time(trained):
+    """What a RobustResult reports about itself: its positions, their source indices and labels,
+    per-point verdicts whose mean is the robust accuracy, and a run time inside the call's own."""
+    import time
+
+    model, data, _ = trained
+    t0 = time.perf_counter()
+    res = robust_accuracy(model, data.test, "fgsm", ThreatModel("Linf", 0.1), n=64, seed=5, return_adv=True)
+    elapsed = time.perf_counter() - t0
+    assert 0 < res.seconds <= elapsed
+    assert res.n == 64 == len(res.robust) == len(res.positions) == len(res.x_adv)
+    assert torch.equal(res.idx, data.test.idx[res.positions]) and torch.equal(res.y, data.test.y[res.positions])
+    assert res.robust_acc == pytest.approx(100 * res.robust.float().mean().item())
+    assert res.robust_acc <= res.clean_acc

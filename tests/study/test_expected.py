@@ -137,3 +137,49 @@ def test_table1_shape_on_digits_renders_measured_vs_paper(mlflow_uri, tmp_path):
     # what the report shows is the study's blocks compared with the report's own rows
     blocks = [json.loads(json.dumps(b.__dict__)) for b in load_study(path).expected]
     assert protocol(study | {"expected": blocks}, summary["rows"])["comparisons"] == paper["comparisons"]
+
+
+@pytest.mark.parametrize("name", ["cifar10-salun", "cifar10-sparse"])
+def test_every_expected_row_is_consistent_with_its_avg_gap(name):
+    """Issue #23: a check of every transcribed row (the tables were read off images): each row's
+    Avg. Gap (Disparity Ave.) must equal the mean of its four |gaps| to Retrain within the
+    printed rounding, so a misread digit in UA/RA/TA/MIA shows up. RTE is given for every row."""
+    cfg = load_study(name)
+    for block in cfg.expected:
+        ref = block.methods["retrain"]
+        assert "rte" in ref
+        for label, row in block.methods.items():
+            assert "rte" in row, (block.forget, label)
+            if "avg_gap" not in row:
+                continue
+            gaps = [abs(row[c]["mean"] - ref[c]["mean"]) for c in ("ua", "ra", "ta", "mia")]
+            assert sum(gaps) / 4 == pytest.approx(row["avg_gap"]["mean"], abs=0.011), (block.forget, block.variant, label)
+
+
+def test_rte_is_shown_in_minutes_and_never_judged():
+    block = ExpectedBlock(forget="random:0.1", citation="x", methods={
+        "salun": {"UA": "2.85±0.43", "RTE": 2.66, "source": "tab1.png"}})
+    rows = [{"forget": "random:0.1", "label": "salun", "seeds": [1, 2],
+             "values": {"ua": {"mean": 3.0, "std": 0.1, "n": 2}, "rte_seconds": {"mean": 120.0, "std": 6.0, "n": 2}}}]
+    out = compare(to_dict_block(block), rows)
+    cells = {c["column"]: c for c in out["rows"][0]["cells"]}
+    assert cells["RTE (min)"]["measured"]["mean"] == pytest.approx(2.0) and cells["RTE (min)"]["z"] is None
+    assert cells["RTE (min)"]["verdict"].startswith("not compared") and cells["UA"]["verdict"] == "within 2 std"
+    assert out["judged"] == 1 and out["rows"][0]["source"] == "tab1.png"
+
+
+def to_dict_block(block):
+    from unlearnbench.core.config import to_dict
+
+    return to_dict(block)
+
+
+def test_the_report_names_the_retrain_recipe_apart_from_the_originals():
+    from unlearnbench.reports.expected import recipe_line
+
+    paper = protocol({"name": "s", "dataset": "cifar10", "recipe": "paper-cifar", "retrain_recipe": "paper-retrain"}, [])
+    line = recipe_line(paper)
+    assert paper["recipe"]["retrain"]["name"] == "paper-retrain" and "160 ep" in paper["recipe"]["retrain"]["settings"]
+    assert line.startswith("Original trained with recipe `paper-cifar`") and "Retrain references with recipe `paper-retrain`" in line
+    same = recipe_line(protocol({"name": "s", "dataset": "cifar10", "recipe": "paper-cifar"}, []))
+    assert same.startswith("Original and Retrain trained with recipe `paper-cifar`")

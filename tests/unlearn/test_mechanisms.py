@@ -486,3 +486,36 @@ def test_random_label_order_sequential_or_mixed(mixed, digits_cnn, digits_class3
         assert kinds == (["F"] * f_b + ["R"] * r_b) * 2
     else:  # one shuffled loader: forget rows are spread over the batches, mixed with retain rows
         assert sum(1 for f, n in batches if 0 < f < n) >= 0.5 * len(batches)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_random_label_augments_exactly_when_configured(mixed, digits_cnn, digits_class3, monkeypatch):
+    """``augment: false`` means no crop/flip on any batch, in both loops; ``true`` augments every
+    batch (the data says how: here a 1-pixel crop padding, which digits itself does not use)."""
+    import unlearnbench.core.data.loader as loader_mod
+
+    calls = []
+    real = loader_mod.augment_batch
+
+    def spy(x, *args, **kwargs):
+        calls.append(len(x))
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(loader_mod, "augment_batch", spy)
+    info = dataclasses.replace(digits_class3.info, crop_padding=1)
+    data = dataclasses.replace(digits_class3, info=info, retain=digits_class3.retain.select(torch.arange(128)))
+    for augment in (False, True):
+        calls.clear()
+        run("random_label", digits_cnn, data, {"epochs": 1, "mixed": mixed, "augment": augment}, device="cpu")
+        assert sum(calls) == (len(data.forget) + len(data.retain) if augment else 0), (mixed, augment)
+
+
+def test_random_label_defaults_are_the_reference_protocol():
+    """SalUn's RL (``unlearn/RL.py`` + arg_parser): 10 unlearning epochs, SGD momentum 0.9, weight
+    decay 5e-4, labels uniform over all classes, forget pass then retain pass (not mixed); the
+    adversarial retain batches (--adv-retain) take 10 PGD steps."""
+    from unlearnbench.unlearn import build_config
+
+    cfg = build_config("random_label", {})
+    assert (cfg.epochs, cfg.momentum, cfg.weight_decay, cfg.labels, cfg.mixed) == (10, 0.9, 5e-4, "uniform", False)
+    assert (cfg.lr, cfg.batch_size, cfg.adv_steps) == (0.05, 64, 10)  # the docstring's digits-sized defaults

@@ -61,9 +61,9 @@ def test_the_counters_count(counts):
 
 
 @pytest.mark.parametrize("extra", [
-    [],  # evaluated, logged with per-epoch curves
+    # evaluated against the reference (checked against the run's forget set), logged with per-epoch curves
+    ["-r", "r.pt"],
     ["--no-eval", "--no-track"],
-    ["-r", "r.pt"],  # evaluated against the reference (checked against the run's forget set)
 ])
 def test_one_parse_and_one_load_per_unlearn_request(checkpoints, counts, mlflow_uri, extra):
     extra = [str(checkpoints / e) if e.endswith(".pt") else e for e in extra]

@@ -12,6 +12,7 @@ Installed plug-ins (entry points) are in no snapshot: with any present, ``ls`` l
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -62,7 +63,9 @@ def live(kinds: list[str]) -> dict[str, list[dict[str, Any]]]:
         reg = registry(k)
         if reg is None:
             continue
-        out[k] = [_plain({"name": e.name, "summary": e.summary, **{c: v for c, v in e.info.items() if c != "summary"}})
+        # functions in an entry's info (a generation model's factory) are plumbing, not shown
+        out[k] = [_plain({"name": e.name, "summary": e.summary,
+                          **{c: v for c, v in e.info.items() if c != "summary" and not inspect.isfunction(v)}})
                   for e in reg.entries()]
     return out
 

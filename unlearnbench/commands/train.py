@@ -160,6 +160,27 @@ def train(
     from unlearnbench.core.train import TrainConfig
 
     api.check_train(dataset, model)  # unknown names (or torchvision:/module:factory specs) fail first
+    from unlearnbench.core.models import model_task
+
+    if model_task(model) == "generation":  # the model declares its task; a DDPM trains by steps
+        from unlearnbench.core.errors import ConfigError
+
+        given = [flag for flag, v in (("--recipe", recipe), ("--prune", prune), ("--epochs", epochs),
+                                      ("--adversarial", adversarial), ("--compile", compile or None),
+                                      ("--log-model", log_model or None)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} do not apply to the generation model {model}; it trains by steps "
+                              "(--set steps=N).")
+        from unlearnbench.commands.generate import train_generation
+
+        track = None
+        if not no_track:
+            from unlearnbench.eval import tracking as track
+        train_generation(dataset=dataset, model=model, out=out, exclude=exclude, seed=seed, split_seed=split_seed,
+                         val_fraction=val_fraction, config=config, set_=set_, device=device,
+                         source=data_source(data_root, download, subset, per_class, image_size), lr=lr,
+                         batch_size=batch_size, track=track, tracking_uri=tracking_uri, experiment=experiment)
+        return
     chosen = resolve(recipe, dataset)
     cfg = build_config(
         TrainConfig, config, set_, base=chosen.train,

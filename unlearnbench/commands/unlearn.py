@@ -105,6 +105,12 @@ def unlearn(
     check_outputs(("--out", out, False), inputs=(checkpoint, reference, config), specs=(spec,),
                   store=False if no_track else tracking_uri)
     ckpt = load_checkpoint(checkpoint)
+    from unlearnbench.unlearn.base import method_task
+
+    ckpt.require_task(method_task(method), f"method {method}")
+    if ckpt.task != "classification":
+        raise ConfigError("The unlearn command evaluates classifiers; unlearn a generation model in a generation study "
+                          "(unlearnbench benchmark digits-generation) or with unlearnbench.unlearn() from Python.")
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     request = api.check_unlearn(ckpt, method, spec, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
                                 dataset=dataset)

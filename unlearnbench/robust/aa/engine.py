@@ -6,8 +6,9 @@ classes × 100) → FAB-T (9 × 100) → Square (5000 queries, ``resc_schedule=F
 only the points that are still robust, each from the clean image; robust accuracy counts over all
 points, so clean mistakes are non-robust.
 
-Batching: the reference attacks the robust points in batches of ``bs`` (250 in its evaluation
-scripts and RobustBench) and re-seeds its random generator at the start of each batch, so the
+Batching: the reference attacks the robust points in batches of ``bs`` (its default 250, which
+RobustBench inherits by not passing ``bs``) and re-seeds its random generator at the start of
+each batch (from the clock unless ``seed`` is given), so the
 random starts, and with them the verdicts, depend on ``bs``. Here those batches are "chunks" of
 ``AutoAttackConfig.chunk`` points (250, whatever the evaluation batch size) that keep their own
 random stream, and several chunks are attacked together (``max_batch`` points) to fill a GPU; the
