@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from unlearnbench._malloc import print_only
+from unlearnbench.api import _listing
 from unlearnbench.cli import app
-from unlearnbench.commands import _listing
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
