@@ -247,6 +247,8 @@ def demo(
     set_: list[str] | None = SetOpt,
     tracking_uri: str | None = TrackingOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = typer.Option(None, "--threads", help="Intra-op CPU threads of every job (default 1: "
+                                       "the demo's jobs are tiny)."),
 ) -> None:
     """The whole pipeline on the embedded digits data, in a few minutes on a laptop CPU: train the
     original, retrain the reference, unlearn class 3 with salun, l1_sparse, scar, finetune and
@@ -260,7 +262,8 @@ def demo(
     cfg, path = load("demo", set_)
     uri = tracking.resolve_uri(tracking_uri)
     check_outputs(("--out", out, True), ("--work-dir", work_dir, True), store=uri)
-    study = run_and_summarize(cfg, path, executor=executor, ray_address=None, cpus=1.0, gpus=0.0, tracking_uri=uri,
+    study = run_and_summarize(cfg, path, executor=executor, ray_address=None, cpus=1.0, gpus=0.0, threads=threads,
+                              tracking_uri=uri,
                       work_dir=work_dir, data_root=None, download=False, new=new, quiet=quiet)
     result = build_report(cfg.experiment_name, out, tracking_uri=uri, log_to_mlflow=True)
     print_report_result(result, show_table=False)
