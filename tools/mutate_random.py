@@ -97,6 +97,10 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("generator: torch.Generator | None = None,", "generator: torch.Generator ^ None = None,"):
             "an annotation: never evaluated under `from __future__ import annotations`",
     },
+    "robust/evaluate.py": {
+        ("attack, int((robust != (clean & adv_ok)).sum()))", "attack, int((robust == (clean & adv_ok)).sum()))"):
+            "the count in a log.info line only",
+    },
     "unlearn/random_label.py": {
         **{("seed: int = 0", f"seed: int = {v}"):
            "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
