@@ -206,18 +206,19 @@ def _sample(items: list, k: int, seed: int) -> list:
     return items if len(items) <= k else random.Random(seed).sample(items, k)
 
 
-def forget_survivors(module: str) -> int:
-    """Make a module's survivors pending again (after tests were added for them); returns how many."""
+def forget_survivors(module: str) -> list[str]:
+    """Make a module's non-equivalent survivors pending again (after tests were added for them);
+    returns their job ids."""
     import sqlite3
 
     db_path = DB_DIR / (module.replace("/", "__") + ".sqlite")
     if not db_path.exists():
-        return 0
+        return []
     with sqlite3.connect(db_path) as con:
         rows = con.execute("SELECT job_id, diff FROM work_results WHERE upper(test_outcome) = 'SURVIVED'").fetchall()
         again = [job for job, diff in rows if _key(diff) not in EQUIVALENT.get(module, {})]  # reviewed: keep
         con.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in again])
-        return len(again)
+        return again
 
 
 def _key(diff: str | None) -> tuple[str, str]:
@@ -227,7 +228,8 @@ def _key(diff: str | None) -> tuple[str, str]:
             next((ln[1:].strip() for ln in lines if ln.startswith("+")), ""))
 
 
-def run_module(module: str, copy: Path, per_module: int, seed: int, timeout: float) -> None:
+def run_module(module: str, copy: Path, per_module: int, seed: int, timeout: float,
+               only_jobs: set[str] | None = None) -> None:
     from cosmic_ray.commands.init import _all_work_items
     from cosmic_ray.mutating import use_mutation
     from cosmic_ray.plugins import get_operator
@@ -252,7 +254,7 @@ def run_module(module: str, copy: Path, per_module: int, seed: int, timeout: flo
             kept = [w for w in every if _kept_operator(w.mutations[0].operator_name)]
             db.add_work_items(_sample(kept, per_module, seed))
             (DB_DIR / (db_path.stem + ".generated")).write_text(f"{len(every)} {len(kept)}\n")
-        pending = list(db.pending_work_items)
+        pending = [w for w in db.pending_work_items if only_jobs is None or w.job_id in only_jobs]
         print(f"{module}: {db.num_work_items} sampled, {len(pending)} to run", flush=True)
         os.chdir(copy)
         for i, item in enumerate(pending, 1):
@@ -411,9 +413,13 @@ def main() -> int:
                 if args.fresh:
                     for f in DB_DIR.glob(module.replace("/", "__") + ".*"):
                         f.unlink()
-                if args.rerun_survivors:
-                    print(f"{module}: {forget_survivors(module)} survivors to run again", flush=True)
-                run_module(module, copy, args.per_module, args.seed, args.timeout)
+                only = None
+                if args.rerun_survivors:  # only those: a partly run module's other mutants stay pending
+                    only = set(forget_survivors(module))
+                    print(f"{module}: {len(only)} survivors to run again", flush=True)
+                    if not only:
+                        continue
+                run_module(module, copy, args.per_module, args.seed, args.timeout, only)
     write_section(list(MODULES), args.note)
     print(f"written to {DOC}")
     return 0
