@@ -206,19 +206,51 @@ def _sample(items: list, k: int, seed: int) -> list:
     return items if len(items) <= k else random.Random(seed).sample(items, k)
 
 
-def forget_survivors(module: str) -> list[str]:
-    """Make a module's non-equivalent survivors pending again (after tests were added for them);
-    returns their job ids."""
+def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
+    """Run each recorded non-equivalent survivor again, after tests were added for it.
+
+    The mutant is re-applied from its recorded diff (the removed line, found exactly once in the
+    current file, replaced by the added line), not from cosmic-ray's occurrence index: other
+    commits may have moved the module's mutation sites since the sample was drawn. A survivor
+    whose line is gone or ambiguous now is reported and left as it was."""
     import sqlite3
 
     db_path = DB_DIR / (module.replace("/", "__") + ".sqlite")
     if not db_path.exists():
-        return []
+        return
+    path = copy / "unlearnbench" / module
+    args = MODULES[module]
     with sqlite3.connect(db_path) as con:
         rows = con.execute("SELECT job_id, diff FROM work_results WHERE upper(test_outcome) = 'SURVIVED'").fetchall()
-        again = [job for job, diff in rows if _key(diff) not in EQUIVALENT.get(module, {})]  # reviewed: keep
-        con.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in again])
-        return again
+    rows = [(job, diff) for job, diff in rows if _key(diff) not in EQUIVALENT.get(module, {})]
+    print(f"{module}: {len(rows)} survivors to check again", flush=True)
+    if not rows:
+        return
+    status, tail = _run_tests(copy, args, timeout * 3)
+    if status != "survived":
+        print(f"{module}: baseline {status}: {tail}; not re-checked", flush=True)
+        return
+    original = path.read_text()
+    lines = original.splitlines(keepends=True)
+    for job, diff in rows:
+        old, new = _key(diff)
+        hits = [i for i, ln in enumerate(lines) if ln.strip() == old]
+        if len(hits) != 1:
+            print(f"  stale ({len(hits)} matches): {old}", flush=True)
+            continue
+        i = hits[0]
+        indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+        mutated = lines[:i] + [indent + new + "\n"] + lines[i + 1:]
+        try:
+            path.write_text("".join(mutated))
+            status, tail = _run_tests(copy, args, timeout)
+        finally:
+            path.write_text(original)
+        if status != "survived":
+            with sqlite3.connect(db_path) as con:
+                con.execute("UPDATE work_results SET test_outcome = 'KILLED', output = ? WHERE job_id = ?",
+                            (f"{status} on re-check: {tail}", job))
+        print(f"  {status:8s} {old} → {new}", flush=True)
 
 
 def _key(diff: str | None) -> tuple[str, str]:
@@ -228,8 +260,7 @@ def _key(diff: str | None) -> tuple[str, str]:
             next((ln[1:].strip() for ln in lines if ln.startswith("+")), ""))
 
 
-def run_module(module: str, copy: Path, per_module: int, seed: int, timeout: float,
-               only_jobs: set[str] | None = None) -> None:
+def run_module(module: str, copy: Path, per_module: int, seed: int, timeout: float) -> None:
     from cosmic_ray.commands.init import _all_work_items
     from cosmic_ray.mutating import use_mutation
     from cosmic_ray.plugins import get_operator
@@ -254,7 +285,7 @@ def run_module(module: str, copy: Path, per_module: int, seed: int, timeout: flo
             kept = [w for w in every if _kept_operator(w.mutations[0].operator_name)]
             db.add_work_items(_sample(kept, per_module, seed))
             (DB_DIR / (db_path.stem + ".generated")).write_text(f"{len(every)} {len(kept)}\n")
-        pending = [w for w in db.pending_work_items if only_jobs is None or w.job_id in only_jobs]
+        pending = list(db.pending_work_items)
         print(f"{module}: {db.num_work_items} sampled, {len(pending)} to run", flush=True)
         os.chdir(copy)
         for i, item in enumerate(pending, 1):
@@ -390,7 +421,7 @@ def main() -> int:
     ap.add_argument("--note", default="", help="a sentence recorded under the table (what was or was not run, why)")
     ap.add_argument("--fresh", action="store_true", help="discard the modules' dbs and sample again")
     ap.add_argument("--rerun-survivors", action="store_true",
-                    help="run the sampled survivors again (after adding tests for them); kills stay recorded")
+                    help="re-check the recorded survivors from their diffs (after adding tests for them)")
     args = ap.parse_args()
     modules = list(MODULES)
     if args.only:
@@ -413,13 +444,10 @@ def main() -> int:
                 if args.fresh:
                     for f in DB_DIR.glob(module.replace("/", "__") + ".*"):
                         f.unlink()
-                only = None
-                if args.rerun_survivors:  # only those: a partly run module's other mutants stay pending
-                    only = set(forget_survivors(module))
-                    print(f"{module}: {len(only)} survivors to run again", flush=True)
-                    if not only:
-                        continue
-                run_module(module, copy, args.per_module, args.seed, args.timeout, only)
+                if args.rerun_survivors:
+                    recheck_survivors(module, copy, args.timeout)
+                    continue
+                run_module(module, copy, args.per_module, args.seed, args.timeout)
     write_section(list(MODULES), args.note)
     print(f"written to {DOC}")
     return 0
