@@ -89,6 +89,8 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("def make_unlearn_data(splits: Splits, spec: ForgetSpec | str) -> UnlearnData:",
          "def make_unlearn_data(splits: Splits, spec: ForgetSpec ^ str) -> UnlearnData:"):
             "an annotation: never evaluated under `from __future__ import annotations`",
+        ('line = line.split("#", 1)[0].strip()', 'line = line.split("#", 2)[0].strip()'):
+            "the text before the first '#' is the same whatever the split limit",
     },
     "unlearn/masks.py": {
         ("batch_size: int = 256,", "batch_size: int = 255,"):
