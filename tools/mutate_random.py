@@ -91,6 +91,10 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "an annotation: never evaluated under `from __future__ import annotations`",
         ('line = line.split("#", 1)[0].strip()', 'line = line.split("#", 2)[0].strip()'):
             "the text before the first '#' is the same whatever the split limit",
+        ("forget: str | ForgetSpec | None = None,", "forget: str | ForgetSpec ^ None = None,"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
+        ("def to(self, device: torch.device | str) -> UnlearnData:", "def to(self, device: torch.device ^ str) -> UnlearnData:"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
     },
     "unlearn/masks.py": {
         ("batch_size: int = 256,", "batch_size: int = 255,"):

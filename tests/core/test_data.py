@@ -80,7 +80,7 @@ def test_subclass_spec_on_synthetic():
     assert ((data.retain.y == 2) & (data.retain.sub == 4)).any()  # the sibling subclass stays
     assert (data.test_forgotten.sub == 5).all() and not (data.test_retained.sub == 5).any()
     for parent in (0, 1, 3, 4):  # sub 5 belongs to class 2: every other class, below and above, is wrong
-        with pytest.raises(DataError, match="does not belong"):
+        with pytest.raises(DataError, match=f"Subclass '5' does not belong to class '{parent}'"):
             make_unlearn_data(splits, f"subclass:{parent}/5")
     with pytest.raises(DataError, match="no subclass labels"):
         prepare("digits", "subclass:1/2")
