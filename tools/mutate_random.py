@@ -91,6 +91,8 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "an annotation: never evaluated under `from __future__ import annotations`",
         ('line = line.split("#", 1)[0].strip()', 'line = line.split("#", 2)[0].strip()'):
             "the text before the first '#' is the same whatever the split limit",
+        ("dup = next(i for i in wanted if wanted.count(i) > 1)", "dup = next(i for i in wanted if wanted.count(i) != 1)"):
+            "every i drawn from `wanted` occurs at least once there, so count != 1 is count > 1",
         ("forget: str | ForgetSpec | None = None,", "forget: str | ForgetSpec ^ None = None,"):
             "an annotation: never evaluated under `from __future__ import annotations`",
         ("def to(self, device: torch.device | str) -> UnlearnData:", "def to(self, device: torch.device ^ str) -> UnlearnData:"):
