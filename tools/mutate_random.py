@@ -110,6 +110,8 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "the count in a log.info line only",
     },
     "unlearn/random_label.py": {
+        ('if getattr(config, "mask_mode", "exact") == "gradient":', 'if getattr(config, "mask_mode", "exact") >= "gradient":'):
+            "mask_mode is validated to 'exact' or 'gradient', and 'exact' < 'gradient': >= is == on them",
         **{("seed: int = 0", f"seed: int = {v}"):
            "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
         **{('description=f"{description} {epoch + 1}/{config.epochs}")',
