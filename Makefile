@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-deep install lint clean mutate mutate-random
+.PHONY: demo test test-deep install lint clean mutate fuzz mutate-random
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,17 @@ test: lint
 # Long property runs, coverage simulations and fuzzing (minutes to an hour; not in CI).
 test-deep: lint
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q --deep --timeout=3600 $(PYTEST_ARGS)
+
+# Fuzzing the input boundary (tests/test_fuzz.py) with many more cases than `make test` runs:
+# FUZZ_EXAMPLES per test (12 tests), fresh random inputs; prints the Markdown table that
+# docs/boundary.md records (cases, refused, reached the work, failed). Hours on 2 busy cores.
+FUZZ_EXAMPLES ?= 1700
+FUZZ_STATS    ?= $(or $(TMPDIR),/tmp)/unlearnbench-fuzz-stats.tsv
+fuzz: $(STAMP)
+	rm -f $(FUZZ_STATS)
+	HYPOTHESIS_PROFILE=deep FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STATS=$(FUZZ_STATS) \
+		$(PY) -m pytest -q --timeout=0 tests/test_fuzz.py; status=$$?; \
+		$(PY) tools/fuzz_summary.py $(FUZZ_STATS); exit $$status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check unlearnbench tests benchmarks

@@ -31,7 +31,7 @@ CASES = {
     "unlearnbench ls": [PY, "-m", "unlearnbench", "ls"],
     "unlearnbench train --help": [PY, "-m", "unlearnbench", "train", "--help"],
     "unlearnbench train --bogus (usage error)": [PY, "-m", "unlearnbench", "train", "--bogus"],
-    "unlearnbench --show-completion bash": [PY, "-m", "unlearnbench", "--show-completion", "bash"],
+    "unlearnbench --show-completion": [PY, "-m", "unlearnbench", "--show-completion"],
 }
 
 

@@ -28,6 +28,26 @@ settings.register_profile("deep", max_examples=1000, deadline=None, print_blob=T
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# Every CLI run of the suite (in-process or a subprocess, which inherits the environment) writes the
+# traceback of an escaping exception here; a test after which a new file appears fails, so an
+# internal error (exit 70) is never mistaken for a refused input, whatever the test asserted.
+_CRASH_DIR = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"unlearnbench-test-crashes-{os.getpid()}")
+os.environ["UNLEARNBENCH_CRASH_DIR"] = _CRASH_DIR
+
+
+@pytest.fixture(autouse=True)
+def _no_internal_errors(request):
+    before = set(os.listdir(_CRASH_DIR)) if os.path.isdir(_CRASH_DIR) else set()
+    yield
+    if request.node.get_closest_marker("internal_error"):
+        return  # a test of the last line of defence itself
+    new = sorted(set(os.listdir(_CRASH_DIR)) - before) if os.path.isdir(_CRASH_DIR) else []
+    if new:
+        with open(os.path.join(_CRASH_DIR, new[0]), encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        pytest.fail(f"a CLI run ended in an internal error (exit 70); traceback {new[0]}:\n{text}", pytrace=False)
+
+
 def pytest_addoption(parser):
     parser.addoption("--deep", action="store_true", help="also run tests marked `deep` (make test-deep)")
 

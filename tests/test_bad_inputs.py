@@ -33,12 +33,26 @@ def work(tmp_path_factory):
     save_checkpoint(folder / "orig.pt", orig.model, orig.meta)
     ret = train_model("digits", "cnn", cfg, exclude="class:3")
     save_checkpoint(folder / "retrain.pt", ret.model, ret.meta)
+    import torch
+
+    payload = torch.load(folder / "orig.pt", weights_only=True)
+    first = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][first] = torch.full_like(payload["state_dict"][first], float("nan"))
+    torch.save(payload, folder / "nan.pt")  # what a diverged run would have left
+    torch.save({first: payload["state_dict"][first]}, folder / "nan-weights.pt")
+    payload["meta"]["num_classes"] = "ten"
+    payload["state_dict"][first].fill_(0.0)
+    torch.save(payload, folder / "badmeta.pt")
     (folder / "afile").write_text("a plain file\n")
     (folder / "adir").mkdir()
     (folder / "empty.json").write_text("{}")
     (folder / "list.json").write_text(json.dumps([1, 2, 3]))
     (folder / "cfg.yaml").write_text("epochs: 1\n")
     (folder / "req.txt").write_text("0\n5\n")
+    (folder / "req16.txt").write_text("0\n5\n", encoding="utf-16")
+    (folder / "utf16.yaml").write_text("epochs: 1\n", encoding="utf-16")
+    (folder / "binary.yaml").write_bytes(bytes(range(256)))
+    (folder / "dup.yaml").write_text("epochs: 1\nlr: 0.1\nepochs: 2\n")
     os.mkfifo(folder / "fifo")  # writing there would block, and replacing it would remove someone's pipe
     from unlearnbench.study import EXAMPLES_DIR
 
@@ -117,6 +131,29 @@ CASES = [
     ("train-out-name-too-long", [*TRAIN, "-o", "n" * 300 + ".pt"], "longer than"),
     ("train-out-is-a-fifo", [*TRAIN, "-o", "fifo"], "is a FIFO"),
     ("attack-save-adv-is-a-fifo", [*ATTACK, "--save-adv", "fifo"], "is a FIFO"),
+    # weights that are not a model: NaN/inf, not a checkpoint at all, metadata of the wrong type
+    ("attack-nan-checkpoint", ["attack", "pgd", "-c", "nan.pt", "--split", "test", "--n", "8", *NT], "non-finite"),
+    ("evaluate-nan-checkpoint", ["evaluate", "-c", "nan.pt", *NT], "non-finite"),
+    ("evaluate-nan-reference", [*EVAL, "--forget", "class:3", "-r", "nan.pt"], "non-finite"),
+    ("unlearn-nan-checkpoint", ["unlearn", "finetune", "-c", "nan.pt", "-f", "class:3", "-o", "u.pt", *NT], "non-finite"),
+    ("import-nan-weights", ["import", "--model", "cnn", "--weights", "nan-weights.pt", "--dataset", "digits",
+                            "-o", "i.pt", "-q"], "non-finite"),
+    ("attack-text-file-as-checkpoint", ["attack", "pgd", "-c", "afile", "--split", "test", *NT], "not an unlearnbench"),
+    ("evaluate-bad-metadata", ["evaluate", "-c", "badmeta.pt", *NT], "bad num_classes"),
+    ("train-device-meta", [*TRAIN, "--device", "meta", "-o", "x.pt"], "meta"),
+    # text files that are not UTF-8, YAML 1.1 surprises, duplicate keys, seeds beyond 64 bits
+    ("train-config-utf16", [*TRAIN, "--config", "utf16.yaml", "-o", "x.pt"], "UTF-16"),
+    ("train-config-binary", [*TRAIN, "--config", "binary.yaml", "-o", "x.pt"], "not UTF-8"),
+    ("train-config-duplicate-key", [*TRAIN, "--config", "dup.yaml", "-o", "x.pt"], "appears twice"),
+    ("unlearn-indices-utf16", ["unlearn", "finetune", "-c", "orig.pt", "-f", "indices:req16.txt", "-o", "u.pt", *NT],
+     "UTF-16"),
+    ("benchmark-study-binary", ["benchmark", "binary.yaml", "-q"], "not UTF-8"),
+    ("train-set-base60", [*TRAIN, "--set", "batch_size=1:10", "-o", "x.pt"], "expected int"),
+    ("train-set-yes", [*TRAIN, "--set", "compile=yes", "-o", "x.pt"], "expected true or false"),
+    ("train-set-contradicts-option", [*TRAIN, "--set", "epochs=3", "-o", "x.pt"], "contradicts --epochs 1"),
+    ("train-seed-beyond-63-bits", [*TRAIN, "--seed", str(2**63), "-o", "x.pt"], "[0, 2^63)"),
+    ("benchmark-seed-beyond-63-bits", ["benchmark", "study.yaml", "--set", f"seeds=0,{2**64}", "-q"], "[0, 2^63)"),
+    ("evaluate-rte-negative", [*EVAL, "--rte-seconds", "-5"], "zero or more"),
     # references and configs that are not what they claim to be
     ("evaluate-reference-json-not-a-report", [*EVAL, "--forget", "class:3", "-r", "empty.json"], "not an unlearnbench report"),
     ("evaluate-reference-json-a-list", [*EVAL, "--forget", "class:3", "-r", "list.json"], "not an unlearnbench report"),

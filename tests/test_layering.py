@@ -55,6 +55,9 @@ def test_the_contracts_hold_on_this_tree():
     ("eval/tracking.py", "def _cli():\n    import unlearnbench.commands._common\n", "never imports the command line"),
     # the cycle this layout broke: the types importing the splits built on them
     ("core/data/types.py", "def _up():\n    from unlearnbench.core.data import splits\n", "No import cycles"),
+    # a command calling the library past the API (doctor is clean: it calls api.doctor_checks)
+    ("commands/doctor.py", "def _past():\n    from unlearnbench.eval.tracking import resolve_uri\n",
+     "only through the API"),
 ])
 def test_a_deliberate_violation_breaks_a_contract(tree_copy, path, line, contract):
     root = tree_copy(path.replace("/", "_").replace(".", "_"))

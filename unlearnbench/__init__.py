@@ -27,6 +27,10 @@ _LAZY = {
     "load_model": ("unlearnbench.api", "load_model"),
     "log_report": ("unlearnbench.api", "log_report"),
     "with_normalization": ("unlearnbench.core.models", "with_normalization"),
+    # generation (conditional DDPMs, docs/generation.md)
+    "sample": ("unlearnbench.core.diffusion", "sample"),
+    "train_generator": ("unlearnbench.core.jobs", "train_generator"),
+    "evaluate_generation": ("unlearnbench.eval.generation", "evaluate_generation"),
     # The unlearn sub-package is callable: unlearnbench.unlearn("salun", model, data).
     "unlearn": ("unlearnbench.unlearn", None),
 }

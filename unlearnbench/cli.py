@@ -14,6 +14,7 @@ import unlearnbench
 from unlearnbench.commands import attack as _attack  # noqa: F401
 from unlearnbench.commands import doctor as _doctor  # noqa: F401  (registers doctor)
 from unlearnbench.commands import evaluate as _evaluate  # noqa: F401
+from unlearnbench.commands import generate as _generate  # noqa: F401  (registers sample)
 from unlearnbench.commands import import_ as _import  # noqa: F401  (registers import)
 from unlearnbench.commands import report as _report  # noqa: F401  (registers report)
 from unlearnbench.commands import schedule as _schedule  # noqa: F401  (registers schedule)
@@ -87,7 +88,9 @@ def main() -> None:
     import sys
 
     from unlearnbench._malloc import print_only, reexec_if_needed
+    from unlearnbench.core.cpus import default_threads_env
 
+    default_threads_env()
     if not print_only(sys.argv):
         reexec_if_needed()
     app()

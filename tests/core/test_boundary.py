@@ -181,3 +181,36 @@ def test_a_read_only_existing_output_is_refused(tmp_path):
     os.chmod(tmp_path / "ro", 0o444)
     with pytest.raises(OutputError, match="read-only"):
         check_output(tmp_path / "ro")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def test_models_without_weight_values_or_with_nan_weights_are_refused():
+    import torch
+
+    from unlearnbench.core.errors import ModelError
+    from unlearnbench.core.models import check_model_fits, create_model
+
+    with torch.device("meta"):
+        meta = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with pytest.raises(ModelError, match="meta device"):
+        check_model_fits(meta, 1, 8, 8, 10)
+    model = create_model("mlp", 10, 1, 8)
+    check_model_fits(model, 1, 8, 8, 10)
+    with torch.no_grad():
+        next(model.parameters())[0, 0] = float("inf")
+    with pytest.raises(ModelError, match="non-finite weights .* in 1 tensor"):
+        check_model_fits(model, 1, 8, 8, 10)
+
+
+def test_read_text_of_a_fifo_without_writer_does_not_hang_and_process_substitution_works(tmp_path):
+    os.mkfifo(tmp_path / "p")
+    assert read_text(tmp_path / "p") == ""  # nobody writes: empty at once, not a hang
+    r, w = os.pipe()  # what `--config <(cat c.yaml)` hands over: /dev/fd/N, a pipe with a writer
+    os.write(w, b"epochs: 1\n")
+    os.close(w)
+    try:
+        assert read_text(f"/dev/fd/{r}") == "epochs: 1\n"
+    finally:
+        os.close(r)

@@ -164,3 +164,25 @@ def test_saved_adversarial_images_are_the_ones_judged(cnn, digits_splits, tmp_pa
     delta = (raw - x).flatten(1).abs().max(1)[0]
     inside = (delta <= threat.eps) & (raw.flatten(1).min(1)[0] >= 0) & (raw.flatten(1).max(1)[0] <= 1)
     assert torch.equal(saved["x_adv"][inside], raw[inside])
+
+
+def test_reference_batch_and_seed_facts_the_docs_rely_on(monkeypatch):
+    """Issue #23: 250 is the reference's default ``bs`` (not a RobustBench constant), and without a
+    seed the reference seeds every batch from the clock, so parity needs a fixed seed and bs 250."""
+    import inspect
+    import time
+    from pathlib import Path
+
+    from pyautoattack import AutoAttack
+
+    from unlearnbench.robust.threat import AutoAttackConfig
+
+    assert inspect.signature(AutoAttack.run_standard_evaluation).parameters["batch_size"].default == 250
+    assert AutoAttackConfig().chunk == 250
+    ref = AutoAttack(torch.nn.Identity(), eps=0.1)
+    monkeypatch.setattr(time, "time", lambda: 1234.5)
+    assert ref.seed is None and ref.get_seed() == 1234.5  # the clock, when no seed is given
+    assert AutoAttack(torch.nn.Identity(), eps=0.1, seed=7).get_seed() == 7
+    doc = " ".join((Path(__file__).parents[2] / "docs" / "robustness.md").read_text().split())
+    assert "not a RobustBench constant" in doc and "from the clock" in doc
+    assert "reference's batch size in its scripts and in RobustBench" not in doc

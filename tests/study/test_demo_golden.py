@@ -29,9 +29,10 @@ GOLDEN = Path(__file__).with_name("golden") / "demo_summary.json"
 
 
 def point_values(summary: dict) -> dict[str, dict[str, float]]:
-    """Row key -> metric -> mean, leaving out run times (not results)."""
+    """Row key -> metric -> mean, leaving out run times (time/*, rte_seconds, train/epoch_seconds:
+    not results)."""
     return {f"{r['forget']}|{r['label']}|{r['variant']}": {
-        k: v["mean"] for k, v in r["values"].items() if not k.startswith("time/") and k != "rte_seconds"}
+        k: v["mean"] for k, v in r["values"].items() if not k.startswith("time/") and not k.endswith("_seconds")}
         for r in summary["rows"]}
 
 

@@ -16,10 +16,10 @@ from unlearn_helpers import FAST, recording, with_raising_retain
 
 from unlearnbench.core.errors import ConfigError, UnknownNameError
 from unlearnbench.unlearn import METHODS, build_config, run
-from unlearnbench.unlearn.base import GuardedSet, UndeclaredReadError, declared_reads, guarded_view
+from unlearnbench.unlearn.base import GuardedSet, UndeclaredReadError, declared_reads, guarded_view, methods_for
 from unlearnbench.unlearn.prune import conv_weights
 
-METHOD_NAMES = METHODS.names()
+METHOD_NAMES = methods_for("classification")  # generation methods: test_generation_contract.py
 
 
 def _state(model):

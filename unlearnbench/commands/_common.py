@@ -39,23 +39,133 @@ class _OneLineErrors(TyperGroup):
              standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        from unlearnbench._stdio import Watched, ensure_streams
+
+        ensure_streams()
+        saved = sys.stdout
+        sys.stdout = Watched(saved)  # type: ignore[assignment]
+        try:
+            try:
+                code = self._one_line_main(args, prog_name, complete_var, **extra)
+            except SystemExit as exc:  # a command's own sys.exit
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            code = finish_stdout(code)
+        finally:
+            sys.stdout = saved
+        sys.exit(code)
+
+    def _one_line_main(self, args: Any, prog_name: str | None, complete_var: str | None, **extra: Any) -> int:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_exceptions.NoArgsIsHelpError as exc:
             typer.echo(exc.format_message(), err=True)
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         except click_exceptions.UsageError as exc:
             where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx is not None else ""
             message = exc.format_message().rstrip(".")
             err_console.print(f"[bold red]Error:[/] {message}{where}.", highlight=False, soft_wrap=True, markup=True)
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         except click_exceptions.ClickException as exc:
             err_console.print(f"[bold red]Error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         except typer.Abort:
             err_console.print("Aborted.")
-            sys.exit(1)
-        sys.exit(rv if isinstance(rv, int) else 0)
+            return 1
+        except Exception as exc:  # the last line of defence: see internal_error
+            stdout_code = stdout_failure(exc)
+            return stdout_code if stdout_code is not None else internal_error(exc)
+        return rv if isinstance(rv, int) else 0
+
+
+# The exit status of an exception that escaped a command: EX_SOFTWARE from sysexits.h, "an internal
+# software error". The test suite fails any run that ends with it (tests/conftest.py).
+EXIT_INTERNAL = 70
+# A reader that closed the pipe early (`unlearnbench ls | head -1`): what the shell reports for a
+# tool that SIGPIPE ended, 128 + 13, and nothing on stderr.
+EXIT_BROKEN_PIPE = 141
+
+
+def internal_error(exc: BaseException) -> int:
+    """One line on stderr — ``internal error (a bug in unlearnbench): TYPE: message — full traceback in
+    FILE`` — with the traceback in a file (``$UNLEARNBENCH_CRASH_DIR``, else the temp folder)."""
+    import datetime
+    import os
+    import tempfile
+    import traceback
+
+    folder = os.environ.get("UNLEARNBENCH_CRASH_DIR") or tempfile.gettempdir()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    where = "(not written)"
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, where = tempfile.mkstemp(dir=folder, prefix=f"unlearnbench-crash-{stamp}-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(f"argv: {sys.argv!r}\n\n{text}")
+    except OSError:
+        sys.stderr.write(text)  # no file to point at: the traceback itself is the only record
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    line = f"internal error (a bug in unlearnbench): {type(exc).__name__}: {first} — full traceback in {where}"
+    try:
+        err_console.print(line, highlight=False, soft_wrap=True, markup=False)
+    except Exception:  # noqa: BLE001 - a broken stderr must not hide the exit status
+        pass
+    return EXIT_INTERNAL
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's final flush of unwritten output cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test runner's buffer)
+        pass
+
+
+def stdout_failure(exc: BaseException) -> int | None:
+    """The exit status for an exception that is standard output failing (closed pipe, full disk),
+    None for any other exception."""
+    failure = getattr(sys.stdout, "failure", None)
+    if failure is None or not isinstance(exc, OSError):
+        return None
+    return _report_stdout(failure)
+
+
+def _report_stdout(exc: OSError) -> int:
+    _silence_stdout()
+    if _broken_pipe(exc):
+        return EXIT_BROKEN_PIPE
+    try:
+        err_console.print(f"Error: cannot write to standard output ({exc.strerror or type(exc).__name__}); "
+                          "the output is incomplete.", highlight=False, soft_wrap=True, markup=False)
+    except Exception:  # noqa: BLE001
+        pass
+    return 1
+
+
+def finish_stdout(code: int) -> int:
+    """Flush standard output now, while a failure can still be said in one line and change the
+    exit status (a full disk behind ``> file`` shows only at the final flush)."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        return _report_stdout(exc)
+    except ValueError:  # closed by the caller
+        return code
+    # A failure a command (or click, which exits 1 on EPIPE) caught and went on after.
+    failure = getattr(sys.stdout, "failure", None)
+    if failure is not None and (code == 0 or _broken_pipe(failure)):
+        return _report_stdout(failure)
+    return code
+
+
+def _broken_pipe(exc: OSError) -> bool:
+    import errno
+
+    return isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE
 
 
 app = typer.Typer(
@@ -171,13 +281,26 @@ def handle_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         # Typer parses "nan" and "inf" as floats; no option of ours means anything by them.
+        from unlearnbench.core.boundary import check_named
+
         for key, value in kwargs.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise fail(f"--{key.replace('_', '-')} must be a finite number, not {value}.")
         try:
+            for key, value in kwargs.items():  # seeds, devices, run times: checked where they enter
+                check_named(key, value, f"--{key.replace('_', '-')}")
             return fn(*args, **kwargs)
         except UserError as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:
+            # A file the user named that the system will not let us use (a name too long, a
+            # symlink loop, no permission): their environment, not a bug; stdout failures and
+            # errors without a file name go on to the last line of defence.
+            if exc.filename is None or getattr(sys.stdout, "failure", None) is not None:
+                raise
+            name = str(exc.filename)
+            raise fail(f"Cannot use {name[:80]!r}{'…' if len(name) > 80 else ''}: "
+                       f"{exc.strerror or type(exc).__name__}.") from None
         except KeyboardInterrupt:
             err_console.print("Interrupted.")
             raise typer.Exit(130) from None
@@ -192,6 +315,12 @@ def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: tuple[Path | 
     (``store``: the --tracking-uri of a command that tracks, None for the default; False: none)."""
     from unlearnbench.core.boundary import declare
 
+    if any(isinstance(s, str) for s in specs):
+        from unlearnbench.core.data.splits import parse_forget_spec
+
+        for spec in specs:  # an empty --exclude '' must not quietly train an original (parsed ones are checked)
+            if isinstance(spec, str):
+                parse_forget_spec(spec)
     extra: list[Path] = []
     if store is not False:
         from unlearnbench.eval.tracking import resolve_uri, sqlite_file
@@ -218,9 +347,17 @@ class _Once(logging.Filter):
         return True
 
 
-def setup_output(quiet: bool, verbose: bool = False) -> None:
+def setup_output(quiet: bool, verbose: bool = False, threads: int | None = None) -> None:
     """Progress on stderr unless ``quiet`` (never results: those go to stdout regardless);
-    library warnings, both ``logging`` and ``warnings``, shown once each."""
+    library warnings, both ``logging`` and ``warnings``, shown once each; ``threads``: the
+    intra-op thread count (--threads; without it the default set at start-up, see
+    ``core.cpus.default_threads_env``)."""
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1; got {threads}.")
+        torch.set_num_threads(threads)
     progress.set_enabled(not quiet)
     level = logging.DEBUG if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
@@ -248,13 +385,60 @@ def _once_per_message() -> None:
 
 
 def build_config(cls: type[C], config_file: Path | None, sets: list[str] | None, base: dict | None = None, **cli: Any) -> C:
-    """Precedence: recipe/preset ``base`` < YAML file < ``--set`` < explicit CLI options."""
+    """Precedence: recipe/preset ``base`` < option defaults < YAML file < ``--set`` < explicit options.
+
+    An option left at its default does not override ``--set`` or the file (``--set device=cpu``
+    beats the default ``--device auto``); a ``--set key=…`` that contradicts an option given on
+    the command line is refused rather than silently losing to it.
+    """
+    given = _explicit_options()
     data: dict[str, Any] = dict(base or {})
+    data.update({k: v for k, v in cli.items() if v is not None and k not in given})
     if config_file is not None:
         data.update(load_yaml(config_file))
-    data.update(parse_overrides(sets or []))
-    data.update({k: v for k, v in cli.items() if v is not None})
+    overrides = parse_overrides(sets or [])
+    data.update(overrides)
+    for key, value in cli.items():
+        if value is None or key not in given:
+            continue
+        if key in overrides:
+            import typing
+
+            from unlearnbench.core.config import _coerce
+
+            hint = typing.get_type_hints(cls).get(key, Any)
+            if _coerce(value, hint, key) != _coerce(overrides[key], hint, key):
+                option = given[key]
+                raise UserError(f"--set {key}={overrides[key]} contradicts {option} {value}; give one of them.")
+        data[key] = value
     return from_dict(cls, data)
+
+
+def _explicit_options() -> dict[str, str]:
+    """Parameter name → option spelling of the options given on this command line (or in the
+    environment); outside a CLI call every option counts as given (the old precedence)."""
+    try:
+        from typer._click.core import ParameterSource
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - a typer on the real click
+        from click.core import ParameterSource, get_current_context  # type: ignore[no-redef]
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return _AllGiven()
+    out = {}
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None):
+            out[param.name] = (param.opts or [param.name])[0]
+    return out
+
+
+class _AllGiven(dict):
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str:
+        return f"--{key.replace('_', '-')}"
 
 
 # Reusable option declarations keep flags spelled the same across commands.
@@ -268,6 +452,9 @@ NoTrackOpt = typer.Option(False, "--no-track", help="Do not log to MLflow.")
 LogModelOpt = typer.Option(False, "--log-model", help="Also log the model as an MLflow PyTorch model (signature, input example).")
 SystemMetricsOpt = typer.Option(False, "--system-metrics", help="Sample CPU, GPU and memory use into the MLflow run (MLflow's sampler).")
 ConfigOpt = typer.Option(None, "--config", help="YAML file of config keys.")
+ThreadsOpt = typer.Option(
+    None, "--threads", help="Intra-op CPU threads (default: the CPUs this process may use: its affinity and "
+    "cgroup quota, or OMP_NUM_THREADS when set). It changes CPU results in the last bits.")
 SetOpt = typer.Option(None, "--set", help="Override one config key: --set lr=0.01 (repeatable).")
 
 # Which data a run uses, and the protocol checks' overrides (see unlearnbench.core.protocol).

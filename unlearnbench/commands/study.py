@@ -67,6 +67,16 @@ def load(study: str, sets: list[str] | None, **cli: Any):
 
         raise ConfigError(f"Study {study!r} is neither a file nor a shipped example; examples: {', '.join(examples())}.")
     data = _merge(load_yaml(path), _overrides(sets))
+    if isinstance(data, dict) and data.get("task") == "generation":  # the study file declares its task
+        from unlearnbench.study.generation import gen_study_from_dict
+
+        gen_cli = {k: cli.get(k) for k in ("experiment", "device")}
+        unsupported = [k for k in ("subset", "per_class") if cli.get(k) is not None]
+        if unsupported:
+            from unlearnbench.core.errors import ConfigError
+
+            raise ConfigError(f"--{unsupported[0].replace('_', '-')} does not apply to a generation study.")
+        return gen_study_from_dict(data, **gen_cli), path
     return study_from_dict(data, **cli), path
 
 
@@ -126,6 +136,54 @@ def exit_if_failed(result) -> None:
         raise typer.Exit(1)
 
 
+def run_generation(cfg, *, tracking_uri: str | None, work_dir: Path, data_root: Path | None, download: bool,
+                   quiet: bool, json_out: Path | None, out_dir: Path = Path("reports")) -> None:
+    """A generation study (``task: generation``): run it, write and log its report, print its table."""
+    from rich.table import Table
+
+    from unlearnbench.core.data import DataSource
+    from unlearnbench.reports.generation import HEAD, _cells, _rows, log_report, write_gen_report
+    from unlearnbench.study.generation import run_gen_study
+
+    check_outputs(("--reports", out_dir / cfg.name, True))
+    source = DataSource.from_env(data_root, download)
+    result = run_gen_study(cfg, tracking_uri=tracking_uri, work_dir=work_dir, source=source,
+                           on_event=(None if quiet else lambda text: err_console.print(text, highlight=False)))
+    md, page = write_gen_report(result, cfg, out_dir / cfg.name)
+    log_report(result, md, page)
+    to_stdout = json_out is not None and str(json_out) == "-"
+    out = err_console if to_stdout else console
+    tables = {}
+    for spec in cfg.forget:
+        table = Table(title=f"{cfg.name}: forget {spec} (FID features: {result.rows[0].report.meta['extractor'] if result.rows else '-'})",
+                      title_justify="left")
+        for h in HEAD:
+            table.add_column(h)
+        lines = _rows(result, spec)
+        for line in lines:
+            table.add_row(*_cells(line))
+        tables[spec] = [dict(zip(HEAD, _cells(line), strict=True)) for line in lines]
+        if not to_stdout:
+            console.print(table)
+    out.print(f"Study {result.study}: {len(result.rows)} of {result.total} run(s) evaluated, {len(result.failures)} failed, "
+              f"{result.seconds:.0f} s; experiment {result.experiment!r}, parent run {result.parent_run_id}.\n"
+              f"Report: {page} (and {md})", highlight=False, soft_wrap=True)
+    for key, error in result.failures:
+        out.print(f"failed {key}: {error}", highlight=False, soft_wrap=True, markup=False)
+    if json_out is not None:
+        data = {"study": result.study, "task": "generation", "experiment": result.experiment,
+                "parent_run_id": result.parent_run_id, "classifier": result.classifier, "tables": tables,
+                "failures": [{"run_key": k, "error": e} for k, e in result.failures], "report": str(page)}
+        if to_stdout:
+            print_json(data)
+        else:
+            from unlearnbench.reports.render import write_text_atomic
+
+            write_text_atomic(json_out, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+    if result.failures:
+        raise typer.Exit(1)
+
+
 @app.command()
 @handle_errors
 def benchmark(
@@ -161,6 +219,13 @@ def benchmark(
     cfg, path = load(study, set_, experiment=experiment, device=device, subset=subset, per_class=per_class)
     json_file = None if json_out is None or str(json_out) == "-" else json_out
     check_outputs(("--json", json_file, False), ("--work-dir", work_dir, True), inputs=(path,), store=tracking_uri)
+    if getattr(cfg, "task", "classification") == "generation":  # the study file declares its task
+        if executor != "local" or new:
+            raise ConfigError("A generation study runs in-process and re-evaluates on every run (its trained models "
+                              "are cached); drop --executor ray / --new.")
+        run_generation(cfg, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root, download=download,
+                       quiet=quiet, json_out=json_out)
+        return
     from unlearnbench.eval import tracking
 
     tracking.enable_system_metrics(system_metrics)  # sampled on the study's parent run
@@ -182,6 +247,8 @@ def demo(
     set_: list[str] | None = SetOpt,
     tracking_uri: str | None = TrackingOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = typer.Option(None, "--threads", help="Intra-op CPU threads of every job (default 1: "
+                                       "the demo's jobs are tiny)."),
 ) -> None:
     """The whole pipeline on the embedded digits data, in a few minutes on a laptop CPU: train the
     original, retrain the reference, unlearn class 3 with salun, l1_sparse, scar, finetune and
@@ -195,7 +262,8 @@ def demo(
     cfg, path = load("demo", set_)
     uri = tracking.resolve_uri(tracking_uri)
     check_outputs(("--out", out, True), ("--work-dir", work_dir, True), store=uri)
-    study = run_and_summarize(cfg, path, executor=executor, ray_address=None, cpus=1.0, gpus=0.0, tracking_uri=uri,
+    study = run_and_summarize(cfg, path, executor=executor, ray_address=None, cpus=1.0, gpus=0.0, threads=threads,
+                              tracking_uri=uri,
                       work_dir=work_dir, data_root=None, download=False, new=new, quiet=quiet)
     result = build_report(cfg.experiment_name, out, tracking_uri=uri, log_to_mlflow=True)
     print_report_result(result, show_table=False)

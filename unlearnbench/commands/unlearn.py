@@ -23,6 +23,7 @@ from unlearnbench.commands._common import (
     SetOpt,
     SubsetOpt,
     SystemMetricsOpt,
+    ThreadsOpt,
     TrackingOpt,
     app,
     check_outputs,
@@ -72,9 +73,10 @@ def unlearn(
     log_model: bool = LogModelOpt,
     system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench import api
     from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
     from unlearnbench.core.data import parse_forget_spec
@@ -105,9 +107,15 @@ def unlearn(
     check_outputs(("--out", out, False), inputs=(checkpoint, reference, config), specs=(spec,),
                   store=False if no_track else tracking_uri)
     ckpt = load_checkpoint(checkpoint)
+    from unlearnbench.unlearn.base import method_task
+
+    ckpt.require_task(method_task(method), f"method {method}")
+    if ckpt.task != "classification":
+        raise ConfigError("The unlearn command evaluates classifiers; unlearn a generation model in a generation study "
+                          "(unlearnbench benchmark digits-generation) or with unlearnbench.unlearn() from Python.")
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     request = api.check_unlearn(ckpt, method, spec, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
-                                dataset=dataset)
+                                dataset=dataset, preset=preset)
     if preset is not None and p.release:
         console.print(f"Preset {preset} follows {p.release}" + (f"; quirks: {len(p.quirks)} (ls presets {preset})"
                       if p.quirks else ""), style="dim", highlight=False)

@@ -17,7 +17,9 @@ Every refusal is a :class:`~unlearnbench.core.errors.UserError` subclass: one se
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import stat
 import tempfile
 import unicodedata
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearnbench.core.errors import ConfigError, OutputError, UserError
+from unlearnbench.core.errors import ConfigError, InputError, OutputError
 
 # --------------------------------------------------------------------------- values
 
@@ -65,11 +67,77 @@ def check_value(value: str, what: str) -> str:
     return value
 
 
+# --------------------------------------------------------------------------- ranges
+
+# torch.manual_seed takes any 64-bit value, numpy 32 bits and MLflow stores text: [0, 2**63) is the
+# range every consumer of a seed takes without wrapping or failing halfway through a study.
+SEED_LIMIT = 2**63
+# A study runs every method on every seed: a list this long is a typo (a pasted range), not a plan.
+MAX_SEEDS = 1000
+_DEVICE = re.compile(r"^(?:auto|cpu|mps|cuda(?::[0-9]{1,4})?)$")
+
+
+def check_seed(value: object, what: str = "seed") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"{what} must be an integer in [0, 2^63); got {value!r}.")
+
+
+def check_device(value: object, what: str = "device") -> None:
+    """auto, cpu, mps or cuda[:N] — as text, before torch is asked (``meta`` holds no data)."""
+    if not isinstance(value, str) or not _DEVICE.match(value.strip()):
+        hint = (" ('meta' is PyTorch's shape-only device: it holds no weights)" if value == "meta" else "")
+        raise ConfigError(f"{what} {value!r} is not a device this tool runs on{hint}; use auto, cpu or cuda[:N].")
+
+
+def _check_seconds(value: object, what: str) -> None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{what} is a run time and must be a finite number of seconds, zero or more; got {value!r}.")
+
+
+def check_named(key: str, value: object, what: str | None = None) -> None:
+    """Range checks that follow from a value's name, wherever it enters (a config key or an option):
+    ``seed``/``*_seed`` in [0, 2^63), ``seeds`` lists of at most MAX_SEEDS such seeds, ``device``,
+    ``*_seconds`` not negative. None (an option not given) passes."""
+    if value is None:
+        return
+    what = what or key
+    if key == "seed" or key.endswith("_seed"):
+        check_seed(value, what)
+    elif key == "seeds" or key.endswith("_seeds"):
+        seeds = list(value) if isinstance(value, (list, tuple)) else [value]
+        if len(seeds) > MAX_SEEDS:
+            raise ConfigError(f"{what} lists {len(seeds)} seeds; at most {MAX_SEEDS} are accepted.")
+        for s in seeds:
+            check_seed(s, f"every seed in {what}")
+    elif key == "device":
+        check_device(value, what)
+    elif key.endswith("_seconds"):
+        _check_seconds(value, what)
+
+
 # --------------------------------------------------------------------------- text files
 
 
-class InputError(UserError):
-    """An input file cannot be read as what it should be (missing, a folder, not UTF-8 text)."""
+def _read_bytes(path: Path, size: int, *, fifo: bool) -> bytes:
+    """Up to ``size`` bytes. A FIFO is opened without blocking (a FIFO nobody writes to would
+    otherwise hang the command forever) and then read normally: process substitution
+    (``--config <(…)``) still works, and a FIFO without a writer reads as empty."""
+    if not fifo:
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        os.set_blocking(fd, True)
+        chunks, got = [], 0
+        while got < size:
+            chunk = os.read(fd, min(1 << 16, size - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def read_text(path: str | Path, what: str = "File", *, limit: int = 64 << 20) -> str:
@@ -89,8 +157,7 @@ def read_text(path: str | Path, what: str = "File", *, limit: int = 64 << 20) ->
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{what} {str(path)!r} is a folder; give a file.")
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(limit + 1)
+        raw = _read_bytes(path, limit + 1, fifo=stat.S_ISFIFO(st.st_mode))
     except OSError as exc:
         raise InputError(f"{what} {str(path)!r} cannot be read ({exc.strerror or type(exc).__name__}).") from None
     if len(raw) > limit:
@@ -120,6 +187,23 @@ def spec_paths(*specs: Any) -> list[Path]:
         elif getattr(spec, "kind", None) == "indices" and getattr(spec, "path", None):
             out.append(Path(spec.path))
     return out
+
+
+def check_input(path: str | Path, what: str = "Input") -> None:
+    """A path that cannot even be looked at (a name too long, a symlink loop, a folder we may not
+    enter, a control character) is one sentence here; a missing file is left to its reader, which
+    says what kind of file was expected."""
+    text = str(path)
+    check_value(text, f"{what} {text[:60]!r}")
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise InputError(f"{what} {text[:80]!r}{'…' if len(text) > 80 else ''} cannot be read "
+                         f"({exc.strerror or type(exc).__name__}).") from None
+    except ValueError:  # an embedded NUL, caught by check_value already; kept for safety
+        raise InputError(f"{what} {text[:80]!r} is not a valid path.") from None
 
 
 @dataclass(frozen=True)
@@ -180,7 +264,9 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), 
     """
     if isinstance(path, str) and not path.strip():
         raise OutputError(f"{option} is empty; give a path.")
-    path = Path(path).expanduser()
+    # No expanduser: the shell expands ~, and the writer takes the path as given; checking an
+    # expanded path would check another file than the one written (and ~nouser raises).
+    path = Path(path)
     check_value(str(path), f"{option} {str(path)!r}")
     for src in inputs:
         if src is not None and _same(path, Path(src)):
@@ -218,12 +304,17 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), 
     if not ancestor.is_dir():
         raise OutputError(f"{option} {path} cannot be created: {ancestor} is a file, not a folder.")
     try:
+        before = os.stat(ancestor)
         fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".unlearnbench-probe-")
     except OSError as exc:
         raise OutputError(f"{option} {path} cannot be written: {ancestor} is not writable "
                           f"({exc.strerror or type(exc).__name__}).") from None
     os.close(fd)
     os.unlink(probe)
+    try:  # the probe leaves no trace, not even a new modification time on the folder
+        os.utime(ancestor, ns=(before.st_atime_ns, before.st_mtime_ns))
+    except OSError:
+        pass
     if st is not None and not folder and not os.access(path, os.W_OK):
         raise OutputError(f"{option} {path} exists and is read-only; remove it or write elsewhere.")
     return path
@@ -237,14 +328,9 @@ def declare(*, inputs: Iterable[str | Path | None] = (), outputs: Iterable[Outpu
     ``indices:FILE`` is an input too; a parsed spec is not parsed again), ``outputs`` what it writes (:class:`Output` or ``(option, path, folder)``). Besides each
     output's own checks (:func:`check_output`), two outputs may not be one file.
     """
-    specs = list(specs)
-    if any(isinstance(s, str) for s in specs):
-        from unlearnbench.core.data.splits import parse_forget_spec
-
-        for spec in specs:  # an empty --exclude '' must not quietly train an original
-            if isinstance(spec, str):
-                parse_forget_spec(spec)
     ins = [Path(p) for p in inputs if p is not None] + spec_paths(*specs)
+    for path in ins:
+        check_input(path)
     outs = [o if isinstance(o, Output) else Output(*o) for o in outputs]
     outs = [o for o in outs if o.path is not None]
     for o in outs:

@@ -47,6 +47,25 @@ class Checkpoint:
     def _where(self) -> str:
         return str(self.path) if self.path else "(in memory)"
 
+    @property
+    def task(self) -> str:
+        """``classification`` or ``generation``: the metadata's, else the registered model's."""
+        if "task" in self.meta:
+            return str(self.meta["task"])
+        name = str(self.meta["model"])
+        if is_foreign(name) or name not in MODELS:
+            return "classification"
+        return str(MODELS.info(name).get("task", "classification"))
+
+    def require_task(self, task: str, command: str) -> None:
+        """One sentence (exit 2) when a command gets a checkpoint of the other task."""
+        if self.task != task:
+            what = {"generation": "a generation model (a conditional DDPM)", "classification": "a classifier"}
+            raise CheckpointError(
+                f"Checkpoint {self._where()} holds {what.get(self.task, self.task)} ({self.meta['model']}); "
+                f"{command} needs {what.get(task, task)}."
+            )
+
 
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
     """Load ``state_dict`` into ``model`` the way PyTorch does, with a one-sentence error naming
@@ -169,7 +188,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a file that is not a checkpoint fails in torch.load in many ways
+        # (UnpicklingError, RuntimeError, EOFError, BadZipFile, even IndexError on a short text file)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"Checkpoint {str(path)!r} is corrupt or not an unlearnbench checkpoint ({first[:120]})."
@@ -180,10 +200,33 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             "or convert a foreign one with `unlearnbench import`."
         )
     meta = payload.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"Checkpoint {str(path)!r} has no metadata dict; re-create it.")
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise CheckpointError(f"Checkpoint {str(path)!r} lacks metadata {', '.join(missing)}; re-create it.")
-    return Checkpoint(payload["state_dict"], meta, path)
+    for key, kind, low in (("model", str, None), ("dataset", str, None), ("num_classes", int, 2),
+                           ("in_channels", int, 1), ("image_size", int, 1), ("split_seed", int, 0)):
+        value = meta[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or (low is not None and value < low):
+            raise CheckpointError(f"Checkpoint {str(path)!r} has a bad {key} in its metadata ({value!r}); re-create it.")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"Checkpoint {str(path)!r} holds no state dict of tensors; re-create it.")
+    _check_finite(state, f"Checkpoint {str(path)!r}")
+    return Checkpoint(state, meta, path)
+
+
+def _check_finite(state: dict[str, torch.Tensor], where: str) -> None:
+    """Every command that loads weights refuses NaN/inf ones: they would be evaluated, attacked and
+    reported (0 % robust accuracy of nothing) as if they were a model."""
+    from unlearnbench.core.models import nonfinite_tensors
+
+    bad = nonfinite_tensors(state.items())
+    if bad:
+        raise CheckpointError(f"{where} holds non-finite weights (NaN or infinity) in {len(bad)} tensor(s), first "
+                              f"{bad[0]}; it is not a usable model (a diverged training?).")
 
 
 # ----------------------------------------------------------------------------- foreign weights
@@ -243,6 +286,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if versions is not None:  # keep the module versions, under the stripped names
         out._metadata = OrderedDict((_strip(k + ".", []).removesuffix(".") if k else k, v)  # type: ignore[attr-defined]
                                     for k, v in versions.items())
+    _check_finite(out, f"Weights file {str(path)!r}")
     return out, {"path": str(path.resolve()), "sha256": sha256_file(path), "key": key, "stripped": stripped,
                  "format": "safetensors" if _is_safetensors(path) else "torch"}
 

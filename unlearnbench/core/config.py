@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -61,9 +62,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+        # YAML 1.2: only true and false are booleans; "yes", "on" or 1 meaning true is a YAML 1.1
+        # surprise (and "no" for Norway a famous one), so they are refused, not guessed.
+        if isinstance(value, str) and value.strip().lower() == "true":
             return True
-        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+        if isinstance(value, str) and value.strip().lower() == "false":
             return False
         raise ConfigError(f"Bad value {value!r} for {key!r}: expected true or false.")
     if tp in (int, float):
@@ -141,8 +144,12 @@ def from_dict(cls: type[C], data: Mapping[str, Any] | None = None, **overrides: 
             f"Unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
             f"for {cls.__name__}; valid keys: {', '.join(sorted(fields))}."
         )
+    from unlearnbench.core.boundary import check_named
+
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(v, hints.get(k, Any), k) for k, v in merged.items()}
+    for k, v in kwargs.items():
+        check_named(k, v)
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -151,8 +158,96 @@ def from_dict(cls: type[C], data: Mapping[str, Any] | None = None, **overrides: 
         raise ConfigError(f"Invalid {cls.__name__}: {exc}") from None
 
 
+# ----------------------------------------------------------------------------- strict YAML
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader on the YAML 1.2 core schema, refusing duplicate keys.
+
+    PyYAML implements YAML 1.1, where ``010`` is the octal 8, ``1:10`` the base-60 70, ``yes``/``no``
+    /``on``/``off`` booleans, ``2024-01-01`` a date and ``<<`` a merge. On the 1.2 core schema these
+    are ``10`` and strings; ``1e3`` becomes the float it looks like; ``0o10`` and ``0x1F`` stay
+    available for whoever means them. A key given twice is an error, never "the last one wins".
+    """
+
+
+StrictLoader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    ("tag:yaml.org,2002:float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+0123456789.")),
+):
+    StrictLoader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+
+
+def _construct_int(loader: StrictLoader, node: yaml.Node) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)  # "010" is ten: leading zeros are not octal in YAML 1.2
+
+
+def _construct_float(loader: StrictLoader, node: yaml.Node) -> float:
+    text = loader.construct_scalar(node).lower()
+    if text.lstrip("+-") == ".inf":
+        return -math.inf if text.startswith("-") else math.inf
+    if text == ".nan":
+        return math.nan
+    return float(text)
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names one key twice: refused even where invalid YAML would fall back to text."""
+
+
+def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key must be a plain value, not {type(key).__name__}", key_node.start_mark
+            ) from None
+        if first is not None:
+            raise DuplicateKeyError(
+                None, None, f"key {key!r} appears twice (first on line {first.start_mark.line + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+StrictLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+StrictLoader.construct_mapping = _construct_mapping  # type: ignore[method-assign]
+
+
+def _yaml_problem(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        return f"{exc.problem}" + (f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else "")
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse ``text`` on the YAML 1.2 core schema (see :class:`StrictLoader`); ConfigError naming ``where``."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"{where} is not valid YAML ({_yaml_problem(exc)}).") from None
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """Parse ``["lr=0.01", "milestones=5,8"]`` into a dict; values are parsed as YAML scalars."""
+    """Parse ``["lr=0.01", "milestones=5,8"]`` into a dict; values are YAML 1.2 scalars (``010`` is 10).
+
+    Text that is not valid YAML stays text (``--set name=a: b``); a key given twice is refused.
+    """
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -161,24 +256,29 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key = key.strip()
         if not key:
             raise ConfigError(f"Bad --set {item!r}: the key is empty.")
+        if key in out:
+            raise ConfigError(f"--set {key}=… is given twice; keep one.")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = yaml.load(raw, Loader=StrictLoader) if raw.strip() else ""  # noqa: S506 - a SafeLoader
+        except (DuplicateKeyError, RecursionError) as exc:
+            raise ConfigError(f"--set {key} is not valid YAML ({_yaml_problem(exc)}).") from None
+        except (yaml.YAMLError, ValueError, OverflowError):
             value = raw
         out[key] = value
     return out
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, what: str = "Config file") -> dict[str, Any]:
+    """A YAML mapping from ``path``: UTF-8 text (``core.boundary.read_text``), strict YAML 1.2."""
+    from unlearnbench.core.boundary import read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Config file {str(path)!r} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"Config file {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]}).") from None
+    text = read_text(path, what)
+    data = parse_yaml(text, f"{what} {str(path)!r}")
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"Config file {str(path)!r} must hold a mapping of key: value.")
+        raise ConfigError(f"{what} {str(path)!r} must hold a mapping of key: value.")
     return data
 
 

@@ -22,6 +22,11 @@ class DataError(UserError):
     """Dataset files are missing or a split/forget spec does not fit the data."""
 
 
+class InputError(ConfigError, DataError):
+    """An input file cannot be read as text (missing, a folder, not UTF-8). Whatever the file holds
+    (a config, a study, a deletion request), callers that expect a ConfigError or a DataError catch it."""
+
+
 class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, or does not match what it is used for."""
 

@@ -118,3 +118,41 @@ def check_compatible(ckpt: Checkpoint, splits: Splits) -> None:
         raise CheckpointError(
             f"Checkpoint {where} used split_seed {meta['split_seed']}, not {splits.split_seed}; use the same split seed."
         )
+
+
+def train_generator(
+    dataset: str,
+    model_name: str,
+    config: Any,
+    *,
+    exclude: str | None = None,
+    split_seed: int = 0,
+    val_fraction: float = 0.1,
+    source: DataSource | None = None,
+    kind: str | None = None,
+) -> TrainOutcome:
+    """Train a generation model (``core.diffusion``) on ``dataset`` minus ``exclude``: the original
+    and its retrain reference, on the same split, with the same checkpoint metadata as classifiers
+    (fingerprint, provenance, forget-set record) plus ``task: generation``."""
+    from unlearnbench.core.diffusion import fit_diffusion
+
+    device = resolve_device(config.device)
+    splits, data = prepare(dataset, exclude, split_seed=split_seed, val_fraction=val_fraction, source=source, device=device)
+    info = splits.info
+    seed_everything(config.seed)
+    model = create_model(model_name, info.num_classes, info.in_channels, info.image_size)
+    train_set = data.retain if data is not None else splits.train
+    fit = fit_diffusion(model, train_set, info, config, description=f"train {model_name} on {dataset}")
+    metrics = {"train_seconds": fit.seconds, "final_loss": fit.history[-1]["train_loss"] if fit.history else float("nan")}
+    meta = checkpoint_meta(
+        model_name, splits, exclude=exclude, val_fraction=val_fraction,
+        extra={
+            "task": "generation",
+            "kind": kind or ("retrain" if exclude else "original"),
+            "train_config": to_dict(config),
+            "metrics": metrics,
+            "provenance": provenance.collect(device, config.seed),
+            **({"forget_set": forget_set_record(data)} if data is not None else {}),
+        },
+    )
+    return TrainOutcome(fit.model, meta, fit.history, splits, data)

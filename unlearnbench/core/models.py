@@ -16,7 +16,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -76,7 +76,11 @@ def create_model(
     """
     if is_foreign(name):
         return build_foreign(name, num_classes, in_channels, image_size, mean, std)
-    builder = MODELS.get(name)
+    entry = MODELS.entry(name)
+    create = entry.info.get("create")
+    if create is not None:  # a model of another task (generation: core.diffusion) builds itself
+        return create(num_classes, in_channels, image_size)
+    builder = entry.obj
     if num_classes < 2:
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}.")
     mean = tuple(mean) if mean is not None else (0.5,) * in_channels
@@ -101,7 +105,7 @@ def conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-@MODELS.register("cnn", summary="small 3-conv CNN with BN for 8x8 to 32x32 images (~100k params)")
+@MODELS.register("cnn", summary="small 3-conv CNN with BN for 8x8 to 32x32 images (~100k params)", task="classification")
 def _cnn(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
     layers = [*conv_bn(in_channels, 32), *conv_bn(32, 64), nn.MaxPool2d(2), *conv_bn(64, 128)]
     if image_size >= 16:
@@ -110,7 +114,7 @@ def _cnn(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
     return _init(nn.Sequential(*layers)), 128
 
 
-@MODELS.register("mlp", summary="two-hidden-layer MLP (256 units) for small images")
+@MODELS.register("mlp", summary="two-hidden-layer MLP (256 units) for small images", task="classification")
 def _mlp(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
     d = in_channels * image_size * image_size
     body = nn.Sequential(nn.Flatten(), nn.Linear(d, 256), nn.ReLU(inplace=True), nn.Linear(256, 256), nn.ReLU(inplace=True))
@@ -167,12 +171,12 @@ def _resnet(block: type[nn.Module], in_channels: int, preact: bool) -> tuple[nn.
     return _init(nn.Sequential(*layers)), 512
 
 
-@MODELS.register("resnet18", summary="ResNet-18, CIFAR variant (3x3 stride-1 conv1, no max-pool)")
+@MODELS.register("resnet18", summary="ResNet-18, CIFAR variant (3x3 stride-1 conv1, no max-pool)", task="classification")
 def _resnet18(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
     return _resnet(BasicBlock, in_channels, preact=False)
 
 
-@MODELS.register("preact_resnet18", summary="Pre-activation ResNet-18 (the adversarial-training standard)")
+@MODELS.register("preact_resnet18", summary="Pre-activation ResNet-18 (the adversarial-training standard)", task="classification")
 def _preact_resnet18(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
     return _resnet(PreActBlock, in_channels, preact=True)
 
@@ -180,7 +184,7 @@ def _preact_resnet18(in_channels: int, image_size: int) -> tuple[nn.Module, int]
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
-@MODELS.register("vgg16_bn", summary="VGG-16 with batch norm (max-pools skipped once the map is 1x1)")
+@MODELS.register("vgg16_bn", summary="VGG-16 with batch norm (max-pools skipped once the map is 1x1)", task="classification")
 def _vgg16_bn(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
     layers: list[nn.Module] = []
     cin, size = in_channels, image_size
@@ -225,7 +229,7 @@ def wide_resnet(in_channels: int, depth: int, widen: int) -> tuple[nn.Module, in
     return _init(nn.Sequential(*layers)), cin
 
 
-@MODELS.register("wrn28_10", summary="Wide-ResNet-28-10 (36M params)")
+@MODELS.register("wrn28_10", summary="Wide-ResNet-28-10 (36M params)", task="classification")
 def _wrn28_10(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
     return wide_resnet(in_channels, 28, 10)
 
@@ -434,13 +438,35 @@ def build_foreign(
     return wrapped
 
 
+def nonfinite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity."""
+    return [name for name, t in named
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.device.type != "meta"
+            and not bool(torch.isfinite(t).all())]
+
+
+def check_weights(model: nn.Module, what: str = "The model") -> None:
+    """Weights that hold values, and finite ones: a model on PyTorch's ``meta`` device (shapes only)
+    or with NaN/inf weights would be evaluated, attacked and reported as if it were a model."""
+    named = list(model.state_dict().items())
+    if any(t.device.type == "meta" for _, t in named if isinstance(t, torch.Tensor)):
+        raise ModelError(f"{what} is on the meta device (shapes only, no weight values); load its weights "
+                         "(load_state_dict(..., assign=True) or to_empty() then load) before using it.")
+    bad = nonfinite_tensors(named)
+    if bad:
+        raise ModelError(f"{what} has non-finite weights (NaN or infinity) in {len(bad)} tensor(s), first {bad[0]}; "
+                         "it is not a usable model (a diverged training?).")
+
+
 def check_model_fits(
     model: nn.Module, channels: int, height: int, width: int, num_classes: int | None, what: str = "The model",
     device: torch.device | str | None = None,
 ) -> int:
     """One forward pass of two blank images: a model that cannot take the data's images, or does
     not return ``(N, num_classes)`` logits, fails here in one sentence instead of deep inside a run.
-    Returns the number of logits (classes) it does return."""
+    Returns the number of logits (classes) it does return. A model without weight values (meta
+    device) or with NaN/inf weights fails first."""
+    check_weights(model, what)
     if device is None:
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else "cpu"
@@ -496,3 +522,33 @@ def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         f"No nn.Linear of {type(model).__name__} produces the model's output (is a softmax or another layer "
         "after it?), so its penultimate features cannot be found; add a features(x) method to the model."
     )
+
+
+# ----------------------------------------------------------------------------- generation models
+
+
+def _register_generator(name: str, summary: str) -> None:
+    """A class-conditional DDPM (``core.diffusion``) in MODELS with task "generation": ``create``
+    builds it (``create_model`` calls it instead of wrapping a classifier body)."""
+
+    def create(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+        from unlearnbench.core.diffusion import ARCHS, ConditionalDDPM  # diffusers loads only when used
+
+        return ConditionalDDPM(ARCHS[name], num_classes, in_channels, image_size)
+
+    def builder(in_channels: int, image_size: int):  # the classifier-builder signature: never a classifier
+        raise ModelError(f"{name} is a generation model (a conditional DDPM), not a classifier.")
+
+    MODELS.add(name, builder, summary=summary, task="generation", create=create)
+
+
+_register_generator("ddpm_tiny", "class-conditional DDPM, diffusers UNet2DModel 32-64 channels (~0.65M params), CFG null class")
+_register_generator("ddpm_cifar10",
+                    "class-conditional DDPM as the SalUn/SA reference for CIFAR-10 (ch 128, mult 1-2-2-2, attn 16)")
+
+
+def model_task(name: str) -> str:
+    """The task a registered (or foreign) model serves: classification unless it declares another."""
+    if is_foreign(name):
+        return "classification"
+    return str(MODELS.info(name).get("task", "classification"))

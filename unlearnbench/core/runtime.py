@@ -24,6 +24,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ConfigError(f"Unknown device {device!r}; use auto, cpu or cuda[:N].") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"Device {device!r} was requested but CUDA is not available; use --device cpu.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"Device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
+                          "device(s), numbered from 0.")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"Device {device!r} was requested but MPS is not available; use --device cpu.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"Device {device!r} is not one this tool runs on ('meta' holds no weights); "
+                          "use auto, cpu or cuda[:N].")
     return dev
 
 

@@ -71,7 +71,9 @@ def load_eval_data(
 
 
 def _as_checkpoint(item: str | Path | Checkpoint) -> Checkpoint:
-    return item if isinstance(item, Checkpoint) else load_checkpoint(item)
+    ckpt = item if isinstance(item, Checkpoint) else load_checkpoint(item)
+    ckpt.require_task("classification", "evaluate (generation models are scored by a generation study)")
+    return ckpt
 
 
 def _companion(item: Any, role: str, main: Checkpoint, splits: Splits, device: Any, data: UnlearnData | None = None,

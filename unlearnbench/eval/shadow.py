@@ -141,10 +141,14 @@ class ShadowPool:
         manifest_path = path / "manifest.json"
         if not manifest_path.is_file():
             raise UserError(f"{str(path)!r} is not a shadow pool (no manifest.json); build one with `unlearnbench shadow train`.")
+        from unlearnbench.core.boundary import read_text
+
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"Shadow-pool manifest {manifest_path} is corrupt ({exc.msg}); rebuild the pool.") from None
+            manifest = json.loads(read_text(manifest_path, "Shadow-pool manifest"))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise UserError(f"Shadow-pool manifest {manifest_path} is corrupt ({str(exc)[:80]}); rebuild the pool.") from None
+        if not isinstance(manifest, dict):
+            raise UserError(f"{manifest_path} is not an unlearnbench shadow-pool manifest; rebuild the pool.")
         if manifest.get("format") != FORMAT or manifest.get("kind") not in KINDS:
             raise UserError(f"{manifest_path} is not an unlearnbench shadow-pool manifest; rebuild the pool.")
         shadows = sorted(manifest["shadows"], key=lambda s: s["index"])
@@ -535,7 +539,15 @@ def train_pool(
                         targets=targets, protocol="ulira-targets-v1")
     manifest_path = out / "manifest.json"
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
+        from unlearnbench.core.boundary import read_text
+
+        try:
+            manifest = json.loads(read_text(manifest_path, "Shadow-pool manifest"))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise UserError(f"Shadow-pool manifest {manifest_path} is corrupt ({str(exc)[:80]}); use another --out "
+                            "folder.") from None
+        if not isinstance(manifest, dict):
+            raise UserError(f"{manifest_path} is not an unlearnbench shadow-pool manifest; use another --out folder.")
         old = {k: manifest.get(k) for k in settings}
         if json.loads(json.dumps(old)) != json.loads(json.dumps(settings)):
             diff = [k for k in settings if json.dumps(old[k]) != json.dumps(settings[k])]

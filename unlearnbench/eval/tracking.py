@@ -31,7 +31,7 @@ def resolve_uri(uri: str | None = None) -> str:
 
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` store (an input no output may overwrite), else None."""
-    return Path(uri[len("sqlite:///"):]).expanduser() if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
 def metric_key(name: str) -> str:
@@ -71,7 +71,6 @@ def _check_sqlite_writable(db: Path, uri: str) -> None:
     Otherwise MLflow finds out at its first write, after the training, and SQLAlchemy logs a page
     of errors. ``BEGIN IMMEDIATE`` takes the write lock SQLite would need and gives it back.
     """
-    import sqlite3
 
     from unlearnbench.core.boundary import check_output
 
@@ -80,8 +79,35 @@ def _check_sqlite_writable(db: Path, uri: str) -> None:
     if not db.exists():
         check_output(db, option=f"MLflow store {uri}:")
         return
+    with store_lock(db, uri, create=False):
+        _probe_sqlite(db, uri)
+
+
+# Tables every MLflow SQLite store has; a database with tables but without these is another
+# program's, and MLflow would add its schema to it (an alembic migration) before failing.
+_MLFLOW_TABLES = {"alembic_version", "experiments", "runs"}
+
+
+def _probe_sqlite(db: Path, uri: str) -> None:
+    import sqlite3
+
     try:
-        con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=2.0)
+        # Read-only first: whether this is an MLflow store is decided without changing the file.
+        con = sqlite3.connect(f"file:{quote_path(db)}?mode=ro", uri=True, timeout=2.0)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.OperationalError as exc:
+        tables = None if "locked" in str(exc) or "busy" in str(exc) else set()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"MLflow store {uri} is not an SQLite database ({exc}); pass another --tracking-uri.") from None
+    if tables and not _MLFLOW_TABLES <= tables:
+        shown = ", ".join(sorted(tables)[:4]) + (", …" if len(tables) > 4 else "")
+        raise UserError(f"MLflow store {uri} is an SQLite database of another program (tables {shown}), not an "
+                        "MLflow store; it was left unchanged — pass another --tracking-uri.")
+    try:
+        con = sqlite3.connect(f"file:{quote_path(db)}?mode=rw", uri=True, timeout=2.0)
         try:
             con.execute("PRAGMA schema_version").fetchone()
             con.execute("BEGIN IMMEDIATE")
@@ -99,6 +125,52 @@ def _check_sqlite_writable(db: Path, uri: str) -> None:
         raise UserError(f"MLflow store {uri} is not an SQLite database ({exc}); pass another --tracking-uri.") from None
 
 
+def quote_path(path: Path) -> str:
+    """A path as SQLite's ``file:`` URI takes it (``?`` and ``#`` in a name would end the path)."""
+    import urllib.parse
+
+    return urllib.parse.quote(str(path.absolute()))
+
+
+@contextlib.contextmanager
+def store_lock(db: Path, uri: str, *, create: bool = True, wait: float = 120.0) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on a SQLite store's file while MLflow creates or migrates it.
+
+    Four processes that start on a new store at once otherwise all run MLflow's schema migration
+    and three fail ("duplicate column name") and lose their runs. ``flock`` locks are separate from
+    the POSIX byte-range locks SQLite itself takes, so this never blocks or breaks SQLite's own
+    locking; ``create`` makes the empty file (SQLite takes an empty file as a new database).
+    """
+    import fcntl
+    import time
+
+    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(db, flags, 0o666)
+    except FileNotFoundError:
+        yield
+        return
+    except OSError:
+        try:  # a read-only store can still be probed (and refused in one sentence) under a shared read lock
+            fd = os.open(db, os.O_RDONLY)
+        except OSError as exc:
+            raise UserError(f"MLflow store {uri} cannot be opened ({exc.strerror}); pass another --tracking-uri.") from None
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise UserError(f"MLflow store {uri} has been set up by another process for over {wait:.0f} s; "
+                                    "wait for it to finish or pass another --tracking-uri.") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
 def _quiet_mlflow() -> None:
     # Alembic prints every schema migration at INFO on a fresh SQLite store.
     for name in ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
@@ -113,16 +185,20 @@ def setup(uri: str | None = None, experiment: str = "unlearnbench") -> str:
     uri = resolve_uri(uri)
     check_reachable(uri)
     _quiet_mlflow()
-    mlflow.set_tracking_uri(uri)
-    try:
-        if mlflow.get_experiment_by_name(experiment) is None and (root := artifact_root(uri)) is not None:
-            # Without this MLflow puts a SQLite store's artifacts in ./mlruns of whatever folder
-            # the first run happens to start in; keep them next to the database instead.
-            mlflow.create_experiment(experiment, artifact_location=root.as_uri())
-        exp = mlflow.set_experiment(experiment)
-        mark_training(exp)
-    except Exception as exc:  # MLflow raises many types for a broken store
-        raise UserError(f"Cannot use MLflow store {uri} ({str(exc).splitlines()[0][:160]}).") from None
+    db = sqlite_file(uri)
+    # Creating or migrating a store, and creating its experiment, happen under the store's lock:
+    # concurrent first writers then take turns instead of racing MLflow's migration.
+    with store_lock(db, uri) if db is not None else contextlib.nullcontext():
+        mlflow.set_tracking_uri(uri)
+        try:
+            if mlflow.get_experiment_by_name(experiment) is None and (root := artifact_root(uri)) is not None:
+                # Without this MLflow puts a SQLite store's artifacts in ./mlruns of whatever folder
+                # the first run happens to start in; keep them next to the database instead.
+                mlflow.create_experiment(experiment, artifact_location=root.as_uri())
+            exp = mlflow.set_experiment(experiment)
+            mark_training(exp)
+        except Exception as exc:  # MLflow raises many types for a broken store
+            raise UserError(f"Cannot use MLflow store {uri} ({str(exc).splitlines()[0][:160]}).") from None
     return uri
 
 
@@ -145,7 +221,7 @@ def artifact_root(uri: str) -> Path | None:
     """Artifact folder of a local SQLite store: ``mlartifacts`` next to the database file."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///") :]).expanduser().resolve().parent / "mlartifacts"
+    return Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts"  # no ~: SQLite does not expand it
 
 
 @contextlib.contextmanager

@@ -81,6 +81,13 @@ def protocol(study: dict[str, Any], rows: list[dict[str, Any]],
         pass
     if study.get("train"):
         recipe["overrides"] = ", ".join(f"{k}={v}" for k, v in sorted(study["train"].items()))
+    if study.get("retrain_recipe"):  # the Retrain references' own recipe (paper-retrain for the papers')
+        rname = study["retrain_recipe"]
+        recipe["retrain"] = {"name": rname, "settings": ""}
+        try:
+            recipe["retrain"]["settings"] = describe(RECIPES.get(rname))
+        except UnknownNameError:
+            pass
     return {
         "study": study.get("name", ""),
         "recipe": recipe,
@@ -118,8 +125,11 @@ def _z(cell: dict[str, Any]) -> str:
 
 def recipe_line(paper: dict[str, Any]) -> str:
     r = paper["recipe"]
-    text = f"Original and Retrain trained with recipe `{r['name']}`"
+    ret = r.get("retrain")
+    text = f"{'Original' if ret else 'Original and Retrain'} trained with recipe `{r['name']}`"
     text += f" ({r['settings']})" if r.get("settings") else ""
+    if ret:
+        text += f"; Retrain references with recipe `{ret['name']}`" + (f" ({ret['settings']})" if ret.get("settings") else "")
     text += f", study overrides: {r['overrides']}" if r.get("overrides") else ""
     text += f"; ran on {r['ran_on']}" if r.get("ran_on") else ""
     text += "."
@@ -154,6 +164,10 @@ def markdown(summary: dict[str, Any]) -> list[str]:
                     f"{row['label']} ({row['name']})" if row["name"] != row["label"] else row["label"],
                     cell["column"], _measured(cell), _paper(cell), _num(cell["diff"]), _z(cell), cell["verdict"],
                 ]) + " |")
+        sources = [(row["label"], row["source"]) for row in comp["rows"] if row.get("source")]
+        if sources:
+            # one line per row: each source names the paper, table, image or URL and the check done
+            lines += ["", "Sources of the paper's rows:", ""] + [f"- {lab}: {src}" for lab, src in sources]
         lines.append("")
     return lines
 
@@ -177,6 +191,8 @@ _HTML = """
 <td class="{{ 'improvement' if cell.verdict == 'within 2 std' else ('regression' if cell.verdict == 'outside' else '') }}">{{ cell.verdict }}</td></tr>
 {% endfor %}{% endfor %}
 </table></div>
+{% set sourced = comp.rows | selectattr("source", "defined") | list %}{% if sourced %}<p class="legend">Sources of the paper's rows:</p>
+<ul class="legend">{% for row in sourced %}<li>{{ row.label }}: {{ row.source }}</li>{% endfor %}</ul>{% endif %}
 {% endfor %}
 """
 

@@ -100,6 +100,7 @@ def load_target(checkpoint: str | Path | Checkpoint, request: AttackRequest, *, 
     """The checkpoint's model (weights checked before any data is read) and the forget spec a
     forget/retain split needs (``forget`` or the checkpoint's ``--exclude``)."""
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    ckpt.require_task("classification", "attack")
     text = forget or ckpt.meta.get("exclude")
     if request.split in ("forget", "retain") and not text:
         raise ConfigError(f"--split {request.split} needs --forget SPEC (e.g. --forget class:3) naming the forgotten data.")

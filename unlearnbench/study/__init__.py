@@ -2,7 +2,8 @@
 settings), evaluated against the retrained reference and logged to MLflow as one parent run with a
 nested child run per (method, spec, seed). This layer sits above ``eval``, which never imports it.
 
-Modules: ``config`` (the YAML, checked), ``plan`` (the jobs), ``jobs`` (what a worker runs),
+Modules: ``config`` (the YAML, checked), ``plan`` (the jobs), ``jobs`` (what a worker runs), ``generation``
+(studies of conditional DDPMs, ``task: generation``),
 ``record`` (MLflow), ``run`` (the driver), ``expected`` (the paper's numbers), ``studies/`` (shipped).
 
 How a study runs (``run_study``):

@@ -3,7 +3,9 @@ what the study measured.
 
 A block per (forget spec, prune variant) cites its source and lists, per row label of the study
 (``retrain``, ``finetune``, a preset's method name, ...), the paper's mean ± std of UA, RA, TA,
-MIA (MIA-Efficacy) and Avg. Gap::
+MIA (MIA-Efficacy) and Avg. Gap, the paper's RTE in minutes where it gives one (shown beside the
+measured RTE in minutes, never judged: other hardware) and the row's ``source`` (where the
+numbers were read)::
 
     expected:
       - forget: random:0.1
@@ -35,8 +37,10 @@ from unlearnbench.core.config import configclass
 from unlearnbench.core.errors import ConfigError
 
 # The paper tables' columns → the study's metric keys (TA depends on the forget spec).
-COLUMNS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia": "MIA", "avg_gap": "Avg. Gap"}
-KEYS = {"ua": "ua", "ra": "retain_acc", "mia": "mia_efficacy", "avg_gap": "avg_gap"}
+COLUMNS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia": "MIA", "avg_gap": "Avg. Gap", "rte": "RTE (min)"}
+KEYS = {"ua": "ua", "ra": "retain_acc", "mia": "mia_efficacy", "avg_gap": "avg_gap", "rte": "rte_seconds"}
+# Shown beside the measured value, never judged: the paper's minutes were on its own GPU.
+UNJUDGED = {"rte": "other hardware"}
 STD_FLOOR = 0.005
 WITHIN = 2.0  # the verdict's threshold, in paper std units
 _VALUE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:(?:±|\+-|\+/-)\s*(\d+(?:\.\d+)?))?\s*$")
@@ -78,10 +82,12 @@ class ExpectedBlock:
         rows: dict[str, Any] = {}
         for label, cols in self.methods.items():
             if not isinstance(cols, Mapping):
-                raise ConfigError(f"expected {self.forget} {label}: give a mapping of UA, RA, TA, MIA, avg_gap.")
+                raise ConfigError(f"expected {self.forget} {label}: give a mapping of UA, RA, TA, MIA, avg_gap, RTE.")
             row: dict[str, Any] = {"name": str(cols.get("name", label))}
+            if cols.get("source"):
+                row["source"] = str(cols["source"])
             for col, value in cols.items():
-                if col == "name":
+                if col in ("name", "source"):
                     continue
                 key = str(col).lower()
                 if key not in COLUMNS:
@@ -140,7 +146,11 @@ def compare(block: Mapping[str, Any], rows: list[dict[str, Any]]) -> dict[str, A
             cell: dict[str, Any] = {"column": COLUMNS[col], "key": key, "paper_mean": p["mean"], "paper_std": p["std"],
                                     "measured": m, "diff": None, "z": None, "verdict": "not run" if row is None
                                     else "not measured"}
-            if m is not None and m.get("mean") is not None and math.isfinite(m["mean"]):
+            if col in UNJUDGED:
+                if m is not None and m.get("mean") is not None and math.isfinite(m["mean"]):  # seconds -> minutes
+                    m = {**m, "mean": m["mean"] / 60, **({"std": m["std"] / 60} if m.get("std") is not None else {})}
+                    cell.update(measured=m, verdict=f"not compared ({UNJUDGED[col]})")
+            elif m is not None and m.get("mean") is not None and math.isfinite(m["mean"]):
                 diff = m["mean"] - p["mean"]
                 if p["std"] is None:
                     cell.update(diff=diff, verdict="no std in paper")
@@ -149,7 +159,8 @@ def compare(block: Mapping[str, Any], rows: list[dict[str, Any]]) -> dict[str, A
                     cell.update(diff=diff, z=z, verdict="within 2 std" if abs(z) <= WITHIN else "outside")
             cells.append(cell)
         out_rows.append({"label": row_label, "name": paper.get("name", label), "run": row is not None,
-                         "seeds": len(row["seeds"]) if row else 0, "cells": cells})
+                         "seeds": len(row["seeds"]) if row else 0, "cells": cells,
+                         **({"source": paper["source"]} if paper.get("source") else {})})
     judged = [c for r in out_rows for c in r["cells"] if c["z"] is not None]
     return {
         "forget": block["forget"], "variant": variant, "citation": block["citation"],

@@ -218,7 +218,8 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
     def on_rest(i: int, outcome: JobOutcome) -> None:
         log_outcome(rest[i], outcome, parent_id, cfg, client, result, train_history=_history(trained, rest[i]))
 
-    run_jobs(eval_job, [(j,) for j in rest], executor, description="unlearn and evaluate", on_result=on_rest)
+    run_jobs(eval_job, [(j,) for j in rest], executor, description="unlearn and evaluate", on_result=on_rest,
+             weights=[_cost(j) for j in rest])
 
 
 def _history(trained: dict[str, dict], job: EvalJob) -> list[dict] | None:
@@ -265,3 +266,17 @@ def check_executor(executor: ExecutorConfig) -> None:
             import ray  # noqa: F401
         except ImportError:
             raise UserError("The Ray executor needs the ray extra: pip install 'unlearnbench[ray]'.") from None
+
+
+def _cost(job: Any) -> float:
+    """A job's relative cost for the progress ETA: its method's epochs (one-shot methods: one),
+    plus one for the evaluation every job runs."""
+    epochs = (job.method_config or {}).get("epochs") if job.method else None
+    if epochs is None and job.method:
+        try:
+            from unlearnbench import unlearn
+
+            epochs = getattr(unlearn.build_config(job.method, dict(job.method_config or {})), "epochs", None)
+        except Exception:  # noqa: BLE001  a bad config fails in the job itself, with its message
+            epochs = None
+    return 1.0 + float(epochs or 0)

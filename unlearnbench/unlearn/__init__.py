@@ -41,8 +41,8 @@ from unlearnbench.unlearn.loops import UnlearningDiverged
 
 # Importing the method modules registers them (one plug-in per file).
 from unlearnbench.unlearn import (  # noqa: E402,F401  isort: skip
-    bad_teacher, boundary_shrink, finetune, grad_ascent, influence, l1_sparse, omp, random_label, retrain,
-    salun, scar, scar_self, scrub, ssd,
+    bad_teacher, boundary_shrink, diffusion, finetune, grad_ascent, influence, l1_sparse, omp, random_label,
+    retrain, salun, scar, scar_self, scrub, ssd,
 )
 
 log = logging.getLogger(__name__)
@@ -142,13 +142,20 @@ def run(
     """
     method, base, chosen, prune = _starting_config(method, data, config, preset, recipe, prune)
     entry = METHODS.entry(method)
-    data = _check_inputs(model, data)
-    from unlearnbench.core.models import normalized_for
+    from unlearnbench.core.tasks import TASKS
 
-    model = normalized_for(model, data.info)  # the data's mean/std (if given) become the first layer
+    task = TASKS.get(str(entry.info.get("task", "classification")))
+    data = _check_inputs(model, data, task.name)
+    if task.classifier:
+        from unlearnbench.core.models import normalized_for
+
+        model = normalized_for(model, data.info)  # the data's mean/std (if given) become the first layer
     cfg = build_config(method, {**base, **_as_values(method, config)}, seed)
     reads = declared_reads(method, cfg, data.spec)
     if prune is not None:
+        if not task.classifier:
+            raise ConfigError(f"--prune (OMP of convolution weights before unlearning) applies to classifiers, "
+                              f"not to the {task.name} method {method!r}.")
         if method == "prune":
             raise ConfigError("The prune method prunes by itself; set its sparsity with --set sparsity=S, not --prune.")
         if not 0 <= prune < 1:
@@ -199,7 +206,7 @@ def run(
     out.eval()
     log.info("%s finished in %.2f s", method, seconds)
     info["recipe"] = chosen.name if chosen is not None else "given"
-    if check_utility:
+    if check_utility and task.classifier:  # accuracies: a generator's utility is its sample quality (eval.generation)
         note = _utility_note(method, model, out, data, chosen, seed, "retain" in reads)
         if note:
             info["utility_warning"] = note
@@ -237,6 +244,11 @@ def _starting_config(method: str | None, data: Any, config: Any, preset: str | N
         raise ConfigError(f"recipe must be 'auto' (chosen by the data's regime) or None (the defaults), not {recipe!r}.")
     if recipe is None or dataclasses.is_dataclass(config):  # a whole config instance: nothing to fill in
         return method, {}, None, prune
+    from unlearnbench.core.tasks import TASKS
+    from unlearnbench.unlearn.base import method_task
+
+    if not TASKS.get(method_task(method)).classifier:  # recipes are tuned per classifier regime
+        return method, {}, None, prune
     if not isinstance(data, UnlearnData):
         return method, {}, None, prune  # _check_inputs says what is wrong with it
     c, h = int(data.test.x.shape[1]), int(data.test.x.shape[2])
@@ -269,17 +281,18 @@ def _utility_note(method: str, original: nn.Module, unlearned: nn.Module, data: 
     return utility_drop(method, before, after, name, chosen.fits if chosen is not None else True)
 
 
-def _check_inputs(model: Any, data: Any) -> UnlearnData:
-    """A user's model and data (any nn.Module; an UnlearnData): one sentence if they do not fit."""
+def _check_inputs(model: Any, data: Any, task: str = "classification") -> UnlearnData:
+    """A user's model and data (any nn.Module; an UnlearnData): one sentence if they do not fit
+    the method's task (a classifier's logits, or a generator's classes and image shape)."""
     from unlearnbench.core.data.user import check_unlearn_data
     from unlearnbench.core.errors import ModelError
-    from unlearnbench.core.models import check_model_fits
+    from unlearnbench.core.tasks import TASKS
 
     data = check_unlearn_data(data, "unlearn")
     if not isinstance(model, nn.Module):
         raise ModelError(f"unlearn takes a torch nn.Module as the model, not a {type(model).__name__}.")
     c, h, w = (int(d) for d in data.test.x.shape[1:])  # the test set: no method-declared read to record
-    check_model_fits(model, c, h, w, data.num_classes, f"The model ({type(model).__name__})")
+    TASKS.get(task).check_model(model, c, h, w, data.num_classes, f"The model ({type(model).__name__})")
     return data
 
 

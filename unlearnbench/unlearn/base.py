@@ -67,15 +67,29 @@ def register_method(
     paper: str,
     summary: str,
     weak: str | None = None,
+    task: str = "classification",
 ) -> Callable[[MethodFn], MethodFn]:
-    """Register a method. ``weak`` names why it is known to be weak (shown by ``ls methods``)."""
+    """Register a method. ``weak`` names why it is known to be weak (shown by ``ls methods``);
+    ``task`` the kind of model it unlearns (``classification`` or ``generation``, as the model
+    registry's ``task``): ``run()`` refuses a model of another task."""
     bad = [r for r in reads if r not in READABLE]
     if bad:
         raise ValueError(f"method {name!r} declares unknown sets {bad}; use {READABLE}")
-    info: dict[str, Any] = {"summary": summary, "reads": tuple(reads), "config": config, "paper": paper}
+    info: dict[str, Any] = {"summary": summary, "reads": tuple(reads), "config": config, "paper": paper,
+                            "task": task}
     if weak:
         info["weak"] = weak
     return METHODS.register(name, **info)
+
+
+def method_task(name: str) -> str:
+    """The task method ``name`` serves (plug-ins registered without one are classification methods)."""
+    return str(METHODS.info(name).get("task", "classification"))
+
+
+def methods_for(task: str) -> list[str]:
+    """Registered method names serving ``task``."""
+    return [n for n in METHODS.names() if method_task(n) == task]
 
 
 def declared_reads(name: str, config: Any, spec: Any = None) -> tuple[str, ...]:

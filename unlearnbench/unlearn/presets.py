@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from unlearnbench.core.config import from_dict
+from unlearnbench.core.config import from_dict, load_yaml
 from unlearnbench.core.data import parse_forget_spec
 from unlearnbench.core.registry import Registry
 from unlearnbench.unlearn.base import METHODS
@@ -58,7 +56,7 @@ PRESETS: Registry[Preset] = Registry("presets")
 
 def load_preset(path: Path) -> Preset:
     """Read and validate one preset file (method, forget spec and config keys must all exist)."""
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path, "Preset")
     unknown = sorted(set(data) - _KEYS)
     missing = sorted({"method", "dataset", "forget"} - set(data))
     if unknown or missing:

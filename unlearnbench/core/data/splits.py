@@ -230,21 +230,23 @@ def forget_mask(splits: Splits, spec: ForgetSpec) -> np.ndarray:
 
 
 def _indices_mask(splits: Splits, spec: ForgetSpec) -> np.ndarray:
+    from unlearnbench.core.boundary import read_text
+
     path = Path(spec.path or "")
-    if not path.is_file():
-        raise DataError(f"Deletion-request file {str(path)!r} does not exist.")
     wanted: list[int] = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(path, "Deletion-request file").splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        if not line.isdigit():
+        # isascii: str.isdigit() also accepts "²" and "٣", which int() then rejects or reads differently.
+        if not (line.isascii() and line.isdigit()):
             raise DataError(f"{path}:{lineno}: {line!r} is not a training-set index (one integer per line).")
         wanted.append(int(line))
     if not wanted:
         raise DataError(f"Deletion-request file {path} lists no index.")
     if len(set(wanted)) != len(wanted):
-        dup = next(i for i in wanted if wanted.count(i) > 1)
+        seen: set[int] = set()
+        dup = next(i for i in wanted if i in seen or seen.add(i))
         raise DataError(f"Deletion-request file {path} lists index {dup} more than once.")
     fp = splits.fingerprint or {}
     n_total = int(fp.get("n_source", len(splits.train) + len(splits.val)))

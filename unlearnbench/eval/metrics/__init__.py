@@ -9,6 +9,7 @@ from unlearnbench.eval.metrics import (  # noqa: F401  (registration side effect
     aus,
     divergence,
     gap,
+    generation,
     lira,
     mia_svc,
     mia_threshold,
@@ -17,7 +18,7 @@ from unlearnbench.eval.metrics import (  # noqa: F401  (registration side effect
     two_model_ulira,
     ulira,
 )
-from unlearnbench.eval.metrics.base import (
+from unlearnbench.eval.metrics.base import (  # noqa: E402
     DIRECTIONS,
     METRICS,
     EvalContext,

@@ -49,7 +49,9 @@ class Crontab:
 
     def read(self) -> list[str]:
         if self.file is not None:
-            return self.file.read_text().splitlines() if self.file.is_file() else []
+            from unlearnbench.core.boundary import read_text
+
+            return read_text(self.file, "Crontab file").splitlines() if self.file.is_file() else []
         res = subprocess.run([*self._argv(), "-l"], capture_output=True, text=True, timeout=30)
         if res.returncode != 0:
             if "no crontab" in (res.stderr + res.stdout).lower():

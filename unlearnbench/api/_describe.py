@@ -80,6 +80,21 @@ GLOSSARY: dict[Any, str] = {
     "gamma2": "second shrinkage of the class covariance",
     "stats_source": "data the class statistics are estimated from: retain, val or ood",
     "freeze_bn": "keep BatchNorm running statistics fixed",
+    # generation methods (conditional DDPMs)
+    "grad_clip": "gradient-norm clip before each step",
+    "cond_drop_prob": "probability of replacing a class condition by the null class (classifier-free guidance)",
+    "ema": "keep an exponential moving average of the weights (the result)",
+    "ema_rate": "EMA decay per step",
+    ("ddpm_random_label", "alpha"): "weight of the retain diffusion loss",
+    ("ddpm_salun", "alpha"): "weight of the retain diffusion loss (the reference: 1e-3)",
+    ("ddpm_grad_ascent", "alpha"): "weight of the retain diffusion loss",
+    "mask_guidance": "guidance of the prediction whose loss gives the saliency",
+    "negative_guidance": "ESD's eta: how far the forgotten class is pushed away from itself",
+    ("ddpm_selective_amnesia", "gamma"): "weight of the generative-replay loss",
+    "lmbda": "weight of the EWC (Fisher) penalty",
+    "replay_per_class": "replay images generated per remembered class",
+    "replay_steps": "DDIM steps of the replay images",
+    "fisher_timesteps": "timesteps in the Fisher estimate (the reference: all 1,000)",
     # attacks
     "steps": "iterations",
     ("pgd", "alpha"): "step size (default 2.5·eps/steps)",
@@ -114,6 +129,9 @@ REFERENCE_CODE: dict[tuple[str, str], str] = {
     **{("methods", m): "https://github.com/OPTML-Group/Unlearn-Saliency"
        for m in ("salun", "random_label", "finetune", "grad_ascent", "boundary_shrink")},
     **{("methods", m): "https://github.com/OPTML-Group/Unlearn-Sparse" for m in ("l1_sparse", "prune", "retrain", "influence")},
+    **{("methods", m): "https://github.com/OPTML-Group/Unlearn-Saliency/tree/main/DDPM"
+       for m in ("ddpm_salun", "ddpm_random_label", "ddpm_grad_ascent", "ddpm_retrain", "ddpm_selective_amnesia")},
+    ("methods", "ddpm_esd"): "https://github.com/rohitgandikota/erasing",
     ("methods", "scar"): "https://github.com/jbonato1/SCAR",
     ("methods", "scar_self"): "https://github.com/jbonato1/SCAR",
     ("methods", "bad_teacher"): "https://github.com/vikram2000b/bad-teaching-unlearning",
@@ -219,7 +237,7 @@ def _related_config(obj: Any) -> tuple[type | None, str, dict[str, Any] | None]:
 
 def describe(kind: str, entry: Any) -> dict[str, Any]:
     """Everything known about one registry entry, as plain data (for the table and ``--json``)."""
-    info = {k: v for k, v in entry.info.items() if k != "summary"}
+    info = {k: v for k, v in entry.info.items() if k != "summary" and not inspect.isfunction(v)}
     out: dict[str, Any] = {"kind": kind, "name": entry.name, "summary": entry.summary}
     cls = info.pop("config", None)
     for k, v in info.items():

@@ -1,0 +1,148 @@
+"""Generation metrics on toy cases with known answers: FID closed forms, k-NN precision/recall
+against brute force, UA / entropy / forgotten-class probability from a hand-built classifier."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import given
+from hypothesis import strategies as st
+
+from unlearnbench.eval import intervals as iv
+from unlearnbench.eval.generation import (
+    GenEvalConfig,
+    GenEvalContext,
+    bootstrap_fid,
+    evaluate_generation,
+    fid_from_features,
+    frechet_distance,
+    gen_ua,
+    precision_recall,
+)
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_a_shift_costs_its_squared_norm():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6))  # correlated Gaussian features
+    assert abs(fid_from_features(a, a)) < 1e-6
+    delta = np.array([1.0, -2.0, 0.5, 0.0, 3.0, -1.0])
+    # the same points shifted: equal covariances, means apart by delta -> FID = |delta|^2 exactly
+    assert fid_from_features(a, a + delta) == pytest.approx(float(delta @ delta), rel=1e-6)
+
+
+def test_frechet_distance_matches_the_matrix_square_root_form():
+    from scipy import linalg
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    c1, c2 = a @ a.T + 0.1 * np.eye(6), b @ b.T + 0.1 * np.eye(6)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    ref = float((mu1 - mu2) @ (mu1 - mu2) + np.trace(c1) + np.trace(c2) - 2 * np.trace(np.real(linalg.sqrtm(c1 @ c2))))
+    assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(ref, rel=1e-8)
+
+
+def test_frechet_distance_of_diagonal_gaussians_is_the_closed_form():
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    s1, s2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])  # variances
+    expected = float((mu1 - mu2) @ (mu1 - mu2) + ((np.sqrt(s1) - np.sqrt(s2)) ** 2).sum())
+    assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_fid_bootstrap_interval_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(300, 4)), rng.normal(loc=0.5, size=(300, 4))
+    fid = fid_from_features(a, b)
+    lo, hi = bootstrap_fid(a, b, 200, seed=0)
+    # resampling repeats points, so the bootstrap FIDs sit above the estimate's bias-free value;
+    # the percentile interval brackets the estimate itself
+    assert lo < fid < hi
+    big = bootstrap_fid(np.concatenate([a, a + 1e-3]), np.concatenate([b, b + 1e-3]), 200, seed=0)
+    assert big[1] - big[0] < hi - lo  # twice the points, a narrower interval
+    assert bootstrap_fid(a, b, 200, seed=0) == (lo, hi)  # seeded
+    assert bootstrap_fid(a, b, 0, seed=0) is None
+
+
+def _brute_pr(real, fake, k):
+    def radius(x, i):
+        d = sorted(float(np.linalg.norm(x[i] - x[j])) for j in range(len(x)))
+        return d[min(k, len(x) - 1)]  # d[0] is the point itself
+
+    rr = [radius(real, i) for i in range(len(real))]
+    fr = [radius(fake, i) for i in range(len(fake))]
+    p = np.mean([any(np.linalg.norm(f - real[i]) <= rr[i] for i in range(len(real))) for f in fake])
+    r = np.mean([any(np.linalg.norm(x - fake[i]) <= fr[i] for i in range(len(fake))) for x in real])
+    return p, r
+
+
+@given(st.integers(0, 10_000), st.integers(5, 25), st.integers(5, 25), st.integers(1, 4))
+def test_precision_recall_match_brute_force(seed, n_real, n_fake, k):
+    rng = np.random.default_rng(seed)
+    real, fake = rng.normal(size=(n_real, 3)), rng.normal(loc=0.7, size=(n_fake, 3))
+    p, r = precision_recall(real, fake, k)
+    bp, br = _brute_pr(real, fake, k)
+    assert p == pytest.approx(bp) and r == pytest.approx(br)
+
+
+def test_precision_recall_extremes():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(50, 3))
+    assert precision_recall(real, real.copy(), 3) == (1.0, 1.0)
+    assert precision_recall(real, real + 100.0, 3) == (0.0, 0.0)
+
+
+class Brightness(nn.Module):
+    """Dark images -> class 3 (logit 4 vs 0), bright images -> class 5: a classifier with known output."""
+
+    def forward(self, x):
+        bright = (x.flatten(1).mean(1) > 0.5).float()
+        logits = torch.zeros(x.shape[0], 10)
+        logits[:, 3] = 4 * (1 - bright)
+        logits[:, 5] = 4 * bright
+        return logits
+
+
+def test_ua_entropy_and_forgotten_probability_on_a_known_classifier(digits_class3):
+    forget = torch.cat([torch.zeros(7, 1, 8, 8), torch.ones(3, 1, 8, 8)])  # 7 still look like a 3
+    ctx = GenEvalContext(model=None, data=digits_class3, classifier=Brightness(), classifier_name="brightness",
+                         config=GenEvalConfig(), forget_classes=(3,), forget_samples=forget,
+                         forget_labels=torch.full((10,), 3), kept_samples=torch.zeros(0, 1, 8, 8),
+                         kept_labels=torch.zeros(0, dtype=torch.long), real_kept=torch.zeros(0, 1, 8, 8),
+                         device=torch.device("cpu"))
+    out = gen_ua(ctx)
+    p_top = math.exp(4) / (math.exp(4) + 9)  # softmax of one logit 4 among nine zeros
+    p_rest = 1 / (math.exp(4) + 9)
+    entropy = -(p_top * math.log(p_top) + 9 * p_rest * math.log(p_rest))
+    assert out.values["gen/ua"] == pytest.approx(30.0)
+    assert out.counts["n/gen/ua"] == 10
+    lo, hi = iv.wilson(0.3, 10)
+    assert (out.values["gen/ua_lo"], out.values["gen/ua_hi"]) == pytest.approx((100 * lo, 100 * hi))
+    assert out.values["gen/entropy"] == pytest.approx(entropy, rel=1e-5)
+    assert out.values["gen/forgotten_prob"] == pytest.approx(0.7 * p_top + 0.3 * p_rest, rel=1e-5)
+
+
+def test_evaluate_generation_end_to_end(tiny_ddpm, digits_class3, digits_cnn):
+    cfg = GenEvalConfig(n_forget=6, n_per_class=3, steps=2, bootstrap=5, grid_per_class=2)
+    rep = evaluate_generation(tiny_ddpm, digits_class3, digits_cnn, cfg, classifier_name="digits cnn")
+    assert rep.counts["n/gen/ua"] == 6 and rep.counts["n/gen/fid_generated"] == 27
+    assert rep.counts["n/gen/fid_real"] == len(digits_class3.test_retained)
+    assert rep.meta["extractor"] == "penultimate features of digits cnn" and rep.meta["forget_classes"] == [3]
+    for key in ("gen/ua", "gen/fid", "gen/precision", "gen/recall", "gen/acc_retained"):
+        assert key in rep.values and math.isfinite(rep.values[key])
+    assert rep.values["gen/fid_lo"] <= rep.values["gen/fid_hi"]
+    assert rep.grids["forgotten"].shape == (1, 10, 19) and rep.grids["remembered"].shape[1] == 9 * 9 + 1
+    assert not digits_cnn.training and not tiny_ddpm.training
+
+
+def test_evaluate_generation_refuses_swapped_models(tiny_ddpm, digits_class3, digits_cnn):
+    from unlearnbench.core.errors import ConfigError, ModelError
+
+    with pytest.raises(ModelError, match="conditional DDPM"):
+        evaluate_generation(digits_cnn, digits_class3, digits_cnn)
+    with pytest.raises(ModelError, match="generation model"):
+        evaluate_generation(tiny_ddpm, digits_class3, tiny_ddpm)
+    with pytest.raises(ConfigError, match="extractor"):
+        GenEvalConfig(extractor="vgg")
