@@ -67,6 +67,14 @@ def test_top_fraction_mask_breaks_ties_by_flat_index(n_a, n_b, levels, ratio, se
     assert mask["b"].shape == scores["b"].shape and torch.equal(got, expected)
 
 
+def test_mask_fraction_is_the_share_of_true_entries():
+    from unlearnbench.unlearn.masks import mask_fraction
+
+    mask = {"a": torch.tensor([True, False, False, False]), "b": torch.tensor([[True, True], [False, False]])}
+    assert mask_fraction(mask) == pytest.approx(3 / 8)
+    assert mask_fraction({}) == 0.0
+
+
 def test_top_fraction_mask_ratio_range_includes_both_ends_only():
     scores = {"w": torch.arange(10.0)}
     assert not top_fraction_mask(scores, 0.0)["w"].any() and top_fraction_mask(scores, 1.0)["w"].all()
