@@ -76,6 +76,7 @@ def run_jobs(
     config: ExecutorConfig | None = None,
     description: str = "jobs",
     on_result: Callable[[int, JobOutcome], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
     weights: Sequence[float] | None = None,
 ) -> list[JobOutcome]:
     """Run ``fn(*args)`` for every ``args`` in ``jobs``; results keep the order of ``jobs``.
@@ -83,7 +84,9 @@ def run_jobs(
     Every job runs with ``config.threads_per_job`` intra-op threads, whichever executor runs it.
 
     ``on_result(i, outcome)`` is called on the driver as each job finishes, so results can be
-    logged (and a study resumed) even if a later job is interrupted.
+    logged (and a study resumed) even if a later job is interrupted. ``on_start(i)`` is called on
+    the driver just before job ``i`` runs in-process (local executor only: Ray schedules its jobs
+    on workers, out of the driver's sight).
 
     ``weights``: each job's relative cost (say its epochs), for an ETA that learns the seconds per
     unit of cost from the jobs finished so far instead of assuming every job costs the same.
@@ -97,6 +100,8 @@ def run_jobs(
         bar.eta_fn = lambda done, elapsed: weighted_eta(cost, finished, elapsed)
         if config.kind == "local":
             for i, args in enumerate(jobs):
+                if on_start:
+                    on_start(i)
                 results[i] = _pinned_call(fn, args, threads)
                 finished.add(i)
                 if on_result:
