@@ -55,6 +55,32 @@ def test_import_is_light_and_names_resolve():
         ub.no_such_name  # noqa: B018
 
 
+def test_the_api_package_is_light_and_every_name_resolves():
+    """``import unlearnbench.api`` (what every command imports, ``ls`` and ``--help`` included) imports
+    no torch; each exported name lives in the module of its concern and is the same object both ways."""
+    import importlib
+
+    from unlearnbench import api
+
+    code = ("import sys, unlearnbench.api, unlearnbench.api.environment; "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert len(api.__all__) >= 23
+    from unlearnbench.core import errors
+
+    for name in api.__all__:
+        obj = getattr(api, name)
+        assert obj is getattr(importlib.import_module(obj.__module__), name)
+        if isinstance(obj, type):  # the error types, the very classes the library raises
+            assert obj is getattr(errors, name) and issubclass(obj, errors.UserError), name
+        elif name in ("save_checkpoint", "load_checkpoint"):  # the checkpoint format, as it is
+            assert obj.__module__ == "unlearnbench.core.checkpoint"
+        else:
+            assert obj.__module__.startswith("unlearnbench.api."), (name, obj.__module__)
+    with pytest.raises(AttributeError):
+        api.no_such_name  # noqa: B018
+
+
 def test_unlearn_is_callable_whichever_import_came_first():
     import unlearnbench.unlearn.salun  # noqa: F401  (re-binds unlearnbench.unlearn to the package)
     from unlearnbench import unlearn

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from unlearnbench._malloc import print_only
+from unlearnbench.api import _listing
 from unlearnbench.cli import app
-from unlearnbench.commands import _listing
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -48,13 +48,13 @@ def test_help_version_ls_completion_and_usage_errors_do_not_import_torch(tmp_pat
                    check=True, timeout=300)
     assert (tmp_path / "unlearnbench" / "listing.json").is_file()
     cases = [["--help"], ["--version"], ["ls"], ["ls", "methods"], ["ls", "all", "--json"], ["train", "--help"],
-             ["evaluate", "--help"], ["train", "--bogus"], ["unlearn"], ["ls", "nothing"], ["--show-completion", "bash"]]
+             ["evaluate", "--help"], ["train", "--bogus"], ["unlearn"], ["ls", "nothing"]]
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases)], env=_env(tmp_path), capture_output=True,
                           text=True, timeout=120)
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
     assert result["heavy"] == [], result
-    assert result["codes"] == [0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 0], result
+    assert result["codes"] == [0, 0, 0, 0, 0, 0, 0, 2, 2, 2], result
 
 
 def test_ls_shows_the_live_registries_from_a_snapshot_of_this_code_only(tmp_path, monkeypatch):
@@ -98,14 +98,21 @@ def test_print_only_commands_skip_the_allocator_reexec():
 
 
 def test_shell_completion_installs_and_completes():
-    out = runner.invoke(app, ["--show-completion", "bash"], prog_name="unlearnbench")
-    assert out.exit_code == 0 and "_UNLEARNBENCH_COMPLETE=complete_bash" in out.stdout
-    assert "complete -o default -F _unlearnbench_completion unlearnbench" in out.stdout
+    import typer
+    from typer.completion import get_completion_script
+
+    # --install-completion / --show-completion detect the user's shell from the process tree
+    # (shellingham), which a test cannot rely on; the script they write is this one.
+    root = {o for p in typer.main.get_command(app).params for o in p.opts}
+    assert {"--install-completion", "--show-completion"} <= root
+    script = get_completion_script(prog_name="unlearnbench", complete_var="_UNLEARNBENCH_COMPLETE", shell="bash")
+    assert "complete -o default -F _unlearnbench_completion unlearnbench" in script
     env = {**_env(), "_UNLEARNBENCH_COMPLETE": "complete_bash", "COMP_WORDS": "unlearnbench train --ep",
            "COMP_CWORD": "2"}
-    proc = subprocess.run([sys.executable, "-c", "from unlearnbench.cli import app; app(prog_name='unlearnbench')"],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.stdout.split() == ["--epochs"], proc
+    code = ("import sys\nfrom unlearnbench.cli import app\ntry:\n    app(prog_name='unlearnbench')\n"
+            "finally:\n    sys.stderr.write('TORCH' if 'torch' in sys.modules else 'light')")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["--epochs"] and proc.stderr.endswith("light"), proc
 
 
 def _commands() -> list[list[str]]:

@@ -193,6 +193,11 @@ M = [
            "with torch.no_grad():",
            "robust accuracy of a model handed over in train mode judged with dropout on (issue #19)",
            ("tests/eval/test_metamorphic.py", "-k", "train_mode")),
+    Mutant("saliency-mask-mode-top-flag", U + "unlearn/masks.py", "            m.training = flag",
+           "            m.training = modes[0][1]",
+           "SalUn's saliency mask hands a model back with every module in the top module's mode (a frozen "
+           "BatchNorm starts updating again; found after the random run, same bug as predict())",
+           ("tests/unlearn/test_mechanics.py", "-k", "own_mode")),
     Mutant("rl-seed-fixed", U + "unlearn/random_label.py", "gen = torch.Generator().manual_seed(config.seed)",
            "gen = torch.Generator().manual_seed(0)", "random labelling ignores the run's seed (issue #19)",
            ("tests/unlearn/test_seeds.py",)),

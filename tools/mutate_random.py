@@ -89,6 +89,14 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("def make_unlearn_data(splits: Splits, spec: ForgetSpec | str) -> UnlearnData:",
          "def make_unlearn_data(splits: Splits, spec: ForgetSpec ^ str) -> UnlearnData:"):
             "an annotation: never evaluated under `from __future__ import annotations`",
+        ('line = line.split("#", 1)[0].strip()', 'line = line.split("#", 2)[0].strip()'):
+            "the text before the first '#' is the same whatever the split limit",
+        ("dup = next(i for i in wanted if wanted.count(i) > 1)", "dup = next(i for i in wanted if wanted.count(i) != 1)"):
+            "every i drawn from `wanted` occurs at least once there, so count != 1 is count > 1",
+        ("forget: str | ForgetSpec | None = None,", "forget: str | ForgetSpec ^ None = None,"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
+        ("def to(self, device: torch.device | str) -> UnlearnData:", "def to(self, device: torch.device ^ str) -> UnlearnData:"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
     },
     "unlearn/masks.py": {
         ("batch_size: int = 256,", "batch_size: int = 255,"):
@@ -97,7 +105,13 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("generator: torch.Generator | None = None,", "generator: torch.Generator ^ None = None,"):
             "an annotation: never evaluated under `from __future__ import annotations`",
     },
+    "robust/evaluate.py": {
+        ("attack, int((robust != (clean & adv_ok)).sum()))", "attack, int((robust == (clean & adv_ok)).sum()))"):
+            "the count in a log.info line only",
+    },
     "unlearn/random_label.py": {
+        ('if getattr(config, "mask_mode", "exact") == "gradient":', 'if getattr(config, "mask_mode", "exact") >= "gradient":'):
+            "mask_mode is validated to 'exact' or 'gradient', and 'exact' < 'gradient': >= is == on them",
         **{("seed: int = 0", f"seed: int = {v}"):
            "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
         **{('description=f"{description} {epoch + 1}/{config.epochs}")',
@@ -202,18 +216,51 @@ def _sample(items: list, k: int, seed: int) -> list:
     return items if len(items) <= k else random.Random(seed).sample(items, k)
 
 
-def forget_survivors(module: str) -> int:
-    """Make a module's survivors pending again (after tests were added for them); returns how many."""
+def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
+    """Run each recorded non-equivalent survivor again, after tests were added for it.
+
+    The mutant is re-applied from its recorded diff (the removed line, found exactly once in the
+    current file, replaced by the added line), not from cosmic-ray's occurrence index: other
+    commits may have moved the module's mutation sites since the sample was drawn. A survivor
+    whose line is gone or ambiguous now is reported and left as it was."""
     import sqlite3
 
     db_path = DB_DIR / (module.replace("/", "__") + ".sqlite")
     if not db_path.exists():
-        return 0
+        return
+    path = copy / "unlearnbench" / module
+    args = MODULES[module]
     with sqlite3.connect(db_path) as con:
         rows = con.execute("SELECT job_id, diff FROM work_results WHERE upper(test_outcome) = 'SURVIVED'").fetchall()
-        again = [job for job, diff in rows if _key(diff) not in EQUIVALENT.get(module, {})]  # reviewed: keep
-        con.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in again])
-        return len(again)
+    rows = [(job, diff) for job, diff in rows if _key(diff) not in EQUIVALENT.get(module, {})]
+    print(f"{module}: {len(rows)} survivors to check again", flush=True)
+    if not rows:
+        return
+    status, tail = _run_tests(copy, args, timeout * 3)
+    if status != "survived":
+        print(f"{module}: baseline {status}: {tail}; not re-checked", flush=True)
+        return
+    original = path.read_text()
+    lines = original.splitlines(keepends=True)
+    for job, diff in rows:
+        old, new = _key(diff)
+        hits = [i for i, ln in enumerate(lines) if ln.strip() == old]
+        if len(hits) != 1:
+            print(f"  stale ({len(hits)} matches): {old}", flush=True)
+            continue
+        i = hits[0]
+        indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+        mutated = lines[:i] + [indent + new + "\n"] + lines[i + 1:]
+        try:
+            path.write_text("".join(mutated))
+            status, tail = _run_tests(copy, args, timeout)
+        finally:
+            path.write_text(original)
+        if status != "survived":
+            with sqlite3.connect(db_path) as con:
+                con.execute("UPDATE work_results SET test_outcome = 'KILLED', output = ? WHERE job_id = ?",
+                            (f"{status} on re-check: {tail}", job))
+        print(f"  {status:8s} {old} → {new}", flush=True)
 
 
 def _key(diff: str | None) -> tuple[str, str]:
@@ -384,7 +431,7 @@ def main() -> int:
     ap.add_argument("--note", default="", help="a sentence recorded under the table (what was or was not run, why)")
     ap.add_argument("--fresh", action="store_true", help="discard the modules' dbs and sample again")
     ap.add_argument("--rerun-survivors", action="store_true",
-                    help="run the sampled survivors again (after adding tests for them); kills stay recorded")
+                    help="re-check the recorded survivors from their diffs (after adding tests for them)")
     args = ap.parse_args()
     modules = list(MODULES)
     if args.only:
@@ -408,7 +455,8 @@ def main() -> int:
                     for f in DB_DIR.glob(module.replace("/", "__") + ".*"):
                         f.unlink()
                 if args.rerun_survivors:
-                    print(f"{module}: {forget_survivors(module)} survivors to run again", flush=True)
+                    recheck_survivors(module, copy, args.timeout)
+                    continue
                 run_module(module, copy, args.per_module, args.seed, args.timeout)
     write_section(list(MODULES), args.note)
     print(f"written to {DOC}")

@@ -11,7 +11,9 @@ def run() -> None:
 
     ensure_streams()
     from unlearnbench._malloc import print_only, reexec_if_needed
+    from unlearnbench.core.cpus import default_threads_env
 
+    default_threads_env()  # before torch loads (and before the re-execution, which inherits it)
     if not print_only(sys.argv):
         reexec_if_needed()
     from unlearnbench.cli import main

@@ -88,7 +88,9 @@ def main() -> None:
     import sys
 
     from unlearnbench._malloc import print_only, reexec_if_needed
+    from unlearnbench.core.cpus import default_threads_env
 
+    default_threads_env()
     if not print_only(sys.argv):
         reexec_if_needed()
     app()

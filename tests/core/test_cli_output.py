@@ -86,10 +86,10 @@ def test_ls_name_for_a_preset_shows_what_it_sets():
 @pytest.mark.parametrize("kind", ["methods", "attacks"])
 def test_every_built_in_config_key_has_a_meaning(kind):
     """`ls KIND NAME` must explain each key; a new key needs a comment on its field (or a
-    ``metadata={"help": ...}``, or a glossary entry in commands/_describe.py)."""
+    ``metadata={"help": ...}``, or a glossary entry in api/_describe.py)."""
     import importlib
 
-    from unlearnbench.commands._describe import describe
+    from unlearnbench.api._describe import describe
     from unlearnbench.commands.train import LISTABLE
 
     module, attr = LISTABLE[kind]
@@ -182,7 +182,7 @@ def test_describe_is_generic_over_registries():
     TrainConfig meanings; a metric shows its info."""
     from dataclasses import dataclass, field
 
-    from unlearnbench.commands._describe import describe
+    from unlearnbench.api._describe import describe
     from unlearnbench.core.registry import Entry
     from unlearnbench.eval.metrics import METRICS
 

@@ -80,7 +80,7 @@ def test_subclass_spec_on_synthetic():
     assert ((data.retain.y == 2) & (data.retain.sub == 4)).any()  # the sibling subclass stays
     assert (data.test_forgotten.sub == 5).all() and not (data.test_retained.sub == 5).any()
     for parent in (0, 1, 3, 4):  # sub 5 belongs to class 2: every other class, below and above, is wrong
-        with pytest.raises(DataError, match="does not belong"):
+        with pytest.raises(DataError, match=f"Subclass '5' does not belong to class '{parent}'"):
             make_unlearn_data(splits, f"subclass:{parent}/5")
     with pytest.raises(DataError, match="no subclass labels"):
         prepare("digits", "subclass:1/2")
@@ -98,6 +98,7 @@ def test_indices_spec(tmp_path, digits_splits):
     "content,match",
     [
         ("1\n1\n", "more than once"),
+        ("5\n7\n9\n7\n", "lists index 7 more than once"),  # names the duplicate, not the first index
         ("99999\n", "out of range"),
         ("abc\n", "not a training-set index"),
         ("\n# nothing\n", "lists no index"),
@@ -147,6 +148,21 @@ def test_class_index_range_is_exactly_the_datasets_classes(digits_splits, c):
     else:
         with pytest.raises(DataError, match="out of range" if c >= 0 else "out of range|Unknown class"):
             make_unlearn_data(digits_splits, f"class:{c}")
+
+
+@pytest.mark.parametrize("frac", ["-0.5", "-0.0001", "0.0", "1.0", "1.5"])
+def test_random_fraction_must_lie_strictly_between_0_and_1(frac):
+    with pytest.raises(DataError, match="strictly between 0 and 1"):
+        parse_forget_spec(f"random:{frac}")
+
+
+def test_val_fraction_zero_means_no_validation_split():
+    raw = load_dataset("digits")
+    splits = split_train_val(raw, split_seed=0, val_fraction=0.0)
+    assert len(splits.val) == 0 and len(splits.train) == len(raw.train)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(DataError, match=r"val_fraction must be in \[0, 1\)"):
+            split_train_val(raw, split_seed=0, val_fraction=bad)
 
 
 def test_parse_spec_kinds():

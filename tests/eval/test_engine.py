@@ -15,6 +15,7 @@ import torch
 from unlearnbench.core.errors import ConfigError, UnknownNameError
 from unlearnbench.core.models import create_model
 from unlearnbench.core.train import TrainConfig, fit
+from unlearnbench.eval import intervals as iv
 from unlearnbench.eval.engine import EvalConfig, Evaluator
 from unlearnbench.eval.metrics import METRICS
 from unlearnbench.eval.metrics.aus import adaptive_unlearning_score
@@ -263,6 +264,12 @@ def test_every_proportion_carries_its_n(digits_class3, digits_cnn, digits_cnn_re
     # class 3 has ~36 test images: TPR at 1 % and 0.1 % FPR cannot be measured on them
     assert "mia/loss/forget_test/tpr_at_fpr_0.01" in r.undefined
     assert not any(k in r.values for k in r.undefined)
+    # every threshold attack's AUC (model and reference) carries DeLong's variance from its scores,
+    # and its interval is built from it
+    for key in ("mia/loss/forget_test/auc", "mia/entropy/retain_test/auc"):
+        assert 0 < r.variances[key] < 0.25 and 0 < r.reference_variances[key] < 0.25
+        n_pos, n_neg = r.counts[key[:-3] + "n_members"], r.counts[key[:-3] + "n_nonmembers"]
+        assert r.interval(key) == pytest.approx(iv.auc_interval_delong(r[key], r.variances[key], n_pos, n_neg))
     # every accuracy has an interval containing it; the original vs the retrain on the forgotten
     # class is a gap far beyond the noise, on the retained classes' test images it is not
     for key in ("forget_acc", "ua", "test_acc", "mia_efficacy"):

@@ -367,3 +367,28 @@ def test_report_files_follow_the_umask(mlflow_uri, experiment, tmp_path):
     files = [result.html, result.markdown, folder / "summary.json", *sorted((folder / "history").glob("*.json"))]
     assert len(files) == 4 and all(f.is_file() for f in files)
     assert {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {f.name: "0o644" for f in files}
+
+
+def test_summary_tables_are_the_terminal_cells_of_a_summary():
+    """``api.summary_tables`` (what ``unlearnbench report`` prints): mean ± sample std, the t
+    interval over seeds (96 ± 4.303 · 1/√3 = ±2.48), ``beyond_noise`` from the row's gap to
+    retrain, specs in the summary's order, and no common seed count when rows differ."""
+    from unlearnbench import api
+    from unlearnbench.reports.summary import Stat
+
+    def row(spec, label, vals, beyond=False):
+        return {"forget": spec, "label": label, "method": label, "seeds": list(range(len(vals))),
+                "values": {"test_acc": Stat.of(vals, "test_acc", {}).to_dict()},
+                "vs_retrain": {"test_acc": {"beyond_noise": beyond}}}
+
+    summary = {"rows": [row("random:10", "retrain", [96.0, 95.0, 97.0]),
+                        row("random:10", "salun", [80.0, 81.0, 79.0], beyond=True),
+                        row("class:3", "retrain", [90.0, 92.0]), row("class:3", "salun", [91.0, 89.0, 90.0])]}
+    first, second = api.summary_tables(summary)
+    assert (first["forget"], first["seeds"], second["forget"], second["seeds"]) == ("random:10", 3, "class:3", None)
+    assert first["columns"] == [{"key": "test_acc", "label": "TA"}]
+    retrain, salun = first["rows"]
+    assert retrain["cells"] == [{"value": "96.00 ± 1.00", "beyond_noise": False, "ci": "[93.52, 98.48]"}]
+    assert salun["cells"] == [{"value": "80.00 ± 1.00", "beyond_noise": True, "ci": "[77.52, 82.48]"}]
+    assert [r["seeds"] for r in second["rows"]] == [2, 3]
+    assert api.expected_tables(summary) == []  # no paper block: nothing beside ours

@@ -55,7 +55,10 @@ def test_interrupted_study_resumes_only_missing_runs(interrupted_then_resumed, m
     # References first, then per seed: original, finetune, random_label; Ctrl-C in the 3rd method run.
     assert done == {"retrain|retrain|class:3|0", "retrain|retrain|class:3|1", "original|original|class:3|0",
                     "unlearn|finetune|class:3|0", "unlearn|random_label|class:3|0", "original|original|class:3|1"}
-    assert len(children) == 6  # nothing half-logged for the interrupted job
+    # The interrupted job's run was live when Ctrl-C came: it ends KILLED, with nothing logged in it.
+    killed = [c for c in children if c.info.status == "KILLED"]
+    assert len(children) == 7 and [c.data.tags["run_key"] for c in killed] == ["unlearn|finetune|class:3|1"]
+    assert killed[0].data.metrics == {}
 
     assert seen["second"].exit_code == 0, seen["second"].output
     assert seen["resume_calls"] == ["finetune", "random_label"]  # only the missing runs
@@ -63,6 +66,7 @@ def test_interrupted_study_resumes_only_missing_runs(interrupted_then_resumed, m
     _, parents2, children2 = runs_of(mlflow_uri, seen["experiment"])
     assert [p.info.run_id for p in parents2] == [parents[0].info.run_id]  # the same study run, resumed
     assert parents2[0].info.status == "FINISHED"
+    # The rerun replaced the killed attempt (moved to MLflow's trash): every job once, nothing twice.
     assert len(children2) == 8 and all(c.info.status == "FINISHED" for c in children2)
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import json
 
-from study_helpers import bench, runs_of
+from study_helpers import bench, runs_of, spy_run
 
 
-def test_study_runs_have_curves_models_true_durations_and_json_params(tiny_study, mlflow_uri, study_work_dir):
+def test_study_runs_have_curves_models_true_durations_and_json_params(tiny_study, mlflow_uri, study_work_dir,
+                                                                      monkeypatch):
     import mlflow
 
+    seen: dict[str, list] = {}
+
+    def look(method, n):  # inside the unlearning job: how the store shows its run right now
+        _, _, kids = runs_of(mlflow_uri, experiment)
+        seen["during"] = [c.info.status for c in kids if c.data.tags.get("kind") == "unlearn"]
+
+    spy_run(monkeypatch, look)
     path, experiment = tiny_study(seeds=[0], methods=[{"name": "finetune", "config": {"epochs": 1}}],
                                   log_model=True)
     from unlearnbench.eval import tracking
@@ -34,6 +42,9 @@ def test_study_runs_have_curves_models_true_durations_and_json_params(tiny_study
     exp = client.get_experiment_by_name(experiment)
     models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
     assert sorted(m.source_run_id for m in models) == sorted(c.info.run_id for c in children)
+
+    # Live: the unlearning job's run was RUNNING while the job ran (local executor).
+    assert seen["during"] == ["RUNNING"]
 
     # True durations: the unlearning run lasts at least as long as its unlearning did, and lies
     # inside the study's run.

@@ -67,6 +67,27 @@ def test_top_fraction_mask_breaks_ties_by_flat_index(n_a, n_b, levels, ratio, se
     assert mask["b"].shape == scores["b"].shape and torch.equal(got, expected)
 
 
+def test_saliency_mask_restores_each_modules_own_mode(digits_class3):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Dropout(0.2), nn.Linear(4 * 64, 10))
+    model.train()
+    model[1].eval()  # a frozen BatchNorm inside a training model
+    modes = [m.training for m in model.modules()]
+    stats = model[1].running_mean.clone()
+    saliency_mask(model, digits_class3.forget, 0.5, generator=torch.Generator().manual_seed(0))
+    assert [m.training for m in model.modules()] == modes
+    assert torch.equal(model[1].running_mean, stats)
+
+
+def test_mask_fraction_is_the_share_of_true_entries():
+    from unlearnbench.unlearn.masks import mask_fraction
+
+    mask = {"a": torch.tensor([True, False, False, False]), "b": torch.tensor([[True, True], [False, False]])}
+    assert mask_fraction(mask) == pytest.approx(3 / 8)
+    assert mask_fraction({}) == 0.0
+
+
 def test_top_fraction_mask_ratio_range_includes_both_ends_only():
     scores = {"w": torch.arange(10.0)}
     assert not top_fraction_mask(scores, 0.0)["w"].any() and top_fraction_mask(scores, 1.0)["w"].all()

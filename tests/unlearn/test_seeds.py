@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from unlearn_helpers import FAST
 
 from unlearnbench.unlearn import METHODS, build_config, loops
+from unlearnbench.unlearn.base import methods_for
 from unlearnbench.unlearn.loops import draw_random_labels
 from unlearnbench.unlearn.ood import ood_set, synthetic_images
 
@@ -67,7 +68,7 @@ def test_config_seed_drives_the_method(name, digits_cnn, digits_class3, small_oo
 
 
 @pytest.mark.deep
-@pytest.mark.parametrize("name", [n for n in METHODS.names() if n not in FAST_CHECK])
+@pytest.mark.parametrize("name", [n for n in methods_for("classification") if n not in FAST_CHECK])
 def test_config_seed_drives_every_other_method(name, digits_cnn, digits_class3, small_ood):
     _check_method(name, digits_cnn, _small(digits_class3, small_ood))
 

@@ -23,9 +23,9 @@ try:  # typer >= 0.2x vendors click as typer._click; its usage errors are that c
 except ImportError:  # pragma: no cover - older typer on the real click
     from click import exceptions as click_exceptions
 
+from unlearnbench.api import UserError
 from unlearnbench.core import progress
 from unlearnbench.core.config import from_dict, load_yaml, parse_overrides
-from unlearnbench.core.errors import UserError
 
 
 class _OneLineErrors(TyperGroup):
@@ -347,9 +347,17 @@ class _Once(logging.Filter):
         return True
 
 
-def setup_output(quiet: bool, verbose: bool = False) -> None:
+def setup_output(quiet: bool, verbose: bool = False, threads: int | None = None) -> None:
     """Progress on stderr unless ``quiet`` (never results: those go to stdout regardless);
-    library warnings, both ``logging`` and ``warnings``, shown once each."""
+    library warnings, both ``logging`` and ``warnings``, shown once each; ``threads``: the
+    intra-op thread count (--threads; without it the default set at start-up, see
+    ``core.cpus.default_threads_env``)."""
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1; got {threads}.")
+        torch.set_num_threads(threads)
     progress.set_enabled(not quiet)
     level = logging.DEBUG if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
@@ -444,6 +452,9 @@ NoTrackOpt = typer.Option(False, "--no-track", help="Do not log to MLflow.")
 LogModelOpt = typer.Option(False, "--log-model", help="Also log the model as an MLflow PyTorch model (signature, input example).")
 SystemMetricsOpt = typer.Option(False, "--system-metrics", help="Sample CPU, GPU and memory use into the MLflow run (MLflow's sampler).")
 ConfigOpt = typer.Option(None, "--config", help="YAML file of config keys.")
+ThreadsOpt = typer.Option(
+    None, "--threads", help="Intra-op CPU threads (default: the CPUs this process may use: its affinity and "
+    "cgroup quota, or OMP_NUM_THREADS when set). It changes CPU results in the last bits.")
 SetOpt = typer.Option(None, "--set", help="Override one config key: --set lr=0.01 (repeatable).")
 
 # Which data a run uses, and the protocol checks' overrides (see unlearnbench.core.protocol).

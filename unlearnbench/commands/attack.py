@@ -20,6 +20,7 @@ from unlearnbench.commands._common import (
     QuietOpt,
     SetOpt,
     SubsetOpt,
+    ThreadsOpt,
     TrackingOpt,
     app,
     check_outputs,
@@ -55,9 +56,10 @@ def attack(
     experiment: str = ExperimentOpt,
     no_track: bool = NoTrackOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Attack a checkpoint on one split and report clean and robust accuracy (logged to MLflow)."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench import api
     from unlearnbench.core.config import load_yaml, parse_overrides
 

@@ -3,97 +3,9 @@ piece with the exact line that installs it."""
 
 from __future__ import annotations
 
-import platform
-import sys
-import time
-from dataclasses import dataclass
-from importlib import metadata
-
 import typer
 
 from unlearnbench.commands._common import TrackingOpt, app, console, handle_errors
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # "ok", "warn" (works, but worth knowing), "missing" (a required piece), "optional"
-    detail: str
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _torch() -> list[Check]:
-    start = time.perf_counter()
-    try:
-        import torch
-    except ImportError:
-        return [Check("torch", "missing", "not installed: pip install torch torchvision "
-                      "(https://pytorch.org/get-started for the CUDA build)")]
-    took = time.perf_counter() - start
-    if torch.cuda.is_available():
-        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-        device = f"CUDA {torch.version.cuda}: {names} (--device auto uses cuda)"
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        device = "Apple MPS available; --device auto uses the CPU (pass --device mps)"
-    else:
-        device = "CPU only (--device auto uses the CPU)"
-    checks = [Check("torch", "ok", f"{torch.__version__}, imported in {took:.1f} s; {device}")]
-    tv = _version("torchvision")
-    checks.append(Check("torchvision", "ok" if tv else "missing", tv or "not installed: pip install torchvision"))
-    return checks
-
-
-def _threads() -> Check:
-    from unlearnbench.core import cpus
-
-    try:
-        import torch
-
-        torch_default = torch.get_num_threads()
-    except ImportError:
-        torch_default = None
-    usable = cpus.usable_cpus()
-    detail = f"{cpus.describe()}; commands use {usable} thread(s) unless --threads says otherwise"
-    if torch_default is not None and torch_default > usable:
-        return Check("threads", "warn", f"{detail} (PyTorch alone would start {torch_default}, more than usable)")
-    return Check("threads", "ok", detail)
-
-
-def _packages() -> list[Check]:
-    from unlearnbench.core.requirements import INSTALL, available, install_line
-
-    out = []
-    for module, required in (("torchattacks", True), ("safetensors", True), ("pyautoattack", False),
-                             ("ray", False), ("psutil", False), ("timm", False)):
-        version = _version(module) if available(module) else None
-        if version:
-            out.append(Check(module, "ok", version))
-        else:
-            out.append(Check(module, "missing" if required else "optional",
-                             f"not installed, needed for {INSTALL[module][0]}: {install_line(module)}"))
-    return out
-
-
-def _store(tracking_uri: str | None) -> list[Check]:
-    from unlearnbench.core.errors import UserError
-    from unlearnbench.eval.tracking import check_reachable, resolve_uri
-
-    mlflow_version = _version("mlflow")
-    if mlflow_version is None:
-        return [Check("mlflow", "missing", "not installed: pip install 'mlflow>=3.7,<4'")]
-    uri = resolve_uri(tracking_uri)
-    try:
-        check_reachable(uri, timeout=3.0)
-    except UserError as exc:
-        return [Check("mlflow", "ok", mlflow_version), Check("MLflow store", "missing", str(exc))]
-    return [Check("mlflow", "ok", mlflow_version), Check("MLflow store", "ok", f"{uri} (usable)")]
-
 
 MARK = {"ok": ("ok", "green"), "warn": ("warn", "yellow"), "missing": ("MISSING", "bold red"), "optional": ("-", "dim")}
 
@@ -106,14 +18,9 @@ def doctor(tracking_uri: str | None = TrackingOpt) -> None:
     required piece is missing."""
     from rich.markup import escape
 
-    import unlearnbench
+    from unlearnbench import api
 
-    checks = [Check("unlearnbench", "ok", f"{unlearnbench.__version__} on Python {platform.python_version()} "
-                    f"({sys.executable})")]
-    checks += _torch()
-    checks.append(_threads())
-    checks += _packages()
-    checks += _store(tracking_uri)
+    checks = api.doctor_checks(tracking_uri)
     width = max(len(c.name) for c in checks)
     for c in checks:
         label, style = MARK[c.status]

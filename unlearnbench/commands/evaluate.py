@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from unlearnbench.api import UserError
 from unlearnbench.commands._common import (
     AllowDataMismatchOpt,
     AllowReferenceMismatchOpt,
@@ -29,6 +27,7 @@ from unlearnbench.commands._common import (
     SetOpt,
     SubsetOpt,
     SystemMetricsOpt,
+    ThreadsOpt,
     TrackingOpt,
     app,
     build_config,
@@ -42,7 +41,6 @@ from unlearnbench.commands._common import (
     setup_output,
 )
 from unlearnbench.core.config import from_dict, load_yaml, parse_overrides
-from unlearnbench.core.errors import UserError
 
 shadow_app = typer.Typer(help="Shadow-model pools for LiRA and U-LiRA.", no_args_is_help=True)
 app.add_typer(shadow_app, name="shadow")
@@ -182,9 +180,10 @@ def evaluate(
     no_track: bool = NoTrackOpt,
     system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Evaluate a checkpoint: accuracies, MIAs, gaps to the retrained reference; log to MLflow."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench import api
     from unlearnbench.eval.engine import EvalConfig, Evaluator
 
@@ -257,21 +256,6 @@ def evaluate(
     console.print(f"Wrote {json_out}")
 
 
-def _port_free(host: str, port: int) -> bool:
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except (socket.gaierror, UnicodeError):
-        raise UserError(f"--host {host!r} is not an address or a name this machine can resolve; use 127.0.0.1.") from None
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
-                raise UserError(f"--host {host} is not an address of this machine; use 127.0.0.1 or 0.0.0.0.") from None
-            return False
-    return True
-
-
 @app.command()
 @handle_errors
 def ui(
@@ -281,23 +265,9 @@ def ui(
     workers: int = typer.Option(1, "--workers", help="Server worker processes (MLflow's default is 4)."),
 ) -> None:
     """Start the MLflow UI on the tracking store the other commands log to."""
-    from unlearnbench.eval import tracking
+    from unlearnbench import api
 
-    uri = tracking.resolve_uri(tracking_uri)
-    if uri.startswith(("http://", "https://")):
-        raise UserError(f"{uri} is already a tracking server; open it in a browser instead of starting a UI.")
-    tracking.check_reachable(uri)
-    if not 0 < port < 65536:
-        raise UserError(f"--port {port} is not a valid port; use 1-65535.")
-    if not _port_free(host, port):
-        raise UserError(f"Port {port} on {host} is in use; pass another --port.")
-    if workers < 1:
-        raise UserError(f"--workers {workers} must be at least 1.")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-           "--workers", str(workers)]
-    root = tracking.artifact_root(uri)
-    if root is not None:
-        cmd += ["--default-artifact-root", root.as_uri()]
+    cmd, uri = api.ui_command(tracking_uri, host=host, port=port, workers=workers)
     console.print(f"MLflow UI for {uri} on http://{host}:{port} (Ctrl-C stops it).")
     # MLflow's background job runner (GenAI jobs) is not needed to browse runs and starts extra
     # processes; a user who wants it can set the variable themselves.
@@ -357,6 +327,8 @@ def shadow_train(
     data_root: Path | None = DataRootOpt,
     download: bool = DownloadOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = typer.Option(None, "--threads", help="Intra-op CPU threads of every shadow job "
+                                       "(default: --num-cpus, at least 1)."),
 ) -> None:
     """Train a shadow-model pool (independent jobs, locally or on Ray) for LiRA / U-LiRA."""
     setup_output(quiet)
@@ -367,7 +339,8 @@ def shadow_train(
 
     cfg = build_config(TrainConfig, config, set_, base=recipe_for(dataset), epochs=epochs, lr=lr,
                        batch_size=batch_size, device=device)
-    ex = from_dict(ExecutorConfig, {"kind": executor, "ray_address": ray_address, "num_cpus": num_cpus, "num_gpus": num_gpus})
+    ex = from_dict(ExecutorConfig, {"kind": executor, "ray_address": ray_address, "num_cpus": num_cpus, "num_gpus": num_gpus,
+                                    "threads": threads})
     mcfg = {**(load_yaml(method_config) if method_config else {}), **parse_overrides(method_set or [])}
     check_outputs(("--out", out, True), inputs=(method_config, config), specs=(forget,))
     pool = train_shadow_pool(
@@ -382,9 +355,9 @@ def shadow_train(
 @handle_errors
 def shadow_info(pool_dir: Path = typer.Argument(..., help="Pool folder.")) -> None:
     """Show a shadow pool's settings and its hold-out attack results."""
-    from unlearnbench.eval.shadow import ShadowPool
+    from unlearnbench import api
 
-    _print_pool(ShadowPool.load(pool_dir))
+    _print_pool(api.shadow_pool(pool_dir))
 
 
 def _print_pool(pool) -> None:

@@ -11,6 +11,7 @@ from unlearnbench.commands._common import (
     DeviceOpt,
     DownloadOpt,
     QuietOpt,
+    ThreadsOpt,
     app,
     check_outputs,
     console,
@@ -47,11 +48,12 @@ def import_(
     data_root: Path | None = DataRootOpt,
     download: bool = DownloadOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Convert a model trained elsewhere into a checkpoint that evaluate, attack, unlearn and studies take."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench import api
-    from unlearnbench.core.checkpoint import save_checkpoint
+    from unlearnbench.api import save_checkpoint
     from unlearnbench.core.data import DATASETS, DataSource
 
     DATASETS.get(dataset)  # an unknown name fails before the file checks

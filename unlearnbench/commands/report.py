@@ -25,39 +25,36 @@ def print_summary(summary: dict) -> None:
     """The papers' table per forget spec (mean ± std over seeds), as rich tables on stdout."""
     from rich import box
 
-    from unlearnbench.reports.summary import beyond_noise, fmt, fmt_ci, points_text, summary_metrics
+    from unlearnbench import api
 
-    for spec in dict.fromkeys(r["forget"] for r in summary["rows"]):
-        rows = [r for r in summary["rows"] if r["forget"] == spec]
+    for t in api.summary_tables(summary):
         # A terminal is narrow: robust accuracy on the test split only (the report has every split).
-        metrics = [m for m in summary_metrics(sorted({k for r in rows for k in r["values"]}))
-                   if not m.key.startswith("robust/") or m.key.split("/")[1] in ("test", "test_retained")]
-        seeds = {len(r["seeds"]) for r in rows}
-        same = len(seeds) == 1
-        title = (f"forget {spec}: mean ± std over {next(iter(seeds)) if same else 'the'} seed(s), "
+        keep = [i for i, c in enumerate(t["columns"])
+                if not c["key"].startswith("robust/") or c["key"].split("/")[1] in ("test", "test_retained")]
+        same = t["seeds"] is not None
+        title = (f"forget {t['forget']}: mean ± std over {t['seeds'] if same else 'the'} seed(s), "
                  "[95 % interval] below; * = differs from retrain beyond the noise")
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         table.add_column("method", style="bold", no_wrap=True)
-        for m in metrics:
-            label = _SHORT.get(m.key) or (m.label.replace("Robust test_retained ", "rob ")
-                                          .replace("Robust test ", "rob ").replace("autoattack", "AA"))
+        for i in keep:
+            c = t["columns"][i]
+            label = _SHORT.get(c["key"]) or (c["label"].replace("Robust test_retained ", "rob ")
+                                             .replace("Robust test ", "rob ").replace("autoattack", "AA"))
             # Wrap "98.12 ± 0.35" at its spaces rather than cutting numbers in a narrow terminal.
             table.add_column(label, justify="right", min_width=6, overflow="fold")
         if not same:
             table.add_column("seeds", justify="right")
-        points = [points_text(rows, m.key) for m in metrics]
+        points = [t["points"][i] for i in keep]
         if any(points):
             table.add_row("n (points)", *points, *([] if same else [""]), style="dim")
-        for r in rows:
+        for r in t["rows"]:
             style = "italic dim" if r["method"] in ("retrain", "original") else None
             # The interval on its own line: the value stays readable in a narrow column.
-            cells = [(fmt(r["values"].get(m.key)) + ("*" if beyond_noise(r, m.key) else "")
-                      + (f"\n{ci}" if (ci := fmt_ci(r["values"].get(m.key))) else "")) for m in metrics]
-            table.add_row(r["label"], *cells, *([] if same else [str(len(r["seeds"]))]), style=style)
+            cells = [(c["value"] + ("*" if c["beyond_noise"] else "") + (f"\n{c['ci']}" if c["ci"] else ""))
+                     for c in (r["cells"][i] for i in keep)]
+            table.add_row(r["label"], *cells, *([] if same else [str(r["seeds"])]), style=style)
         console.print(table)
-    from unlearnbench.reports.expected import rich_tables
-
-    for renderable in rich_tables(summary):  # the recipe and the paper's numbers beside ours
+    for renderable in api.expected_tables(summary):  # the recipe and the paper's numbers beside ours
         console.print(renderable)
 
 
@@ -98,8 +95,7 @@ def report(
     """Render an HTML report (plots inlined) and a Markdown summary of an experiment's runs, and
     flag regressions against the previous report of the same experiment."""
     setup_output(quiet)
-    from unlearnbench.api import build_report
-    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.api import ConfigError, build_report
 
     if tolerance is not None and not (tolerance >= 0 and tolerance != float("inf")):  # NaN fails >= too
         raise ConfigError("--tolerance must be zero or positive (points of accuracy).")

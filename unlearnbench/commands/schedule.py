@@ -47,8 +47,8 @@ def schedule(
     """Make studies and reports periodic: a cron entry (--cron), a systemd user timer (--every),
     or an in-process scheduler (--foreground). --remove and --list manage installed schedules."""
     setup_output(True)
+    from unlearnbench.api import ConfigError
     from unlearnbench.core.boundary import check_value
-    from unlearnbench.core.errors import ConfigError
     from unlearnbench.reports import schedule as sched
 
     # Nothing unchecked reaches a cron line or a unit file: no value may hold a newline or any
@@ -185,7 +185,7 @@ def _removal_hint(name: str, *, crontab_file: Path | None = None, crontab_comman
 def _need_flock() -> None:
     import shutil
 
-    from unlearnbench.core.errors import UserError
+    from unlearnbench.api import UserError
 
     if shutil.which("flock") is None:
         raise UserError("flock (util-linux) is not installed; scheduled runs need it so two never overlap "
@@ -229,7 +229,7 @@ def _list(sched, crontab, units: Path) -> None:
 
 def _remove(sched, crontab, units: Path, name: str | None, *, crontab_given: bool, custom_units: bool,
             dry_run: bool) -> None:
-    from unlearnbench.core.errors import UserError
+    from unlearnbench.api import UserError
 
     which = f"schedule {name!r}" if name else "every unlearnbench schedule"
     removed_any = False

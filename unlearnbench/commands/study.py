@@ -62,7 +62,7 @@ def load(study: str, sets: list[str] | None, **cli: Any):
     if not path.is_file() and (EXAMPLES_DIR / f"{study}.yaml").is_file():
         path = EXAMPLES_DIR / f"{study}.yaml"
     if not path.is_file():
-        from unlearnbench.core.errors import ConfigError
+        from unlearnbench.api import ConfigError
         from unlearnbench.study import examples
 
         raise ConfigError(f"Study {study!r} is neither a file nor a shipped example; examples: {', '.join(examples())}.")
@@ -73,7 +73,7 @@ def load(study: str, sets: list[str] | None, **cli: Any):
         gen_cli = {k: cli.get(k) for k in ("experiment", "device")}
         unsupported = [k for k in ("subset", "per_class") if cli.get(k) is not None]
         if unsupported:
-            from unlearnbench.core.errors import ConfigError
+            from unlearnbench.api import ConfigError
 
             raise ConfigError(f"--{unsupported[0].replace('_', '-')} does not apply to a generation study.")
         return gen_study_from_dict(data, **gen_cli), path
@@ -212,7 +212,7 @@ def benchmark(
     """Run a study: methods × forget specs × seeds against the retrained reference, logged to
     MLflow (a parent run, one child run per method, spec and seed). Re-running resumes it."""
     setup_output(quiet)
-    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.api import ConfigError
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"Unknown executor {executor!r}; use local or ray.")
@@ -247,6 +247,8 @@ def demo(
     set_: list[str] | None = SetOpt,
     tracking_uri: str | None = TrackingOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = typer.Option(None, "--threads", help="Intra-op CPU threads of every job (default 1: "
+                                       "the demo's jobs are tiny)."),
 ) -> None:
     """The whole pipeline on the embedded digits data, in a few minutes on a laptop CPU: train the
     original, retrain the reference, unlearn class 3 with salun, l1_sparse, scar, finetune and
@@ -260,7 +262,8 @@ def demo(
     cfg, path = load("demo", set_)
     uri = tracking.resolve_uri(tracking_uri)
     check_outputs(("--out", out, True), ("--work-dir", work_dir, True), store=uri)
-    study = run_and_summarize(cfg, path, executor=executor, ray_address=None, cpus=1.0, gpus=0.0, tracking_uri=uri,
+    study = run_and_summarize(cfg, path, executor=executor, ray_address=None, cpus=1.0, gpus=0.0, threads=threads,
+                              tracking_uri=uri,
                       work_dir=work_dir, data_root=None, download=False, new=new, quiet=quiet)
     result = build_report(cfg.experiment_name, out, tracking_uri=uri, log_to_mlflow=True)
     print_report_result(result, show_table=False)

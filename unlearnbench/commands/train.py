@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from unlearnbench.api.environment import LISTABLE
 from unlearnbench.commands._common import (
     ConfigOpt,
     DataRootOpt,
@@ -21,6 +22,7 @@ from unlearnbench.commands._common import (
     SetOpt,
     SubsetOpt,
     SystemMetricsOpt,
+    ThreadsOpt,
     TrackingOpt,
     app,
     build_config,
@@ -30,7 +32,6 @@ from unlearnbench.commands._common import (
     handle_errors,
     setup_output,
 )
-from unlearnbench.commands._listing import LISTABLE, listing, registry
 from unlearnbench.core.config import flatten
 
 
@@ -51,21 +52,13 @@ def ls(
 ) -> None:
     """List registered datasets, models, methods, attacks, metrics, presets or recipes; with NAME,
     show one entry in full (config keys, paper, reference code)."""
+    from unlearnbench import api
     from unlearnbench.commands._common import print_json
-    from unlearnbench.commands._describe import describe
-    from unlearnbench.core.errors import UnknownNameError
 
-    if kind != "all" and kind not in LISTABLE:
-        raise UnknownNameError(f"Unknown list {kind!r}; choose all or one of: {', '.join(LISTABLE)}.")
     if name is not None:
-        if kind == "all":
-            raise UnknownNameError(f"Name the list {name!r} belongs to, e.g. unlearnbench ls methods {name}.")
-        reg = registry(kind)
-        if reg is None:
-            raise UnknownNameError(f"The {kind} registry is not installed here.")
-        _show_entry(describe(kind, reg.entry(name)), json_)
+        _show_entry(api.describe_entry(kind, name), json_)
         return
-    found = listing(list(LISTABLE) if kind == "all" else [kind])
+    found = api.list_registries(kind)
     if json_:
         print_json(found if kind == "all" else found.get(kind, []))
         return
@@ -151,11 +144,12 @@ def train(
     log_model: bool = LogModelOpt,
     system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Train an original model (or, with --exclude, the retrain-from-scratch reference)."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench import api
-    from unlearnbench.core.checkpoint import save_checkpoint
+    from unlearnbench.api import save_checkpoint
     from unlearnbench.core.recipes import resolve
     from unlearnbench.core.train import TrainConfig
 
@@ -163,7 +157,7 @@ def train(
     from unlearnbench.core.models import model_task
 
     if model_task(model) == "generation":  # the model declares its task; a DDPM trains by steps
-        from unlearnbench.core.errors import ConfigError
+        from unlearnbench.api import ConfigError
 
         given = [flag for flag, v in (("--recipe", recipe), ("--prune", prune), ("--epochs", epochs),
                                       ("--adversarial", adversarial), ("--compile", compile or None),

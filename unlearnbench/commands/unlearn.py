@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from unlearnbench.api import ConfigError, UserError
 from unlearnbench.commands._common import (
     AllowDataMismatchOpt,
     AllowReferenceMismatchOpt,
@@ -23,6 +24,7 @@ from unlearnbench.commands._common import (
     SetOpt,
     SubsetOpt,
     SystemMetricsOpt,
+    ThreadsOpt,
     TrackingOpt,
     app,
     check_outputs,
@@ -32,7 +34,6 @@ from unlearnbench.commands._common import (
     setup_output,
 )
 from unlearnbench.core.config import flatten, load_yaml, parse_overrides
-from unlearnbench.core.errors import ConfigError, UserError
 
 _ROWS = (
     ("forget_acc", "forget acc (%)"),
@@ -72,11 +73,12 @@ def unlearn(
     log_model: bool = LogModelOpt,
     system_metrics: bool = SystemMetricsOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench import api
-    from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
+    from unlearnbench.api import load_checkpoint, save_checkpoint
     from unlearnbench.core.data import parse_forget_spec
     from unlearnbench.unlearn import METHODS
     from unlearnbench.unlearn.jobs import accuracies
@@ -113,7 +115,7 @@ def unlearn(
                           "(unlearnbench benchmark digits-generation) or with unlearnbench.unlearn() from Python.")
     ref_ckpt = load_checkpoint(reference) if reference is not None and not no_eval else None
     request = api.check_unlearn(ckpt, method, spec, config=values, prune=prune, adv_retain=adv_retain, seed=seed,
-                                dataset=dataset)
+                                dataset=dataset, preset=preset)
     if preset is not None and p.release:
         console.print(f"Preset {preset} follows {p.release}" + (f"; quirks: {len(p.quirks)} (ls presets {preset})"
                       if p.quirks else ""), style="dim", highlight=False)

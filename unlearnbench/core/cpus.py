@@ -47,6 +47,21 @@ def usable_cpus(path: Path = CGROUP_CPU_MAX) -> int:
     return max(1, n)
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def default_threads_env(environ: dict[str, str] | os._Environ | None = None) -> int | None:
+    """Before torch loads: make ``usable_cpus()`` the intra-op default (``OMP_NUM_THREADS``, which
+    torch reads at start-up) unless the user chose a count. Returns the count set, or None."""
+    env = os.environ if environ is None else environ
+    if any(v in env for v in THREAD_VARS):
+        return None
+    n = usable_cpus()
+    for v in THREAD_VARS:
+        env[v] = str(n)
+    return n
+
+
 def describe() -> str:
     quota = cgroup_quota()
     return (f"{usable_cpus()} usable (affinity {affinity_cpus()} of {os.cpu_count()} CPUs, cgroup quota "

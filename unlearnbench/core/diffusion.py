@@ -272,8 +272,11 @@ def fit_diffusion(model: ConditionalDDPM, train: TensorSet, info: DatasetInfo, c
             if (step + 1) % log_every == 0 or step + 1 == config.steps:
                 k = (step % log_every) + 1
                 history.append({"step": step + 1, "train_loss": running / k})
+                bar.advance(1)
+                bar.report(f"loss {running / k:.4f}", images=k * config.batch_size)  # a line per 5 % in logs
                 running = 0.0
-            bar.advance(1)
+            else:
+                bar.advance(1)
     seconds = time.perf_counter() - t0
     out = ema.shadow if ema is not None else model
     if ema is not None:

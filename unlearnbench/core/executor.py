@@ -76,21 +76,34 @@ def run_jobs(
     config: ExecutorConfig | None = None,
     description: str = "jobs",
     on_result: Callable[[int, JobOutcome], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    weights: Sequence[float] | None = None,
 ) -> list[JobOutcome]:
     """Run ``fn(*args)`` for every ``args`` in ``jobs``; results keep the order of ``jobs``.
 
     Every job runs with ``config.threads_per_job`` intra-op threads, whichever executor runs it.
 
     ``on_result(i, outcome)`` is called on the driver as each job finishes, so results can be
-    logged (and a study resumed) even if a later job is interrupted.
+    logged (and a study resumed) even if a later job is interrupted. ``on_start(i)`` is called on
+    the driver just before job ``i`` runs in-process (local executor only: Ray schedules its jobs
+    on workers, out of the driver's sight).
+
+    ``weights``: each job's relative cost (say its epochs), for an ETA that learns the seconds per
+    unit of cost from the jobs finished so far instead of assuming every job costs the same.
     """
     config = config or ExecutorConfig()
     threads = config.threads_per_job
     results: list[JobOutcome | None] = [None] * len(jobs)
+    cost = [float(w) for w in weights] if weights is not None else [1.0] * len(jobs)
+    finished: set[int] = set()
     with task(description, len(jobs), each=True, unit="jobs") as bar:
+        bar.eta_fn = lambda done, elapsed: weighted_eta(cost, finished, elapsed)
         if config.kind == "local":
             for i, args in enumerate(jobs):
+                if on_start:
+                    on_start(i)
                 results[i] = _pinned_call(fn, args, threads)
+                finished.add(i)
                 if on_result:
                     on_result(i, results[i])
                 bar.advance()
@@ -113,6 +126,7 @@ def run_jobs(
                             results[i] = ray.get(ref)
                         except Exception as exc:  # the worker died (OOM, lost node): only this job failed
                             results[i] = JobOutcome(error=f"{type(exc).__name__}: {str(exc).strip()[:500]}")
+                        finished.add(i)
                         if on_result:
                             on_result(i, results[i])
                         bar.advance()
@@ -122,6 +136,15 @@ def run_jobs(
                     ray.cancel(ref, force=True)
                 raise
     return [r for r in results if r is not None]
+
+
+def weighted_eta(cost: Sequence[float], finished: set[int], elapsed: float) -> float | None:
+    """Seconds left: elapsed x (cost of the jobs left / cost of the jobs finished); None before
+    the first job finishes. (On Ray, jobs run in parallel: this is a bound, the queue's work.)"""
+    done = sum(cost[i] for i in finished)
+    if done <= 0:
+        return None
+    return elapsed * (sum(cost) - done) / done
 
 
 def _ray():

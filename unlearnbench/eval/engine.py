@@ -197,6 +197,7 @@ class Evaluator:
         cache = PredictionCache(self.config.batch_size, self.config.amp)
         ref_model, ref_values = _split_ref(reference)
         ref_counts = dict(reference.counts) if isinstance(reference, Report) else {}
+        ref_variances = dict(reference.variances) if isinstance(reference, Report) else {}
         ref_outcomes = dict(reference.outcomes) if isinstance(reference, Report) else None
         orig_model, orig_values = _split_ref(original)
         inputs = dataset_inputs(data)
@@ -223,6 +224,7 @@ class Evaluator:
             ctx.reference_values = dict(ref_ctx.values)
             ctx.reference_outcomes = dict(ref_ctx.outcomes)
             ref_counts = dict(ref_ctx.counts)
+            ref_variances = dict(ref_ctx.variances)
             timings["reference"] = time.perf_counter() - t0
         per_class: list[dict[str, Any]] = []
         curves: dict[str, dict[str, list[float]]] = {}
@@ -256,6 +258,8 @@ class Evaluator:
             undefined=dict(ctx.undefined),
             reference_counts=ref_counts,
             outcomes=dict(ctx.outcomes),
+            variances=dict(ctx.variances),
+            reference_variances=ref_variances,
         )
 
     def _run(self, ctx: EvalContext, plan: list[str], timings: dict[str, float],
@@ -272,6 +276,7 @@ class Evaluator:
                 ctx.sources[key] = name
             ctx.counts.update({k: int(v) for k, v in result.counts.items()})
             ctx.undefined.update(result.undefined)
+            ctx.variances.update({k: float(v) for k, v in result.variances.items()})
             ctx.outcomes.update(result.outcomes)
             if per_class is not None:
                 per_class.extend(result.per_class)

@@ -23,6 +23,10 @@
 - ``auc_interval(auc, n_pos, n_neg)``: interval of a ROC AUC from Hanley & McNeil's (1982)
   variance as symmetrised by Newcombe (2006), inverted score-style (Wilson-like) so it neither
   collapses at AUC 0 or 1 nor under-covers at high AUC or with unequal counts.
+- ``delong(member_scores, nonmember_scores)``: the AUC and DeLong, DeLong & Clarke-Pearson's
+  (1988) variance from the scores themselves (structural components, Sun & Xu's 2014 ranks).
+- ``auc_interval_delong(auc, variance, n_pos, n_neg)``: interval of a ROC AUC from that variance,
+  on the logit scale; ``auc_interval`` where the variance is degenerate.
 
 Everything is 95 % (``Z95`` two-sided). Functions take and return plain floats.
 """
@@ -205,8 +209,10 @@ def auc_interval(auc: float, n_pos: int, n_neg: int, z: float = Z95) -> Interval
 
     Limitation (any interval from the AUC and the counts alone): when members' and non-members'
     scores differ in spread *and* in number, the AUC's variance depends on more than these three
-    numbers; with a 2:1 spread ratio and a 10:1 count ratio coverage fell to 85-89 %. A DeLong
-    interval needs the scores, which a report does not keep."""
+    numbers; with a 2:1 spread ratio and a 10:1 count ratio coverage fell to 85-89 %. Where the
+    scores are at hand (every attack, when it computes its AUC) ``auc_interval_delong`` is used
+    instead; this is what remains for an AUC known only with its counts (a mean over seeds, old
+    reports)."""
     import numpy as np
     from scipy.optimize import brentq
 
@@ -229,6 +235,75 @@ def auc_interval(auc: float, n_pos: int, n_neg: int, z: float = Z95) -> Interval
 
     lo, hi = bound(0.0), bound(1.0)
     return max(0.0, min(float(lo), a)), min(1.0, max(float(hi), a))
+
+
+def delong(member_scores, nonmember_scores):
+    """``(auc, variance)``: the ROC AUC of members (positives) against non-members (ties count one
+    half) and DeLong, DeLong & Clarke-Pearson's (1988) estimate of its variance,
+    var(V10) / n_pos + var(V01) / n_neg, where V10_i is the share of non-members that member i
+    outranks and V01_j the share of members that outrank non-member j (the structural
+    components; sample variances, ddof = 1). Computed from midranks in O(n log n) as in Sun & Xu
+    (2014): V10_i = (rank of i among all - rank of i among members) / n_neg. Unlike the
+    counts-only variances above it sees the two groups' spreads, so it stays right when members
+    and non-members differ in spread and in number.
+
+    Works along the last axis (many draws at once); the variance is NaN with fewer than two
+    members or non-members, and 0 when every member outranks (or ties) every non-member the same
+    way (AUC 0 or 1, constant scores): ``auc_interval_delong`` then falls back."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    x = np.asarray(member_scores, dtype=np.float64)
+    y = np.asarray(nonmember_scores, dtype=np.float64)
+    m, n = x.shape[-1], y.shape[-1]
+    if m == 0 or n == 0:
+        nan = np.full(np.broadcast_shapes(x.shape[:-1], y.shape[:-1]), np.nan)
+        return (float(nan), float(nan)) if nan.ndim == 0 else (nan, nan)
+    rz = rankdata(np.concatenate([x, y], axis=-1), axis=-1)  # midranks: a tie counts one half
+    v10 = (rz[..., :m] - rankdata(x, axis=-1)) / n
+    v01 = 1.0 - (rz[..., m:] - rankdata(y, axis=-1)) / m
+    auc = v10.mean(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s10 = v10.var(axis=-1, ddof=1) if m > 1 else np.full(auc.shape, np.nan)
+        s01 = v01.var(axis=-1, ddof=1) if n > 1 else np.full(auc.shape, np.nan)
+    var = s10 / m + s01 / n
+    if np.ndim(auc) == 0:
+        return float(auc), float(var)
+    return auc, var
+
+
+def auc_interval_delong(auc: float, variance: float | None, n_pos: int, n_neg: int,
+                        z: float = Z95) -> Interval | None:
+    """95 % interval of a ROC AUC from DeLong's variance (``delong``), on the logit scale:
+    logit(AUC) +- z SE / (AUC (1 - AUC)) (delta method), mapped back. The logit keeps both bounds
+    inside (0, 1) and makes the interval lopsided towards 0.5 near 0 or 1, where the AUC's
+    sampling distribution is skewed; the plain AUC +- z SE (as pROC does) leaves [0, 1] there
+    and is clipped. With binormal scores whose spreads differ 2:1 and counts 10:1 it covered
+    >= 93 % of 2,000 simulated draws at AUC 0.5-0.81 where ``auc_interval`` (counts only) covered
+    87-89 % (tests/eval/test_delong.py). Limit: at high AUC with a small group that is also the
+    wider one, a few tail points carry the variance and this under-covers too (20 wide
+    non-members vs 200 members: 91.6 % at AUC 0.87, ~89 % at 0.91, 75-80 % at 0.98), as does
+    ``auc_interval`` there.
+
+    Falls back to ``auc_interval(auc, n_pos, n_neg)`` (Newcombe's symmetrised Hanley-McNeil
+    variance, score-inverted) where DeLong's variance is degenerate: missing, NaN (fewer than two
+    members or non-members), or 0 (AUC 0 or 1, or every score tied): a zero-width interval there
+    would claim certainty that a handful of points cannot give. Also falls back at AUC 0 or 1,
+    where the logit is infinite."""
+    if not n_pos or not n_neg or auc is None or not math.isfinite(auc):
+        return None
+    a = min(max(float(auc), 0.0), 1.0)
+    if variance is None or not math.isfinite(variance) or variance <= 0 or a <= 0.0 or a >= 1.0:
+        return auc_interval(a, n_pos, n_neg, z)
+    half = z * math.sqrt(variance) / (a * (1 - a))
+    logit = math.log(a / (1 - a))
+    lo, hi = _expit(logit - half), _expit(logit + half)
+    return max(0.0, min(lo, a)), min(1.0, max(hi, a))
+
+
+def _expit(x: float) -> float:
+    # Written both ways so that neither branch overflows exp().
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def excludes_zero(interval: Interval | None) -> bool | None:

@@ -4,8 +4,10 @@
 value rests on (``n/<key>`` for proportions: accuracies, UA, MIA-Efficacy, clean / robust
 accuracy; ``<attack>/n_members`` and ``n_nonmembers`` for membership attacks; logged to MLflow
 as metrics too) and ``reference_counts`` the same for the reference; ``undefined`` the values
-that are not numbers and why (TPR at an FPR below 1/n_nonmembers); ``interval(key)`` a 95 %
-interval (Wilson for proportions, Hanley-McNeil for AUC) and ``gap_interval(key)`` one of
+that are not numbers and why (TPR at an FPR below 1/n_nonmembers); ``variances`` (and
+``reference_variances``) a value's variance estimated from the data at evaluation time (DeLong's
+for an attack's AUC, from its scores); ``interval(key)`` a 95 % interval (Wilson for proportions;
+for an AUC DeLong's on the logit scale where its variance is known, else Hanley-McNeil) and ``gap_interval(key)`` one of
 value - reference (``eval.intervals``): paired (Newcombe's method 10 for paired proportions, with
 McNemar's test for ``beyond_noise``) where ``outcomes`` of both models on the same points gave
 the discordant counts ``n/<key>/model_only`` / ``reference_only`` (``eval.paired``), else
@@ -51,6 +53,10 @@ def _floats(d: dict[str, Any] | None) -> dict[str, float]:
     return {k: float("nan") if v is None else float(v) for k, v in (d or {}).items()}
 
 
+def _finite(d: dict[str, Any] | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (d or {}).items() if v is not None and math.isfinite(float(v))}
+
+
 _TPR = re.compile(r"^(?P<prefix>.+)/tpr_at_fpr_[^/]+$")
 _AUC = re.compile(r"^(?P<prefix>.+)/auc$")
 
@@ -67,9 +73,12 @@ def proportion_n(key: str, counts: Mapping[str, float]) -> tuple[int, float] | N
     return None
 
 
-def value_interval(key: str, value: float | None, counts: Mapping[str, float]) -> iv.Interval | None:
-    """95 % interval of ``value`` in its own unit: Wilson for proportions, Hanley-McNeil for an
-    attack's AUC; None for anything else (gaps, divergences, run time) or without counts."""
+def value_interval(key: str, value: float | None, counts: Mapping[str, float],
+                   variances: Mapping[str, float] | None = None) -> iv.Interval | None:
+    """95 % interval of ``value`` in its own unit: Wilson for proportions; for an attack's AUC
+    DeLong's (logit scale, ``iv.auc_interval_delong``) when ``variances`` holds its DeLong variance
+    from the scores, else Newcombe's symmetrised Hanley-McNeil from the counts alone; None for
+    anything else (gaps, divergences, run time) or without counts."""
     if value is None or not math.isfinite(value):
         return None
     pn = proportion_n(key, counts)
@@ -81,6 +90,9 @@ def value_interval(key: str, value: float | None, counts: Mapping[str, float]) -
     if m:
         pos, neg = counts.get(f"{m['prefix']}/n_members"), counts.get(f"{m['prefix']}/n_nonmembers")
         if pos and neg:
+            var = (variances or {}).get(key)
+            if var is not None:
+                return iv.auc_interval_delong(value, var, int(pos), int(neg))
             return iv.auc_interval(value, int(pos), int(neg))
     return None
 
@@ -95,7 +107,8 @@ def paired_table(key: str, value: float | None, counts: Mapping[str, float]) -> 
 
 
 def difference_interval(key: str, value: float | None, ref: float | None, counts: Mapping[str, float],
-                        ref_counts: Mapping[str, float]) -> iv.Interval | None:
+                        ref_counts: Mapping[str, float], variances: Mapping[str, float] | None = None,
+                        ref_variances: Mapping[str, float] | None = None) -> iv.Interval | None:
     """95 % interval of ``value - ref``: Newcombe's *paired* interval when the discordant counts
     are known (the reference scored on the same points, ``eval.paired``), else Newcombe / MOVER
     from both intervals as if independent (wider). ``ref_counts`` falls back to ``counts``: the
@@ -107,8 +120,8 @@ def difference_interval(key: str, value: float | None, ref: float | None, counts
         scale = proportion_n(key, counts)[1]  # type: ignore[index]
         d = iv.newcombe_paired(*tab)
         return None if d is None else (d[0] * scale, d[1] * scale)
-    a = value_interval(key, value, counts)
-    b = value_interval(key, ref, {**counts, **ref_counts})
+    a = value_interval(key, value, counts, variances)
+    b = value_interval(key, ref, {**counts, **ref_counts}, ref_variances)
     return iv.mover(value, a, ref, b)
 
 
@@ -147,6 +160,9 @@ class Report:
     # value key -> per-example outcomes (eval.paired): kept so this report, used as a reference,
     # pairs the gaps of the models compared with it
     outcomes: dict[str, paired.Outcomes] = field(default_factory=dict)
+    # value key -> variance from the data (DeLong's for an AUC): the AUC interval uses it
+    variances: dict[str, float] = field(default_factory=dict)
+    reference_variances: dict[str, float] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> float:
         return self.values[key]
@@ -163,16 +179,18 @@ class Report:
         return None if pn is None else pn[0]
 
     def interval(self, key: str) -> iv.Interval | None:
-        """95 % interval of ``values[key]`` (Wilson for proportions, Hanley-McNeil for AUC)."""
-        return value_interval(key, self.values.get(key), self.counts)
+        """95 % interval of ``values[key]`` (Wilson for proportions, DeLong or Hanley-McNeil for
+        an AUC: ``value_interval``)."""
+        return value_interval(key, self.values.get(key), self.counts, self.variances)
 
     def reference_interval(self, key: str) -> iv.Interval | None:
-        return value_interval(key, self.reference_values.get(key), {**self.counts, **self.reference_counts})
+        return value_interval(key, self.reference_values.get(key), {**self.counts, **self.reference_counts},
+                              self.reference_variances)
 
     def gap_interval(self, key: str) -> iv.Interval | None:
         """95 % interval of ``value - reference value`` (signed; ``gap/<key>`` is its absolute value)."""
         return difference_interval(key, self.values.get(key), self.reference_values.get(key), self.counts,
-                                   self.reference_counts)
+                                   self.reference_counts, self.variances, self.reference_variances)
 
     def gap_paired(self, key: str) -> bool:
         """Whether ``gap_interval(key)`` is paired (both models' outcomes on the same points known)."""
@@ -271,6 +289,8 @@ class Report:
             "counts": self.counts,
             "undefined": self.undefined,
             "reference_counts": self.reference_counts,
+            "variances": self.variances,
+            "reference_variances": self.reference_variances,
             # Derived (ignored when read back): for readers of the JSON that do not use this class.
             "intervals": {k: list(i) for k in self.values if (i := self.interval(k)) is not None},
             "gap_intervals": {k: {"ci": list(i), "paired": self.gap_paired(k), "mcnemar_p": self.gap_p(k),
@@ -307,6 +327,10 @@ class Report:
             reference_counts={k: int(v) for k, v in (d.get("reference_counts") or {}).items() if v is not None},
             # Reports written before outcomes existed read back without them (unpaired gaps).
             outcomes={k: paired.Outcomes.from_json(v) for k, v in (d.get("outcomes") or {}).items()},
+            # Reports written before variances existed read back without them (counts-only AUC
+            # intervals).
+            variances=_finite(d.get("variances")),
+            reference_variances=_finite(d.get("reference_variances")),
         )
 
     @classmethod

@@ -12,8 +12,10 @@ Conventions (LiRA, Carlini et al. 2022, ``plot.py::sweep``):
   that the only reachable point is FPR = 0, so "TPR at FPR a" is not measured at all: the value
   is **undefined** (absent from ``values()``, its reason in ``undefined()``), not a number.
 
-Every attack records ``n_members`` and ``n_nonmembers`` (``counts()``), and ``record_attack`` in
-``eval.metrics.base`` writes values, counts, undefined reasons and the curve under one prefix.
+Every attack records ``n_members`` and ``n_nonmembers`` (``counts()``) and DeLong's variance of
+its AUC from the scores (``variances()``, ``eval.intervals.delong``), and ``record_attack`` in
+``eval.metrics.base`` writes values, counts, variances, undefined reasons and the curve under one
+prefix.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from unlearnbench.eval.crossfit import cross_fitted_balanced_accuracy
+from unlearnbench.eval.intervals import delong
 
 LOW_FPRS = (0.01, 0.001)
 
@@ -41,12 +44,19 @@ class AttackStats:
     n_nonmembers: int
     fpr: list[float] = field(default_factory=list)  # thinned ROC curve for plots and reports
     tpr: list[float] = field(default_factory=list)
+    # DeLong's variance of ``auc`` from the scores (``eval.intervals.delong``); NaN when unknown
+    auc_variance: float = float("nan")
 
     def values(self) -> dict[str, float]:
         """The defined statistics (undefined low-FPR TPRs are left out, see ``undefined``)."""
         out = {"auc": self.auc, "bal_acc": self.bal_acc}
         out.update({fpr_key(a): t for a, t in self.tpr_at_fpr.items() if a not in self.undefined_fprs()})
         return out
+
+    def variances(self) -> dict[str, float]:
+        """``{"auc": DeLong's variance}`` when it could be computed from the scores (any finite
+        value, 0 included: ``eval.intervals.auc_interval_delong`` decides what a 0 means)."""
+        return {"auc": self.auc_variance} if np.isfinite(self.auc_variance) else {}
 
     def counts(self) -> dict[str, int]:
         return {"n_members": self.n_members, "n_nonmembers": self.n_nonmembers}
@@ -95,6 +105,7 @@ def attack_stats(
     s = np.r_[m, n]
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
     auc = float(roc_auc_score(y, s))
+    auc_var = delong(m, n)[1]
     bal = cross_fitted_balanced_accuracy(m, n, seed)
     low = {}
     for a in fprs:
@@ -102,7 +113,7 @@ def attack_stats(
         # Below 1/n_nonmembers only FPR = 0 is reachable: not a measurement of TPR at ``a``.
         low[a] = float(tpr[ok[-1]]) if undefined_reason(a, len(n)) is None else float("nan")
     tf, tt, _ = roc_curve(y, s, drop_intermediate=True)
-    return AttackStats(auc, bal, low, len(m), len(n), _thin(tf), _thin(tt))
+    return AttackStats(auc, bal, low, len(m), len(n), _thin(tf), _thin(tt), auc_var)
 
 
 def _thin(a: np.ndarray, max_points: int = 2000) -> list[float]:

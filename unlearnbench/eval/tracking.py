@@ -501,6 +501,7 @@ def log_report(
     train_epochs: list[Mapping[str, Any]] | None = None,
     model_checkpoint: str | Path | None = None,
     span_ms: tuple[int, int] | None = None,
+    run_id: str | None = None,
 ) -> str:
     """Log an ``eval.report.Report`` to MLflow and return the run id.
 
@@ -514,7 +515,8 @@ def log_report(
     under ``checkpoint/``. ``train_epochs``: the training curves of the evaluated model
     (``train/*``, step = epoch); ``model_checkpoint``: also log that checkpoint's model as an
     MLflow model; ``span_ms``: (start, end) of the work in ms since the epoch, for a run logged
-    after its work ran elsewhere (a study job): the run gets those times, its true duration.
+    after its work ran elsewhere (a study job): the run gets those times, its true duration;
+    ``run_id``: log into that (already created) child run instead of a new one.
     ``rename``: give the active run the report's readable name (a run
     opened before the report existed). Pass ``uri``/``experiment`` to select the store here, otherwise the
     one from ``setup`` is used. Call only from the driver process (SQLite locks under
@@ -540,8 +542,8 @@ def log_report(
         _log_report_body(report, checkpoint, artifacts, log_checkpoint)
         log_epochs(epochs or [], prefix="unlearn/")
         return active.info.run_id
-    with run(name, params=params, tags=tags, nested=nested, parent_run_id=parent_run_id,
-             start_ms=span_ms[0] if span_ms else None) as started:
+    with run(name, params=params, tags=tags, nested=nested, parent_run_id=parent_run_id, run_id=run_id,
+             start_ms=span_ms[0] if span_ms and run_id is None else None) as started:
         _log_report_body(report, checkpoint, artifacts, log_checkpoint)
         log_epochs(epochs or [], prefix="unlearn/")
         log_epochs(train_epochs or [], prefix="train/")

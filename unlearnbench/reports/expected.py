@@ -166,7 +166,8 @@ def markdown(summary: dict[str, Any]) -> list[str]:
                 ]) + " |")
         sources = [(row["label"], row["source"]) for row in comp["rows"] if row.get("source")]
         if sources:
-            lines += ["", "Sources of the paper's rows: " + "; ".join(f"{lab}: {src}" for lab, src in sources) + "."]
+            # one line per row: each source names the paper, table, image or URL and the check done
+            lines += ["", "Sources of the paper's rows:", ""] + [f"- {lab}: {src}" for lab, src in sources]
         lines.append("")
     return lines
 
@@ -190,6 +191,8 @@ _HTML = """
 <td class="{{ 'improvement' if cell.verdict == 'within 2 std' else ('regression' if cell.verdict == 'outside' else '') }}">{{ cell.verdict }}</td></tr>
 {% endfor %}{% endfor %}
 </table></div>
+{% set sourced = comp.rows | selectattr("source", "defined") | list %}{% if sourced %}<p class="legend">Sources of the paper's rows:</p>
+<ul class="legend">{% for row in sourced %}<li>{{ row.label }}: {{ row.source }}</li>{% endfor %}</ul>{% endif %}
 {% endfor %}
 """
 

@@ -62,17 +62,28 @@ def describe_study(cfg: StudyConfig) -> str:
     return f"{cfg.description.strip()}\n\n{what}" if cfg.description.strip() else what
 
 
+def open_child(job: EvalJob, parent_id: str, cfg: StudyConfig, client) -> str:
+    """A child run for ``job``, RUNNING from now (its job starts): the UI shows the study's
+    progress live; ``log_outcome`` fills and ends it."""
+    from unlearnbench.eval import tracking
+
+    exp_id = client.get_run(parent_id).info.experiment_id
+    tags = tracking.standard_tags({"mlflow.parentRunId": parent_id, **_tags(job, cfg)})
+    return client.create_run(exp_id, run_name=_run_name(job), tags=tags).info.run_id
+
+
 def log_outcome(job: EvalJob, outcome: JobOutcome, parent_id: str, cfg: StudyConfig, client, result,
-                train_history: list[dict] | None = None) -> dict | None:
+                train_history: list[dict] | None = None, run_id: str | None = None) -> dict | None:
     """Log one finished job as a child run; returns its metric values (None when it failed).
     ``train_history``: the per-epoch curves of the model an original/retrain row evaluates
-    (``train/*``, step = epoch). The run spans the job's own start and end (true duration)."""
+    (``train/*``, step = epoch). ``run_id``: the child ``open_child`` opened when the job started;
+    else one is made now. The run spans the job's own start and end (true duration)."""
     from unlearnbench.eval import tracking
     from unlearnbench.eval.report import Report
 
     value = outcome.value if outcome.ok else {"error": outcome.error, "traceback": ""}
     if "error" in value:
-        log_failure(job, value["error"], value.get("traceback", ""), parent_id, cfg, client, result)
+        log_failure(job, value["error"], value.get("traceback", ""), parent_id, cfg, client, result, run_id=run_id)
         return None
     report = Report.from_json(value["report"])
     ckpt = value.get("checkpoint")
@@ -84,18 +95,21 @@ def log_outcome(job: EvalJob, outcome: JobOutcome, parent_id: str, cfg: StudyCon
                                       "recipe": recipe_name(cfg)},
                         epochs=value.get("history"), train_epochs=train_history,
                         model_checkpoint=Path(model) if cfg.log_model and model else None,
-                        span_ms=(value["started_ms"], value["ended_ms"]) if "started_ms" in value else None)
+                        span_ms=(value["started_ms"], value["ended_ms"]) if "started_ms" in value else None,
+                        run_id=run_id)
     result.finished += 1
     return {k: v for k, v in report.values.items() if v == v}  # drop NaN
 
 
-def log_failure(job: EvalJob, error: str, trace: str, parent_id: str, cfg: StudyConfig, client, result) -> None:
+def log_failure(job: EvalJob, error: str, trace: str, parent_id: str, cfg: StudyConfig, client, result,
+                run_id: str | None = None) -> None:
     import mlflow
 
     from unlearnbench.eval import tracking
 
     tags = {**_tags(job, cfg), "error": error[:4000]}
-    with tracking.run(_run_name(job), params=_params(job), tags=tags, parent_run_id=parent_id) as active:
+    with tracking.run(_run_name(job), params=_params(job), tags=tags, parent_run_id=parent_id,
+                      run_id=run_id) as active:
         mlflow.log_text(f"{error}\n\n{trace}".strip() + "\n", "error.txt")
         run_id = active.info.run_id
     client.set_terminated(run_id, "FAILED")

@@ -21,7 +21,7 @@ from unlearnbench.core.executor import ExecutorConfig, JobOutcome, run_jobs
 from unlearnbench.study.config import StudyConfig, study_id
 from unlearnbench.study.jobs import eval_job, train_job
 from unlearnbench.study.plan import EvalJob, plan_jobs, variant_of
-from unlearnbench.study.record import child_runs, describe_study, find_parent, log_failure, log_outcome
+from unlearnbench.study.record import child_runs, describe_study, find_parent, log_failure, log_outcome, open_child
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,15 @@ def run_study(
             key = child.data.tags.get("run_key")
             if key and child.info.status == "FINISHED":
                 done[key] = child
-            elif child.info.status == "RUNNING":
-                # A driver killed while this child was being logged left it RUNNING for ever; the
-                # job runs again below, so the old run is closed as what it is.
-                client.set_terminated(child.info.run_id, "KILLED")
-                result_notes.append(key or child.info.run_id)
+            elif child.info.status in ("RUNNING", "KILLED"):
+                # An interrupted attempt: KILLED by the Ctrl-C that stopped it, or left RUNNING for
+                # ever by a driver killed outright (closed as KILLED now). The job runs again
+                # below and its new run replaces this one (moved to MLflow's trash): nothing twice.
+                if child.info.status == "RUNNING":
+                    client.set_terminated(child.info.run_id, "KILLED")
+                    result_notes.append(key or child.info.run_id)
+                if key:
+                    client.delete_run(child.info.run_id)
     pending = [j for j in evals if j.key not in done]
     result = StudyResult(cfg.name, sid, cfg.experiment_name, uri, "", len(evals), len(evals) - len(pending), 0,
                          resumed=parent is not None)
@@ -122,16 +126,19 @@ def run_study(
     monitor = tracking.system_metrics_monitor(parent_id, resume=parent is not None)
     result.parent_run_id = parent_id
     status = "FAILED"
+    live: dict[str, str] = {}  # job key -> its child run, opened when the job started, until logged
     try:
         if parent is None:
             tracking.log_params({**flatten(to_dict(cfg)), "study_id": sid})
             mlflow.log_dict(to_dict(cfg), "study.json")
             if study_file is not None and Path(study_file).is_file():
                 mlflow.log_artifact(str(study_file))
-        _run_pending(cfg, pending, trains, done, parent_id, executor, result, client, note)
+        _run_pending(cfg, pending, trains, done, parent_id, executor, result, client, note, live)
         status = "FINISHED" if not result.failures else "FAILED"
     except KeyboardInterrupt:
         status = "KILLED"
+        for run_id in live.values():  # the child whose job Ctrl-C stopped
+            client.set_terminated(run_id, "KILLED")
         raise
     finally:
         if monitor is not None:
@@ -141,7 +148,7 @@ def run_study(
     return result
 
 
-def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client, note) -> None:
+def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client, note, live) -> None:
     if not pending:
         note("Nothing to run: every run of this study has finished.")
         return
@@ -193,14 +200,21 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
         for j in pending if j.kind == "retrain" and not failed_dependency(j)
     ]
 
+    def opener(jobs: list[EvalJob]):
+        def on_start(i: int) -> None:
+            live[jobs[i].key] = open_child(jobs[i], parent_id, cfg, client)
+        return on_start
+
     def on_ref(i: int, outcome: JobOutcome) -> None:
         job = ref_jobs[i]
-        values = log_outcome(job, outcome, parent_id, cfg, client, result, train_history=_history(trained, job))
+        values = log_outcome(job, outcome, parent_id, cfg, client, result, train_history=_history(trained, job),
+                             run_id=live.pop(job.key, None))
         if values is not None:
             references[(job.spec, job.seed, job.variant)] = values
             ref_outcomes[(job.spec, job.seed, job.variant)] = json.loads(outcome.value["report"]).get("outcomes") or {}
 
-    run_jobs(eval_job, [(j,) for j in ref_jobs], executor, description="evaluate references", on_result=on_ref)
+    run_jobs(eval_job, [(j,) for j in ref_jobs], executor, description="evaluate references", on_result=on_ref,
+             on_start=opener(ref_jobs))
 
     # 3. The original model and every method, against the reference values.
     rest: list[EvalJob] = []
@@ -216,9 +230,11 @@ def _run_pending(cfg, pending, trains, done, parent_id, executor, result, client
             (job.spec, job.seed, variant_of(job.prune, None))) or None))
 
     def on_rest(i: int, outcome: JobOutcome) -> None:
-        log_outcome(rest[i], outcome, parent_id, cfg, client, result, train_history=_history(trained, rest[i]))
+        log_outcome(rest[i], outcome, parent_id, cfg, client, result, train_history=_history(trained, rest[i]),
+                    run_id=live.pop(rest[i].key, None))
 
-    run_jobs(eval_job, [(j,) for j in rest], executor, description="unlearn and evaluate", on_result=on_rest)
+    run_jobs(eval_job, [(j,) for j in rest], executor, description="unlearn and evaluate", on_result=on_rest,
+             on_start=opener(rest), weights=[_cost(j) for j in rest])
 
 
 def _history(trained: dict[str, dict], job: EvalJob) -> list[dict] | None:
@@ -265,3 +281,17 @@ def check_executor(executor: ExecutorConfig) -> None:
             import ray  # noqa: F401
         except ImportError:
             raise UserError("The Ray executor needs the ray extra: pip install 'unlearnbench[ray]'.") from None
+
+
+def _cost(job: Any) -> float:
+    """A job's relative cost for the progress ETA: its method's epochs (one-shot methods: one),
+    plus one for the evaluation every job runs."""
+    epochs = (job.method_config or {}).get("epochs") if job.method else None
+    if epochs is None and job.method:
+        try:
+            from unlearnbench import unlearn
+
+            epochs = getattr(unlearn.build_config(job.method, dict(job.method_config or {})), "epochs", None)
+        except Exception:  # noqa: BLE001  a bad config fails in the job itself, with its message
+            epochs = None
+    return 1.0 + float(epochs or 0)

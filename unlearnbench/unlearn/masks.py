@@ -43,8 +43,9 @@ def forget_gradients(
     augment: DatasetInfo | None = None,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Σ over forget batches of ∇ CE (batch mean), per parameter, in eval mode; ``model`` is restored."""
-    was_training = model.training
+    """Σ over forget batches of ∇ CE (batch mean), per parameter, in eval mode; ``model`` is restored
+    (gradients, and every module's own mode: a frozen BatchNorm inside a training model stays frozen)."""
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     saved = {n: (None if p.grad is None else p.grad.clone()) for n, p in params}
@@ -60,7 +61,8 @@ def forget_gradients(
     finally:
         for n, p in params:  # leave the caller's gradients exactly as they were
             p.grad = saved[n]
-        model.train(was_training)
+        for m, flag in modes:
+            m.training = flag
     return sums
 
 

@@ -48,6 +48,9 @@ class MetricOutput:
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # ROC points by name
     counts: dict[str, int] = field(default_factory=dict)
     undefined: dict[str, str] = field(default_factory=dict)
+    # value key -> its variance estimated from the data the value was computed on (DeLong's for an
+    # attack's AUC, from the scores): the interval then uses it instead of a counts-only formula
+    variances: dict[str, float] = field(default_factory=dict)
     # value key -> per-example outcomes (eval.paired), for proportions that are means over examples:
     # the gap to the reference is then paired (same images) instead of treated as independent.
     outcomes: dict[str, Outcomes] = field(default_factory=dict)
@@ -55,10 +58,12 @@ class MetricOutput:
 
 def record_attack(out: MetricOutput, prefix: str, stats: Any, curve: bool = True) -> MetricOutput:
     """Write an ``eval.roc.AttackStats`` into ``out`` under ``prefix`` (e.g. ``mia/loss/forget_test``):
-    the defined statistics as values, ``n_members`` / ``n_nonmembers`` as counts, the undefined
+    the defined statistics as values, ``n_members`` / ``n_nonmembers`` as counts, DeLong's variance
+    of the AUC (from the scores, for its interval) as a variance, the undefined
     low-FPR TPRs with their reason, and the ROC curve. Every membership attack goes through here."""
     out.values.update({f"{prefix}/{k}": v for k, v in stats.values().items()})
     out.counts.update({f"{prefix}/{k}": int(v) for k, v in stats.counts().items()})
+    out.variances.update({f"{prefix}/{k}": float(v) for k, v in getattr(stats, "variances", dict)().items()})
     out.undefined.update({f"{prefix}/{k}": why for k, why in stats.undefined().items()})
     if curve:
         out.curves[prefix] = stats.curve()
@@ -185,6 +190,7 @@ class EvalContext:
     sources: dict[str, str] = field(default_factory=dict)  # value key -> metric name
     counts: dict[str, int] = field(default_factory=dict)  # see MetricOutput.counts
     undefined: dict[str, str] = field(default_factory=dict)  # value key -> why it is not a number
+    variances: dict[str, float] = field(default_factory=dict)  # see MetricOutput.variances
     outcomes: dict[str, Outcomes] = field(default_factory=dict)  # see MetricOutput.outcomes
     reference_outcomes: dict[str, Outcomes] | None = None  # the reference's, when known
 

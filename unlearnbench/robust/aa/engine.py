@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from unlearnbench.core.progress import task
+from unlearnbench.core.progress import StagedEta, task
 from unlearnbench.robust import checks
 from unlearnbench.robust.threat import AutoAttackConfig, ThreatModel
 
@@ -48,6 +48,15 @@ class AutoAttackOutcome:
     clean: torch.Tensor  # bool per point: correct on the clean image
     stages: dict[str, int] = field(default_factory=dict)  # robust points after each stage
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def stage_weights(cfg: AutoAttackConfig, n_targets: int) -> dict[str, float]:
+    """Prior cost per attacked point of each stage, in forward+backward passes: APGD's steps (x EOT
+    samples), x targets for APGD-T and FAB-T (FAB's step needs two gradients), Square's queries
+    (forward only, about a third of a forward+backward pass). Measured rates rescale them."""
+    eot = cfg.eot_iter if cfg.version == "rand" else 1
+    return {"apgd-ce": cfg.apgd_steps * eot, "apgd-dlr": cfg.apgd_steps * eot, "apgd-t": cfg.apgd_steps * n_targets,
+            "fab-t": 2 * cfg.fab_steps * n_targets, "square": cfg.square_queries / 3}
 
 
 def _build_stage(name: str, model: nn.Module, threat: ThreatModel, cfg: AutoAttackConfig, n_targets: int):
@@ -154,13 +163,21 @@ def run_autoattack(
     seconds: dict[str, float] = {}
     stages = {name: _build_stage(name, model, threat, cfg, n_targets) for name in stage_names}
 
+    eta = StagedEta(stage_weights(cfg, n_targets))
     with task(f"autoattack ({cfg.version})", len(stage_names)) as bar:
-        for name, stage in stages.items():
+        # After each stage: the learnt rate times the later stages' work on the points still robust.
+        bar.eta_fn = lambda done, elapsed: None if done >= len(stage_names) else eta.remaining(
+            stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) + 1:]), int(robust.sum()))
+        for k, (name, stage) in enumerate(stages.items()):
             t0 = time.perf_counter()
             idx = robust.nonzero().flatten()
             if idx.numel():
-                # Progress (and ETA) within the stage, one step per group of chunks.
+                # Progress within the stage, one line per group of chunks and per milestone (a
+                # target, a block of queries), each with the ETA of the whole attack.
                 with task(f"autoattack {name}", int(idx.numel()), each=True, unit="points") as points:
+                    later, total = list(stage_names[k + 1:]), int(idx.numel())
+                    points.eta_fn = lambda done, elapsed, name=name, later=later, total=total: eta.remaining(
+                        name, done, total, elapsed, later, int(robust.sum()))
                     stage.on_progress = points.report
                     for gidx, sizes in _groups(idx, chunk, max_batch):
                         xg, yg = x[gidx], y[gidx]
@@ -175,6 +192,7 @@ def run_autoattack(
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             seconds[name] = time.perf_counter() - t0
+            eta.finish(name, int(idx.numel()), seconds[name])
             counts[name] = int(robust.sum())
             log.info("robust accuracy after %s: %.2f%% (%.1f s)", name.upper(), 100 * counts[name] / n, seconds[name])
             bar.advance()

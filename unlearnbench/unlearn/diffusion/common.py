@@ -50,7 +50,7 @@ def unlearn_loop(
     f_it = batches(forget, config.batch_size, gen) if forget is not None and forget_loss is not None else None
     model.train()
     with progress(description, total=config.steps, unit="steps") as bar:
-        for _ in range(config.steps):
+        for step in range(config.steps):
             loss = torch.zeros((), device=next(model.parameters()).device)
             if r_it is not None:
                 x, y = next(r_it)
@@ -70,6 +70,8 @@ def unlearn_loop(
                     params[n].grad.mul_(m)
             opt.step()
             bar.advance(1)
+            if (step + 1) % max(1, config.steps // 10) == 0:  # a line per 10 % when progress goes to a log
+                bar.report(f"loss {float(loss.detach()):.4f}")
     model.eval()
     return model
 

@@ -3,7 +3,7 @@
 Listing the registries live imports every registering module, and with them torch (about a
 second and 900 MB). The listing only changes when the package's code does, so it is kept as a
 snapshot stamped with a fingerprint of the package's sources: ``_listing.json`` next to this
-file (written when the wheel is built: ``python -m unlearnbench.commands._listing``), else a
+file (written when the wheel is built: ``python -m unlearnbench.api._listing``), else a
 per-user cache (``$XDG_CACHE_HOME/unlearnbench``, written by the first live listing). A
 snapshot whose fingerprint differs from the code's is never shown: ``ls`` lists live instead.
 Installed plug-ins (entry points) are in no snapshot: with any present, ``ls`` lists live.
