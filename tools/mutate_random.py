@@ -51,6 +51,10 @@ DB_DIR = ROOT / ".mutation"
 DOC = ROOT / "docs" / "mutation.md"
 MARKER = "## Random mutation run"
 
+# study/expected.py: everything but the digits study run (40 s; it renders what compare() computes)
+STUDY_EXPECTED_TESTS = ("tests/study/test_expected.py", "tests/eval/test_stats_differential.py", "-k",
+                        "not table1_shape_on_digits and (test_expected or paper_comparison)")
+
 # module (under unlearnbench/) -> pytest arguments of its fast, relevant tests.
 MODULES: dict[str, tuple[str, ...]] = {
     # the CLI train + MLflow test (25 s) only re-checks what the unit tests check; left out for speed
@@ -69,12 +73,19 @@ MODULES: dict[str, tuple[str, ...]] = {
     "robust/evaluate.py": ("tests/eval/test_metamorphic.py", "tests/robust/test_attacks_contract.py"),
     "unlearn/scar.py": ("tests/unlearn", "-k", "scar or selective or nearest"),
     "robust/aa/engine.py": ("tests/robust/test_autoattack.py",),
-    "eval/roc.py": ("tests/eval/test_attacks.py", "tests/eval/test_mia_record.py"),
+    # eval/: the differential (statsmodels/scipy/sklearn), property, DeLong and paired tests of h-stats
+    # are the strong ones; the slow (deep) cases stay skipped
+    "eval/intervals.py": ("tests/eval/test_intervals.py", "tests/eval/test_stats_differential.py",
+                          "tests/eval/test_stats_properties.py", "tests/eval/test_delong.py",
+                          "tests/eval/test_paired.py"),
+    "eval/roc.py": ("tests/eval/test_attacks.py", "tests/eval/test_mia_record.py", "tests/eval/test_crossfit.py",
+                    "tests/eval/test_stats_differential.py", "tests/eval/test_stats_properties.py",
+                    "tests/eval/test_delong.py"),
+    "eval/lira.py": ("tests/eval/test_shadow.py", "tests/eval/test_stats_differential.py",
+                     "tests/eval/test_stats_properties.py"),
     "eval/crossfit.py": ("tests/eval/test_crossfit.py", "tests/eval/test_metamorphic.py", "-k", "not train_mode"),
-    "eval/intervals.py": ("tests/eval/test_intervals.py",),
-    "eval/lira.py": ("tests/eval/test_shadow.py",),
     "eval/svm1d.py": ("tests/eval/test_svm1d.py",),
-    "eval/expected.py": ("tests/study/test_expected.py",),
+    "study/expected.py": STUDY_EXPECTED_TESTS,
 }
 
 # Reviewed survivors that cannot change a result: module -> {(removed line, added line): reason}.
