@@ -120,6 +120,19 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("attack, int((robust != (clean & adv_ok)).sum()))", "attack, int((robust == (clean & adv_ok)).sum()))"):
             "the count in a log.info line only",
     },
+    "eval/intervals.py": {
+        ("z: float = Z95) -> Interval | None:", "z: float = Z95) -> Interval & None:"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
+    },
+    "eval/roc.py": {
+        **{("if n_nonmembers > 0 and fpr >= min_fpr(n_nonmembers) - 1e-12:",
+            f"if n_nonmembers {op} and fpr >= min_fpr(n_nonmembers) - 1e-12:"):
+           "for n_nonmembers <= 0 min_fpr is inf, so the second clause is already false for every finite FPR"
+           for op in ("!= 0", ">= 0", "> -1")},
+        ('return 1.0 / n_nonmembers if n_nonmembers > 0 else float("inf")',
+         'return 1.0 / n_nonmembers if n_nonmembers != 0 else float("inf")'):
+            "n_nonmembers is a count (the length of the scores), never negative",
+    },
     "unlearn/random_label.py": {
         ('if getattr(config, "mask_mode", "exact") == "gradient":', 'if getattr(config, "mask_mode", "exact") >= "gradient":'):
             "mask_mode is validated to 'exact' or 'gradient', and 'exact' < 'gradient': >= is == on them",
