@@ -133,6 +133,16 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          'return 1.0 / n_nonmembers if n_nonmembers != 0 else float("inf")'):
             "n_nonmembers is a count (the length of the scores), never negative",
     },
+    "eval/lira.py": {
+        ("phi_in: np.ndarray, in_mask: np.ndarray, phi_out: np.ndarray | None = None, out_mask: np.ndarray | None = None,",
+         "phi_in: np.ndarray, in_mask: np.ndarray, phi_out: np.ndarray | None = None, out_mask: np.ndarray ^ None = None,"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
+        ("return ok & (fit.n_in > 0) if online else ok", "return ok & (fit.n_in != 0) if online else ok"):
+            "n_in counts the shadow models holding each example, never negative",
+        ("enough = n_in.size > 0 and min(int(n_in.min()), int(n_out.min())) >= AUTO_PER_EXAMPLE",
+         "enough = n_in.size != 0 and min(int(n_in.min()), int(n_out.min())) >= AUTO_PER_EXAMPLE"):
+            "an array's size is never negative",
+    },
     "unlearn/random_label.py": {
         ('if getattr(config, "mask_mode", "exact") == "gradient":', 'if getattr(config, "mask_mode", "exact") >= "gradient":'):
             "mask_mode is validated to 'exact' or 'gradient', and 'exact' < 'gradient': >= is == on them",
