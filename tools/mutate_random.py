@@ -133,6 +133,14 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          'return 1.0 / n_nonmembers if n_nonmembers != 0 else float("inf")'):
             "n_nonmembers is a count (the length of the scores), never negative",
     },
+    "eval/crossfit.py": {
+        ("below = values[i + 1] if i + 1 < len(values) else values[i] - 1.0",
+         "below = values[i + 1] if i // 1 < len(values) else values[i] - 1.0"):
+            "unreachable else: at the lowest distinct score TPR = FPR = 1, so a positive gain never picks the last index",
+        ("def cross_fitted_balanced_accuracy(member: np.ndarray, nonmember: np.ndarray, seed: int = 0) -> float:",
+         "def cross_fitted_balanced_accuracy(member: np.ndarray, nonmember: np.ndarray, seed: int = 1) -> float:"):
+            "an unused default: its only caller (roc.attack_stats) passes the run's seed",
+    },
     "eval/lira.py": {
         ("phi_in: np.ndarray, in_mask: np.ndarray, phi_out: np.ndarray | None = None, out_mask: np.ndarray | None = None,",
          "phi_in: np.ndarray, in_mask: np.ndarray, phi_out: np.ndarray | None = None, out_mask: np.ndarray ^ None = None,"):
