@@ -134,9 +134,10 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "n_nonmembers is a count (the length of the scores), never negative",
     },
     "eval/crossfit.py": {
-        ("below = values[i + 1] if i + 1 < len(values) else values[i] - 1.0",
-         "below = values[i + 1] if i // 1 < len(values) else values[i] - 1.0"):
-            "unreachable else: at the lowest distinct score TPR = FPR = 1, so a positive gain never picks the last index",
+        **{("below = values[i + 1] if i + 1 < len(values) else values[i] - 1.0",
+            f"below = values[i + 1] if i {op} < len(values) else values[i] - 1.0"):
+           "unreachable else: at the lowest distinct score TPR = FPR = 1, so a positive gain never picks the last index"
+           for op in ("// 1", "+ 0", "* 1", "- 1")},
         ("def cross_fitted_balanced_accuracy(member: np.ndarray, nonmember: np.ndarray, seed: int = 0) -> float:",
          "def cross_fitted_balanced_accuracy(member: np.ndarray, nonmember: np.ndarray, seed: int = 1) -> float:"):
             "an unused default: its only caller (roc.attack_stats) passes the run's seed",
