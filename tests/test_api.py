@@ -73,6 +73,8 @@ def test_the_api_package_is_light_and_every_name_resolves():
         assert obj is getattr(importlib.import_module(obj.__module__), name)
         if isinstance(obj, type):  # the error types, the very classes the library raises
             assert obj is getattr(errors, name) and issubclass(obj, errors.UserError), name
+        elif name in ("save_checkpoint", "load_checkpoint"):  # the checkpoint format, as it is
+            assert obj.__module__ == "unlearnbench.core.checkpoint"
         else:
             assert obj.__module__.startswith("unlearnbench.api."), (name, obj.__module__)
     with pytest.raises(AttributeError):

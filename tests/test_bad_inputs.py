@@ -47,6 +47,7 @@ def work(tmp_path_factory):
     (folder / "adir").mkdir()
     (folder / "empty.json").write_text("{}")
     (folder / "list.json").write_text(json.dumps([1, 2, 3]))
+    (folder / "meta-number.json").write_text(json.dumps({"values": {"forget_acc": 1.0}, "meta": 1.5}))
     (folder / "cfg.yaml").write_text("epochs: 1\n")
     (folder / "req.txt").write_text("0\n5\n")
     (folder / "req16.txt").write_text("0\n5\n", encoding="utf-16")
@@ -138,6 +139,9 @@ CASES = [
     ("unlearn-nan-checkpoint", ["unlearn", "finetune", "-c", "nan.pt", "-f", "class:3", "-o", "u.pt", *NT], "non-finite"),
     ("import-nan-weights", ["import", "--model", "cnn", "--weights", "nan-weights.pt", "--dataset", "digits",
                             "-o", "i.pt", "-q"], "non-finite"),
+    ("attack-checkpoint-name-too-long", ["attack", "pgd", "-c", "n" * 300, *NT], "cannot be read (File name too long)"),
+    ("evaluate-reference-json-meta-number", [*EVAL, "--forget", "class:3", "-r", "meta-number.json"],
+     "'meta' holds float, not a mapping"),
     ("attack-text-file-as-checkpoint", ["attack", "pgd", "-c", "afile", "--split", "test", *NT], "not an unlearnbench"),
     ("evaluate-bad-metadata", ["evaluate", "-c", "badmeta.pt", *NT], "bad num_classes"),
     ("train-device-meta", [*TRAIN, "--device", "meta", "-o", "x.pt"], "meta"),

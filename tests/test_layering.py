@@ -83,3 +83,20 @@ def _imports(path: Path) -> list[str]:
 def test_no_bare_import_eval(path):
     for mod in _imports(path):
         assert mod != "eval" and not mod.startswith("eval."), f"{path.relative_to(PKG)} has a bare `import eval`"
+
+
+def test_every_command_lives_where_the_api_contract_checks_it():
+    """The contract "Commands reach the library only through the API" covers ``unlearnbench.commands``;
+    every command registered on the Typer app (groups included) is defined there, so none escapes it."""
+    from unlearnbench.cli import app
+
+    def callbacks(typer_app):
+        for cmd in typer_app.registered_commands:
+            yield cmd.name or cmd.callback.__name__, cmd.callback
+        for group in typer_app.registered_groups:
+            yield from callbacks(group.typer_instance)
+
+    found = dict(callbacks(app))
+    assert {"ls", "doctor", "ui", "report", "train", "unlearn", "evaluate", "attack"} <= set(found)
+    outside = {name: cb.__module__ for name, cb in found.items() if not cb.__module__.startswith("unlearnbench.commands.")}
+    assert not outside, outside

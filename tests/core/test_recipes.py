@@ -211,3 +211,29 @@ def test_a_paper_study_retraining_with_another_recipe_is_warned_about():
 
     with pytest.warns(UserWarning, match="retrain_recipe: paper-retrain"):
         load_study("cifar10-salun", retrain_recipe="paper-cifar")
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("amp", [False, True])
+@pytest.mark.parametrize("cpu_bf16_flag", [False, True])
+@pytest.mark.parametrize("cpu_can", [False, True])
+def test_precision_used_states_what_training_computes(monkeypatch, device, amp, cpu_bf16_flag, cpu_can):
+    """The protocol line's precision must be what `fit` really autocasts to, for every combination
+    (it once said bf16 for amp=False, cpu_bf16=True, which trains in fp32). The CPU rows read
+    torch's own autocast state inside `core.train.autocast`; CUDA autocast cannot run here, so its
+    rows check the documented rule (amp alone decides)."""
+    import torch
+
+    import unlearnbench.core.train as train_mod
+    from unlearnbench.core.recipes import precision_used
+    from unlearnbench.core.train import TrainConfig
+
+    cfg = TrainConfig(amp=amp, cpu_bf16=cpu_bf16_flag, device="cpu")
+    said = precision_used(cfg, f"{device}:test", cpu_can)
+    if device == "cpu":
+        monkeypatch.setattr(train_mod, "cpu_has_bf16", lambda: cpu_can)
+        with train_mod.autocast(torch.device("cpu"), cfg.amp, cpu=cfg.cpu_bf16):
+            real = torch.is_autocast_enabled("cpu")
+    else:
+        real = amp
+    assert said == ("bf16 autocast" if real else "fp32")

@@ -35,15 +35,19 @@ _WHERE = {
     **dict.fromkeys(("list_registries", "describe_entry", "doctor_checks", "ui_command", "shadow_pool"),
                     "environment"),
 }
-# The errors every function raises on bad input: one sentence each, all ``UserError``s (catch that).
-_ERRORS = ("UserError", "ConfigError", "DataError", "ModelError", "UnknownNameError", "CheckpointError",
-           "OutputError", "InputError", "TrainingDiverged")
-__all__ = sorted([*_WHERE, *_ERRORS])
+# Names of the library that are part of the API as they are: the errors every function raises on
+# bad input (one sentence each, all ``UserError``s: catch that) and the checkpoint file format.
+_AS_IS = {
+    **dict.fromkeys(("UserError", "ConfigError", "DataError", "ModelError", "UnknownNameError", "CheckpointError",
+                     "OutputError", "InputError", "TrainingDiverged"), "unlearnbench.core.errors"),
+    **dict.fromkeys(("save_checkpoint", "load_checkpoint"), "unlearnbench.core.checkpoint"),
+}
+__all__ = sorted([*_WHERE, *_AS_IS])
 
 
 def __getattr__(name: str) -> Any:
-    if name in _ERRORS:
-        module = "unlearnbench.core.errors"
+    if name in _AS_IS:
+        module = _AS_IS[name]
     elif name in _WHERE:
         module = f"{__name__}.{_WHERE[name]}"
     else:

@@ -24,8 +24,8 @@ def train_generation(*, dataset: str, model: str, out: Path, exclude: str | None
                      lr: float | None, batch_size: int | None, track: Any, tracking_uri: str | None,
                      experiment: str) -> None:
     """Train a generation model (``train --model ddpm_tiny``): steps, not epochs (``--set steps=N``)."""
+    from unlearnbench.api import save_checkpoint
     from unlearnbench.commands._common import build_config
-    from unlearnbench.core.checkpoint import save_checkpoint
     from unlearnbench.core.config import flatten
     from unlearnbench.core.diffusion import DiffusionTrainConfig
     from unlearnbench.core.jobs import train_generator
@@ -84,8 +84,7 @@ def sample(
 ) -> None:
     """Draw class-conditional samples from a generation checkpoint and write them as a PNG grid."""
     setup_output(quiet)
-    from unlearnbench.api import ConfigError, ModelError
-    from unlearnbench.core.checkpoint import load_checkpoint
+    from unlearnbench.api import ConfigError, ModelError, load_checkpoint
     from unlearnbench.core.config import from_dict
     from unlearnbench.core.diffusion import SampleConfig, grid, is_generator, save_png
     from unlearnbench.core.runtime import resolve_device

@@ -53,7 +53,7 @@ def import_(
     """Convert a model trained elsewhere into a checkpoint that evaluate, attack, unlearn and studies take."""
     setup_output(quiet, threads=threads)
     from unlearnbench import api
-    from unlearnbench.core.checkpoint import save_checkpoint
+    from unlearnbench.api import save_checkpoint
     from unlearnbench.core.data import DATASETS, DataSource
 
     DATASETS.get(dataset)  # an unknown name fails before the file checks

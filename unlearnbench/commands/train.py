@@ -149,7 +149,7 @@ def train(
     """Train an original model (or, with --exclude, the retrain-from-scratch reference)."""
     setup_output(quiet, threads=threads)
     from unlearnbench import api
-    from unlearnbench.core.checkpoint import save_checkpoint
+    from unlearnbench.api import save_checkpoint
     from unlearnbench.core.recipes import resolve
     from unlearnbench.core.train import TrainConfig
 

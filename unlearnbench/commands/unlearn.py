@@ -78,7 +78,7 @@ def unlearn(
     """Unlearn a forget set from a checkpoint and write the unlearned checkpoint."""
     setup_output(quiet, threads=threads)
     from unlearnbench import api
-    from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
+    from unlearnbench.api import load_checkpoint, save_checkpoint
     from unlearnbench.core.data import parse_forget_spec
     from unlearnbench.unlearn import METHODS
     from unlearnbench.unlearn.jobs import accuracies

@@ -74,7 +74,8 @@ def precision_used(config: Any, device: str, cpu_bf16: bool) -> str:
     ``cuda:…`` or ``cpu:…``) whose CPU could (``cpu_bf16``) run bf16: the same rule as
     ``core.train.autocast``."""
     on_cuda = str(device).startswith("cuda")
-    bf16 = (on_cuda and config.amp) or (not on_cuda and config.cpu_bf16 and cpu_bf16)
+    # ``amp`` gates both devices in ``autocast``: cpu_bf16 without amp trains in fp32.
+    bf16 = config.amp and (on_cuda or (config.cpu_bf16 and cpu_bf16))
     return "bf16 autocast" if bf16 else "fp32"
 
 

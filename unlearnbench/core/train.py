@@ -46,7 +46,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = True
     amp: bool = True  # bf16 autocast on CUDA
-    cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX): ~2x for ResNets
+    cpu_bf16: bool = False  # with amp, bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX): ~2x for ResNets
     channels_last: bool = True  # on CUDA, and on CPU together with cpu_bf16
     compile: bool = False
     # torch.compile's mode. "reduce-overhead" replays CUDA graphs on CUDA, where the eager loop is
@@ -204,7 +204,7 @@ def fit(
     device = resolve_device(config.device)
     gen = seed_everything(config.seed)
     model.to(device)
-    cpu_bf16 = config.cpu_bf16 and device.type == "cpu" and cpu_has_bf16()
+    cpu_bf16 = config.amp and config.cpu_bf16 and device.type == "cpu" and cpu_has_bf16()
     # channels_last pays off with cuDNN and with oneDNN's bf16 kernels, not with fp32 on CPU.
     nhwc = (device.type == "cuda" or cpu_bf16) and config.channels_last
     if nhwc:

@@ -304,6 +304,14 @@ class Report:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
+        # A report read from a file is checked for its shape here (a TypeError, which load turns
+        # into one sentence), not later where a float would meet a .get().
+        for key in ("config", "provenance", "meta", "directions", "skipped", "undefined", "counts",
+                    "reference_counts", "outcomes", "curves", "values", "timings", "reference_values"):
+            if d.get(key) is not None and not isinstance(d[key], dict):
+                raise TypeError(f"{key!r} holds {type(d[key]).__name__}, not a mapping")
+        if not isinstance(d.get("name", ""), str):
+            raise TypeError("'name' is not text")
         columns = d.get("per_class_columns") or PER_CLASS_COLUMNS
         per_class = pd.DataFrame(d.get("per_class") or [], columns=columns)
         curves = {k: {a: [float("nan") if x is None else float(x) for x in xs] for a, xs in c.items()}
