@@ -159,3 +159,36 @@ def test_entropy_variants_use_their_own_feature(constructed):
     r = Evaluator(metrics=["mia_efficacy", "mia_entropy", "mia_m_entropy"]).evaluate(model, data)
     assert r["mia_entropy"] == pytest.approx(50.0)  # the two non-member-like forget samples
     assert r["mia_m_entropy"] == pytest.approx(50.0)
+
+
+def test_long_roc_curves_are_thinned_to_a_subset_with_both_ends():
+    # 30,000 + 30,000 continuous scores: sklearn's curve has far more than the 2,000 points kept.
+    from dataclasses import FrozenInstanceError
+
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(0)
+    m, n = rng.normal(0.5, 1, 30_000), rng.normal(0, 1, 30_000)
+    full_f, full_t, _ = roc_curve(np.r_[np.ones(len(m)), np.zeros(len(n))], np.r_[m, n], drop_intermediate=True)
+    assert len(full_f) > 2000
+    st = attack_stats(m, n)
+    assert 1000 < len(st.fpr) == len(st.tpr) <= 2001
+    # every kept point is a point of the full curve, in order, from (0, 0) to (1, 1)
+    full = [(round(float(f), 6), round(float(t), 6)) for f, t in zip(full_f, full_t, strict=True)]
+    idx = [full.index(p) for p in zip(st.fpr, st.tpr, strict=True)]
+    assert idx == sorted(idx) and idx[0] == 0 and idx[-1] == len(full) - 1
+    # geometric spacing: the low-FPR start of the curve (what the log-log plot shows) is kept whole
+    assert idx[:50] == list(range(50))
+    with pytest.raises(FrozenInstanceError):
+        st.auc = 0.5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("members, nonmembers", [([0.1, 0.9], []), ([], [0.3]), ([], [])])
+def test_attack_stats_without_members_or_nonmembers_is_undefined_not_an_error(members, nonmembers):
+    st = attack_stats(np.array(members), np.array(nonmembers))
+    assert math.isnan(st.auc) and math.isnan(st.bal_acc) and all(math.isnan(v) for v in st.tpr_at_fpr.values())
+    assert st.counts() == {"n_members": len(members), "n_nonmembers": len(nonmembers)}
+    assert st.variances() == {}
+    assert st.fpr == [] and st.tpr == []  # no curve of NaNs for a plot or the report JSON
+    if not nonmembers:
+        assert set(st.undefined().values()) == {"undefined: there are no non-members"}

@@ -79,3 +79,5 @@ def test_strong_signal_still_scores_high_and_attack_stats_uses_it():
 def test_held_out_rule_is_strictly_above_the_threshold():
     # A point exactly on the threshold is not a member: TPR 0, FPR 0 -> 0.5 (">=" would say 1.0)
     assert balanced_accuracy_at(np.array([1.0]), np.array([0.0]), 1.0) == 0.5
+    # ... on both sides: a non-member on the threshold is not called a member either (FPR 0, not 1/2)
+    assert balanced_accuracy_at(np.array([2.0]), np.array([1.0, 1.5]), 1.5) == 1.0

@@ -99,3 +99,10 @@ def test_report_intervals_counts_and_gap_noise():
     assert legacy.counts == {} and legacy.interval("test_acc") is None and legacy["test_acc"] == 90.0
     assert value_interval("test_acc", 90.0, {}) is None
     assert difference_interval("test_acc", 90.0, None, r.counts, {}) is None
+
+
+def test_fmt_interval_defaults_to_two_decimals():
+    # the docstring's promise (the report tables pass their own digits; other callers rely on the default)
+    assert iv.fmt_interval((97.254, 98.987)) == "[97.25, 98.99]"
+    assert iv.fmt_interval((0.5, 1.0), 0) == "[0, 1]"
+    assert iv.fmt_interval(None) == ""

@@ -70,7 +70,9 @@ def test_the_issues_example_paired_and_unpaired():
 
 
 TABLES = [(1, 1, 7, 12), (59, 6, 16, 80), (0, 0, 0, 5), (5, 0, 0, 0), (0, 3, 0, 0), (0, 0, 4, 0), (10, 0, 0, 10),
-          (2, 9, 1, 0), (1000, 1, 0, 3), (3, 2, 2, 3), (0, 5, 5, 0), (200, 0, 3, 1)]
+          (2, 9, 1, 0), (1000, 1, 0, 3), (3, 2, 2, 3), (0, 5, 5, 0), (200, 0, 3, 1),
+          # ad - bc = -1 and 0: the edges of the continuity correction's "0.0 if ad - bc >= 0" branch
+          (0, 1, 1, 5), (1, 1, 1, 1)]
 
 
 @pytest.mark.parametrize("tab", TABLES)

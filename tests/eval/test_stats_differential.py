@@ -236,6 +236,23 @@ def test_lira_fit_and_scores_against_scipy(variance):
     np.testing.assert_allclose(sub.online(target[[4, 1]]), want_on[[4, 1]], rtol=1e-10)
 
 
+def test_lira_global_sd_at_one_degree_of_freedom_is_the_sample_sd():
+    # One example seen IN by two shadows: the pooled within-example sd has one degree of freedom,
+    # so it is the ddof=1 sample sd of the two, sqrt(2) for 1 and 3 (not the ddof=0 value 1).
+    phi = np.array([[1.0], [3.0], [0.0], [4.0], [8.0]])
+    mask = np.array([[True], [True], [False], [False], [False]])
+    fit = fit_gaussians(phi, mask, variance="global")
+    assert fit.sd_in[0] == pytest.approx(stats.tstd([1.0, 3.0]), rel=1e-12) == pytest.approx(math.sqrt(2))
+    assert fit.sd_out[0] == pytest.approx(stats.tstd([0.0, 4.0, 8.0]), rel=1e-12)
+
+
+@pytest.mark.parametrize("variance", ["pooled", "robust", "Global"])
+def test_lira_fit_rejects_an_unknown_variance_mode(variance):
+    phi, mask = np.zeros((4, 2)), np.array([[True, False], [False, True]] * 2)
+    with pytest.raises(ValueError, match="unknown variance mode"):
+        fit_gaussians(phi, mask, variance=variance)
+
+
 def test_ulira_fit_two_sources_against_scipy():
     # U-LiRA: IN from the unlearned models' signals, OUT from the retrained models', each under
     # its own mask (here the same forget masks, as in ulira_targets).
