@@ -142,6 +142,14 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          "def cross_fitted_balanced_accuracy(member: np.ndarray, nonmember: np.ndarray, seed: int = 1) -> float:"):
             "an unused default: its only caller (roc.attack_stats) passes the run's seed",
     },
+    "eval/svm1d.py": {
+        **{("if abs(slope[k]) <= eps and k + 1 < len(ts):", f"if abs(slope[k]) <= eps and k {op} < len(ts):"):
+           "unreachable: right of the last kink the slope is the negatives' whole weight (> eps), so k is never last"
+           for op in ("/ 1", "// 1", "* 1", "- 1", "+ 0")},
+        ("last_of_tie = np.r_[ts[1:] > ts[:-1], True]", "last_of_tie = np.r_[ts[1:] > ts[:+1], True]"):
+            "marks inner points of a tie as its last; the slope rises by each point's weight (> 2 eps) inside a "
+            "tie, so the k picked returns that same tied value either way",
+    },
     "eval/lira.py": {
         ("phi_in: np.ndarray, in_mask: np.ndarray, phi_out: np.ndarray | None = None, out_mask: np.ndarray | None = None,",
          "phi_in: np.ndarray, in_mask: np.ndarray, phi_out: np.ndarray | None = None, out_mask: np.ndarray ^ None = None,"):
