@@ -86,6 +86,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "eval/crossfit.py": ("tests/eval/test_crossfit.py", "tests/eval/test_metamorphic.py", "-k", "not train_mode"),
     "eval/svm1d.py": ("tests/eval/test_svm1d.py",),
     "study/expected.py": STUDY_EXPECTED_TESTS,
+    # the U-LiRA digits protocol (11 s of training) only re-checks what the unit tests check
+    "eval/shadow.py": ("tests/eval/test_shadow.py", "tests/eval/test_ulira.py", "tests/eval/test_stats_differential.py",
+                       "-k", "not ulira_protocol_on_digits and (test_shadow or test_ulira or holdout or ulira_targets)"),
 }
 
 # Reviewed survivors that cannot change a result: module -> {(removed line, added line): reason}.
