@@ -37,7 +37,10 @@ def test_mean_interval_known_values():
     mean, lo, hi = mean_interval(np.array([0.4, 0.6]))
     # t(0.975, 1) = 12.706; sd = 0.1414; half = 12.706 * 0.1414 / sqrt(2) = 1.2706
     assert mean == pytest.approx(0.5) and hi - mean == pytest.approx(1.2706, abs=1e-3) and lo == pytest.approx(-0.7706, abs=1e-3)
-    assert np.isnan(mean_interval(np.array([0.5]))[1])
+    # one value: its mean is known, its interval is not; none (or only NaNs): nothing is known
+    one = mean_interval(np.array([0.5, np.nan]))
+    assert one[0] == 0.5 and np.isnan(one[1]) and np.isnan(one[2])
+    assert all(np.isnan(v) for v in mean_interval(np.array([np.nan])))
 
 
 def test_perfect_separation_by_hand():
