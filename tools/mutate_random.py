@@ -153,6 +153,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "marks inner points of a tie as its last; the slope rises by each point's weight (> 2 eps) inside a "
             "tie, so the k picked returns that same tied value either way",
     },
+    "eval/shadow.py": {
+        ("def _job_data(spec: dict[str, Any], device: torch.device) -> tuple[Splits, UnlearnData | None]:",
+         "def _job_data(spec: dict[str, Any], device: torch.device) -> tuple[Splits, UnlearnData ^ None]:"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
+    },
     "eval/lira.py": {
         ("phi_in: np.ndarray, in_mask: np.ndarray, phi_out: np.ndarray | None = None, out_mask: np.ndarray | None = None,",
          "phi_in: np.ndarray, in_mask: np.ndarray, phi_out: np.ndarray | None = None, out_mask: np.ndarray ^ None = None,"):
