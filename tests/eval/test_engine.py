@@ -82,13 +82,13 @@ def test_classwise_uses_test_without_the_forgotten_class(digits_class3, digits_c
     from unlearnbench.eval.metrics import mia_svc
 
     seen = {}
-    real = mia_svc.svc_attack
+    real = mia_svc.svc_verdicts  # the metric reads per-image verdicts (paired gaps); svc_attack is their mean
 
     def spy(members, nonmembers, target, solver="lowrank"):
         seen.update(members=len(members), nonmembers=len(nonmembers), target=len(target))
         return real(members, nonmembers, target, solver)
 
-    monkeypatch.setattr(mia_svc, "svc_attack", spy)
+    monkeypatch.setattr(mia_svc, "svc_verdicts", spy)
     r = Evaluator(metrics=["mia_efficacy", "test_retained_acc", "test_forgotten_acc"]).evaluate(digits_cnn, digits_class3)
     n_ta = len(digits_class3.test_retained)
     assert seen == {"members": n_ta, "nonmembers": n_ta, "target": len(digits_class3.forget)}
