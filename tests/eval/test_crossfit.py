@@ -74,6 +74,9 @@ def test_strong_signal_still_scores_high_and_attack_stats_uses_it():
     st = attack_stats(m, n, seed=5)
     assert st.bal_acc == cross_fitted_balanced_accuracy(m, n, seed=5)
     assert np.isnan(cross_fitted_balanced_accuracy(m[:1], n, seed=0))
+    assert np.isnan(cross_fitted_balanced_accuracy(m, n[:1], seed=0))
+    # two of each is the smallest defined case: one per half, perfectly separated -> exactly 1
+    assert cross_fitted_balanced_accuracy(np.array([3.0, 4.0]), np.array([0.0, 1.0]), seed=0) == 1.0
 
 
 def test_held_out_rule_is_strictly_above_the_threshold():

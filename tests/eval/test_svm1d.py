@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from sklearn.svm import SVC
@@ -69,6 +71,9 @@ def test_decision_function_equals_libsvm_at_a_tight_tolerance(kind, seed):
     assert np.abs(mine - ref).max() < 1e-4
     clear = np.abs(ref) > 1e-4
     assert np.array_equal(model.predict(grid)[clear], (ref[clear] > 0).astype(float))
+    # a fitted model is a value: it cannot be changed after the fit by assigning to it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.b = 0.0  # type: ignore[misc]
 
 
 def test_weights_are_libsvm_sample_weights_and_equal_duplicated_points():

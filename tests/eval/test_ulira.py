@@ -37,7 +37,10 @@ def test_mean_interval_known_values():
     mean, lo, hi = mean_interval(np.array([0.4, 0.6]))
     # t(0.975, 1) = 12.706; sd = 0.1414; half = 12.706 * 0.1414 / sqrt(2) = 1.2706
     assert mean == pytest.approx(0.5) and hi - mean == pytest.approx(1.2706, abs=1e-3) and lo == pytest.approx(-0.7706, abs=1e-3)
-    assert np.isnan(mean_interval(np.array([0.5]))[1])
+    # one value: its mean is known, its interval is not; none (or only NaNs): nothing is known
+    one = mean_interval(np.array([0.5, np.nan]))
+    assert one[0] == 0.5 and np.isnan(one[1]) and np.isnan(one[2])
+    assert all(np.isnan(v) for v in mean_interval(np.array([np.nan])))
 
 
 def test_perfect_separation_by_hand():
@@ -189,3 +192,27 @@ def test_shadow_bootstrap_interval_includes_the_fit_and_is_calibrated_on_the_nul
     # without bootstrap the values are the conditional intervals only, unchanged
     plain = ulira_targets(_synthetic_pool(16, 8, 60, delta=1.5, seed=0)).values()
     assert "auc_fit_lo" not in plain and plain["auc"] == pytest.approx(v["auc"])
+
+
+@pytest.mark.parametrize("level", [0.95, 0.8])
+def test_shadow_bootstrap_is_the_central_percentile_interval_of_its_draws(level):
+    # The same draws rebuilt here (same seed, same resampling order) give the interval by hand:
+    # the (1 - level)/2 and (1 + level)/2 quantiles, numpy's default (linear) percentiles.
+    from unlearnbench.eval import shadow
+
+    pool = _synthetic_pool(16, 8, 60, delta=1.0, seed=4)
+    u, r, masks = pool.phi_unlearned, pool.phi_retrained, pool.forget_masks
+    sh, tg = np.arange(8), np.arange(8, 16)
+    got = shadow.shadow_bootstrap(u, r, masks, sh, tg, "auto", 40, seed=7, level=level)
+    rng = np.random.default_rng(7)
+    acc, auc = [], []
+    for _ in range(40):
+        a, c, _, _ = shadow._target_scores(u, r, masks, rng.choice(sh, 8, replace=True),
+                                           rng.choice(tg, 8, replace=True), "auto")
+        acc.append(np.nanmean(a))
+        auc.append(np.nanmean(c))
+    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    assert got["n_boot"] == 40
+    assert got["acc_fit"] == pytest.approx(tuple(np.nanpercentile(acc, q)), abs=1e-12)
+    assert got["auc_fit"] == pytest.approx(tuple(np.nanpercentile(auc, q)), abs=1e-12)
+    assert got["auc_fit"][0] < got["auc_fit"][1]

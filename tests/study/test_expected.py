@@ -62,6 +62,9 @@ def test_compare_reports_difference_in_paper_std_and_a_verdict():
     assert gap["diff"] == pytest.approx(1.85) and gap["z"] is None and gap["verdict"] == "no std in paper"
     assert cells[("salun_soft", "UA")]["verdict"] == "not run"
     assert (out["within"], out["judged"]) == (3, 4)
+    # seeds per row: the measured row's, and 0 for a method the study did not run
+    assert {r["label"]: (r["run"], r["seeds"]) for r in out["rows"]} == {
+        "retrain": (True, 2), "salun": (True, 2), "salun_soft": (False, 0)}
 
 
 def test_class_wise_ta_is_the_retained_classes_accuracy():
@@ -165,6 +168,7 @@ def test_rte_is_shown_in_minutes_and_never_judged():
     out = compare(to_dict_block(block), rows)
     cells = {c["column"]: c for c in out["rows"][0]["cells"]}
     assert cells["RTE (min)"]["measured"]["mean"] == pytest.approx(2.0) and cells["RTE (min)"]["z"] is None
+    assert cells["RTE (min)"]["measured"]["std"] == pytest.approx(0.1)  # the std is converted too
     assert cells["RTE (min)"]["verdict"].startswith("not compared") and cells["UA"]["verdict"] == "within 2 std"
     assert out["judged"] == 1 and out["rows"][0]["source"] == "tab1.png"
 
