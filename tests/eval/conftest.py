@@ -36,7 +36,7 @@ def digits_ckpts(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lira_pool(tmp_path_factory):
     from unlearnbench.core.train import TrainConfig
-    from unlearnbench.eval.shadow import train_pool
+    from unlearnbench.eval.shadow_train import train_pool
 
     return train_pool(tmp_path_factory.mktemp("pool") / "lira8", dataset="digits", model="mlp", n=8,
                       config=TrainConfig(**SHADOW_CFG), seed=0)

@@ -13,7 +13,8 @@ from unlearnbench.core.train import TrainConfig
 from unlearnbench.eval.engine import Evaluator
 from unlearnbench.eval.lira import balanced_masks, fit_gaussians
 from unlearnbench.eval.roc import attack_stats
-from unlearnbench.eval.shadow import ShadowPool, lira_holdout, population, train_pool
+from unlearnbench.eval.shadow import ShadowPool, lira_holdout, population
+from unlearnbench.eval.shadow_train import train_pool
 
 
 def test_balanced_masks_put_every_example_in_half_the_models():

@@ -12,7 +12,8 @@ from eval_helpers import SHADOW_CFG
 
 from unlearnbench.core.errors import ConfigError
 from unlearnbench.core.train import TrainConfig
-from unlearnbench.eval.shadow import ShadowPool, mean_interval, train_pool, ulira_masks, ulira_targets
+from unlearnbench.eval.shadow import ShadowPool, mean_interval, ulira_masks, ulira_targets
+from unlearnbench.eval.shadow_train import train_pool
 
 
 def _synthetic_pool(n: int, targets: int, c: int, delta: float, seed: int) -> ShadowPool:
@@ -151,7 +152,7 @@ def test_the_null_control_is_exactly_symmetric():
     procedure: swapping a pair's two seeds swaps its two models bit for bit (and the seeds are
     used: the two models differ)."""
     from unlearnbench.core.config import to_dict
-    from unlearnbench.eval.shadow import ulira_shadow_job
+    from unlearnbench.eval.shadow_train import ulira_shadow_job
 
     cfg = TrainConfig(**{**SHADOW_CFG, "epochs": 2})
     base = dict(dataset="digits", model="mlp", split_seed=0, val_fraction=0.1, data_root=None,

@@ -168,8 +168,8 @@ def import_model(model: str, weights: str | Path, dataset: str, **kwargs: Any) -
 
 
 def train_shadow_pool(out: str | Path, **kwargs: Any) -> Any:
-    """Train (or resume) a LiRA / U-LiRA shadow-model pool in ``out``; see ``eval.shadow.train_pool``."""
-    from unlearnbench.eval.shadow import train_pool
+    """Train (or resume) a LiRA / U-LiRA shadow-model pool in ``out``; see ``eval.shadow_train.train_pool``."""
+    from unlearnbench.eval.shadow_train import train_pool
 
     return train_pool(out, **kwargs)
 
