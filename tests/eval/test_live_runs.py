@@ -172,7 +172,11 @@ def test_ctrl_c_on_a_training_ends_its_run_killed(mlflow_uri, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-m", "unlearnbench", "train", "--epochs", "500", "-q",
                              "--out", str(tmp_path / "o.pt"), "--tracking-uri", mlflow_uri, "--experiment", experiment],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # A shell starts background jobs with SIGINT ignored, and Python keeps an
+                            # inherited SIG_IGN (no KeyboardInterrupt): give the child the default, as a
+                            # terminal's Ctrl-C finds it, whatever launched the test suite.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     client = MlflowClient(tracking_uri=mlflow_uri)
     run = None
     deadline = time.monotonic() + 240
