@@ -59,6 +59,7 @@ mutate: $(STAMP)
 # 2 cores; not in CI). Resumable (.mutation/); writes the per-module scores to docs/mutation.md.
 # MUTATE_ARGS="--only core/recipes.py --per-module 40" runs one module.
 mutate-random: $(STAMP)
+	$(PY) -m pip install -q "cosmic-ray==8.7.0"  # the tool docs/mutation.md was measured with
 	nice $(PY) tools/mutate_random.py $(MUTATE_ARGS)
 
 clean:
