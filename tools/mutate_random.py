@@ -188,6 +188,8 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "description: str) -> nn.Module:"):
            "an annotation: never evaluated under `from __future__ import annotations`" for op in ("&", "^")},
     },
+    # ---- eval/metrics/*
+    # ---- unlearning method files
 }
 
 _ARITH = {"Add", "Sub", "Mul", "Div", "FloorDiv", "Mod", "Pow"}
