@@ -350,3 +350,36 @@ def test_scar_nearest_class_quirk_reaches_the_targets(monkeypatch, digits_cnn, d
     run("scar", digits_cnn, _scar_data(digits_class3, small_ood), {**cfg, "nearest_class_quirk": True}, device="cpu")
     run("scar", digits_cnn, _scar_data(digits_class3, small_ood), cfg, device="cpu")
     assert seen == [True, False]
+
+
+# ============================================================================ SCAR config bounds (mutation run)
+
+_SCAR_EDGES = [  # (key, accepted values at the edges of the valid range, rejected values just outside)
+    ("ood_batch_size", (1,), (0,)), ("ood_size", (1,), (0,)),
+    ("lambda_1", (0.0,), (-0.1,)), ("lambda_2", (0.0,), (-0.1,)),
+    ("temperature", (1e-3,), (0.0, -1.0)), ("delta", (1e-3, 1.0), (0.0, 1.01)),
+    ("gamma1", (0.0,), (-0.1,)), ("gamma2", (0.0,), (-0.1,)),
+    ("stop_forget_acc", (None, 0.0, 100.0), (-0.1, 100.1)), ("min_epochs", (0,), (-1,)),
+    ("stop_margin", (None, 0.0, 100.0), (-0.1, 100.1)), ("weight_threshold", (0.0, 1.0), (-0.01, 1.01)),
+]
+
+
+@pytest.mark.parametrize("method", ["scar", "scar_self"])
+def test_scar_config_takes_its_range_edges_and_rejects_what_lies_outside(method):
+    from unlearnbench.core.errors import ConfigError
+
+    fields = {f.name for f in dataclasses.fields(METHODS.info(method)["config"])}
+    for key, ok, bad in _SCAR_EDGES:
+        if key not in fields:
+            continue
+        for v in ok:
+            assert getattr(build_config(method, {key: v}), key) == v
+        for v in bad:
+            with pytest.raises(ConfigError, match=key.split("_")[0] if key != "ood_size" else "ood_size"):
+                build_config(method, {key: v})
+    if method == "scar_self":
+        for v in (0.0, 100.0):
+            assert build_config(method, {"stop_proxy_acc": v}).stop_proxy_acc == v
+        for v in (-0.1, 100.1):
+            with pytest.raises(ConfigError, match="stop_proxy_acc"):
+                build_config(method, {"stop_proxy_acc": v})
