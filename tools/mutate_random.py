@@ -97,27 +97,29 @@ MODULES: dict[str, tuple[str, ...]] = {
     # ---- eval/metrics/*: the metric plug-ins the engine publishes
     # ---- unlearning method files (one plug-in per file)
     # (unlearn/loops.py and unlearn/scar.py, listed above, belong here too)
-    "unlearn/salun.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_protocols.py",
+    "unlearn/salun.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_protocols.py", "tests/unlearn/test_mechanisms.py",
                          "tests/unlearn/test_seeds.py", "tests/unlearn/test_contract.py", "-k", "salun and not ddpm"),
-    "unlearn/l1_sparse.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_seeds.py",
+    "unlearn/l1_sparse.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_seeds.py", "tests/unlearn/test_mechanisms.py",
                              "tests/unlearn/test_contract.py", "-k", "l1"),
     # OMP itself (masks, sparse original); the CLI train of test_prune_first only re-checks it end to end
     "unlearn/prune.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_prune_first.py",
                          "tests/unlearn/test_contract.py", "-k",
-                         "omp or prune_method or snapshot or rewind or sparse_retrain or lr_rewinding "
+                         "omp or prune_method or snapshot or rewind or sparse_retrain or lr_rewinding or fixed_mask "
                          "or (prune_first_keeps and finetune)"),
     # the 'prune' method (OMP, then fine-tune or rewind on retain)
     "unlearn/omp.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_contract.py", "tests/unlearn/test_seeds.py",
-                       "-k", "prune_method or (test_contract and prune) or (config_seed and prune) "
+                       "tests/unlearn/test_mechanisms.py",
+                       "-k", "prune_method or prune_defaults or (test_contract and prune) or (config_seed and prune) "
                        "or (random_forgetting and prune)"),
     # the API runs (a wrecked CIFAR-shaped model, SalUn on CIFAR-shaped data: 20 s) re-check recipe_for end to end
     "unlearn/recipes.py": ("tests/unlearn/test_regime_recipes.py", "-k", "not wrecked_model and not salun_on_cifar"),
-    # the CLI unlearn + MLflow run (50 s) is left out; the loading and listing tests stay
+    # the CLI runs on a trained checkpoint (50 s) are left out; the loading, listing and choosing tests stay
     "unlearn/presets.py": ("tests/unlearn/test_presets_cli.py", "tests/unlearn/test_protocols.py",
                            "tests/unlearn/test_regime_recipes.py", "-k",
-                           "shipped or ls_presets or preset and not cli_unlearn_writes or recipe_choice"),
+                           "shipped or ls_presets or paper_preset or preset_without or recipe_choice or api_takes_a_preset"),
     "unlearn/scar_self.py": ("tests/unlearn/test_contract.py", "tests/unlearn/test_seeds.py",
-                             "tests/unlearn/test_behaviour.py", "-k", "scar_self"),
+                             "tests/unlearn/test_behaviour.py", "tests/unlearn/test_mechanisms.py",
+                             "tests/unlearn/test_protocols.py", "-k", "scar_self"),
     "unlearn/classstats.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_mechanisms.py",
                               "tests/unlearn/test_protocols.py", "-k",
                               "mahalanobis or nearest or tukey or class_gaussians or forget_term or scar_targets "
