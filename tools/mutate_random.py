@@ -116,7 +116,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     # the CLI runs on a trained checkpoint (50 s) are left out; the loading, listing and choosing tests stay
     "unlearn/presets.py": ("tests/unlearn/test_presets_cli.py", "tests/unlearn/test_protocols.py",
                            "tests/unlearn/test_regime_recipes.py", "-k",
-                           "shipped or ls_presets or paper_preset or preset_without or recipe_choice or api_takes_a_preset"),
+                           "shipped or ls_presets or paper_preset or preset_without or preset_file or recipe_choice "
+                           "or api_takes_a_preset"),
     "unlearn/scar_self.py": ("tests/unlearn/test_contract.py", "tests/unlearn/test_seeds.py",
                              "tests/unlearn/test_behaviour.py", "tests/unlearn/test_mechanisms.py",
                              "tests/unlearn/test_protocols.py", "-k", "scar_self"),

@@ -383,3 +383,42 @@ def test_scar_config_takes_its_range_edges_and_rejects_what_lies_outside(method)
         for v in (-0.1, 100.1):
             with pytest.raises(ConfigError, match="stop_proxy_acc"):
                 build_config(method, {"stop_proxy_acc": v})
+
+
+def test_a_preset_file_is_read_field_by_field_and_every_bad_field_is_refused(tmp_path):
+    from unlearnbench.core.errors import ConfigError, DataError
+    from unlearnbench.unlearn.presets import load_preset
+
+    def write(name, text):
+        (tmp_path / f"{name}.yaml").write_text(text)
+        return tmp_path / f"{name}.yaml"
+
+    full = ("summary: one line\nrelease: o-w.n/re_po.x@abcdef0 (2024-02-03)\nquirks: [q one, q two]\nmethod: l1_sparse\n"
+            "dataset: cifar10\nmodel: resnet18\nforget: random:0.1\nprune: 1\nconfig: {alpha: 0.0001}\n")
+    p = load_preset(write("my-preset", full))
+    assert (p.name, p.method, p.dataset, p.forget, p.summary, p.model) == (
+        "my-preset", "l1_sparse", "cifar10", "random:0.1", "one line", "resnet18")
+    assert p.prune == 1.0 and isinstance(p.prune, float) and p.config == {"alpha": 0.0001}
+    assert p.release == "o-w.n/re_po.x@abcdef0 (2024-02-03)" and p.quirks == ("q one", "q two")
+    bare = load_preset(write("bare", "method: finetune\ndataset: synthetic\nforget: class:1\n"))
+    assert (bare.summary, bare.model, bare.prune, bare.config, bare.release, bare.quirks) == ("", None, None, {}, "", ())
+    assert load_preset(write("forty", full.replace("abcdef0", "a" * 40))).release.startswith("o-w.n/re_po.x@" + "a" * 40)
+    for bad_release in ("abcdef", "a" * 41, "ABCDEF0", "abcdef0 (2024-2-03)", "abcdef0 2024-02-03", "abcdef0 (2024-02-03) x"):
+        with pytest.raises(ValueError, match="is not 'owner/repo@commit"):
+            load_preset(write("r", full.replace("abcdef0 (2024-02-03)", bad_release)))
+    with pytest.raises(ValueError, match=r"unknown keys \['speed'\], missing keys \[\]"):
+        load_preset(write("u", full + "speed: 3\n"))
+    with pytest.raises(ValueError, match=r"unknown keys \[\], missing keys \['dataset', 'forget'\]"):
+        load_preset(write("m", "method: finetune\n"))
+    with pytest.raises(ValueError, match="quirks must be a list"):
+        load_preset(write("q", full.replace("[q one, q two]", "just one")))
+    with pytest.raises(ValueError, match="quirks must be a list"):
+        load_preset(write("q2", full.replace("[q one, q two]", "[q one, 2]")))
+    with pytest.raises(ConfigError):
+        load_preset(write("k", full.replace("alpha", "alpah")))  # a typo in a config key
+    with pytest.raises(DataError, match="Bad forget spec"):
+        load_preset(write("f", full.replace("random:0.1", "everything")))
+    entry = PRESETS.entry("salun-digits-class")
+    assert entry.info["release"] == "-" and entry.info["method"] == "salun" and entry.info["dataset"] == "digits"
+    assert PRESETS.info("salun-cifar10-class")["release"] == PRESETS.get("salun-cifar10-class").release
+    assert PRESETS.info("salun-cifar10-class")["forget"] == "class:0" and PRESETS.info("salun-cifar10-class")["summary"]
