@@ -223,6 +223,14 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
     },
     # ---- eval/metrics/*
     # ---- unlearning method files
+    "unlearn/loops.py": {
+        ("_HOOK_SECONDS = [0.0]", "_HOOK_SECONDS = [ 1.0]"):
+            "the counter's start cancels: its only reader (unlearn.run) subtracts hook_seconds() before from after",
+        ("return (y + shift) % num_classes", "return (y - shift) % num_classes"):
+            "y - U{1..C-1} mod C is uniform over the C - 1 wrong classes, exactly as y + U is (the documented law)",
+        ("amp: bool = True,", "amp: bool = False,"):
+            "an unused default: all ten run_epochs callers pass amp=config.amp",
+    },
 }
 
 _ARITH = {"Add", "Sub", "Mul", "Div", "FloorDiv", "Mod", "Pow"}

@@ -604,3 +604,65 @@ def test_loop_ce_loss_and_wrong_labels_need_two_classes():
     y = torch.arange(600) % 3  # random_labels' default is SalUn's RL: uniform over all classes, true one included
     assert torch.equal(random_labels(3)(y, torch.Generator().manual_seed(4)),
                        draw_random_labels(y, 3, torch.Generator().manual_seed(4), exclude_true=False))
+
+
+# ----------------------------------------------------------------------------- SCAR's class statistics, by hand
+
+
+def test_class_gaussians_shrink_on_a_hand_matrix():
+    from unlearnbench.unlearn.classstats import correlation, shrink
+
+    c = torch.tensor([[2.0, 0.0, 1.0], [0.0, 4.0, 0.0], [1.0, 0.0, 6.0]], dtype=torch.float64)
+    # V1 = mean diagonal = 4; V2 = mean of the *non-zero* off-diagonal entries = 1
+    expected = torch.tensor([[14.0, 3.0, 4.0], [3.0, 16.0, 3.0], [4.0, 3.0, 18.0]], dtype=torch.float64)
+    torch.testing.assert_close(shrink(c, 3.0, 3.0), expected)
+    torch.testing.assert_close(shrink(c, 0.5, 2.0), c + 2.0 * torch.eye(3, dtype=torch.float64)
+                               + 2.0 * (1 - torch.eye(3, dtype=torch.float64)))
+    diag = torch.diag(torch.tensor([1.0, 3.0], dtype=torch.float64))
+    torch.testing.assert_close(shrink(diag, 1.0, 5.0), diag + 2.0 * torch.eye(2, dtype=torch.float64))  # V2 = 0
+    r = correlation(torch.tensor([[4.0, 2.0], [2.0, 9.0]], dtype=torch.float64))
+    torch.testing.assert_close(r, torch.tensor([[1.0, 1 / 3], [1 / 3, 1.0]], dtype=torch.float64))
+    assert bool(torch.isfinite(correlation(torch.zeros(2, 2, dtype=torch.float64))).all())  # a zero variance
+
+
+def test_class_gaussians_against_numpy():
+    """μ̂_k = μ_k/‖μ_k‖ and P_k = pinv(corr(shrink(shrink(cov_k)))) by numpy, class by class; a class
+    with fewer than min_samples rows is left out, the others keep the order asked for."""
+    import numpy as np
+
+    from unlearnbench.unlearn.classstats import class_gaussians as fit
+
+    rng = np.random.default_rng(3)
+    feats = rng.random((40, 5)) ** 2
+    labels = np.array([7] * 14 + [2] * 25 + [5])  # class 5 has a single sample
+
+    def by_hand(s, g1, g2):
+        def shr(c):
+            eye = np.eye(len(c))
+            off = c[eye == 0]
+            v2 = off[off != 0].mean() if (off != 0).any() else 0.0
+            return c + g1 * np.diag(c).mean() * eye + g2 * v2 * (1 - eye)
+        c = shr(shr(np.cov(s.T, ddof=1)))
+        d = np.sqrt(np.diag(c))
+        mu = s.mean(0)
+        return mu / np.linalg.norm(mu), np.linalg.pinv(c / np.outer(d, d))
+
+    g = fit(torch.tensor(feats, dtype=torch.float32), torch.tensor(labels), [7, 5, 2], gamma1=2.0, gamma2=0.5)
+    assert g.classes.tolist() == [7, 2] and g.means.dtype == g.precisions.dtype == torch.float32
+    for i, k in enumerate([7, 2]):
+        mu, p = by_hand(feats[labels == k].astype(np.float32).astype(np.float64), 2.0, 0.5)
+        np.testing.assert_allclose(g.means[i].numpy(), mu, rtol=1e-5)
+        np.testing.assert_allclose(g.precisions[i].numpy(), p, rtol=1e-4, atol=1e-4)
+    assert fit(torch.tensor(feats), torch.tensor(labels), [2, 7], min_samples=14).classes.tolist() == [2, 7]
+    assert fit(torch.tensor(feats), torch.tensor(labels), [2, 7], min_samples=15).classes.tolist() == [2]
+    with pytest.raises(ConfigError, match="No class has 3 or more samples"):
+        fit(torch.tensor(feats), torch.tensor(labels), [5], min_samples=3)
+    with pytest.warns(UserWarning, match="negative features"):
+        fit(torch.tensor(feats) - 0.5, torch.tensor(labels), [7, 2])
+
+
+def test_tukey_with_power_one_leaves_features_as_they_are():
+    z = torch.tensor([[-1.0, 0.0, 0.3]], dtype=torch.float64)
+    out = tukey(z, 1)
+    assert out.dtype == torch.float32 and out[0].tolist() == pytest.approx([-1.0, 0.0, 0.3])
+    assert tukey(z, 0.5, eps=0.04)[0].tolist() == pytest.approx([0.2, 0.2, 0.3 ** 0.5])  # clamped at eps first
