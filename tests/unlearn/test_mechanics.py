@@ -666,3 +666,28 @@ def test_tukey_with_power_one_leaves_features_as_they_are():
     out = tukey(z, 1)
     assert out.dtype == torch.float32 and out[0].tolist() == pytest.approx([-1.0, 0.0, 0.3])
     assert tukey(z, 0.5, eps=0.04)[0].tolist() == pytest.approx([0.2, 0.2, 0.3 ** 0.5])  # clamped at eps first
+
+
+def test_ood_adapt_images_uses_luminance_weights_and_keeps_what_already_fits():
+    x = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    x[0, 0], x[1, 1], x[2, 2], x[3] = 255, 255, 255, 100  # pure red, green, blue; grey 100
+    grey = adapt_images(x, 1, 2)
+    assert grey.shape == (4, 1, 2, 2) and grey[:, 0, 0, 0].tolist() == [76, 150, 29, 100]  # 0.299, 0.587, 0.114
+    four = torch.stack([torch.full((2, 2), v, dtype=torch.uint8) for v in (0, 40, 80, 120)])[None]
+    assert adapt_images(four, 1, 2).flatten().tolist() == [60] * 4  # other channel counts: the plain mean
+    with pytest.raises(ConfigError, match="Cannot adapt 4-channel images to 3"):
+        adapt_images(four, 3, 2)
+    same = torch.randint(0, 256, (3, 3, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(adapt_images(same, 3, 5), same)  # right shape already: unchanged, no resampling
+    up = adapt_images(torch.full((1, 1, 2, 2), 77, dtype=torch.uint8), 3, 6)
+    assert up.shape == (1, 3, 6, 6) and bool((up == 77).all())  # a flat image stays flat when resized
+
+
+def test_ood_synthetic_families_share_the_images_equally(digits_class3):
+    s = synthetic_images(12, 1, 8, seed=0)
+    assert torch.bincount(s.y, minlength=5).tolist() == [3, 3, 2, 2, 2]  # the remainder to the first families
+    assert s.idx.tolist() == list(range(12)) and s.name == "ood"
+    assert sorted(synthetic_images(3, 2, 6).y.tolist()) == [0, 1, 2]
+    with pytest.raises(ConfigError, match="ood_size must be at least 1"):
+        ood_set("synthetic", digits_class3.info, 0)
+    assert torch.equal(ood_set("synthetic", digits_class3.info, 7, seed=4).x, synthetic_images(7, 1, 8, seed=4).x)
