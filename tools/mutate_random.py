@@ -121,12 +121,13 @@ MODULES: dict[str, tuple[str, ...]] = {
     "unlearn/scar_self.py": ("tests/unlearn/test_contract.py", "tests/unlearn/test_seeds.py",
                              "tests/unlearn/test_behaviour.py", "tests/unlearn/test_mechanisms.py",
                              "tests/unlearn/test_protocols.py", "-k", "scar_self"),
+    # the numpy differential and hand-built tests; SCAR runs on the trained digits cnn (targets, quirk) left out
     "unlearn/classstats.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_mechanisms.py",
                               "tests/unlearn/test_protocols.py", "-k",
-                              "mahalanobis or nearest or tukey or class_gaussians or forget_term or scar_targets "
-                              "or quirk"),
+                              "(mahalanobis or nearest or tukey or class_gaussians or forget_term or quirk) "
+                              "and not reaches_the_targets and not targets_each_forget_sample and not by_class_accuracy"),
     "unlearn/ood.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_seeds.py",
-                       "tests/unlearn/test_protocols.py", "-k", "ood"),
+                       "tests/unlearn/test_protocols.py", "-k", "ood and not scar_balances"),
 }
 
 # Reviewed survivors that cannot change a result: module -> {(removed line, added line): reason}.
