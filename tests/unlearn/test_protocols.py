@@ -422,3 +422,99 @@ def test_a_preset_file_is_read_field_by_field_and_every_bad_field_is_refused(tmp
     assert entry.info["release"] == "-" and entry.info["method"] == "salun" and entry.info["dataset"] == "digits"
     assert PRESETS.info("salun-cifar10-class")["release"] == PRESETS.get("salun-cifar10-class").release
     assert PRESETS.info("salun-cifar10-class")["forget"] == "class:0" and PRESETS.info("salun-cifar10-class")["summary"]
+
+
+# ============================================================================ SCAR helpers on hand-built models
+
+
+class _BNNet(nn.Module):
+    """Flatten → Linear(4, 3) → BatchNorm → ReLU → head Linear(3, 3): features are the head's input."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU())
+        self.head = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _hand_set(n=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorSet(torch.randint(0, 256, (n, 1, 2, 2), dtype=torch.uint8, generator=g), torch.arange(n) % 3,
+                     torch.arange(n))
+
+
+def test_scar_helpers_evaluate_in_eval_mode_and_restore_the_mode():
+    from unlearnbench.unlearn.scar import freeze_batchnorm, predictions, transformed_features
+
+    data = _hand_set()
+    m = _BNNet()
+    x = data.x.float() / 255
+    with torch.no_grad():
+        m.train()
+        m(x * 3)  # move the running statistics away from the batch's own
+        m.eval()
+        want_logits = m(x)
+        want_feats = m.body(x).clamp_min(1e-6).pow(0.5)
+    for mode in (True, False):
+        m.train(mode)
+        stats = m.body[2].running_mean.clone()
+        assert torch.equal(predictions(m, data, batch_size=3), want_logits.argmax(1)) and m.training is mode
+        torch.testing.assert_close(transformed_features(m, data, 0.5, batch_size=4), want_feats)
+        assert m.training is mode and torch.equal(m.body[2].running_mean, stats)  # eval mode: no statistics update
+        per_class, overall = forget_accuracy_by_class(m, data, 3, batch_size=7)
+        correct = want_logits.argmax(1) == data.y
+        assert m.training is mode and overall == pytest.approx(100 * correct.float().mean().item())
+        torch.testing.assert_close(per_class, torch.stack([correct[data.y == c].float().mean() for c in range(3)]))
+    m.train()
+    freeze_batchnorm(m)
+    assert not m.body[2].training and m.body[1].training and m.head.training
+
+
+def test_scar_kept_classes_retain_term_and_class_statistics_sources(digits_class3, digits_random):
+    from unlearnbench.unlearn.scar import class_statistics, kept_classes, predictions, retain_term
+
+    assert kept_classes(digits_class3) == [0, 1, 2, 4, 5, 6, 7, 8, 9] and kept_classes(digits_random) == list(range(10))
+    m = _BNNet().eval()
+    xs = torch.rand(4, 1, 2, 2)
+    assert retain_term(m, xs, torch.tensor([[0.0, 5.0, 1.0]] * 4), (1,), 1.0) is None  # every row predicts class 1
+    t = torch.tensor([[3.0, 0.0, 1.0], [0.0, 5.0, 1.0], [1.0, 0.0, 2.0], [2.0, 1.0, 0.0]])
+    got = retain_term(m, xs, t, (1,), 2.0)
+    keep = torch.tensor([True, False, True, True])
+    kept = t[keep].clone()
+    kept[:, 1] = kept.min()
+    from unlearnbench.unlearn.losses import kl_from_logits
+
+    torch.testing.assert_close(got, kl_from_logits(m(xs[keep]), kept / 2.0))
+    # the statistics' source: retain or val (true labels), or the OOD images labelled by the teacher
+    ood = _hand_set(30, seed=1)
+    data = dataclasses.replace(digits_random, retain=_hand_set(30, seed=2), val=_hand_set(30, seed=3),
+                               extras={"ood": ood}, num_classes=3)
+    for source, images, labels in (("retain", data.retain, data.retain.y), ("val", data.val, data.val.y),
+                                   ("ood", ood, predictions(m, ood))):
+        cfg = build_config("scar", {"stats_source": source, "delta": 0.5, "gamma1": 1.0, "gamma2": 2.0})
+        g = class_statistics(cfg, data, m, [0, 1, 2])
+        from unlearnbench.unlearn.classstats import class_gaussians
+        from unlearnbench.unlearn.scar import transformed_features
+
+        want = class_gaussians(transformed_features(m, images, 0.5), labels, [0, 1, 2], gamma1=1.0, gamma2=2.0)
+        assert torch.equal(g.classes, want.classes) and torch.equal(g.means, want.means), source
+        assert torch.equal(g.precisions, want.precisions), source
+
+
+def test_scar_ood_stream_cycles_and_draws_by_weight():
+    from unlearnbench.unlearn.scar import OODStream
+
+    data = TensorSet(torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 2, 2).contiguous(),
+                     torch.zeros(5, dtype=torch.long), torch.arange(5))
+    plain = OODStream(data, 2, None, torch.Generator().manual_seed(0))
+    firsts = [plain.next() for _ in range(6)]  # 3 batches per pass (2, 2, 1), then a new shuffled pass
+    assert [len(b) for b in firsts] == [2, 2, 1, 2, 2, 1]
+    for p in (firsts[:3], firsts[3:]):
+        assert sorted(torch.cat(p)[:, 0, 0, 0].mul(255).round().long().tolist()) == [0, 1, 2, 3, 4]
+    weighted = OODStream(data, 5, None, torch.Generator().manual_seed(0), torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0]))
+    for _ in range(3):
+        b = weighted.next()
+        assert len(b) == 5 and set(b[:, 0, 0, 0].mul(255).round().long().tolist()) <= {2, 4}  # len(data) draws
