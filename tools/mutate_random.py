@@ -94,6 +94,31 @@ MODULES: dict[str, tuple[str, ...]] = {
                              "-k", "not ulira_protocol_on_digits"),
     # ---- eval/metrics/*: the metric plug-ins the engine publishes
     # ---- unlearning method files (one plug-in per file)
+    # mutun2: each method's mechanism, behaviour, contract, seed and protocol tests (-k its registry name)
+    "unlearn/scrub.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "scrub"),
+    "unlearn/bad_teacher.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "bad_teacher"),
+    "unlearn/ssd.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "ssd"),
+    "unlearn/boundary_shrink.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "boundary_shrink"),
+    "unlearn/influence.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "influence"),
+    "unlearn/finetune.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "finetune and not ddpm"),
+    "unlearn/grad_ascent.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "grad_ascent and not ddpm"),
+    "unlearn/retrain.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py", "tests/unlearn/test_prune_first.py",
+                         "-k", "retrain and not ddpm"),
 }
 
 # Reviewed survivors that cannot change a result: module -> {(removed line, added line): reason}.
