@@ -72,7 +72,11 @@ MODULES: dict[str, tuple[str, ...]] = {
                          "stepper or salun or l1 or adv_retain or random_label or scrub_runs"),
     "robust/evaluate.py": ("tests/eval/test_metamorphic.py", "tests/robust/test_attacks_contract.py"),
     "unlearn/scar.py": ("tests/unlearn", "-k", "scar or selective or nearest"),
-    "robust/aa/engine.py": ("tests/robust/test_autoattack.py",),
+    # the cascade against pyautoattack's run_standard_evaluation point for point at a small budget (the
+    # full-budget and adversarially-trained parity tests take 50 s each; they check the same cascade)
+    "robust/aa/engine.py": ("tests/robust/test_autoattack.py", "tests/robust/test_attacks_contract.py", "-k",
+                            "small_budget or chunks_are or (saved_adversarial and autoattack) or "
+                            "(test_attack_contract and autoattack) or sanity_checks or zero_gradient"),
     # eval/: the differential (statsmodels/scipy/sklearn), property, DeLong and paired tests of h-stats
     # are the strong ones; the slow (deep) cases stay skipped
     "eval/intervals.py": ("tests/eval/test_intervals.py", "tests/eval/test_stats_differential.py",
