@@ -219,6 +219,42 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
     },
     # ---- eval/metrics/*
     # ---- unlearning method files
+    # mutun2:
+    "unlearn/scrub.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+        ("teacher = copy.deepcopy(model).eval().requires_grad_(False)",
+         "teacher = copy.deepcopy(model).eval().requires_grad_(True)"):
+            "the teacher is only called under torch.no_grad() and is not in the optimizer: no graph, no step",
+    },
+    "unlearn/bad_teacher.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/ssd.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/boundary_shrink.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/influence.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/finetune.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/grad_ascent.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/retrain.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
 }
 
 _ARITH = {"Add", "Sub", "Mul", "Div", "FloorDiv", "Mod", "Pow"}
