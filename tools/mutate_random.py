@@ -74,7 +74,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "unlearn/scar.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_protocols.py", "tests/unlearn/test_seeds.py",
                         "tests/unlearn/test_contract.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_mechanics.py",
                         "-k", "(scar or selective or nearest) and not scar_self"),
-    "robust/aa/engine.py": ("tests/robust/test_autoattack.py",),
+    # the cascade against pyautoattack's run_standard_evaluation point for point at a small budget (the
+    # full-budget and adversarially-trained parity tests take 50 s each; they check the same cascade)
+    "robust/aa/engine.py": ("tests/robust/test_autoattack.py", "tests/robust/test_attacks_contract.py", "-k",
+                            "small_budget or chunks_are or (saved_adversarial and autoattack) or "
+                            "(test_attack_contract and autoattack) or sanity_checks or zero_gradient"),
     # eval/: the differential (statsmodels/scipy/sklearn), property, DeLong and paired tests of h-stats
     # are the strong ones; the slow (deep) cases stay skipped
     "eval/intervals.py": ("tests/eval/test_intervals.py", "tests/eval/test_stats_differential.py",
@@ -128,6 +132,31 @@ MODULES: dict[str, tuple[str, ...]] = {
                               "and not reaches_the_targets and not targets_each_forget_sample and not by_class_accuracy"),
     "unlearn/ood.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_seeds.py",
                        "tests/unlearn/test_protocols.py", "-k", "ood and not scar_balances"),
+    # mutun2: each method's mechanism, behaviour, contract, seed and protocol tests (-k its registry name)
+    "unlearn/scrub.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "scrub"),
+    "unlearn/bad_teacher.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "bad_teacher"),
+    "unlearn/ssd.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "ssd"),
+    "unlearn/boundary_shrink.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "boundary_shrink"),
+    "unlearn/influence.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "influence"),
+    "unlearn/finetune.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "finetune and not ddpm"),
+    "unlearn/grad_ascent.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
+                         "-k", "grad_ascent and not ddpm"),
+    "unlearn/retrain.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py", "tests/unlearn/test_prune_first.py",
+                         "-k", "retrain and not ddpm"),
 }
 
 # Reviewed survivors that cannot change a result: module -> {(removed line, added line): reason}.
@@ -231,6 +260,42 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "y - U{1..C-1} mod C is uniform over the C - 1 wrong classes, exactly as y + U is (the documented law)",
         ("amp: bool = True,", "amp: bool = False,"):
             "an unused default: all ten run_epochs callers pass amp=config.amp",
+    },
+    # mutun2:
+    "unlearn/scrub.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+        ("teacher = copy.deepcopy(model).eval().requires_grad_(False)",
+         "teacher = copy.deepcopy(model).eval().requires_grad_(True)"):
+            "the teacher is only called under torch.no_grad() and is not in the optimizer: no graph, no step",
+    },
+    "unlearn/bad_teacher.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/ssd.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/boundary_shrink.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/influence.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/finetune.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/grad_ascent.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/retrain.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
     },
 }
 

@@ -29,6 +29,39 @@ from unlearnbench.unlearn.prune import conv_sparsity, conv_weights, magnitude_ma
 # ----------------------------------------------------------------------------- SalUn mask
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_salun_mask_gradients_sum_the_batch_means_of_a_seeded_shuffle(seed):
+    """Unlearn-Saliency's generate_mask: one pass over the forget set, batch 256 *shuffled*, summing
+    each batch's mean-CE gradient, so the images that land in the short last batch weigh more. The sum
+    is rebuilt by hand from the same seeded permutation; with 13 images in batches of 5 the grouping
+    changes the sum, so an unshuffled or differently shuffled pass gives another mask."""
+    from unlearnbench.core.data import TensorSet
+    from unlearnbench.unlearn.masks import forget_gradients
+
+    g = torch.Generator().manual_seed(123)
+    n, bs = 13, 5
+    forget = TensorSet(x=torch.randint(0, 256, (n, 1, 4, 4), generator=g, dtype=torch.uint8),
+                       y=torch.randint(0, 3, (n,), generator=g), idx=torch.arange(n), name="forget")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    got = forget_gradients(model, forget, batch_size=bs, generator=torch.Generator().manual_seed(seed))
+
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    ref = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    for b in range(0, n, bs):
+        pos = order[b:b + bs]
+        grads = torch.autograd.grad(nn.functional.cross_entropy(model(forget.x[pos].float() / 255), forget.y[pos]),
+                                    list(model.parameters()))
+        for (name, _), gr in zip(model.named_parameters(), grads, strict=True):
+            ref[name] += gr
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-6)
+    # the test has power: the dataset's own order groups the images differently and changes the sum
+    in_order = sum(torch.autograd.grad(nn.functional.cross_entropy(model(forget.x[b:b + bs].float() / 255),
+                                                                   forget.y[b:b + bs]), [model[1].weight])[0]
+                   for b in range(0, n, bs))
+    assert (in_order - ref["1.weight"]).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("ratio", [0.5, 0.1, 0.37])
 def test_saliency_mask_keeps_exactly_the_requested_fraction(ratio, digits_cnn, digits_class3):
     model = copy.deepcopy(digits_cnn)

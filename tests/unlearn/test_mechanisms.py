@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import unlearnbench.unlearn.scar as scar_mod
 import unlearnbench.unlearn.scrub as scrub_mod
 from unlearnbench.core.data import Loader
-from unlearnbench.unlearn import run
+from unlearnbench.unlearn import build_config, run
 from unlearnbench.unlearn.classstats import ClassGaussians, mahalanobis, mahalanobis_loop, nearest_wrong_class, tukey
 from unlearnbench.unlearn.loops import draw_random_labels
 from unlearnbench.unlearn.losses import distill_kl
@@ -273,7 +273,10 @@ def test_scrub_max_step_moves_away_from_the_teacher_and_min_step_towards_it():
 
 
 def test_scrub_lr_decay_follows_the_reference_schedule():
-    assert [lr_factor(e, (3, 5, 9), 0.1) for e in range(1, 11)] == pytest.approx(
+    """The reference's ``adjust_learning_rate`` with its CIFAR-10 decay epochs (3, 5, 9) and rate
+    0.1, which are also the defaults: lr x 0.1 after epochs 3, 5 and 9."""
+    cfg = build_config("scrub")
+    assert [lr_factor(e, cfg.lr_decay_epochs, cfg.lr_decay_rate) for e in range(1, 11)] == pytest.approx(
         [1, 1, 1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.001])
 
 
