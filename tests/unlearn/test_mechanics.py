@@ -724,3 +724,143 @@ def test_ood_synthetic_families_share_the_images_equally(digits_class3):
     with pytest.raises(ConfigError, match="ood_size must be at least 1"):
         ood_set("synthetic", digits_class3.info, 0)
     assert torch.equal(ood_set("synthetic", digits_class3.info, 7, seed=4).x, synthetic_images(7, 1, 8, seed=4).x)
+
+
+@pytest.mark.parametrize("generation", ["current", "2023"])
+def test_salun_hands_its_mask_settings_to_the_mask_and_the_mask_to_random_labelling(generation, monkeypatch,
+                                                                                   digits_class3):
+    """SalUn's wiring, with the mask generation and the RL loop replaced by spies: which mask
+    function runs, with which ratio, batch size, lr, augmentation and generator, and that RL gets
+    exactly that mask and the config."""
+    import unlearnbench.unlearn.salun as salun_mod
+    from unlearnbench.unlearn import build_config
+
+    calls = {}
+    mask = {"w": torch.ones(1, dtype=torch.bool)}
+
+    def spy(name):
+        def fake(model, forget, ratio, **kw):
+            calls[name] = dict(forget=forget, ratio=ratio, gen_state=kw.pop("generator").get_state(), **kw)
+            return mask
+        return fake
+
+    monkeypatch.setattr(salun_mod, "saliency_mask", spy("current"))
+    monkeypatch.setattr(salun_mod, "saliency_mask_2023", spy("2023"))
+    monkeypatch.setattr(salun_mod, "relabel_and_train",
+                        lambda model, data, config, m, desc: calls.update(rl=(data, config, m, desc)) or model)
+    model = nn.Linear(1, 1)
+    for augment in (True, False):
+        calls.clear()
+        cfg = build_config("salun", {"mask_generation": generation, "mask_ratio": 0.3, "mask_batch_size": 17,
+                                     "mask_lr": 0.07, "augment": augment}, seed=5)
+        assert salun_mod.salun(model, digits_class3, cfg) is model
+        (name,) = set(calls) - {"rl"}
+        got = calls[name]
+        assert name == generation and got["forget"] is digits_class3.forget and got["ratio"] == 0.3
+        assert got["batch_size"] == 17 and got["augment"] is (digits_class3.info if augment else None)
+        assert got.get("lr", 0.07) == 0.07 and ("lr" in got) == (generation == "2023")
+        assert calls["rl"] == (digits_class3, cfg, mask, "salun")
+        # the mask's batches follow the config seed, on a stream of their own (not RL's, seeded with it)
+        assert not torch.equal(got["gen_state"], torch.Generator().manual_seed(5).get_state())
+        other = build_config("salun", {"mask_generation": generation}, seed=6)
+        salun_mod.salun(model, digits_class3, other)
+        assert not torch.equal(calls[name]["gen_state"], got["gen_state"])
+
+
+def _spy_run_epochs(module, monkeypatch):
+    seen = {}
+
+    def fake(model, phases, **kw):
+        seen.update(model=model, phases=phases, **kw)
+        return []
+
+    monkeypatch.setattr(module, "run_epochs", fake)
+    return seen
+
+
+def test_l1_sparse_wiring_norm_and_config_edges(monkeypatch, digits_class3):
+    """What l1_sparse hands the epoch loop: the retain phase (batch size, augmentation, the
+    adversarial transform), SGD with the config's lr/momentum/weight decay, the prune mask, amp,
+    and a penalty term α_e·‖θ‖₁ (every trainable parameter, by hand)."""
+    import dataclasses as dc
+
+    import unlearnbench.unlearn.l1_sparse as l1
+    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.unlearn import build_config
+    from unlearnbench.unlearn.base import PRUNE_MASK_KEY, RETAIN_TRANSFORM_KEY
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    model[1].bias.requires_grad_(False)
+    by_hand = sum(float(p.abs().sum()) for n, p in model.named_parameters() if n != "1.bias")
+    assert float(l1.l1_norm(model)) == pytest.approx(by_hand)
+    seen = _spy_run_epochs(l1, monkeypatch)
+    mask, transform = {"0.weight": torch.ones(2, 3, dtype=torch.bool)}, (lambda m, x, y: x)
+    data = dc.replace(digits_class3, extras={PRUNE_MASK_KEY: mask, RETAIN_TRANSFORM_KEY: transform})
+    for augment in (True, False):
+        cfg = build_config("l1_sparse", {"epochs": 4, "alpha": 0.5, "no_l1_epochs": 1, "lr": 0.03, "momentum": 0.5,
+                                         "weight_decay": 0.01, "batch_size": 7, "augment": augment, "amp": False}, seed=2)
+        assert l1.l1_sparse(model, data, cfg) is model
+        (ph,) = seen["phases"]
+        assert ph.data is data.retain and ph.batch_size == 7 and ph.transform is transform
+        assert ph.augment is (data.info if augment else None)
+        assert (seen["epochs"], seen["mask"], seen["amp"]) == (4, mask, False)
+        (g,) = seen["optimizer"].param_groups
+        assert (g["lr"], g["momentum"], g["weight_decay"]) == (0.03, 0.5, 0.01)
+        assert torch.equal(seen["generator"].get_state(), torch.Generator().manual_seed(2).get_state())
+        (term,) = seen["extra_terms"]
+        assert [float(term(model, e)) for e in range(4)] == pytest.approx(
+            [0.5 * (1 - e / 3) * by_hand for e in range(3)] + [0.0])
+    for ok in ({"alpha": 0.0}, {"no_l1_epochs": 0}, {"epochs": 3, "no_l1_epochs": 3}):
+        build_config("l1_sparse", ok)
+    for bad, msg in (({"alpha": -1e-9}, "alpha"), ({"no_l1_epochs": -1}, "no_l1_epochs"),
+                     ({"epochs": 3, "no_l1_epochs": 4}, "no_l1_epochs")):
+        with pytest.raises(ConfigError, match=msg):
+            build_config("l1_sparse", bad)
+
+
+@pytest.mark.parametrize("rewind", [False, True])
+def test_prune_method_wiring(rewind, monkeypatch, digits_class3):
+    """The 'prune' method: OMP of the conv weights at the config's sparsity, optionally a seeded
+    re-initialisation with the mask applied, then the retain phase with the OMP mask combined with
+    an outer prune mask; epochs 0 prunes only and reads no data."""
+    import dataclasses as dc
+
+    import unlearnbench.unlearn.omp as omp_mod
+    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.unlearn import build_config
+    from unlearnbench.unlearn.base import PRUNE_MASK_KEY, RETAIN_TRANSFORM_KEY, reinitialize
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 2), nn.Flatten(), nn.LazyLinear(3))
+    model(torch.zeros(1, 1, 8, 8))
+    dense = copy.deepcopy(model)
+    seen = _spy_run_epochs(omp_mod, monkeypatch)
+    outer = {"2.weight": torch.zeros_like(model[2].weight, dtype=torch.bool)}
+    transform = lambda m, x, y: x  # noqa: E731
+    data = dc.replace(digits_class3, extras={PRUNE_MASK_KEY: outer, RETAIN_TRANSFORM_KEY: transform})
+    cfg = build_config("prune", {"sparsity": 0.5, "rewind": rewind, "epochs": 3, "lr": 0.04, "momentum": 0.8,
+                                 "weight_decay": 0.02, "batch_size": 9, "augment": False, "amp": False}, seed=4)
+    out = omp_mod.prune(model, data, cfg)
+    want = magnitude_masks(dense, 0.5)
+    assert set(seen["mask"]) == {"0.weight", "2.weight"} and torch.equal(seen["mask"]["0.weight"], want["0.weight"])
+    assert torch.equal(seen["mask"]["2.weight"], outer["2.weight"])
+    assert seen["model"] is out and int((out[0].weight == 0).sum()) == 4
+    survivors = want["0.weight"]
+    start = reinitialize(dense, 4)[0].weight if rewind else dense[0].weight
+    assert torch.equal(out[0].weight[survivors], start[survivors])
+    (ph,) = seen["phases"]
+    assert ph.data is data.retain and ph.batch_size == 9 and ph.augment is None and ph.transform is transform
+    (g,) = seen["optimizer"].param_groups
+    assert (g["lr"], g["momentum"], g["weight_decay"], seen["epochs"], seen["amp"]) == (0.04, 0.8, 0.02, 3, False)
+    assert torch.equal(seen["generator"].get_state(), torch.Generator().manual_seed(4).get_state())
+    seen.clear()
+    only = omp_mod.prune(copy.deepcopy(dense), data, build_config("prune", {"epochs": 0, "sparsity": 0.5}))
+    assert not seen and int((only[0].weight == 0).sum()) == 4  # prune only: no training
+    assert build_config("prune", {"epochs": 0}).reads() == () and build_config("prune", {}).reads() == ("retain",)
+    assert build_config("prune", {"sparsity": 0.0}).sparsity == 0.0
+    for bad in (1.0, -0.01):
+        with pytest.raises(ConfigError, match="sparsity"):
+            build_config("prune", {"sparsity": bad})
+    with pytest.raises(ConfigError, match="epochs"):
+        build_config("prune", {"epochs": -1})
