@@ -257,9 +257,14 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("_HOOK_SECONDS = [0.0]", "_HOOK_SECONDS = [ 1.0]"):
             "the counter's start cancels: its only reader (unlearn.run) subtracts hook_seconds() before from after",
         ("return (y + shift) % num_classes", "return (y - shift) % num_classes"):
-            "y - U{1..C-1} mod C is uniform over the C - 1 wrong classes, exactly as y + U is (the documented law)",
+            "y - U{1..C-1} mod C is uniform over the C - 1 wrong classes as y + U is: the documented law, only "
+            "another draw of it for a given seed (no spec fixes which)",
         ("amp: bool = True,", "amp: bool = False,"):
             "an unused default: all ten run_epochs callers pass amp=config.amp",
+    },
+    "unlearn/recipes.py": {
+        **{("for c, size in ((1, 8), (3, 32)):  # small, natural-32", f"for c, size in (( {c}, 8), (3, 32)):  # small, natural-32"):
+           "8 px images are the small regime whatever the channel count (regime_of tests the size first)" for c in (0, 2)},
     },
     # mutun2:
     "unlearn/scrub.py": {
