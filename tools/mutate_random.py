@@ -265,6 +265,8 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
     "unlearn/recipes.py": {
         **{("for c, size in ((1, 8), (3, 32)):  # small, natural-32", f"for c, size in (( {c}, 8), (3, 32)):  # small, natural-32"):
            "8 px images are the small regime whatever the channel count (regime_of tests the size first)" for c in (0, 2)},
+        **{("for c, size in ((1, 8), (3, 32)):  # small, natural-32", f"for c, size in ((1, {v}), (3, 32)):  # small, natural-32"):
+           "any size up to 16 px is the small regime: 7 or 9 px pick the same recipe as 8" for v in (7, 9)},
     },
     # mutun2:
     "unlearn/scrub.py": {

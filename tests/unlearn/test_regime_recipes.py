@@ -224,6 +224,7 @@ def test_utility_drop_threshold_causes_and_suggestions(monkeypatch):
     assert line.startswith("m cut test accuracy from 80.0% to 50.0% (30.0 points): likely the recipe p was made for "
                            "another model or dataset than this one; try a preset (q; `ls presets`)")
     assert "likely the learning rate" in utility_drop("m", before, {"retain_acc": 0.0}, "defaults", fits=True)
+    assert "likely the learning rate" in utility_drop("m", before, {"retain_acc": 0.0})  # fits unless told otherwise
     assert "tuned on 8x8 digits" in utility_drop("m", before, {"retain_acc": 0.0}, "", fits=False)
     assert "made for another model" in utility_drop("m", before, {"retain_acc": 0.0}, "p", fits=False)
     assert utility_drop("nobody", before, {"retain_acc": 0.0}, "given").endswith(
