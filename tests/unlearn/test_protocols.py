@@ -400,6 +400,8 @@ def test_a_preset_file_is_read_field_by_field_and_every_bad_field_is_refused(tmp
         "my-preset", "l1_sparse", "cifar10", "random:0.1", "one line", "resnet18")
     assert p.prune == 1.0 and isinstance(p.prune, float) and p.config == {"alpha": 0.0001}
     assert p.release == "o-w.n/re_po.x@abcdef0 (2024-02-03)" and p.quirks == ("q one", "q two")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.config = {}  # a loaded preset cannot be changed in place
     bare = load_preset(write("bare", "method: finetune\ndataset: synthetic\nforget: class:1\n"))
     assert (bare.summary, bare.model, bare.prune, bare.config, bare.release, bare.quirks) == ("", None, None, {}, "", ())
     assert load_preset(write("forty", full.replace("abcdef0", "a" * 40))).release.startswith("o-w.n/re_po.x@" + "a" * 40)

@@ -193,6 +193,7 @@ def test_recipe_describe_and_the_lines_by_regime(monkeypatch):
     assert MethodRecipe("m", "other", "defaults", fits=False).describe() == \
         "other (any other shape): the method's defaults (tuned on digits), not tuned for it"
     assert MethodRecipe("m", "natural-32", "p").describe() == "natural-32 (RGB images of 24-64 px (CIFAR-like)): preset p"
+    assert MethodRecipe("m", "natural-32", "a-c10").describe().endswith("): preset a-c10")  # sorts before "defaults"
     import unlearnbench.unlearn.presets as presets_mod
 
     monkeypatch.setattr(presets_mod, "PRESETS", _FakePresets([_fake_preset("p", "cifar10", "random:0.1")]))
