@@ -692,6 +692,21 @@ def test_class_gaussians_against_numpy():
         fit(torch.tensor(feats), torch.tensor(labels), [5], min_samples=3)
     with pytest.warns(UserWarning, match="negative features"):
         fit(torch.tensor(feats) - 0.5, torch.tensor(labels), [7, 2])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # non-negative features (post-ReLU, Tukey): no warning
+        fit(torch.tensor(feats), torch.tensor(labels), [7, 2])
+
+
+def test_mahalanobis_ignores_the_feature_scale_in_both_implementations():
+    """d uses ẑ = z/‖z‖: scaling the features (also far below norm 1) changes no distance."""
+    gauss, _, _ = _gaussians()
+    z = tukey(torch.rand(5, 12, generator=torch.Generator().manual_seed(2)), 0.5)
+    for impl in (mahalanobis, mahalanobis_loop):
+        base = impl(z, gauss)
+        for c in (1e-3, 0.5, 40.0):
+            torch.testing.assert_close(impl(z * c, gauss), base, rtol=1e-4, atol=1e-5)
 
 
 def test_tukey_with_power_one_leaves_features_as_they_are():
