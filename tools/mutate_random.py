@@ -262,6 +262,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("amp: bool = True,", "amp: bool = False,"):
             "an unused default: all ten run_epochs callers pass amp=config.amp",
     },
+    "unlearn/classstats.py": {
+        **{('warnings.warn("class statistics got negative features; use delta=1 for such backbones", stacklevel=2)',
+            f'warnings.warn("class statistics got negative features; use delta=1 for such backbones", stacklevel={v})'):
+           "which caller's line the warning names; the warning itself and every result are unchanged" for v in (" 3", " 1")},
+    },
     "unlearn/recipes.py": {
         **{("for c, size in ((1, 8), (3, 32)):  # small, natural-32", f"for c, size in (( {c}, 8), (3, 32)):  # small, natural-32"):
            "8 px images are the small regime whatever the channel count (regime_of tests the size first)" for c in (0, 2)},
