@@ -686,6 +686,8 @@ def test_class_gaussians_against_numpy():
         mu, p = by_hand(feats[labels == k].astype(np.float32).astype(np.float64), 2.0, 0.5)
         np.testing.assert_allclose(g.means[i].numpy(), mu, rtol=1e-5)
         np.testing.assert_allclose(g.precisions[i].numpy(), p, rtol=1e-4, atol=1e-4)
+    default, three = (fit(torch.tensor(feats), torch.tensor(labels), [7, 2], **kw) for kw in ({}, {"gamma1": 3.0, "gamma2": 3.0}))
+    assert torch.equal(default.precisions, three.precisions)  # the release's defaults: γ₁ = γ₂ = 3
     assert fit(torch.tensor(feats), torch.tensor(labels), [2, 7], min_samples=14).classes.tolist() == [2, 7]
     assert fit(torch.tensor(feats), torch.tensor(labels), [2, 7], min_samples=15).classes.tolist() == [2]
     with pytest.raises(ConfigError, match="No class has 3 or more samples"):
