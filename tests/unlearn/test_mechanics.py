@@ -729,6 +729,10 @@ def test_ood_adapt_images_uses_luminance_weights_and_keeps_what_already_fits():
         adapt_images(four, 3, 2)
     same = torch.randint(0, 256, (3, 3, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     assert torch.equal(adapt_images(same, 3, 5), same)  # right shape already: unchanged, no resampling
+    grey_in = same[:, :1]
+    assert torch.equal(adapt_images(grey_in, 3, 5), grey_in.repeat(1, 3, 1, 1))  # grey → RGB: the same image 3 times
+    wide = adapt_images(torch.full((1, 1, 4, 6), 9, dtype=torch.uint8), 1, 6)
+    assert wide.shape == (1, 1, 6, 6)  # only the width fits: still resized to a square
     up = adapt_images(torch.full((1, 1, 2, 2), 77, dtype=torch.uint8), 3, 6)
     assert up.shape == (1, 3, 6, 6) and bool((up == 77).all())  # a flat image stays flat when resized
 
@@ -881,3 +885,38 @@ def test_prune_method_wiring(rewind, monkeypatch, digits_class3):
             build_config("prune", {"sparsity": bad})
     with pytest.raises(ConfigError, match="epochs"):
         build_config("prune", {"epochs": -1})
+
+
+def test_ood_synthetic_families_have_their_documented_structure():
+    """Each family, over 100 images of 32 px: gratings of 1 to 1 + size/4 cycles (mean 0.5-crossings
+    per row or column 2·E[f]·E|cos θ| = 2·5·2/π ≈ 6.4); checkerboards of two colours, symmetric
+    under transposition (the same period along both axes); 1-3 shapes present with probability
+    0.8 on a background (about 1 + 3·0.8 colours, fewer where shapes overlap or miss); pen
+    strokes: thin curves (a small share of pixels, not the corner of every image), light on a
+    dark background or dark on a light one, rarely none at all (0.3³)."""
+    s = synthetic_images(500, 3, 32, seed=0)
+    x = s.x.float() / 255
+    g = x[s.y == 1][:, 0]
+    w = (g - g.amin((1, 2), keepdim=True)) / (g.amax((1, 2), keepdim=True) - g.amin((1, 2), keepdim=True)).clamp_min(1e-6)
+    b = w > 0.5
+    crossings = ((b[:, :, 1:] != b[:, :, :-1]).float().sum(2).mean(1) + (b[:, 1:] != b[:, :-1]).float().sum(1).mean(1)) / 2
+    assert 5.0 < crossings.mean().item() < 8.0
+
+    def colours(img):
+        return len(torch.unique(img.flatten(1), dim=1).T)
+
+    for img in s.x[s.y == 2]:
+        assert torch.equal(img, img.transpose(1, 2)) and colours(img) <= 2
+    assert 2.8 < sum(colours(i) for i in s.x[s.y == 3]) / 100 < 3.9
+    strokes = s.x[s.y == 4]
+    flat = coverage = corner = 0
+    for img in strokes:
+        bg = torch.stack([c.flatten().mode().values for c in img])[:, None, None]
+        inked = (img != bg).any(0)
+        flat += int(not inked.any())
+        coverage += inked.float().mean().item() / len(strokes)
+        corner += int(inked[0, 0])
+        light_on_dark = bool((img >= bg).all()) and bool((bg <= 0.3 * 255 + 1).all())
+        dark_on_light = bool((img <= bg).all()) and bool((bg >= 0.7 * 255 - 1).all())
+        assert light_on_dark or dark_on_light
+    assert flat <= 15 and coverage < 0.3 and corner <= 20
