@@ -267,6 +267,13 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             f'warnings.warn("class statistics got negative features; use delta=1 for such backbones", stacklevel={v})'):
            "which caller's line the warning names; the warning itself and every result are unchanged" for v in (" 3", " 1")},
     },
+    "unlearn/ood.py": {
+        ('mode="bicubic", align_corners=False)[0]', 'mode="bicubic", align_corners=False)[ -1]'):
+            "F.interpolate gets a batch of one image here, so [0] and [-1] are the same image",
+        ("p = torch.rand(k, 3, 2, generator=g)  # start, control, end points in [0, 1]^2",
+         "p = torch.rand(k, 4, 2, generator=g)  # start, control, end points in [0, 1]^2"):
+            "a fourth point is drawn and never used: the strokes follow the same law (another draw of it per seed)",
+    },
     "unlearn/recipes.py": {
         **{("for c, size in ((1, 8), (3, 32)):  # small, natural-32", f"for c, size in (( {c}, 8), (3, 32)):  # small, natural-32"):
            "8 px images are the small regime whatever the channel count (regime_of tests the size first)" for c in (0, 2)},
