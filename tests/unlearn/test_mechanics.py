@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -908,6 +909,15 @@ def test_ood_synthetic_families_have_their_documented_structure():
     for img in s.x[s.y == 2]:
         assert torch.equal(img, img.transpose(1, 2)) and colours(img) <= 2
     assert 2.8 < sum(colours(i) for i in s.x[s.y == 3]) / 100 < 3.9
+    for img in s.x[s.y == 3]:  # a shape is at most 2·0.4 of the width: only the background fills a row
+        code = (img[0].long() * 256 + img[1].long()) * 256 + img[2].long()
+        full = {int(row[0]) for row in code if bool((row == row[0]).all())}
+        wide = set()
+        for row in code:
+            change = torch.nonzero(row[1:] != row[:-1]).flatten().tolist()
+            bounds = [0, *(i + 1 for i in change), len(row)]
+            wide |= {int(row[a]) for a, b in itertools.pairwise(bounds) if b - a >= 27}
+        assert len(full | wide) <= 1
     strokes = s.x[s.y == 4]
     flat = coverage = corner = 0
     for img in strokes:
