@@ -73,7 +73,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "robust/evaluate.py": ("tests/eval/test_metamorphic.py", "tests/robust/test_attacks_contract.py"),
     "unlearn/scar.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_protocols.py", "tests/unlearn/test_seeds.py",
                         "tests/unlearn/test_contract.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_mechanics.py",
-                        "-k", "(scar or selective or nearest) and not scar_self"),
+                        "-k", "(scar or selective or nearest or balanced_ood) and not scar_self"),
     # the cascade against pyautoattack's run_standard_evaluation point for point at a small budget (the
     # full-budget and adversarially-trained parity tests take 50 s each; they check the same cascade)
     "robust/aa/engine.py": ("tests/robust/test_autoattack.py", "tests/robust/test_attacks_contract.py", "-k",
@@ -259,6 +259,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "another draw of it for a given seed (no spec fixes which)",
         ("amp: bool = True,", "amp: bool = False,"):
             "an unused default: all ten run_epochs callers pass amp=config.amp",
+    },
+    "unlearn/scar.py": {
+        **{('log.info("scar: early stop in epoch %d (forget accuracy %.2f%% < %.2f%%)", epoch + 1, acc, stop_at)',
+            f'log.info("scar: early stop in epoch %d (forget accuracy %.2f%% < %.2f%%)", epoch {op}, acc, stop_at)'):
+           "the epoch number in a log.info line only" for op in ("+ 0", "** 1", "- 1", "* 1", "// 1", "/ 1", "+ 2")},
     },
     "unlearn/classstats.py": {
         **{('warnings.warn("class statistics got negative features; use delta=1 for such backbones", stacklevel=2)',
