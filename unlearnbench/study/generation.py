@@ -11,9 +11,16 @@ A study file with ``task: generation`` (``unlearnbench benchmark digits-generati
    classifier, FID against the real test images of the remembered classes (extractor named),
    precision / recall, and sample grids (forgotten vs remembered classes).
 
-Each model is a child MLflow run under one parent run (metrics, params, grids as PNG artifacts);
-``reports.generation.write_gen_report`` then writes the report (Markdown + HTML with the grids
-inlined) and logs it to the parent run.
+Steps 1-2 and 3-4 are jobs (``study.gen_jobs``) on ``core.executor``, in-process or Ray tasks, every
+job pinned to the executor's thread count. Each model is a child MLflow run under one parent run
+(metrics, params, grids as PNG artifacts, ``report.json`` with the grids at their own size), logged
+by this driver only. Resuming: the parent run is keyed by the study's name and data
+(``gen_study_id``), each child run by its job's content (``GenEvalJob.key``); running the study
+again skips every row with a FINISHED run of the same key and reads it back from its
+``report.json``, so a changed method config re-runs that row only (its earlier run goes to
+MLflow's trash). The task registers itself (``study.tasks``); ``api.run_study`` then has
+``reports.generation`` write the report (Markdown + HTML with the grids inlined) and log it to the
+parent run.
 """
 
 from __future__ import annotations
