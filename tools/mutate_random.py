@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import random
 import re
@@ -70,7 +71,14 @@ MODULES: dict[str, tuple[str, ...]] = {
     "unlearn/loops.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_mechanisms.py",
                          "tests/unlearn/test_seeds.py", "-k",
                          "stepper or salun or l1 or adv_retain or random_label or scrub_runs"),
-    "robust/evaluate.py": ("tests/eval/test_metamorphic.py", "tests/robust/test_attacks_contract.py"),
+    # robust_accuracy's own tests, no digits CNN to train: a hand-built one-pixel model (40 % of 5
+    # points), a per-point loop, Wilson/repr, and the metamorphic robust tests (a 1-epoch net).
+    # tests/robust/test_attacks_contract.py (35 s, 18 s of it training) checks robust.attacks.run_attack,
+    # which this module calls but never changes: it cannot kill a mutant here.
+    "robust/evaluate.py": ("tests/robust/test_autoattack_at.py", "tests/test_repr.py", "tests/eval/test_stats_differential.py",
+                           "tests/eval/test_metamorphic.py", "-k",
+                           "divides_by_all_points or robust_result or robust_accuracy or robust_sub or train_mode "
+                           "or evaluator_seed"),
     "unlearn/scar.py": ("tests/unlearn", "-k", "scar or selective or nearest"),
     "robust/aa/engine.py": ("tests/robust/test_autoattack.py",),
     # eval/: the differential (statsmodels/scipy/sklearn), property, DeLong and paired tests of h-stats
@@ -93,6 +101,32 @@ MODULES: dict[str, tuple[str, ...]] = {
     "eval/shadow_train.py": ("tests/eval/test_shadow.py", "tests/eval/test_ulira.py",
                              "-k", "not ulira_protocol_on_digits"),
     # ---- eval/metrics/*: the metric plug-ins the engine publishes
+    # Lean selections (the machine runs several mutation runners at once): the constructed-logits
+    # and hand-computed tests, and at most the two session digits CNNs; fast strong files first, as
+    # -x stops a killed mutant at its first failing test.
+    "eval/metrics/accuracy.py": ("tests/eval/test_paired.py", "tests/eval/test_engine.py", "-k",
+                                 "test_paired or papers_gaps or classwise_uses or selection_errors or json_round "
+                                 "or per_class or accuracy_metrics"),
+    "eval/metrics/gap.py": ("tests/eval/test_stats_differential.py", "tests/eval/test_paired.py", "tests/eval/test_engine.py",
+                            "-k", "gap"),
+    "eval/metrics/mia_svc.py": ("tests/eval/test_attacks.py", "tests/eval/test_paired.py", "tests/eval/test_metamorphic.py",
+                                "tests/eval/test_engine.py", "-k",
+                                "test_attacks or mia_efficacy or papers_gaps or classwise_uses"),
+    "eval/metrics/mia_threshold.py": ("tests/eval/test_attacks.py", "tests/eval/test_mia_record.py",
+                                      "tests/eval/test_delong.py", "tests/eval/test_engine.py", "-k",
+                                      "test_attacks or test_mia_record or attacks_record or memorising or pair_splits"),
+    "eval/metrics/robustness.py": ("tests/eval/test_engine.py", "-k", "robust"),
+    "eval/metrics/rte.py": ("tests/eval/test_engine.py", "-k", "json_round"),
+    "eval/metrics/aus.py": ("tests/eval/test_engine.py", "-k", "aus or gap_to_itself or selection_errors"),
+    "eval/metrics/divergence.py": ("tests/eval/test_engine.py", "-k", "divergence or gap_to_itself"),
+    "eval/metrics/lira.py": ("tests/eval/test_shadow.py", "-k", "evaluator_runs_lira or lira_beats"),
+    "eval/metrics/generation.py": ("tests/generation/test_generation_metrics.py", "-k", "not end_to_end and not swapped"),
+    "eval/metrics/base.py": ("tests/eval/test_mia_record.py", "tests/eval/test_attacks.py", "tests/eval/test_paired.py",
+                             "tests/eval/test_engine.py", "-k",
+                             "test_mia_record or test_attacks or test_paired or predicted_once or selection_errors"),
+    # the U-LiRA metrics run through the CLI test on a trained pool (14 s of training)
+    "eval/metrics/ulira.py": ("tests/eval/test_ulira.py", "-k", "evaluate_with_a_ulira_pool or ulira_metric"),
+    "eval/metrics/two_model_ulira.py": ("tests/eval/test_ulira.py", "-k", "evaluate_with_a_ulira_pool or ulira_metric"),
     # ---- unlearning method files (one plug-in per file)
 }
 
@@ -328,6 +362,8 @@ def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
     args = MODULES[module]
     with sqlite3.connect(db_path) as con:
         rows = con.execute("SELECT job_id, diff FROM work_results WHERE upper(test_outcome) = 'SURVIVED'").fetchall()
+        specs = {job: (op, json.loads(op_args or "{}"), occ) for job, op, op_args, occ in con.execute(
+            "SELECT job_id, operator_name, operator_args, occurrence FROM mutation_specs").fetchall()}
     rows = [(job, diff) for job, diff in rows if _key(diff) not in EQUIVALENT.get(module, {})]
     print(f"{module}: {len(rows)} survivors to check again", flush=True)
     if not rows:
@@ -341,14 +377,19 @@ def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
     for job, diff in rows:
         old, new = _key(diff)
         hits = [i for i, ln in enumerate(lines) if ln.strip() == old]
-        if len(hits) != 1:
-            print(f"  stale ({len(hits)} matches): {old}", flush=True)
-            continue
-        i = hits[0]
-        indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
-        mutated = lines[:i] + [indent + new + "\n"] + lines[i + 1:]
+        if len(hits) == 1:
+            i = hits[0]
+            indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+            mutated = "".join(lines[:i] + [indent + new + "\n"] + lines[i + 1:])
+        else:
+            # Not one changed line (a removed decorator, a line found twice): cosmic-ray's own
+            # operator and occurrence, accepted only if they still give the recorded diff.
+            mutated = _mutant_from_spec(path, *specs[job], diff)
+            if mutated is None:
+                print(f"  stale ({len(hits)} matches): {old}", flush=True)
+                continue
         try:
-            path.write_text("".join(mutated))
+            path.write_text(mutated)
             status, tail = _run_tests(copy, args, timeout)
         finally:
             path.write_text(original)
@@ -357,6 +398,18 @@ def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
                 con.execute("UPDATE work_results SET test_outcome = 'KILLED', output = ? WHERE job_id = ?",
                             (f"{status} on re-check: {tail}", job))
         print(f"  {status:8s} {old} → {new}", flush=True)
+
+
+def _mutant_from_spec(path: Path, operator: str, operator_args: dict, occurrence: int, diff: str) -> str | None:
+    """The module's text with cosmic-ray's mutant (operator, occurrence) applied, or None if that
+    no longer gives the recorded diff (the file changed since the sample was drawn)."""
+    from cosmic_ray.mutating import use_mutation
+    from cosmic_ray.plugins import get_operator
+
+    with use_mutation(path, get_operator(operator)(**operator_args), occurrence) as (before, after):
+        if after is None or "\n".join(_diff_lines(before, after)) != diff:
+            return None
+        return after
 
 
 def _key(diff: str | None) -> tuple[str, str]:

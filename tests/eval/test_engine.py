@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from unlearnbench.core.data import parse_forget_spec
 from unlearnbench.core.errors import ConfigError, UnknownNameError
 from unlearnbench.core.models import create_model
 from unlearnbench.core.train import TrainConfig, fit
@@ -298,3 +299,131 @@ def test_a_diverged_model_is_refused_not_scored(digits_class3, digits_cnn):
         next(model.parameters()).fill_(float("nan"))
     with pytest.raises(NonFiniteOutputs, match=r"NaN or infinite on \d+ of \d+ \w+ samples"):
         Evaluator(metrics=["ua"]).evaluate(model, digits_class3)
+
+
+def _one_hot_logits(preds, labels, c=3):
+    return 5.0 * torch.nn.functional.one_hot(torch.tensor(preds), c).float(), torch.tensor(labels)
+
+
+def test_per_class_accuracy_by_hand(constructed):
+    """Per-class accuracy of the model and of its reference, counted by hand; a class missing from
+    a split gets no row; class names come from the dataset, and classes without a name show their index."""
+    from eval_helpers import LookupModel
+
+    splits = {"forget": ([0, 1, 1], [0, 0, 1]), "retain": ([0, 1, 2, 0], [0, 1, 2, 2]), "test": ([1, 1, 2], [0, 1, 2])}
+    model, data = constructed(*(_one_hot_logits(p, y) for p, y in splits.values()))
+    data = dataclasses.replace(data, info=dataclasses.replace(data.info, class_names=("cat",)))
+    ref_preds = {"forget": [1, 0, 0], "retain": [0, 1, 2, 2], "test": [0, 1, 0]}
+    ref_table = [_one_hot_logits(p, splits[s][1])[0] for s, p in ref_preds.items()]
+    ref = LookupModel(torch.cat([*ref_table, ref_table[-1]])).eval()  # val = test
+    r = Evaluator(metrics=["per_class_acc", "forget_acc", "ua"]).evaluate(model, data, reference=ref)
+    rows = {(row["split"], row["class"]): row for row in r.per_class.to_dict(orient="records")}
+    expected = {  # (split, class): (name, n, acc, reference acc)
+        ("forget", 0): ("cat", 2, 50.0, 50.0), ("forget", 1): ("1", 1, 100.0, 0.0),
+        ("retain", 0): ("cat", 1, 100.0, 100.0), ("retain", 1): ("1", 1, 100.0, 100.0),
+        ("retain", 2): ("2", 2, 50.0, 100.0),
+        ("test", 0): ("cat", 1, 0.0, 100.0), ("test", 1): ("1", 1, 100.0, 100.0), ("test", 2): ("2", 1, 100.0, 0.0),
+    }
+    assert set(rows) == set(expected)  # no row for class 2, absent from the forget set
+    for key, (name, n, acc, ref_acc) in expected.items():
+        assert (rows[key]["name"], rows[key]["n"]) == (name, n)
+        assert rows[key]["acc"] == pytest.approx(acc) and rows[key]["reference_acc"] == pytest.approx(ref_acc)
+    assert r["forget_acc"] == pytest.approx(200 / 3) and r["ua"] == pytest.approx(100 / 3)
+    assert r.counts["n/ua"] == r.counts["n/forget_acc"] == 3
+    assert r.reference_values["ua"] == pytest.approx(200 / 3)
+    # UA's per-image outcomes are the forget accuracy's, inverted (its gap is paired on them)
+    ua, forget = r.outcomes["ua"], r.outcomes["forget_acc"]
+    assert ua.digest == forget.digest and ua.hits.tolist() == [False, True, False] == (~forget.hits).tolist()
+
+
+def test_divergence_against_scipy(constructed):
+    """div/kl = mean KL(p_ref || p_model) and div/js = mean JS(p_ref, p_model) (natural log) per
+    split, against scipy's entropy and Jensen-Shannon distance (squared) example by example."""
+    from eval_helpers import LookupModel
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import entropy
+
+    g = torch.Generator().manual_seed(0)
+    sizes = {"forget": 4, "retain": 5, "test": 6}
+    mine = {s: 2 * torch.randn(n, 3, generator=g) for s, n in sizes.items()}
+    theirs = {s: 2 * torch.randn(n, 3, generator=g) for s, n in sizes.items()}
+    model, data = constructed(*((mine[s], torch.zeros(n, dtype=torch.long)) for s, n in sizes.items()))
+    ref = LookupModel(torch.cat([theirs["forget"], theirs["retain"], theirs["test"], theirs["test"]])).eval()
+    r = Evaluator(metrics=["divergence"]).evaluate(model, data, reference=ref)
+    for split in ("forget", "test"):
+        p = torch.softmax(mine[split].double(), 1).numpy()
+        q = torch.softmax(theirs[split].double(), 1).numpy()
+        kl = np.mean([entropy(qi, pi) for pi, qi in zip(p, q, strict=True)])
+        js = np.mean([jensenshannon(pi, qi) ** 2 for pi, qi in zip(p, q, strict=True)])
+        assert r[f"div/kl/{split}"] == pytest.approx(kl, rel=1e-6)
+        assert r[f"div/js/{split}"] == pytest.approx(js, rel=1e-6)
+        assert 0 < js < math.log(2)
+
+
+@pytest.mark.parametrize("original_as", ["model", "values"])
+def test_aus_of_an_evaluation_by_hand(constructed, original_as):
+    """Random forgetting: A_or = the original's test accuracy (from its model, or from its values),
+    A_t = 50 % test accuracy, A_f = 75 % forget accuracy: AUS = (1 - (1 - 0.5)) / (1 + 0.25) = 0.4."""
+    from eval_helpers import LookupModel
+
+    forget, test = _one_hot_logits([0, 0, 0, 1], [0, 0, 0, 0], 2), _one_hot_logits([0, 1, 1, 0], [0, 1, 0, 1], 2)
+    retain = _one_hot_logits([0, 1], [0, 1], 2)
+    model, data = constructed(forget, retain, test)
+    perfect = LookupModel(torch.cat([forget[0], retain[0], *(_one_hot_logits([0, 1, 0, 1], [0] * 4, 2)[0],) * 2])).eval()
+    original = perfect if original_as == "model" else {"test_acc": 100.0}
+    r = Evaluator(metrics=["aus"]).evaluate(model, data, original=original)
+    assert (r["test_acc"], r["forget_acc"]) == (50.0, 75.0)
+    assert r["aus"] == pytest.approx(0.4)
+
+
+def test_average_gap_names_what_is_missing():
+    full = {"ua": 1.0, "retain_acc": 2.0, "test_acc": 3.0, "mia_efficacy": 4.0}
+    # missing on one side only (here the reference's UA) is still missing
+    with pytest.raises(KeyError, match="average gap needs ua for the model and the reference"):
+        average_gap(full, {k: v for k, v in full.items() if k != "ua"})
+    with pytest.raises(KeyError, match="needs test_retained_acc"):
+        average_gap(full, full, classwise=True)
+
+
+def test_robustness_outcomes_and_the_splits_attacked(constructed, monkeypatch):
+    """Per-point clean and robust outcomes are recorded when the attack returns them with the
+    points' ids (paired gaps), each only when both are there; a one-image split is attacked; an empty
+    split (a forgotten class without test images) is not; clean accuracy is the first attack's."""
+    from unlearnbench.eval.metrics.robustness import robust_splits
+    from unlearnbench.robust.threat import ThreatModel
+
+    calls = []
+
+    def robust_accuracy(model, data, attack, threat, *, n=None, seed=0, batch_size=256):
+        calls.append((data.name, attack))
+        clean, robust = torch.ones(len(data), dtype=torch.bool), torch.zeros(len(data), dtype=torch.bool)
+        parts = {"forget": dict(clean=clean, robust=robust, idx=data.idx),  # everything per point
+                 "retain": dict(clean=None, robust=robust, idx=data.idx),  # robust outcomes only
+                 "test": dict(clean=clean, robust=None, idx=None)}  # no ids: nothing to pair on
+        part = parts.get(data.name, parts["forget"])
+        return types.SimpleNamespace(clean_acc=90.0 if attack == "pgd" else 80.0, robust_acc=40.0, n=len(data),
+                                     stages={}, seconds=0.0, **part)
+
+    ev_mod = types.ModuleType("unlearnbench.robust.evaluate")
+    ev_mod.robust_accuracy = robust_accuracy
+    monkeypatch.setitem(sys.modules, "unlearnbench.robust.evaluate", ev_mod)
+    model, data = constructed(_one_hot_logits([0], [0], 2), _one_hot_logits([0, 1], [0, 1], 2),
+                              _one_hot_logits([0, 1, 1], [0, 1, 1], 2))
+    ev = Evaluator(metrics=["test_acc"], robustness=["pgd", "fgsm"], threat=ThreatModel("Linf", 0.1), robust_n=10)
+    r = ev.evaluate(model, data)
+    assert calls == [(s, a) for s in ("forget", "retain", "test") for a in ("pgd", "fgsm")]
+    assert r["clean/forget"] == 90.0 and r.counts["n/clean/forget"] == r.counts["n/robust/forget/fgsm"] == 1
+    assert r.outcomes["clean/forget"].hits.tolist() == [True] and r.outcomes["robust/forget/pgd"].hits.tolist() == [False]
+    assert "clean/retain" not in r.outcomes and "robust/retain/fgsm" in r.outcomes
+    assert not any(k.endswith("/test") or "/test/" in k for k in r.outcomes if k.startswith(("clean", "robust")))
+    # class-wise: the forgotten class has no test images here, so only the retained ones are attacked
+    empty = data.test.select(torch.zeros(len(data.test), dtype=torch.bool), "test_forgotten")
+    cw = dataclasses.replace(data, spec=parse_forget_spec("class:2"), forget_classes=(2,),
+                             test_retained=data.test.select(torch.ones(len(data.test), dtype=torch.bool), "test_retained"),
+                             test_forgotten=empty)
+    assert robust_splits(types.SimpleNamespace(has=lambda need: True)) == ("forget", "retain", "test_retained",
+                                                                           "test_forgotten")
+    calls.clear()
+    r = Evaluator(metrics=["forget_acc"], robustness=["pgd"], threat=ThreatModel("Linf", 0.1), robust_n=10).evaluate(model, cw)
+    assert [c[0] for c in calls] == ["forget", "retain", "test_retained"]
+    assert "robust/test_forgotten/pgd" not in r.values and r["robust/test_retained/pgd"] == 40.0

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from eval_helpers import SHADOW_CFG
 
+from unlearnbench.core.data import prepare
 from unlearnbench.core.errors import ConfigError
 from unlearnbench.core.train import TrainConfig
 from unlearnbench.eval.shadow import ShadowPool, mean_interval, ulira_masks, ulira_targets
@@ -217,3 +218,33 @@ def test_shadow_bootstrap_is_the_central_percentile_interval_of_its_draws(level)
     assert got["acc_fit"] == pytest.approx(tuple(np.nanpercentile(acc, q)), abs=1e-12)
     assert got["auc_fit"] == pytest.approx(tuple(np.nanpercentile(auc, q)), abs=1e-12)
     assert got["auc_fit"][0] < got["auc_fit"][1]
+
+
+@pytest.mark.parametrize("method", ["finetune", "retrain"])
+def test_a_pair_records_its_whole_training_time(method, monkeypatch):
+    """A pair's ``seconds`` is the original's training + the unlearning + the retraining (the
+    null control ``retrain`` trains no original); ``unlearn_seconds`` is the unlearning alone.
+    Training and unlearning are replaced by stubs with known, distinct run times."""
+    from types import SimpleNamespace
+
+    import unlearnbench.eval.shadow_train as st
+    import unlearnbench.unlearn as unlearn
+
+    monkeypatch.setattr(st, "fit", lambda *a, **k: SimpleNamespace(seconds=1.5))
+    ran = []
+
+    def fake_run(name, model, data, config, *, seed, device):
+        ran.append(name)
+        return SimpleNamespace(model=model, seconds=(2.25, 4.0)[len(ran) - 1])  # the method's, then retrain's
+
+    monkeypatch.setattr(unlearn, "run", fake_run)
+    spec = {"dataset": "digits", "model": "mlp", "split_seed": 0, "val_fraction": 0.1, "data_root": None,
+            "train_config": {"epochs": 1, "device": "cpu"}, "index": 0, "seed": 1, "forget": "random:0.05",
+            "method": method, "method_config": {}, "unlearn_seed": 2, "retrain_seed": 3}
+    _, data = prepare("digits", "random:0.05", split_seed=0)
+    spec["forget_mask"] = [i % 2 == 0 for i in range(len(data.forget))]
+    out = st.ulira_shadow_job(spec)
+    assert ran == [method, "retrain"]
+    t_orig = 0.0 if method == "retrain" else 1.5
+    assert out["unlearn_seconds"] == 2.25
+    assert out["seconds"] == pytest.approx(t_orig + 2.25 + 4.0)
