@@ -123,7 +123,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "eval/metrics/generation.py": ("tests/generation/test_generation_metrics.py", "-k", "not end_to_end and not swapped"),
     "eval/metrics/base.py": ("tests/eval/test_mia_record.py", "tests/eval/test_attacks.py", "tests/eval/test_paired.py",
                              "tests/eval/test_engine.py", "-k",
-                             "test_mia_record or test_attacks or test_paired or predicted_once or selection_errors"),
+                             "test_mia_record or test_attacks or test_paired or predicted_once or selection_errors "
+                             "or eval_context or divergence or classwise_uses"),
     # the U-LiRA metrics run through the CLI test on a trained pool (14 s of training)
     "eval/metrics/ulira.py": ("tests/eval/test_ulira.py", "-k", "evaluate_with_a_ulira_pool or ulira_metric"),
     "eval/metrics/two_model_ulira.py": ("tests/eval/test_ulira.py", "-k", "evaluate_with_a_ulira_pool or ulira_metric"),

@@ -427,3 +427,62 @@ def test_robustness_outcomes_and_the_splits_attacked(constructed, monkeypatch):
     r = Evaluator(metrics=["forget_acc"], robustness=["pgd"], threat=ThreatModel("Linf", 0.1), robust_n=10).evaluate(model, cw)
     assert [c[0] for c in calls] == ["forget", "retain", "test_retained"]
     assert "robust/test_forgotten/pgd" not in r.values and r["robust/test_retained/pgd"] == 40.0
+
+
+def test_eval_context_and_prediction_cache(constructed, monkeypatch):
+    """The cache predicts each (model, split) once, adopts only the given model's predictions from
+    another cache, times what it predicts and nothing else; the context finds pools by kind and
+    says which inputs it has."""
+    import time
+
+    from eval_helpers import LookupModel
+
+    from unlearnbench.eval.metrics.base import EvalContext, PredictionCache
+
+    calls = []
+    real = Predictions.of.__func__
+
+    def counting(cls, model, data, batch_size=1024, amp=False):
+        calls.append((id(model), data.name))
+        time.sleep(0.01)
+        return real(cls, model, data, batch_size, amp)
+
+    monkeypatch.setattr(Predictions, "of", classmethod(counting))
+    model, data = constructed(_one_hot_logits([0, 1], [0, 0], 2), _one_hot_logits([1], [1], 2), _one_hot_logits([0], [0], 2))
+    other = LookupModel(model.table.clone()).eval()
+    cache = PredictionCache()
+    t0 = time.perf_counter()
+    first = cache.get(model, data, "forget")
+    assert cache.get(model, data, "forget") is first and calls == [(id(model), "forget")]
+    assert 0.01 <= cache.seconds <= time.perf_counter() - t0
+    assert cache.get(model, data, "test_retained") is None  # random forgetting: no class-wise split
+    no_val = dataclasses.replace(data, val=data.val.select(torch.zeros(len(data.val), dtype=torch.bool), "val"))
+    n = len(calls)
+    assert cache.get(model, no_val, "val") is None and len(calls) == n  # an empty split is not predicted
+    with pytest.raises(ValueError, match="unknown split"):
+        cache.get(model, data, "train")
+    cache.get(other, data, "forget")
+    fresh = PredictionCache()
+    fresh.adopt(cache, model)
+    before = len(calls)
+    assert fresh.get(model, data, "forget") is first and len(calls) == before  # adopted, not predicted again
+    fresh.get(other, data, "forget")
+    assert len(calls) == before + 1  # the other model's predictions were not adopted
+    assert fresh.seconds >= 0.01
+
+    lira, ulira = types.SimpleNamespace(kind="lira"), types.SimpleNamespace(kind="ulira")
+    ctx = EvalContext(model=model, data=data, options=EvalConfig(), cache=cache, pools=(ulira, lira))
+    assert ctx.pool("lira") is lira and ctx.pool("ulira") is ulira and ctx.pool("other") is None
+    assert ctx.ta_split == "test" and not ctx.classwise
+    assert not any(ctx.has(n) for n in ("reference", "reference_model", "original", "rte", "robustness", "classwise"))
+    assert ctx.has("lira_pool") and ctx.has("ulira_pool")
+    ctx = EvalContext(model=model, data=data, options=EvalConfig(), cache=cache, reference_values={"ua": 1.0},
+                      original_values={"test_acc": 1.0}, rte_seconds=0.0)
+    assert ctx.has("reference") and ctx.has("original") and ctx.has("rte") and not ctx.has("reference_model")
+    assert not ctx.has("lira_pool") and not ctx.has("ulira_pool")
+    ctx = EvalContext(model=model, data=data, options=EvalConfig(), cache=cache, reference_model=other, original_model=other)
+    assert ctx.has("reference") and ctx.has("reference_model") and ctx.has("original")
+    assert ctx.preds("forget", "reference") is cache.get(other, data, "forget") and ctx.preds("forget", "original") is not None
+    # the report's prediction time is what the cache measured: a part of the total
+    r = Evaluator(metrics=["forget_acc"]).evaluate(model, data)
+    assert 0.01 <= r.timings["predictions"] <= r.timings["total"]
