@@ -486,3 +486,13 @@ def test_eval_context_and_prediction_cache(constructed, monkeypatch):
     # the report's prediction time is what the cache measured: a part of the total
     r = Evaluator(metrics=["forget_acc"]).evaluate(model, data)
     assert 0.01 <= r.timings["predictions"] <= r.timings["total"]
+
+
+def test_rte_is_the_given_run_time_with_no_gap(constructed):
+    """RTE is the seconds handed in; it has no gap to the reference (the retrain's run time is a
+    cost, not a target), even when the reference's report carries one."""
+    model, data = constructed(_one_hot_logits([0], [0], 2), _one_hot_logits([1], [1], 2), _one_hot_logits([0], [0], 2))
+    r = Evaluator(metrics=["rte", "gap", "forget_acc"]).evaluate(
+        model, data, rte_seconds=2.5, reference={"rte_seconds": 100.0, "forget_acc": 50.0})
+    assert r["rte_seconds"] == 2.5 and r.directions["rte_seconds"] == "lower"
+    assert r["gap/forget_acc"] == 50.0 and "gap/rte_seconds" not in r.values

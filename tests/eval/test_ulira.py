@@ -248,3 +248,71 @@ def test_a_pair_records_its_whole_training_time(method, monkeypatch):
     t_orig = 0.0 if method == "retrain" else 1.5
     assert out["unlearn_seconds"] == 2.25
     assert out["seconds"] == pytest.approx(t_orig + 2.25 + 4.0)
+
+
+def _ulira_metric_setup(constructed, reference_phi=None):
+    """Constructed data (4 forget candidates) and a U-LiRA pool whose per-example Gaussians are
+    N(1, sd) for unlearned and N(-1, sd) for retrained models (mirror images: the log likelihood
+    ratio is exactly 0 at phi = 0, and about 2 phi / sd^2 near it)."""
+    import torch
+    from eval_helpers import LookupModel, binary_logits
+
+    def logits(phi):
+        return binary_logits(torch.sigmoid(torch.tensor(phi, dtype=torch.float64)).tolist())
+
+    phi_model = [0.25, -0.25, 0.0, 3.0]  # LLR about 0.5, -0.5, exactly 0, 6: called unlearned 1, 0, 0, 1
+    model, data = constructed(logits(phi_model), logits([1.0] * 3), logits([1.0] * 2))
+    n, targets = 8, 4
+    masks = ulira_masks(n, targets, 4, seed=0)
+    u = np.ones((n, 4))
+    for i in range(4):
+        u[masks[:, i], i] += np.resize([1.0, -1.0], masks[:, i].sum())
+    manifest = {"kind": "ulira", "dataset": data.info.name, "targets": targets, "forget": "random:0.1",
+                "split_seed": 0, "val_fraction": 0.1, "shadows": [{"index": j} for j in range(n)],
+                "population": {"train_idx": np.r_[data.forget.idx.numpy(), data.retain.idx.numpy()].tolist(),
+                               "test_idx": data.test.idx.numpy().tolist(), "forget_idx": data.forget.idx.numpy().tolist()},
+                "holdout": {"ulira": {"acc_fit_lo": 0.1, "acc_fit_hi": 0.9, "auc_fit_lo": 0.2, "auc_fit_hi": 0.8,
+                                      "n_boot": 200}}}
+    pool = ShadowPool(Path("."), manifest, phi_unlearned=u, phi_retrained=-u, forget_masks=masks)
+    ref = None
+    if reference_phi is not None:
+        ref_model, _ = constructed(logits(reference_phi), logits([1.0] * 3), logits([1.0] * 2))
+        ref = LookupModel(ref_model.table).eval()
+    return model, data, pool, ref
+
+
+def test_ulira_metric_by_construction(constructed):
+    """ulira: the share of forget examples with a positive log likelihood ratio (a tie at 0 is
+    'retrained'), for the model and its reference; the protocol's values with the pool's recorded
+    two-stage interval, which belongs to the default variance mode only."""
+    from unlearnbench.eval.engine import Evaluator
+
+    model, data, pool, ref = _ulira_metric_setup(constructed, reference_phi=[3.0, 3.0, 3.0, -3.0])
+    r = Evaluator(metrics=["ulira"], shadow_pool=pool).evaluate(model, data, reference=ref)
+    assert r["mia/ulira/forget/called_unlearned"] == 0.5 and r.counts["mia/ulira/forget/n_examples"] == 4
+    assert r["mia/ulira/reference/called_unlearned"] == 0.75 and r.counts["mia/ulira/reference/n_examples"] == 4
+    expected = pool.targets().values()
+    assert {k: r[f"mia/ulira/targets/{k}"] for k in expected} == pytest.approx(expected, nan_ok=True)
+    assert all(r.counts[f"mia/ulira/targets/{k}"] == v for k, v in pool.targets().counts().items())
+    assert (r["mia/ulira/targets/auc_fit_lo"], r["mia/ulira/targets/acc_fit_hi"]) == (0.2, 0.9)
+    assert r.counts["mia/ulira/targets/n_boot"] == 200
+    for variance in ("global", "per_example"):  # the recorded bootstrap was drawn with "auto"
+        other = Evaluator(metrics=["ulira"], shadow_pool=pool, lira_variance=variance).evaluate(model, data)
+        assert not any("_fit_" in k for k in other.values) and "mia/ulira/targets/n_boot" not in other.counts
+    # a reference given as values (another run's report) with U-LiRA numbers: they describe the pool, no gap
+    r = Evaluator(metrics=["ulira", "gap"], shadow_pool=pool).evaluate(
+        model, data, reference={"mia/ulira/forget/called_unlearned": 0.25, "ua": 1.0})
+    assert not any(k.startswith("gap/mia/ulira") for k in r.values)
+
+
+def test_two_model_ulira_metric_by_construction(constructed):
+    """two_model_ulira: the model's forget examples (members) against the reference's (non-members),
+    scored by the same log likelihood ratio."""
+    from unlearnbench.eval.engine import Evaluator
+
+    model, data, pool, ref = _ulira_metric_setup(constructed, reference_phi=[-3.0, -2.0, -1.0, -0.5])
+    r = Evaluator(metrics=["two_model_ulira"], shadow_pool=pool).evaluate(model, data, reference=ref)
+    assert r["mia/two_model_ulira/forget/auc"] == 1.0  # every model score above every reference score
+    assert r.counts["mia/two_model_ulira/forget/n_members"] == r.counts["mia/two_model_ulira/forget/n_nonmembers"] == 4
+    r = Evaluator(metrics=["two_model_ulira"], shadow_pool=pool).evaluate(ref, data, reference=model)
+    assert r["mia/two_model_ulira/forget/auc"] == 0.0
