@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from eval_helpers import SHADOW_CFG
 
 from unlearnbench.core.data import prepare
@@ -73,6 +74,9 @@ def test_ulira_pool_errors(tmp_path):
     with pytest.raises(ConfigError, match="target pairs"):
         train_pool(tmp_path / "b", dataset="digits", model="mlp", n=4, config=cfg, ulira_method="finetune",
                    forget="random:0.1", targets=3)
+    with pytest.raises(ConfigError, match=r"--n 10 pairs needs 2 to 8 target pairs \(--targets\), got 9"):
+        train_pool(tmp_path / "b", dataset="digits", model="mlp", n=10, config=cfg, ulira_method="finetune",
+                   forget="random:0.1", targets=9)
     with pytest.raises(ConfigError, match="only apply to U-LiRA"):
         train_pool(tmp_path / "c", dataset="digits", model="mlp", n=4, config=cfg, targets=2)
 
@@ -221,30 +225,47 @@ def test_shadow_bootstrap_is_the_central_percentile_interval_of_its_draws(level)
 
 
 @pytest.mark.parametrize("method", ["finetune", "retrain"])
-def test_a_pair_records_its_whole_training_time(method, monkeypatch):
-    """A pair's ``seconds`` is the original's training + the unlearning + the retraining (the
-    null control ``retrain`` trains no original); ``unlearn_seconds`` is the unlearning alone.
-    Training and unlearning are replaced by stubs with known, distinct run times."""
+def test_a_pair_job_by_hand(method, monkeypatch):
+    """One U-LiRA pair with training and unlearning replaced by stubs: the original trains on the
+    whole training split (the null control ``retrain`` trains none), the method and the retrain
+    forget exactly the pair's half of the candidates and keep the rest of the training split, the
+    method gets the pool's method config (the retrain recipe too, when it is retrain), and
+    ``seconds`` is original + unlearning + retraining with ``unlearn_seconds`` the unlearning alone."""
     from types import SimpleNamespace
 
     import unlearnbench.eval.shadow_train as st
     import unlearnbench.unlearn as unlearn
 
-    monkeypatch.setattr(st, "fit", lambda *a, **k: SimpleNamespace(seconds=1.5))
-    ran = []
+    fits, ran = [], []
+
+    def fake_fit(model, train, val, info, cfg, description=""):
+        fits.append((len(train), cfg.seed))
+        return SimpleNamespace(seconds=1.5)
 
     def fake_run(name, model, data, config, *, seed, device):
-        ran.append(name)
+        ran.append((name, set(data.forget.idx.tolist()), set(data.retain.idx.tolist()), dict(config), seed))
         return SimpleNamespace(model=model, seconds=(2.25, 4.0)[len(ran) - 1])  # the method's, then retrain's
 
+    monkeypatch.setattr(st, "fit", fake_fit)
     monkeypatch.setattr(unlearn, "run", fake_run)
+    train_config = {"epochs": 3, "lr": 0.07, "device": "cpu"}
     spec = {"dataset": "digits", "model": "mlp", "split_seed": 0, "val_fraction": 0.1, "data_root": None,
-            "train_config": {"epochs": 1, "device": "cpu"}, "index": 0, "seed": 1, "forget": "random:0.05",
-            "method": method, "method_config": {}, "unlearn_seed": 2, "retrain_seed": 3}
-    _, data = prepare("digits", "random:0.05", split_seed=0)
-    spec["forget_mask"] = [i % 2 == 0 for i in range(len(data.forget))]
+            "train_config": train_config, "index": 0, "seed": 1, "forget": "random:0.05",
+            "method": method, "method_config": {"epochs": 2}, "unlearn_seed": 2, "retrain_seed": 3}
+    splits, data = prepare("digits", "random:0.05", split_seed=0)
+    in_f = np.arange(len(data.forget)) % 2 == 0
+    spec["forget_mask"] = in_f.tolist()
     out = st.ulira_shadow_job(spec)
-    assert ran == [method, "retrain"]
+    forgotten = set(data.forget.idx[torch.from_numpy(in_f)].tolist())
+    kept = set(splits.train.idx.tolist()) - forgotten
+    recipe = {"epochs": 3, "lr": 0.07}  # the retrain method's keys of the pool's training config
+    assert fits == ([] if method == "retrain" else [(len(splits.train), 1)])
+    assert [r[0] for r in ran] == [method, "retrain"] and [r[4] for r in ran] == [2, 3]
+    assert all(r[1] == forgotten and r[2] == kept for r in ran)
+    assert {k: ran[0][3][k] for k in ran[0][3] if k in recipe} == (
+        {**recipe, "epochs": 2} if method == "retrain" else {"epochs": 2})
+    assert {k: ran[1][3].get(k) for k in recipe} == recipe
+    assert out["forget_mask"].tolist() == in_f.tolist() and out["phi_unlearned"].shape == (len(data.forget),)
     t_orig = 0.0 if method == "retrain" else 1.5
     assert out["unlearn_seconds"] == 2.25
     assert out["seconds"] == pytest.approx(t_orig + 2.25 + 4.0)
@@ -316,3 +337,58 @@ def test_two_model_ulira_metric_by_construction(constructed):
     assert r.counts["mia/two_model_ulira/forget/n_members"] == r.counts["mia/two_model_ulira/forget/n_nonmembers"] == 4
     r = Evaluator(metrics=["two_model_ulira"], shadow_pool=pool).evaluate(ref, data, reference=model)
     assert r["mia/two_model_ulira/forget/auc"] == 0.0
+
+
+def test_pool_driver_by_hand(tmp_path, monkeypatch):
+    """The driver with stub pair jobs (no training): it records the pool's settings (method config
+    included), one entry per pair with the job's seconds, the hold-out check's values and counts;
+    a re-run with the same settings trains nothing, with other settings it names them."""
+    import unlearnbench.eval.shadow_train as st
+    from unlearnbench.core.errors import UserError
+    from unlearnbench.core.models import create_model
+
+    state = create_model("mlp", 10, 1, 8, (0.5,), (0.5,)).state_dict()
+    calls = []
+
+    def fake_job(spec):
+        calls.append(spec["index"])
+        mask = np.asarray(spec["forget_mask"], dtype=bool)
+        rng = np.random.default_rng(spec["index"])
+        return {"state_dict": state, "retrained_state_dict": state, "forget_mask": mask,
+                "phi_unlearned": rng.normal(size=len(mask)) + mask, "phi_retrained": rng.normal(size=len(mask)),
+                "seconds": 10.0 + spec["index"], "unlearn_seconds": 1.0, "forget_acc": 50.0, "retrained_forget_acc": 40.0}
+
+    monkeypatch.setattr(st, "ulira_shadow_job", fake_job)
+    kw = dict(dataset="digits", model="mlp", n=4, config=TrainConfig(epochs=1, device="cpu"), forget="random:0.05",
+              ulira_method="finetune", method_config={"epochs": 2}, seed=0)
+    pool = train_pool(tmp_path / "p", **kw)
+    m = pool.manifest
+    assert sorted(calls) == [0, 1, 2, 3] and m["method_config"] == {"epochs": 2} and m["targets"] == 2
+    assert [s["seconds"] for s in m["shadows"]] == [10.0, 11.0, 12.0, 13.0]
+    assert [s["index"] for s in m["shadows"]] == [0, 1, 2, 3]
+    hold = m["holdout"]["ulira"]
+    assert {"acc", "auc", "acc_fit_lo", "auc_fit_hi", "n_boot", "n_targets", "n_members", "n_nonmembers"} <= set(hold)
+    assert train_pool(tmp_path / "p", **kw).n == 4 and len(calls) == 4  # finished: nothing trained again
+    with pytest.raises(UserError, match=r"different settings \(method_config\)"):
+        train_pool(tmp_path / "p", **{**kw, "method_config": {"epochs": 3}})
+
+
+def test_pool_driver_refuses_a_corrupt_manifest(tmp_path):
+    """One sentence, the decoder's reason cut at 80 characters, before any training."""
+    cfg = TrainConfig(epochs=1, device="cpu")
+    from unlearnbench.core.errors import UserError
+
+    deep = "[" * 100_000
+    try:
+        json.loads(deep)
+    except RecursionError as exc:
+        reason = str(exc)
+    assert len(reason) > 80
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "manifest.json").write_text(deep)
+    with pytest.raises(UserError) as info:
+        train_pool(tmp_path / "p", dataset="digits", model="mlp", n=2, config=cfg)
+    assert f"is corrupt ({reason[:80]}); use another --out folder." in str(info.value)
+    (tmp_path / "p" / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="is not an unlearnbench shadow-pool manifest"):
+        train_pool(tmp_path / "p", dataset="digits", model="mlp", n=2, config=cfg)
