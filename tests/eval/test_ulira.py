@@ -14,7 +14,7 @@ from eval_helpers import SHADOW_CFG
 from unlearnbench.core.data import prepare
 from unlearnbench.core.errors import ConfigError
 from unlearnbench.core.train import TrainConfig
-from unlearnbench.eval.shadow import ShadowPool, mean_interval, ulira_masks, ulira_targets
+from unlearnbench.eval.shadow import ShadowPool, mean_interval, shadow_seed, ulira_masks, ulira_targets
 from unlearnbench.eval.shadow_train import train_pool
 
 
@@ -360,9 +360,10 @@ def test_pool_driver_by_hand(tmp_path, monkeypatch):
 
     monkeypatch.setattr(st, "ulira_shadow_job", fake_job)
     kw = dict(dataset="digits", model="mlp", n=4, config=TrainConfig(epochs=1, device="cpu"), forget="random:0.05",
-              ulira_method="finetune", method_config={"epochs": 2}, seed=0)
+              ulira_method="finetune", method_config={"epochs": 2})  # the default pool seed is 0
     pool = train_pool(tmp_path / "p", **kw)
     m = pool.manifest
+    assert m["seed"] == 0 and [s["seed"] for s in m["shadows"]] == [shadow_seed(0, j) for j in range(4)]
     assert sorted(calls) == [0, 1, 2, 3] and m["method_config"] == {"epochs": 2} and m["targets"] == 2
     assert [s["seconds"] for s in m["shadows"]] == [10.0, 11.0, 12.0, 13.0]
     assert [s["index"] for s in m["shadows"]] == [0, 1, 2, 3]
