@@ -227,6 +227,25 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
            "an annotation: never evaluated under `from __future__ import annotations`" for op in ("&", "^")},
     },
     # ---- eval/metrics/*
+    "eval/metrics/accuracy.py": {
+        ("if n == 0:", "if n <= 0:"): "n counts the class's images in the split, never negative",
+    },
+    "eval/metrics/gap.py": {
+        ('@register_metric("gap", direction="lower", gap=False, needs=("reference",), stage=2, keys="gap/<key>",',
+         '@register_metric("gap", direction="lower", gap=True, needs=("reference",), stage=2, keys="gap/<key>",'):
+            "a metric's gap flag is read only by the gap metric, from the values already computed; gap runs once, "
+            "before its own values exist",
+        ('@register_metric("avg_gap", direction="lower", gap=False, needs=("reference",), stage=3,',
+         '@register_metric("avg_gap", direction="lower", gap=True, needs=("reference",), stage=3,'):
+            "a metric's gap flag is read only by the gap metric (stage 2), which has run before avg_gap (stage 3)",
+        ('@register_metric("gap", direction="lower", gap=False, needs=("reference",), stage=2, keys="gap/<key>",',
+         '@register_metric("gap", direction="lower", gap=False, needs=("reference",), stage= 3, keys="gap/<key>",'):
+            "the only other stage-2/3 metric is avg_gap, which is not gap-able and reads only stage 0-1 values: "
+            "gap sees the same values at stage 3",
+        ('@register_metric("avg_gap", direction="lower", gap=False, needs=("reference",), stage=3,',
+         '@register_metric("avg_gap", direction="lower", gap=False, needs=("reference",), stage= 2,'):
+            "avg_gap reads only stage 0-1 values and is not gap-able: beside gap at stage 2 it computes the same",
+    },
     # ---- unlearning method files
 }
 

@@ -376,8 +376,12 @@ def test_aus_of_an_evaluation_by_hand(constructed, original_as):
     assert r["aus"] == pytest.approx(0.4)
 
 
-def test_average_gap_names_what_is_missing():
+def test_average_gap_names_what_is_missing(constructed):
     full = {"ua": 1.0, "retain_acc": 2.0, "test_acc": 3.0, "mia_efficacy": 4.0}
+    # a reference report without MIA-Efficacy: no average gap (the other gaps are there), not an error
+    model, data = constructed(_one_hot_logits([0], [0], 2), _one_hot_logits([1], [1], 2), _one_hot_logits([0], [0], 2))
+    r = Evaluator(metrics=["avg_gap", "gap"]).evaluate(model, data, reference={k: v for k, v in full.items() if k != "mia_efficacy"})
+    assert "avg_gap" not in r.values and r["gap/ua"] == 1.0 and "mia_efficacy" in r.values
     # missing on one side only (here the reference's UA) is still missing
     with pytest.raises(KeyError, match="average gap needs ua for the model and the reference"):
         average_gap(full, {k: v for k, v in full.items() if k != "ua"})
