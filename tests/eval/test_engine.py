@@ -374,6 +374,9 @@ def test_aus_of_an_evaluation_by_hand(constructed, original_as):
     r = Evaluator(metrics=["aus"]).evaluate(model, data, original=original)
     assert (r["test_acc"], r["forget_acc"]) == (50.0, 75.0)
     assert r["aus"] == pytest.approx(0.4)
+    # AUS is derived before the gaps: its gap to a reference report's AUS, asked in either order
+    r = Evaluator(metrics=["gap", "aus"]).evaluate(model, data, original=original, reference={"aus": 0.25})
+    assert r["gap/aus"] == pytest.approx(0.15)
 
 
 def test_average_gap_names_what_is_missing(constructed):
@@ -382,6 +385,9 @@ def test_average_gap_names_what_is_missing(constructed):
     model, data = constructed(_one_hot_logits([0], [0], 2), _one_hot_logits([1], [1], 2), _one_hot_logits([0], [0], 2))
     r = Evaluator(metrics=["avg_gap", "gap"]).evaluate(model, data, reference={k: v for k, v in full.items() if k != "mia_efficacy"})
     assert "avg_gap" not in r.values and r["gap/ua"] == 1.0 and "mia_efficacy" in r.values
+    # gaps come after the values they compare (UA is derived at stage 1), whatever order they are asked in
+    r = Evaluator(metrics=["gap", "ua"]).evaluate(model, data, reference={"ua": 5.0})
+    assert r["gap/ua"] == 5.0
     # missing on one side only (here the reference's UA) is still missing
     with pytest.raises(KeyError, match="average gap needs ua for the model and the reference"):
         average_gap(full, {k: v for k, v in full.items() if k != "ua"})
