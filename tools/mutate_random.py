@@ -122,6 +122,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "eval/metrics/aus.py": ("tests/eval/test_engine.py", "-k", "aus"),
     "eval/metrics/divergence.py": ("tests/eval/test_engine.py", "-k", "divergence"),
     "eval/metrics/lira.py": ("tests/eval/test_shadow.py", "-k", "lira_metric or evaluator_runs_lira"),
+    # (the end-to-end test trains a tiny DDPM, 13 s; the metrics get known answers from a hand-built classifier)
     "eval/metrics/generation.py": ("tests/generation/test_generation_metrics.py", "-k", "not end_to_end and not swapped"),
     "eval/metrics/base.py": ("tests/eval/test_mia_record.py", "tests/eval/test_attacks.py", "tests/eval/test_paired.py",
                              "tests/eval/test_engine.py", "-k",
@@ -246,6 +247,18 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          '@register_metric("avg_gap", direction="lower", gap=False, needs=("reference",), stage= 2,'):
             "avg_gap reads only stage 0-1 values and is not gap-able: beside gap at stage 2 it computes the same",
     },
+    "eval/metrics/generation.py": {
+        ("net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)",
+         "net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True)"):
+            "the user's weights are loaded over every parameter and buffer right after (strict=True)",
+        ("x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x", "x = x.expand(-1, 3, -1, -1) if x.shape[1] <= 1 else x"):
+            "an image has at least one channel: <= 1 is == 1",
+        ("hit = (probs.argmax(-1) == labels).double()", "hit = (probs.argmax(+1) == labels).double()"):
+            "probs is (samples, classes): dimension 1 is the last",
+        ("entropy = (-(probs.clamp_min(1e-12).log() * probs).sum(-1)).double().numpy()",
+         "entropy = (-(probs.clamp_min(1e-12).log() * probs).sum(1)).double().numpy()"):
+            "probs is (samples, classes): dimension 1 is the last",
+    },
     # ---- unlearning method files
 }
 
@@ -326,6 +339,7 @@ def _warm_imports() -> None:
     try:
         import hypothesis  # noqa: F401
         import torchattacks  # noqa: F401
+        import torchvision  # noqa: F401  (2-5 s per child otherwise: datasets, Inception features, ResNets)
     except ImportError:
         pass
 
