@@ -247,6 +247,9 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          '@register_metric("avg_gap", direction="lower", gap=False, needs=("reference",), stage= 2,'):
             "avg_gap reads only stage 0-1 values and is not gap-able: beside gap at stage 2 it computes the same",
     },
+    "eval/metrics/robustness.py": {
+        ("if tset is None or len(tset) == 0:", "if tset is None or len(tset) <= 0:"): "a set's length is never negative",
+    },
     "eval/metrics/generation.py": {
         ("net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)",
          "net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True)"):

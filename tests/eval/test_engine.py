@@ -409,7 +409,7 @@ def test_robustness_outcomes_and_the_splits_attacked(constructed, monkeypatch):
         clean, robust = torch.ones(len(data), dtype=torch.bool), torch.zeros(len(data), dtype=torch.bool)
         parts = {"forget": dict(clean=clean, robust=robust, idx=data.idx),  # everything per point
                  "retain": dict(clean=None, robust=robust, idx=data.idx),  # robust outcomes only
-                 "test": dict(clean=clean, robust=None, idx=None)}  # no ids: nothing to pair on
+                 "test": dict(clean=clean, robust=None, idx=data.idx)}  # clean outcomes only
         part = parts.get(data.name, parts["forget"])
         return types.SimpleNamespace(clean_acc=90.0 if attack == "pgd" else 80.0, robust_acc=40.0, n=len(data),
                                      stages={}, seconds=0.0, **part)
@@ -425,7 +425,7 @@ def test_robustness_outcomes_and_the_splits_attacked(constructed, monkeypatch):
     assert r["clean/forget"] == 90.0 and r.counts["n/clean/forget"] == r.counts["n/robust/forget/fgsm"] == 1
     assert r.outcomes["clean/forget"].hits.tolist() == [True] and r.outcomes["robust/forget/pgd"].hits.tolist() == [False]
     assert "clean/retain" not in r.outcomes and "robust/retain/fgsm" in r.outcomes
-    assert not any(k.endswith("/test") or "/test/" in k for k in r.outcomes if k.startswith(("clean", "robust")))
+    assert "clean/test" in r.outcomes and not any(k.startswith("robust/test/") for k in r.outcomes)
     # class-wise: the forgotten class has no test images here, so only the retained ones are attacked
     empty = data.test.select(torch.zeros(len(data.test), dtype=torch.bool), "test_forgotten")
     cw = dataclasses.replace(data, spec=parse_forget_spec("class:2"), forget_classes=(2,),
