@@ -244,3 +244,22 @@ def test_loader_batches_floats_and_is_seeded(digits_splits):
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     assert sorted(torch.cat([yy for _, yy in a]).tolist()) == sorted(tr.y.tolist())
     assert len(Loader(tr, 100, drop_last=True)) == len(tr) // 100
+
+
+@pytest.mark.parametrize("with_fingerprint", [True, False])
+def test_indices_range_is_the_source_training_set_exactly(tmp_path, digits_splits, with_fingerprint):
+    """The last valid index is n - 1, n = the training set the split was cut from (train + validation
+    when no fingerprint says otherwise): n itself is out of range with that bound named, while the
+    highest index the run trains on is accepted."""
+    import dataclasses
+
+    splits = digits_splits if with_fingerprint else dataclasses.replace(digits_splits, fingerprint=None)
+    n = len(splits.train) + len(splits.val)
+    assert not with_fingerprint or splits.fingerprint["n_source"] == n  # the full digits set: no subset
+    f = tmp_path / "del.txt"
+    f.write_text(f"{n}\n")
+    with pytest.raises(DataError, match=rf"out of range: the training set has indices 0\.\.{n - 1}\.$"):
+        make_unlearn_data(splits, f"indices:{f}")
+    last = int(splits.train.idx.max())
+    f.write_text(f"{last}\n")
+    assert _idx(make_unlearn_data(splits, f"indices:{f}").forget) == {last}

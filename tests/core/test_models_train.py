@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -42,13 +40,12 @@ def test_lr_schedules():
     assert [ms(49), ms(50), ms(75)] == [1.0, pytest.approx(0.1), pytest.approx(0.01)]
 
 
-def test_cnn_on_digits_reaches_95_percent_in_under_a_minute():
+def test_cnn_on_digits_reaches_95_percent():
+    # Speed is not asserted here: the machine is shared, so a wall-clock bound in a test only
+    # measures the neighbours (speed claims live in benchmarks/, as ratios measured side by side).
     cfg = from_dict(TrainConfig, recipe_for("digits"), device="cpu")
-    start = time.perf_counter()
     outcome = train_model("digits", "cnn", cfg, split_seed=0)
-    elapsed = time.perf_counter() - start
     assert outcome.meta["metrics"]["test_acc"] >= 95.0
-    assert elapsed < 60, f"training took {elapsed:.1f} s"
     assert len(outcome.history) == cfg.epochs and outcome.meta["kind"] == "original"
 
 

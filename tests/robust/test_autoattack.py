@@ -16,6 +16,9 @@ from unlearnbench.robust.threat import ThreatModel
 
 pyaa = pytest.importorskip("pyautoattack")
 
+# written out, not read from the engine: what the reference runs in each version
+STAGE_NAMES = {"standard": ["apgd-ce", "apgd-t", "fab-t", "square"], "rand": ["apgd-ce", "apgd-dlr"]}
+
 
 @pytest.mark.parametrize("norm,eps", [("Linf", 0.1), ("L2", 1.0)])
 def test_stages_reproduce_the_reference_point_for_point(cnn, digits_points, norm, eps):
@@ -186,3 +189,90 @@ def test_reference_batch_and_seed_facts_the_docs_rely_on(monkeypatch):
     doc = " ".join((Path(__file__).parents[2] / "docs" / "robustness.md").read_text().split())
     assert "not a RobustBench constant" in doc and "from the clock" in doc
     assert "reference's batch size in its scripts and in RobustBench" not in doc
+
+
+def _reference_autoattack(model, threat, cfg, monkeypatch):
+    """pyautoattack's own cascade (``run_standard_evaluation``) with the small budget of ``cfg``: its
+    attack objects rebuilt as ``_set_version`` would build them (APGD derives its step schedule
+    from ``n_iter`` at construction), and its robust count recorded after every attack."""
+    from pyautoattack import AutoAttack
+    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+    from pyautoattack.fab_pt import FABAttack_PT
+    from pyautoattack.square import SquareAttack
+    from pyautoattack.state import EvaluationState
+
+    common = dict(eps=threat.eps, norm=threat.norm, seed=cfg["seed"], device="cpu")
+    ref = AutoAttack(model, version=cfg["version"], **common)
+    ref.logger.disabled = True
+    eot = cfg.get("eot_iter", 20) if cfg["version"] == "rand" else 1
+    ref.apgd = APGDAttack(model, n_restarts=1, n_iter=cfg["apgd_steps"], eot_iter=eot, rho=0.75, **common)
+    ref.apgd_targeted = APGDAttack_targeted(model, n_restarts=1, n_iter=cfg["apgd_steps"], eot_iter=1, rho=0.75,
+                                            n_target_classes=cfg["n_target_classes"], **common)
+    ref.fab = FABAttack_PT(model, n_restarts=1, n_iter=cfg["fab_steps"], n_target_classes=cfg["n_target_classes"],
+                           **common)
+    ref.square = SquareAttack(model, p_init=0.8, n_queries=cfg["square_queries"], n_restarts=1, resc_schedule=False,
+                              **common)
+    counts: dict[str, int] = {}
+    real_add = EvaluationState.add_run_attack
+
+    def record(state, attack):
+        counts[attack] = int(state.robust_flags.sum())
+        return real_add(state, attack)
+
+    monkeypatch.setattr(EvaluationState, "add_run_attack", record)
+    return ref, counts
+
+
+@pytest.mark.parametrize("version,norm,eps", [("standard", "Linf", 0.11), ("standard", "L2", 0.7), ("rand", "Linf", 0.11)])
+def test_engine_matches_the_pyautoattack_cascade_point_for_point_at_a_small_budget(cnn, digits_points, monkeypatch,
+                                                                                  version, norm, eps):
+    """The engine's cascade (which points each stage attacks, in which batches, from which
+    image; which verdicts and images it keeps; clean mistakes counted non-robust) against
+    pyautoattack's ``run_standard_evaluation`` at a budget small enough for every test run:
+    several reference batches (chunk 12), two of them attacked together (max_batch 24), one
+    wrong label; the same robust points after every stage and the same adversarial images."""
+    from unlearnbench.robust.aa.engine import run_autoattack
+    from unlearnbench.robust.threat import AutoAttackConfig
+
+    x, y = digits_points[0][:40].clone(), digits_points[1][:40].clone()
+    y[3] = (y[3] + 1) % 10  # a clean mistake: non-robust from the start, never attacked
+    threat = ThreatModel(norm, eps)
+    small = {"apgd_steps": 8, "fab_steps": 8, "square_queries": 60, "n_target_classes": 3, "seed": 0,
+             "version": version, "eot_iter": 2}
+    ref, ref_counts = _reference_autoattack(cnn, threat, small, monkeypatch)
+    cfg = AutoAttackConfig(**small, chunk=12, max_batch=24, checks=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x_ref, _ = ref.run_standard_evaluation(x, y, batch_size=12)
+        out = run_autoattack(cnn, x, y, threat, cfg)
+        if version == "standard" and norm == "Linf":
+            # out of GPU memory with two chunks together: retried chunk by chunk, the same result
+            from unlearnbench.robust.aa import engine
+
+            real, halves = engine._run_stage, []
+
+            def tight(stage, xs, ys, sizes):
+                if len(sizes) > 1:
+                    raise torch.cuda.OutOfMemoryError("simulated")
+                halves.append(len(xs))
+                return real(stage, xs, ys, sizes)
+
+            monkeypatch.setattr(engine, "_run_stage", tight)
+            retried = run_autoattack(cnn, x, y, threat, cfg)
+            monkeypatch.undo()
+            assert halves and max(halves) <= 12
+            assert torch.equal(retried.x_adv, out.x_adv) and retried.stages == out.stages
+    with torch.no_grad():
+        ref_clean = cnn(x).argmax(1) == y
+        ref_robust = cnn(x_ref).argmax(1) == y
+    assert not ref_clean[3] and not out.robust[3] and not out.clean[3]
+    assert torch.equal(out.clean, ref_clean)
+    assert torch.equal(out.robust, ref_robust)
+    assert out.stages == {"clean": int(ref_clean.sum()), **ref_counts}
+    assert list(out.stages) == ["clean", *STAGE_NAMES[version]]
+    counts = list(out.stages.values())
+    assert counts[-1] < counts[1] < counts[0], "every case must leave points to the later stages and break some"
+    # the reference's images, up to float rounding: a batch of two chunks rounds a few pixels
+    # differently (1e-7), and the engine fits rows outside the threat model by rounding only
+    torch.testing.assert_close(out.x_adv, x_ref, atol=1e-6, rtol=0)
+    assert torch.equal(out.x_adv[~ref_clean], x[~ref_clean]) and torch.equal(out.x_adv[ref_robust], x[ref_robust])

@@ -155,3 +155,78 @@ def test_random_forgetting_runs_every_method(method, digits_cnn, digits_random, 
     assert all(torch.isfinite(t).all() for t in out.model.state_dict().values() if t.is_floating_point())
     if method != "ssd":  # a random forget set looks like the training set: SSD rightly selects nothing
         assert not _same(_state(out.model), _state(digits_cnn))  # it did something
+
+
+# Each method's own config checks at their boundaries: (method, field, accepted, refused). The
+# limits are the ones the checks' messages promise (and the math needs: a temperature divides,
+# a decay rate of 1 means no decay, a batch of one row is a batch).
+CONFIG_LIMITS = [
+    ("scrub", "msteps", [0, 5], [-1, 6]),  # 0..epochs (5 by default)
+    ("scrub", "forget_batch_size", [1], [0]),
+    ("scrub", "temperature", [1e-3], [0.0, -1.0]),
+    ("scrub", "lr_decay_rate", [1e-3, 1.0], [0.0, 1.01]),
+    ("bad_teacher", "retain_fraction", [0.0, 1.0], [-0.01, 1.01]),
+    ("bad_teacher", "temperature", [1e-3], [0.0, -1.0]),
+    ("ssd", "alpha", [1e-3], [0.0, -1.0]),
+    ("ssd", "dampening", [1e-3], [0.0, -1.0]),
+    ("ssd", "batch_size", [1], [0]),
+    ("boundary_shrink", "bound", [1e-3, 1.0], [0.0, 1.01]),
+    ("influence", "alpha", [1e-3], [0.0, -1.0]),
+    ("influence", "hessian_samples", [1], [0]),
+    ("influence", "fisher_n", [1e-3], [0.0, -1.0]),
+    ("influence", "batch_size", [1], [0]),
+    ("grad_ascent", "stop_forget_acc", [None, 0.0, 100.0], [-0.5, 100.5]),
+    ("retrain", "warmup", [0.0, 0.99], [-0.01, 1.0]),
+    ("retrain", "label_smoothing", [0.0, 0.99], [-0.01, 1.0]),
+    ("retrain", "milestones", [(0.01, 0.99), ()], [(0.0,), (1.0,), (0.5, 1.0)]),
+]
+
+
+@pytest.mark.parametrize(("method", "key", "accepted", "refused"), CONFIG_LIMITS,
+                         ids=[f"{m}-{k}" for m, k, _, _ in CONFIG_LIMITS])
+def test_method_configs_accept_their_limits_and_refuse_beyond(method, key, accepted, refused):
+    for value in accepted:
+        assert getattr(build_config(method, {key: value}), key) == value
+    for value in refused:
+        with pytest.raises(ConfigError):
+            build_config(method, {key: value})
+
+
+@pytest.mark.parametrize("method", [m for m in METHOD_NAMES
+                                    if "augment" in {f.name for f in dataclasses.fields(METHODS.info(m)["config"])}])
+def test_training_methods_augment_by_default(method):
+    """docs/unlearn.md: ``augment`` defaults to on (the references train with their augmentation)."""
+    assert build_config(method).augment is True
+
+
+# The defaults each method's module docstring states (its paper's reference values where it says
+# so, else the digits values it gives): a changed default changes every number run without a config.
+DOCUMENTED_DEFAULTS = {
+    "scrub": dict(epochs=5, msteps=3, lr=0.01, optimizer="sgd", momentum=0.9, weight_decay=5e-4, gamma=0.99,
+                  alpha=0.001, temperature=4.0, lr_decay_epochs=(3, 5, 9), lr_decay_rate=0.1, forget_batch_size=64,
+                  batch_size=64),
+    "bad_teacher": dict(optimizer="adam", lr=1e-3, epochs=5, batch_size=64, retain_fraction=0.3),
+    "ssd": dict(alpha=100.0, dampening=1.0, batch_size=64),
+    "boundary_shrink": dict(bound=0.15, lr=2e-3),
+    "influence": dict(alpha=0.5, hessian_samples=1000),
+    "finetune": dict(lr=0.01, epochs=10, momentum=0.9, weight_decay=5e-4),
+    "grad_ascent": dict(lr=1e-3, epochs=20, stop_forget_acc=15.0, momentum=0.9, weight_decay=5e-4),
+}
+
+
+@pytest.mark.parametrize("method", list(DOCUMENTED_DEFAULTS))
+def test_method_defaults_are_the_documented_ones(method):
+    cfg = build_config(method)
+    assert {k: getattr(cfg, k) for k in DOCUMENTED_DEFAULTS[method]} == DOCUMENTED_DEFAULTS[method]
+
+
+def test_retrain_defaults_are_the_digits_training_recipe():
+    """retrain.py: "the defaults here are the digits recipe" (what ``unlearnbench train`` uses on
+    digits), so a retrain reference without a checkpoint's train_config is trained like the original."""
+    from unlearnbench.core.recipes import RECIPES
+
+    recipe = dataclasses.asdict(RECIPES.get("digits").config())
+    cfg = dataclasses.asdict(build_config("retrain"))
+    shared = sorted(set(cfg) & set(recipe) - {"seed"})
+    assert len(shared) >= 14
+    assert {k: cfg[k] for k in shared} == {k: recipe[k] for k in shared}
