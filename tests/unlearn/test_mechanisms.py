@@ -429,6 +429,32 @@ def test_fgsm_neighbour_label_on_a_hand_linear_model():
     assert fgsm_neighbour_labels(model, x, y, 0.002).tolist() == [0, 1]
 
 
+def test_boundary_shrink_fgsm_point_is_on_the_8_bit_grid():
+    """The FGSM neighbour is judged as an image: clip(x + bound·sign ∇ₓ) rounded to the 1/255 grid."""
+    from unlearnbench.unlearn.boundary_shrink import fgsm_neighbour_labels
+
+    class Recording(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.seen = nn.Linear(2, 3), []
+
+        def forward(self, x):
+            self.seen.append(x.detach().clone())
+            return self.lin(x.flatten(1))
+
+    torch.manual_seed(0)
+    model = Recording()
+    x = torch.tensor([[17.0, 200.0], [128.0, 3.0], [250.0, 90.0]]).view(3, 1, 1, 2) / 255
+    y = torch.tensor([0, 1, 2])
+    bound = 0.1234  # 31.47 grey levels: off the grid before rounding
+    fgsm_neighbour_labels(model, x, y, bound)
+    xr = x.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(F.cross_entropy(model.lin(xr.flatten(1)), y), xr)
+    levels = ((x + bound * grad.sign()).clamp(0, 1) * 255).round()
+    assert torch.equal(model.seen[-1], levels / 255)
+    assert not torch.equal(levels / 255, (x + bound * grad.sign()).clamp(0, 1))
+
+
 def test_boundary_shrink_trains_on_the_fgsm_neighbour_labels(monkeypatch, digits_cnn, digits_class3):
     import unlearnbench.unlearn.boundary_shrink as bs
 
