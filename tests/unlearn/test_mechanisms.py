@@ -444,6 +444,8 @@ def test_boundary_shrink_fgsm_point_is_on_the_8_bit_grid():
 
     torch.manual_seed(0)
     model = Recording()
+    with torch.no_grad():
+        model.lin.weight[:, 1] = 0.0  # pixel 1 has no gradient: sign 0, it stays where it is
     x = torch.tensor([[17.0, 200.0], [128.0, 3.0], [250.0, 90.0]]).view(3, 1, 1, 2) / 255
     y = torch.tensor([0, 1, 2])
     bound = 0.1234  # 31.47 grey levels: off the grid before rounding
@@ -453,6 +455,7 @@ def test_boundary_shrink_fgsm_point_is_on_the_8_bit_grid():
     levels = ((x + bound * grad.sign()).clamp(0, 1) * 255).round()
     assert torch.equal(model.seen[-1], levels / 255)
     assert not torch.equal(levels / 255, (x + bound * grad.sign()).clamp(0, 1))
+    assert torch.equal(model.seen[-1][..., 1], x[..., 1])
 
 
 def test_boundary_shrink_trains_on_the_fgsm_neighbour_labels(monkeypatch, digits_cnn, digits_class3):
