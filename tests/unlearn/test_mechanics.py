@@ -407,3 +407,320 @@ def test_adv_retain_with_the_real_attack(digits_cnn, digits_class3):
     out = run("finetune", digits_cnn, digits_class3, {"epochs": 1, "adv_steps": 2}, adv_retain="pgd", device="cpu")
     assert out.info["adv_retain"] == "pgd" and out.seconds > 0
 
+
+
+# ----------------------------------------------------------------------------- the epoch loop (loops.py)
+
+
+def _loop_set(n: int = 12, seed: int = 0):
+    """n 1×2×2 uint8 images with 3 labels: a tiny set the loop runs through in milliseconds."""
+    from unlearnbench.core.data import TensorSet
+
+    g = torch.Generator().manual_seed(seed)
+    return TensorSet(torch.randint(0, 256, (n, 1, 2, 2), dtype=torch.uint8, generator=g),
+                     torch.arange(n) % 3, torch.arange(n), None, "loop")
+
+
+def _loop_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+
+
+def _spy_loss(seen: list, value=None):
+    """A CE phase loss that records (epoch, loss value, model.training) of every step."""
+    def loss(model, x, y, epoch):
+        out = nn.functional.cross_entropy(model(x), y)
+        if value is not None:
+            out = out * 0 + value(epoch)
+        seen.append((epoch, float(out.detach()), model.training))
+        return out
+    return loss
+
+
+def test_loop_records_each_phase_mean_loss_per_epoch_and_hands_the_model_back_in_eval_mode():
+    from unlearnbench.core.progress import images_seen
+    from unlearnbench.unlearn.loops import Phase, run_epochs
+
+    model, data = _loop_model(), _loop_set(12)
+    seen_a, seen_b = [], []
+    phases = [Phase(data, _spy_loss(seen_a), 5, name="forget"), Phase(data.select(torch.arange(4)), _spy_loss(seen_b), 3)]
+    opt = make_optimizer(model, lr=0.1)
+    images0 = images_seen()
+    history = run_epochs(model, phases, epochs=2, optimizer=opt, generator=torch.Generator().manual_seed(0))
+    assert images_seen() - images0 == 2 * (12 + 4)  # every image of every phase, each epoch
+    assert [r.epoch for r in history] == [1, 2]
+    assert len(seen_a) == 2 * 3 and len(seen_b) == 2 * 2  # ceil(12/5), ceil(4/3) steps per epoch
+    assert all(training for _, _, training in seen_a + seen_b) and not model.training
+    for e, rec in enumerate(history):
+        assert set(rec.losses) == {"forget", "phase1"}  # unnamed phases are numbered in order
+        assert rec.losses["forget"] == pytest.approx(sum(v for ep, v, _ in seen_a if ep == e) / 3, rel=1e-6)
+        assert rec.losses["phase1"] == pytest.approx(sum(v for ep, v, _ in seen_b if ep == e) / 2, rel=1e-6)
+
+
+def test_loop_extra_terms_enter_each_step_and_its_recorded_loss():
+    from unlearnbench.unlearn.loops import Phase, run_epochs
+
+    model = _loop_model()
+    seen = []
+    calls = []
+
+    def term(m, epoch):
+        calls.append(epoch)
+        return torch.tensor(10.0 * (epoch + 1))
+
+    history = run_epochs(model, [Phase(_loop_set(6), _spy_loss(seen), 6, name="r")], epochs=2,
+                         optimizer=make_optimizer(model, lr=0.0), generator=torch.Generator().manual_seed(0),
+                         extra_terms=[term])
+    assert calls == [0, 1]
+    assert [r.losses["r"] for r in history] == pytest.approx([seen[0][1] + 10.0, seen[1][1] + 20.0])
+
+
+def test_loop_phase_epochs_skips_phases_and_epoch_end_stops_early():
+    from unlearnbench.unlearn.loops import Phase, run_epochs
+
+    model = _loop_model()
+    seen_a, seen_b = [], []
+    a, b = Phase(_loop_set(6), _spy_loss(seen_a), 3, name="a"), Phase(_loop_set(6), _spy_loss(seen_b), 3, name="b")
+    ends = []
+
+    def epoch_end(epoch, m):
+        ends.append(epoch)
+        return epoch == 3
+
+    history = run_epochs(model, [a, b], epochs=5, optimizer=make_optimizer(model, lr=0.1),
+                         generator=torch.Generator().manual_seed(0),
+                         phase_epochs=lambda ph, epoch: ph is a or epoch < 1, epoch_end=epoch_end)
+    assert ends == [1, 2, 3] and len(history) == 3  # stops after epoch 3 of 5
+    assert sorted({e for e, _, _ in seen_a}) == [0, 1, 2] and sorted({e for e, _, _ in seen_b}) == [0]
+    assert [set(r.losses) for r in history] == [{"a", "b"}, {"a"}, {"a"}]
+
+
+def test_loop_raises_on_a_non_finite_loss_naming_the_epoch_and_phase():
+    from unlearnbench.unlearn.loops import Phase, UnlearningDiverged, run_epochs
+
+    model = _loop_model()
+    nan_in_second = _spy_loss([], value=lambda epoch: float("nan") if epoch == 1 else 1.0)
+    with pytest.raises(UnlearningDiverged, match=r"epoch 2 \(retain loss nan\)"):
+        run_epochs(model, [Phase(_loop_set(6), nan_in_second, 3, name="retain")], epochs=3,
+                   optimizer=make_optimizer(model, lr=0.0), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(UnlearningDiverged, match=r"epoch 1 \(phase loss inf\)"):
+        run_epochs(model, [Phase(_loop_set(6), _spy_loss([], value=lambda e: float("inf")), 3)], epochs=1,
+                   optimizer=make_optimizer(model, lr=0.0), generator=torch.Generator().manual_seed(0))
+
+
+def test_loop_relabel_and_transform_reach_the_loss_and_the_model_trains_after_the_transform():
+    from unlearnbench.unlearn.loops import Phase, run_epochs
+
+    model = _loop_model()
+    got = []
+
+    def loss(m, x, y, epoch):
+        got.append((x.clone(), y.clone(), m.training))
+        return nn.functional.cross_entropy(m(x), y)
+
+    def transform(m, x, y):
+        m.eval()  # an attack runs in eval mode; the loop must switch back to training
+        return (x * 0 + 0.25).requires_grad_()
+
+    ph = Phase(_loop_set(4), loss, 4, shuffle=False, transform=transform, relabel=lambda y, g: (y + 1) % 3)
+    run_epochs(model, [ph], epochs=1, optimizer=make_optimizer(model, lr=0.1), generator=torch.Generator().manual_seed(0))
+    (x, y, training), = got
+    assert torch.equal(y, (torch.arange(4) % 3 + 1) % 3) and bool((x == 0.25).all()) and training
+    assert not x.requires_grad  # detached: no gradient flows into the attack
+
+
+def test_loop_record_epochs_rows_and_the_hook_time_left_out_of_the_run_time():
+    import time as _time
+
+    from unlearnbench.core.train import accuracy
+    from unlearnbench.unlearn.loops import Phase, epoch_hook, hook_seconds, record_epochs, run_epochs
+
+    model, data = _loop_model(), _loop_set(9)
+    accs = []
+    with record_epochs(data) as rows:
+        run_epochs(model, [Phase(data, _spy_loss([]), 4, name="retain")], epochs=2,
+                   optimizer=make_optimizer(model, lr=0.5), generator=torch.Generator().manual_seed(0),
+                   schedule=lambda step: 1.0 / (1 + step),
+                   epoch_end=lambda e, m: accs.append(accuracy(m, data)))
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert [r["lr"] for r in rows] == pytest.approx([0.5, 0.5 / 4])  # the lr the epoch started with (3 steps/epoch)
+    assert [r["forget_acc"] for r in rows] == pytest.approx(accs)
+    assert all(set(r) == {"epoch", "lr", "loss/retain", "forget_acc"} for r in rows)
+    # nested hooks: the inner one wins inside, the outer one is back after
+    outer, inner = [], []
+    before = hook_seconds()
+    with epoch_hook(lambda r, m: outer.append(r.epoch)):
+        with epoch_hook(lambda r, m: (inner.append(r.epoch), _time.sleep(0.05))):
+            run_epochs(model, [Phase(data, _spy_loss([]), 9)], epochs=1, optimizer=make_optimizer(model, lr=0.0),
+                       generator=torch.Generator().manual_seed(0))
+        run_epochs(model, [Phase(data, _spy_loss([]), 9)], epochs=2, optimizer=make_optimizer(model, lr=0.0),
+                   generator=torch.Generator().manual_seed(0))
+    assert inner == [1] and outer == [1, 2]
+    assert 0.05 <= hook_seconds() - before < 1.0
+    trained = []
+    run_epochs(model, [Phase(data, _spy_loss(trained), 9)], epochs=1, optimizer=make_optimizer(model, lr=0.0),
+               generator=torch.Generator().manual_seed(0))
+    assert inner == [1] and outer == [1, 2]  # no hook left installed after the blocks
+
+
+def test_loop_hook_sees_the_trained_model_and_training_resumes_in_train_mode():
+    from unlearnbench.unlearn.loops import Phase, run_epochs
+
+    model = _loop_model()
+    seen = []
+    modes = []
+
+    def on_epoch(record, m):
+        modes.append(m.training)
+        m.eval()  # a hook that evaluates must not leave the next epoch in eval mode
+
+    run_epochs(model, [Phase(_loop_set(6), _spy_loss(seen), 6)], epochs=2, optimizer=make_optimizer(model, lr=0.1),
+               generator=torch.Generator().manual_seed(0), on_epoch=on_epoch)
+    assert modes == [True, True] and [t for _, _, t in seen] == [True, True]
+
+
+def test_loop_stepper_schedule_scales_each_groups_initial_lr():
+    model = _loop_model()
+    opt = torch.optim.SGD([{"params": [model[1].weight], "lr": 0.3}, {"params": [model[1].bias], "lr": 0.7}])
+    stepper = Stepper(model, opt, schedule=lambda s: 0.5 ** (s + 1))
+    lrs = [[g["lr"] for g in opt.param_groups]]
+    for _ in range(3):
+        stepper.step(model(torch.ones(2, 1, 2, 2)).sum())
+        lrs.append([g["lr"] for g in opt.param_groups])
+    assert stepper.steps == 3
+    assert [lr for pair in lrs for lr in pair] == pytest.approx([b * 0.5 ** k for k in (1, 2, 3, 4) for b in (0.3, 0.7)])
+
+
+def test_loop_make_optimizer_settings():
+    model = _loop_model()
+    model[1].bias.requires_grad_(False)
+    sgd = make_optimizer(model, lr=0.1)
+    (g,) = sgd.param_groups
+    assert isinstance(sgd, torch.optim.SGD) and len(g["params"]) == 1  # frozen parameters left out
+    assert (g["lr"], g["momentum"], g["weight_decay"], g["nesterov"]) == (0.1, 0.9, 5e-4, False)
+    assert make_optimizer(model, lr=0.1, nesterov=True).param_groups[0]["nesterov"] is True
+    assert make_optimizer(model, lr=0.1, momentum=0.0, nesterov=True).param_groups[0]["nesterov"] is False
+    adam = make_optimizer(model, "adam", lr=0.01, weight_decay=0.0)
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["weight_decay"] == 0.0
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer(model, "rmsprop", lr=0.1)
+
+
+def test_loop_masks_are_checked_against_the_model():
+    from unlearnbench.unlearn.loops import _partial_masks
+
+    model = _loop_model()
+    w = model[1].weight
+    assert _partial_masks(model, None) == [] and _partial_masks(model, {}) == []
+    assert _partial_masks(model, {"1.weight": torch.ones_like(w, dtype=torch.bool)}) == []  # nothing frozen
+    keep = torch.ones_like(w, dtype=torch.bool)
+    keep[0, 0] = False
+    ((p, k),) = _partial_masks(model, {"1.weight": keep.float()})
+    assert p is w and k.dtype == torch.bool and torch.equal(k, keep)
+    with pytest.raises(ValueError, match="lacks"):
+        _partial_masks(model, {"9.weight": keep})
+    with pytest.raises(ValueError, match="shape"):
+        _partial_masks(model, {"1.weight": keep.T})
+
+
+def test_loop_ce_loss_and_wrong_labels_need_two_classes():
+    from unlearnbench.unlearn.loops import ce_loss, draw_random_labels, random_labels
+
+    model = _loop_model()
+    x, y = torch.rand(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    for s in (0.0, 0.3):
+        want = nn.functional.cross_entropy(model(x), y, label_smoothing=s)
+        assert float(ce_loss(s)(model, x, y, 0)) == pytest.approx(float(want))
+    assert float(ce_loss(0.3)(model, x, y, 0)) != pytest.approx(float(ce_loss()(model, x, y, 0)))
+    with pytest.raises(ValueError, match="two classes"):
+        draw_random_labels(y, 1, torch.Generator(), exclude_true=True)
+    y = torch.arange(600) % 3  # random_labels' default is SalUn's RL: uniform over all classes, true one included
+    assert torch.equal(random_labels(3)(y, torch.Generator().manual_seed(4)),
+                       draw_random_labels(y, 3, torch.Generator().manual_seed(4), exclude_true=False))
+
+
+# ----------------------------------------------------------------------------- SCAR's class statistics, by hand
+
+
+def test_class_gaussians_shrink_on_a_hand_matrix():
+    from unlearnbench.unlearn.classstats import correlation, shrink
+
+    c = torch.tensor([[2.0, 0.0, 1.0], [0.0, 4.0, 0.0], [1.0, 0.0, 6.0]], dtype=torch.float64)
+    # V1 = mean diagonal = 4; V2 = mean of the *non-zero* off-diagonal entries = 1
+    expected = torch.tensor([[14.0, 3.0, 4.0], [3.0, 16.0, 3.0], [4.0, 3.0, 18.0]], dtype=torch.float64)
+    torch.testing.assert_close(shrink(c, 3.0, 3.0), expected)
+    torch.testing.assert_close(shrink(c, 0.5, 2.0), c + 2.0 * torch.eye(3, dtype=torch.float64)
+                               + 2.0 * (1 - torch.eye(3, dtype=torch.float64)))
+    diag = torch.diag(torch.tensor([1.0, 3.0], dtype=torch.float64))
+    torch.testing.assert_close(shrink(diag, 1.0, 5.0), diag + 2.0 * torch.eye(2, dtype=torch.float64))  # V2 = 0
+    r = correlation(torch.tensor([[4.0, 2.0], [2.0, 9.0]], dtype=torch.float64))
+    torch.testing.assert_close(r, torch.tensor([[1.0, 1 / 3], [1 / 3, 1.0]], dtype=torch.float64))
+    assert bool(torch.isfinite(correlation(torch.zeros(2, 2, dtype=torch.float64))).all())  # a zero variance
+
+
+def test_class_gaussians_against_numpy():
+    """μ̂_k = μ_k/‖μ_k‖ and P_k = pinv(corr(shrink(shrink(cov_k)))) by numpy, class by class; a class
+    with fewer than min_samples rows is left out, the others keep the order asked for."""
+    import numpy as np
+
+    from unlearnbench.unlearn.classstats import class_gaussians as fit
+
+    rng = np.random.default_rng(3)
+    feats = rng.random((40, 5)) ** 2
+    labels = np.array([7] * 14 + [2] * 25 + [5])  # class 5 has a single sample
+
+    def by_hand(s, g1, g2):
+        def shr(c):
+            eye = np.eye(len(c))
+            off = c[eye == 0]
+            v2 = off[off != 0].mean() if (off != 0).any() else 0.0
+            return c + g1 * np.diag(c).mean() * eye + g2 * v2 * (1 - eye)
+        c = shr(shr(np.cov(s.T, ddof=1)))
+        d = np.sqrt(np.diag(c))
+        mu = s.mean(0)
+        return mu / np.linalg.norm(mu), np.linalg.pinv(c / np.outer(d, d))
+
+    g = fit(torch.tensor(feats, dtype=torch.float32), torch.tensor(labels), [7, 5, 2], gamma1=2.0, gamma2=0.5)
+    assert g.classes.tolist() == [7, 2] and g.means.dtype == g.precisions.dtype == torch.float32
+    for i, k in enumerate([7, 2]):
+        mu, p = by_hand(feats[labels == k].astype(np.float32).astype(np.float64), 2.0, 0.5)
+        np.testing.assert_allclose(g.means[i].numpy(), mu, rtol=1e-5)
+        np.testing.assert_allclose(g.precisions[i].numpy(), p, rtol=1e-4, atol=1e-4)
+    assert fit(torch.tensor(feats), torch.tensor(labels), [2, 7], min_samples=14).classes.tolist() == [2, 7]
+    assert fit(torch.tensor(feats), torch.tensor(labels), [2, 7], min_samples=15).classes.tolist() == [2]
+    with pytest.raises(ConfigError, match="No class has 3 or more samples"):
+        fit(torch.tensor(feats), torch.tensor(labels), [5], min_samples=3)
+    with pytest.warns(UserWarning, match="negative features"):
+        fit(torch.tensor(feats) - 0.5, torch.tensor(labels), [7, 2])
+
+
+def test_tukey_with_power_one_leaves_features_as_they_are():
+    z = torch.tensor([[-1.0, 0.0, 0.3]], dtype=torch.float64)
+    out = tukey(z, 1)
+    assert out.dtype == torch.float32 and out[0].tolist() == pytest.approx([-1.0, 0.0, 0.3])
+    assert tukey(z, 0.5, eps=0.04)[0].tolist() == pytest.approx([0.2, 0.2, 0.3 ** 0.5])  # clamped at eps first
+
+
+def test_ood_adapt_images_uses_luminance_weights_and_keeps_what_already_fits():
+    x = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    x[0, 0], x[1, 1], x[2, 2], x[3] = 255, 255, 255, 100  # pure red, green, blue; grey 100
+    grey = adapt_images(x, 1, 2)
+    assert grey.shape == (4, 1, 2, 2) and grey[:, 0, 0, 0].tolist() == [76, 150, 29, 100]  # 0.299, 0.587, 0.114
+    four = torch.stack([torch.full((2, 2), v, dtype=torch.uint8) for v in (0, 40, 80, 120)])[None]
+    assert adapt_images(four, 1, 2).flatten().tolist() == [60] * 4  # other channel counts: the plain mean
+    with pytest.raises(ConfigError, match="Cannot adapt 4-channel images to 3"):
+        adapt_images(four, 3, 2)
+    same = torch.randint(0, 256, (3, 3, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(adapt_images(same, 3, 5), same)  # right shape already: unchanged, no resampling
+    up = adapt_images(torch.full((1, 1, 2, 2), 77, dtype=torch.uint8), 3, 6)
+    assert up.shape == (1, 3, 6, 6) and bool((up == 77).all())  # a flat image stays flat when resized
+
+
+def test_ood_synthetic_families_share_the_images_equally(digits_class3):
+    s = synthetic_images(12, 1, 8, seed=0)
+    assert torch.bincount(s.y, minlength=5).tolist() == [3, 3, 2, 2, 2]  # the remainder to the first families
+    assert s.idx.tolist() == list(range(12)) and s.name == "ood"
+    assert sorted(synthetic_images(3, 2, 6).y.tolist()) == [0, 1, 2]
+    with pytest.raises(ConfigError, match="ood_size must be at least 1"):
+        ood_set("synthetic", digits_class3.info, 0)
+    assert torch.equal(ood_set("synthetic", digits_class3.info, 7, seed=4).x, synthetic_images(7, 1, 8, seed=4).x)

@@ -607,3 +607,59 @@ def test_random_label_defaults_are_the_reference_protocol():
     cfg = build_config("random_label", {})
     assert (cfg.epochs, cfg.momentum, cfg.weight_decay, cfg.labels, cfg.mixed) == (10, 0.9, 5e-4, "uniform", False)
     assert (cfg.lr, cfg.batch_size, cfg.adv_steps) == (0.05, 64, 10)  # the docstring's digits-sized defaults
+
+
+def test_scar_defaults_are_the_reference_protocol():
+    """SCAR's ``src/opts.py`` (HEAD) and loop (docs: shared reference notes, SCAR §1.4): forget
+    batches of 1024, Adam without weight decay, T 1, λ₁ 1, λ₂ 5, Tukey δ 0.5, γ₁ = γ₂ 3,
+    num_retain_samp + 1 = 6 steps per forget batch, stop no earlier than after epoch 2, random
+    forgetting's margin 1.5 points and class-weight threshold 0.8 (CIFAR); the digits-sized lr 1e-3,
+    OOD batches of 128 from 2,048 images and at most 10 epochs are the module docstring's."""
+    from unlearnbench.unlearn import build_config
+
+    cfg = build_config("scar", {})
+    assert (cfg.batch_size, cfg.weight_decay, cfg.temperature, cfg.lambda_1, cfg.lambda_2) == (1024, 0.0, 1.0, 1.0, 5.0)
+    assert (cfg.delta, cfg.gamma1, cfg.gamma2, cfg.steps_per_forget_batch, cfg.min_epochs) == (0.5, 3.0, 3.0, 6, 2)
+    assert (cfg.stop_margin, cfg.weight_threshold, cfg.stop_forget_acc, cfg.stop_on) == (1.5, 0.8, None, "val")
+    assert (cfg.lr, cfg.ood_batch_size, cfg.ood_size, cfg.epochs, cfg.ood) == (1e-3, 128, 2048, 10, "synthetic")
+    assert (cfg.stats_source, cfg.nearest_class_quirk, cfg.class_weighting, cfg.ood_balance) == ("retain", False, True, None)
+    assert (cfg.augment, cfg.freeze_bn) == (True, False)
+
+
+def test_scar_self_defaults_are_the_documented_ones():
+    """scar_self's docstring: lr 1.5e-3, λ₁ 5, λ₂ 15, two passes over 4,096 synthetic images in
+    batches of 128, no temperature (1, as released), BatchNorm frozen, no proxy stop by default."""
+    from unlearnbench.unlearn import build_config
+
+    cfg = build_config("scar_self", {})
+    assert (cfg.lr, cfg.lambda_1, cfg.lambda_2, cfg.epochs, cfg.ood_size, cfg.batch_size) == (1.5e-3, 5.0, 15.0, 2, 4096, 128)
+    assert (cfg.temperature, cfg.freeze_bn, cfg.stop_proxy_acc, cfg.min_epochs, cfg.weight_decay) == (1.0, True, None, 1, 0.0)
+    assert (cfg.delta, cfg.gamma1, cfg.gamma2, cfg.stats_source, cfg.ood, cfg.augment) == (0.5, 3.0, 3.0, "retain", "synthetic", True)
+
+
+def test_salun_defaults_are_the_reference_protocol():
+    """SalUn (``generate_mask.py`` + ``main_random.py``): the top-50 % mask (``with_0.5.pt``) from
+    forget batches of 256 (the wrapper's batch size), today's mask generation and exact freezing,
+    SGD momentum 0.9 and weight decay 5e-4, 10 epochs, forget pass then retain pass; the 2023
+    mask-generation lr is the script's --unlearn_lr default 0.01; lr 0.05 and batch 64 are the
+    docstring's digits-sized defaults."""
+    from unlearnbench.unlearn import build_config
+
+    cfg = build_config("salun", {})
+    assert (cfg.mask_ratio, cfg.mask_batch_size, cfg.mask_generation, cfg.mask_mode, cfg.mask_lr) == (0.5, 256, "current", "exact", 0.01)
+    assert (cfg.momentum, cfg.weight_decay, cfg.epochs, cfg.mixed, cfg.lr, cfg.batch_size) == (0.9, 5e-4, 10, False, 0.05, 64)
+    assert (cfg.augment, cfg.adv_eps, cfg.adv_steps) == (True, None, 10)
+
+
+def test_l1_sparse_and_prune_defaults_are_the_documented_ones():
+    """ℓ1-sparse: today's linear α schedule with no unpenalised tail, SGD momentum 0.9 and weight
+    decay 5e-4 kept on (as the reference), 10 epochs; α 1e-3, lr 0.05, batch 64 for the digits cnn
+    (docstring). prune: the paper's 0.95 sparsity, fine-tuning (no rewind) for 10 epochs at lr 0.02."""
+    from unlearnbench.unlearn import build_config
+
+    cfg = build_config("l1_sparse", {})
+    assert (cfg.alpha_schedule, cfg.no_l1_epochs, cfg.alpha, cfg.momentum, cfg.weight_decay) == ("linear", 0, 1e-3, 0.9, 5e-4)
+    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.augment, cfg.adv_eps, cfg.adv_steps) == (10, 0.05, 64, True, None, 10)
+    cfg = build_config("prune", {})
+    assert (cfg.sparsity, cfg.rewind, cfg.epochs, cfg.lr, cfg.batch_size) == (0.95, False, 10, 0.02, 64)
+    assert (cfg.momentum, cfg.weight_decay, cfg.augment, cfg.adv_eps, cfg.adv_steps) == (0.9, 5e-4, True, None, 10)

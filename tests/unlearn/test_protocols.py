@@ -350,3 +350,171 @@ def test_scar_nearest_class_quirk_reaches_the_targets(monkeypatch, digits_cnn, d
     run("scar", digits_cnn, _scar_data(digits_class3, small_ood), {**cfg, "nearest_class_quirk": True}, device="cpu")
     run("scar", digits_cnn, _scar_data(digits_class3, small_ood), cfg, device="cpu")
     assert seen == [True, False]
+
+
+# ============================================================================ SCAR config bounds (mutation run)
+
+_SCAR_EDGES = [  # (key, accepted values at the edges of the valid range, rejected values just outside)
+    ("ood_batch_size", (1,), (0,)), ("ood_size", (1,), (0,)),
+    ("lambda_1", (0.0,), (-0.1,)), ("lambda_2", (0.0,), (-0.1,)),
+    ("temperature", (1e-3,), (0.0, -1.0)), ("delta", (1e-3, 1.0), (0.0, 1.01)),
+    ("gamma1", (0.0,), (-0.1,)), ("gamma2", (0.0,), (-0.1,)),
+    ("stop_forget_acc", (None, 0.0, 100.0), (-0.1, 100.1)), ("min_epochs", (0,), (-1,)),
+    ("stop_margin", (None, 0.0, 100.0), (-0.1, 100.1)), ("weight_threshold", (0.0, 1.0), (-0.01, 1.01)),
+]
+
+
+@pytest.mark.parametrize("method", ["scar", "scar_self"])
+def test_scar_config_takes_its_range_edges_and_rejects_what_lies_outside(method):
+    from unlearnbench.core.errors import ConfigError
+
+    fields = {f.name for f in dataclasses.fields(METHODS.info(method)["config"])}
+    for key, ok, bad in _SCAR_EDGES:
+        if key not in fields:
+            continue
+        for v in ok:
+            assert getattr(build_config(method, {key: v}), key) == v
+        for v in bad:
+            with pytest.raises(ConfigError, match=key.split("_")[0] if key != "ood_size" else "ood_size"):
+                build_config(method, {key: v})
+    if method == "scar_self":
+        for v in (0.0, 100.0):
+            assert build_config(method, {"stop_proxy_acc": v}).stop_proxy_acc == v
+        for v in (-0.1, 100.1):
+            with pytest.raises(ConfigError, match="stop_proxy_acc"):
+                build_config(method, {"stop_proxy_acc": v})
+
+
+def test_a_preset_file_is_read_field_by_field_and_every_bad_field_is_refused(tmp_path):
+    from unlearnbench.core.errors import ConfigError, DataError
+    from unlearnbench.unlearn.presets import load_preset
+
+    def write(name, text):
+        (tmp_path / f"{name}.yaml").write_text(text)
+        return tmp_path / f"{name}.yaml"
+
+    full = ("summary: one line\nrelease: o-w.n/re_po.x@abcdef0 (2024-02-03)\nquirks: [q one, q two]\nmethod: l1_sparse\n"
+            "dataset: cifar10\nmodel: resnet18\nforget: random:0.1\nprune: 1\nconfig: {alpha: 0.0001}\n")
+    p = load_preset(write("my-preset", full))
+    assert (p.name, p.method, p.dataset, p.forget, p.summary, p.model) == (
+        "my-preset", "l1_sparse", "cifar10", "random:0.1", "one line", "resnet18")
+    assert p.prune == 1.0 and isinstance(p.prune, float) and p.config == {"alpha": 0.0001}
+    assert p.release == "o-w.n/re_po.x@abcdef0 (2024-02-03)" and p.quirks == ("q one", "q two")
+    bare = load_preset(write("bare", "method: finetune\ndataset: synthetic\nforget: class:1\n"))
+    assert (bare.summary, bare.model, bare.prune, bare.config, bare.release, bare.quirks) == ("", None, None, {}, "", ())
+    assert load_preset(write("forty", full.replace("abcdef0", "a" * 40))).release.startswith("o-w.n/re_po.x@" + "a" * 40)
+    for bad_release in ("abcdef", "a" * 41, "ABCDEF0", "abcdef0 (2024-2-03)", "abcdef0 2024-02-03", "abcdef0 (2024-02-03) x"):
+        with pytest.raises(ValueError, match="is not 'owner/repo@commit"):
+            load_preset(write("r", full.replace("abcdef0 (2024-02-03)", bad_release)))
+    with pytest.raises(ValueError, match=r"unknown keys \['speed'\], missing keys \[\]"):
+        load_preset(write("u", full + "speed: 3\n"))
+    with pytest.raises(ValueError, match=r"unknown keys \[\], missing keys \['dataset', 'forget'\]"):
+        load_preset(write("m", "method: finetune\n"))
+    with pytest.raises(ValueError, match="quirks must be a list"):
+        load_preset(write("q", full.replace("[q one, q two]", "just one")))
+    with pytest.raises(ValueError, match="quirks must be a list"):
+        load_preset(write("q2", full.replace("[q one, q two]", "[q one, 2]")))
+    with pytest.raises(ConfigError):
+        load_preset(write("k", full.replace("alpha", "alpah")))  # a typo in a config key
+    with pytest.raises(DataError, match="Bad forget spec"):
+        load_preset(write("f", full.replace("random:0.1", "everything")))
+    entry = PRESETS.entry("salun-digits-class")
+    assert entry.info["release"] == "-" and entry.info["method"] == "salun" and entry.info["dataset"] == "digits"
+    assert PRESETS.info("salun-cifar10-class")["release"] == PRESETS.get("salun-cifar10-class").release
+    assert PRESETS.info("salun-cifar10-class")["forget"] == "class:0" and PRESETS.info("salun-cifar10-class")["summary"]
+
+
+# ============================================================================ SCAR helpers on hand-built models
+
+
+class _BNNet(nn.Module):
+    """Flatten → Linear(4, 3) → BatchNorm → ReLU → head Linear(3, 3): features are the head's input."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU())
+        self.head = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _hand_set(n=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorSet(torch.randint(0, 256, (n, 1, 2, 2), dtype=torch.uint8, generator=g), torch.arange(n) % 3,
+                     torch.arange(n))
+
+
+def test_scar_helpers_evaluate_in_eval_mode_and_restore_the_mode():
+    from unlearnbench.unlearn.scar import freeze_batchnorm, predictions, transformed_features
+
+    data = _hand_set()
+    m = _BNNet()
+    x = data.x.float() / 255
+    with torch.no_grad():
+        m.train()
+        m(x * 3)  # move the running statistics away from the batch's own
+        m.eval()
+        want_logits = m(x)
+        want_feats = m.body(x).clamp_min(1e-6).pow(0.5)
+    for mode in (True, False):
+        m.train(mode)
+        stats = m.body[2].running_mean.clone()
+        assert torch.equal(predictions(m, data, batch_size=3), want_logits.argmax(1)) and m.training is mode
+        torch.testing.assert_close(transformed_features(m, data, 0.5, batch_size=4), want_feats)
+        assert m.training is mode and torch.equal(m.body[2].running_mean, stats)  # eval mode: no statistics update
+        per_class, overall = forget_accuracy_by_class(m, data, 3, batch_size=7)
+        correct = want_logits.argmax(1) == data.y
+        assert m.training is mode and overall == pytest.approx(100 * correct.float().mean().item())
+        torch.testing.assert_close(per_class, torch.stack([correct[data.y == c].float().mean() for c in range(3)]))
+    m.train()
+    freeze_batchnorm(m)
+    assert not m.body[2].training and m.body[1].training and m.head.training
+
+
+def test_scar_kept_classes_retain_term_and_class_statistics_sources(digits_class3, digits_random):
+    from unlearnbench.unlearn.scar import class_statistics, kept_classes, predictions, retain_term
+
+    assert kept_classes(digits_class3) == [0, 1, 2, 4, 5, 6, 7, 8, 9] and kept_classes(digits_random) == list(range(10))
+    m = _BNNet().eval()
+    xs = torch.rand(4, 1, 2, 2)
+    assert retain_term(m, xs, torch.tensor([[0.0, 5.0, 1.0]] * 4), (1,), 1.0) is None  # every row predicts class 1
+    t = torch.tensor([[3.0, 0.0, 1.0], [0.0, 5.0, 1.0], [1.0, 0.0, 2.0], [2.0, 1.0, 0.0]])
+    got = retain_term(m, xs, t, (1,), 2.0)
+    keep = torch.tensor([True, False, True, True])
+    kept = t[keep].clone()
+    kept[:, 1] = kept.min()
+    from unlearnbench.unlearn.losses import kl_from_logits
+
+    torch.testing.assert_close(got, kl_from_logits(m(xs[keep]), kept / 2.0))
+    # the statistics' source: retain or val (true labels), or the OOD images labelled by the teacher
+    ood = _hand_set(30, seed=1)
+    data = dataclasses.replace(digits_random, retain=_hand_set(30, seed=2), val=_hand_set(30, seed=3),
+                               extras={"ood": ood}, num_classes=3)
+    for source, images, labels in (("retain", data.retain, data.retain.y), ("val", data.val, data.val.y),
+                                   ("ood", ood, predictions(m, ood))):
+        cfg = build_config("scar", {"stats_source": source, "delta": 0.5, "gamma1": 1.0, "gamma2": 2.0})
+        g = class_statistics(cfg, data, m, [0, 1, 2])
+        from unlearnbench.unlearn.classstats import class_gaussians
+        from unlearnbench.unlearn.scar import transformed_features
+
+        want = class_gaussians(transformed_features(m, images, 0.5), labels, [0, 1, 2], gamma1=1.0, gamma2=2.0)
+        assert torch.equal(g.classes, want.classes) and torch.equal(g.means, want.means), source
+        assert torch.equal(g.precisions, want.precisions), source
+
+
+def test_scar_ood_stream_cycles_and_draws_by_weight():
+    from unlearnbench.unlearn.scar import OODStream
+
+    data = TensorSet(torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 2, 2).contiguous(),
+                     torch.zeros(5, dtype=torch.long), torch.arange(5))
+    plain = OODStream(data, 2, None, torch.Generator().manual_seed(0))
+    firsts = [plain.next() for _ in range(6)]  # 3 batches per pass (2, 2, 1), then a new shuffled pass
+    assert [len(b) for b in firsts] == [2, 2, 1, 2, 2, 1]
+    for p in (firsts[:3], firsts[3:]):
+        assert sorted(torch.cat(p)[:, 0, 0, 0].mul(255).round().long().tolist()) == [0, 1, 2, 3, 4]
+    weighted = OODStream(data, 5, None, torch.Generator().manual_seed(0), torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0]))
+    for _ in range(3):
+        b = weighted.next()
+        assert len(b) == 5 and set(b[:, 0, 0, 0].mul(255).round().long().tolist()) <= {2, 4}  # len(data) draws

@@ -127,3 +127,100 @@ def test_train_prune_writes_the_sparse_original(tmp_path):
                          (["--prune", "0.5", "--rewind-epoch", "2"], "--rewind-epoch must lie in [1, 2)")):
         res = runner.invoke(app, ["train", "--epochs", "2", *args, "--out", str(tmp_path / "x.pt"), "-q", "--no-track"])
         assert res.exit_code == 2 and needle in res.output, res.output
+
+
+# ----------------------------------------------------------------------------- OMP utilities on hand-built models
+
+
+class _TwoConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 2, bias=False)
+        self.b = nn.Sequential(nn.Conv2d(1, 1, 1, bias=True))
+        self.fc = nn.Linear(1, 2)
+
+    def forward(self, x):
+        return self.fc(self.b(self.a(x)).mean((2, 3)))
+
+
+def _two_conv():
+    m = _TwoConv()
+    with torch.no_grad():
+        m.a.weight.copy_(torch.tensor([[[[0.4, -0.1], [0.3, 0.2]]]]))
+        m.b[0].weight.fill_(-0.25)
+        m.b[0].bias.fill_(0.01)  # a tiny bias: never pruned (convolution *weights* only)
+        m.fc.weight.fill_(1e-4)
+    return m
+
+
+def test_omp_helpers_on_a_hand_built_model():
+    from unlearnbench.unlearn.prune import apply_masks, conv_sparsity, conv_weights, mask_digest, omp, pruned_nonzero
+
+    m = _two_conv()
+    assert [n for n, _ in conv_weights(m)] == ["a.weight", "b.0.weight"]
+    # |w| = 0.4 0.1 0.3 0.2 | 0.25: round(0.4 * 5) = 2 pruned, the smallest two (0.1, 0.2)
+    masks = magnitude_masks(m, 0.4)
+    assert masks["a.weight"].flatten().tolist() == [True, False, True, False] and masks["b.0.weight"].all()
+    assert set(masks) == {"a.weight", "b.0.weight"} and pruned_nonzero(m, masks) == 2
+    assert magnitude_masks(m, 0.0)["a.weight"].all()
+    assert magnitude_masks(m, 0.7)["b.0.weight"].flatten().tolist() == [False]  # 4 of 5 (round 3.5 = 4): 0.25 goes too
+    with pytest.raises(ValueError, match="sparsity"):
+        magnitude_masks(m, 1.0)
+    with pytest.raises(ValueError, match="sparsity"):
+        magnitude_masks(m, -0.1)
+    with pytest.raises(ValueError, match="no convolution"):
+        magnitude_masks(nn.Linear(2, 2), 0.5)
+    apply_masks(m, masks)
+    assert m.a.weight.flatten().tolist() == pytest.approx([0.4, 0.0, 0.3, 0.0]) and pruned_nonzero(m, masks) == 0
+    assert conv_sparsity(m) == 2 / 5 and m.b[0].bias.item() == pytest.approx(0.01)
+    assert conv_sparsity(nn.Linear(2, 2)) == 0.0
+    # omp with a rewind state: the mask from the current weights, the survivors from the state
+    m2, early = _two_conv(), _two_conv()
+    with torch.no_grad():
+        early.a.weight.copy_(torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]))
+    masks2 = omp(m2, 0.4, rewind_state=early.state_dict())
+    assert torch.equal(masks2["a.weight"], masks["a.weight"])
+    assert m2.a.weight.flatten().tolist() == [1.0, 0.0, 3.0, 0.0]
+    # the digest names the mask: equal masks, equal digests; one flipped entry changes it
+    assert mask_digest(masks) == mask_digest({k: v.clone() for k, v in reversed(masks.items())})
+    flipped = {k: v.clone() for k, v in masks.items()}
+    flipped["a.weight"][0, 0, 0, 0] = False
+    assert mask_digest(flipped) != mask_digest(masks) and len(mask_digest(masks)) == 16
+    renamed = {"x" + k: v for k, v in masks.items()}
+    assert mask_digest(renamed) != mask_digest(masks)
+
+
+def test_epoch_snapshot_keeps_the_epochs_asked_for_and_chains():
+    from unlearnbench.unlearn.prune import EpochSnapshot
+
+    with pytest.raises(ValueError, match="count from 1"):
+        EpochSnapshot()
+    with pytest.raises(ValueError, match="count from 1"):
+        EpochSnapshot(0, 3)
+    m = _two_conv()
+    seen = []
+    snap = EpochSnapshot(2, 3, inner=lambda e, r, model: seen.append(e) or (e == 3))
+    assert snap.state is None
+    results = []
+    for epoch in (1, 2, 3):
+        with torch.no_grad():
+            m.a.weight.fill_(float(epoch))
+        results.append(snap(epoch, {}, m))
+    assert results == [False, False, True] and seen == [1, 2, 3]  # the inner callback's answer passes through
+    assert sorted(snap.states) == [2, 3] and bool((snap.state["a.weight"] == 2.0).all())
+    assert bool((snap.states[3]["a.weight"] == 3.0).all())
+    assert EpochSnapshot(1)(1, {}, m) is None
+
+
+def test_fixed_mask_zeroes_pruned_weights_in_every_forward_and_leaves_plain_parameters():
+    from unlearnbench.unlearn.prune import fixed_mask
+
+    m = _two_conv()
+    masks = magnitude_masks(m, 0.4)
+    with fixed_mask(m, masks):
+        with torch.no_grad():
+            m.a.weight_orig.add_(1.0)  # what an optimizer step does to the pruned entries too
+        m(torch.ones(1, 1, 2, 2))  # the forward pre-hook recomputes weight = weight_orig * mask
+        assert m.a.weight.flatten().tolist() == pytest.approx([1.4, 0.0, 1.3, 0.0])
+    assert {n for n, _ in m.named_parameters()} == {"a.weight", "b.0.weight", "b.0.bias", "fc.weight", "fc.bias"}
+    assert m.a.weight.flatten().tolist() == pytest.approx([1.4, 0.0, 1.3, 0.0])

@@ -122,3 +122,109 @@ def test_ls_methods_name_says_which_recipe():
     out = CliRunner().invoke(app, ["ls", "methods", "salun"])
     assert out.exit_code == 0, out.output
     assert "natural-32" in out.stdout and "salun-cifar10-random10" in out.stdout
+
+
+# ----------------------------------------------------------------------------- recipe_for's choice, rule by rule
+
+
+def test_regime_edges():
+    assert regime_of(3, 16) == "small" and regime_of(3, 17) == "other" and regime_of(1, 16) == "small"
+    assert regime_of(3, 23) == "other" and regime_of(3, 24) == "natural-32"
+    assert regime_of(3, 64) == "natural-32" and regime_of(3, 65) == "other"
+    assert regime_of(1, 32) == regime_of(4, 32) == "other"  # natural-32 is RGB only
+
+
+class _FakePresets:
+    def __init__(self, presets):
+        self.presets = {p.name: p for p in presets}
+
+    def names(self):
+        return sorted(self.presets)
+
+    def get(self, name):
+        return self.presets[name]
+
+
+def _fake_preset(name, dataset, forget, release="", method="m", **config):
+    from unlearnbench.unlearn.presets import Preset
+
+    return Preset(name=name, method=method, dataset=dataset, forget=forget, config=config, release=release)
+
+
+def test_recipe_for_prefers_the_forget_kind_then_the_class_count_then_the_newest_release(monkeypatch):
+    import unlearnbench.unlearn.presets as presets_mod
+    from unlearnbench.unlearn.recipes import _release_day
+
+    fake = _FakePresets([
+        _fake_preset("a-c100-class", "cifar100", "class:0", "o/r@1234567 (2024-01-01)", lr=1),
+        _fake_preset("b-c10-random-old", "cifar10", "random:0.1", "o/r@1234567 (2023-01-01)", lr=2),
+        _fake_preset("c-c10-random-new", "cifar10", "random:0.1", "o/r@1234567 (2025-01-01)", lr=3),
+        _fake_preset("aa-c10-random-undated", "cifar10", "random:0.1", lr=4),
+        _fake_preset("d-digits", "digits", "class:3", lr=5),  # the small regime: never a natural-32 recipe
+        _fake_preset("e-other-method", "cifar10", "random:0.1", method="other", lr=6),
+        _fake_preset("f-unknown-data", "nowhere", "random:0.1", lr=7),
+        _fake_preset("g-c20-subclass", "cifar20", "subclass:0", "o/r@1234567 (2020-01-01)", lr=8),
+    ])
+    monkeypatch.setattr(presets_mod, "PRESETS", fake)
+    assert _release_day("o/r@1234567 (2025-01-02)") == 20250102 and _release_day("") == 0
+    assert recipe_for("m", 3, 32, 10, False).name == "c-c10-random-new"  # newest of the equally close
+    assert recipe_for("m", 3, 32, 10, None).name == "c-c10-random-new"
+    assert recipe_for("m", 3, 32, 10, True).name == "g-c20-subclass"  # the kind first (subclass is class-wise)
+    assert recipe_for("m", 3, 32, 100, True).name == "a-c100-class"  # then the nearest class count
+    assert recipe_for("m", 3, 32, 100, None).name == "a-c100-class"
+    assert recipe_for("m", 3, 32, 100, False).name == "c-c10-random-new"  # the kind outweighs the class count
+    r = recipe_for("m", 3, 32, 10, False)
+    assert (r.method, r.regime, r.fits, r.config) == ("m", "natural-32", True, {"lr": 3})
+    assert r.config is not fake.get(r.name).config  # a copy: changing it cannot change the preset
+    small = recipe_for("m", 1, 8, 10, True)
+    assert (small.name, small.regime, small.fits, small.config) == ("defaults", "small", True, {})
+    other = recipe_for("m", 1, 28, 10, True)
+    assert (other.name, other.regime, other.fits) == ("defaults", "other", False)
+    assert recipe_for("other", 3, 32, 10, True).name == "e-other-method"  # the kind is a preference only
+    none = recipe_for("nobody", 3, 32, 10, True)
+    assert (none.name, none.fits) == ("defaults", False)
+
+
+def test_recipe_describe_and_the_lines_by_regime(monkeypatch):
+    from unlearnbench.unlearn.recipes import MethodRecipe
+
+    assert MethodRecipe("m", "small", "defaults").describe() == \
+        "small (images of at most 16 px (digits-like)): the method's defaults (tuned on digits)"
+    assert MethodRecipe("m", "other", "defaults", fits=False).describe() == \
+        "other (any other shape): the method's defaults (tuned on digits), not tuned for it"
+    assert MethodRecipe("m", "natural-32", "p").describe() == "natural-32 (RGB images of 24-64 px (CIFAR-like)): preset p"
+    import unlearnbench.unlearn.presets as presets_mod
+
+    monkeypatch.setattr(presets_mod, "PRESETS", _FakePresets([_fake_preset("p", "cifar10", "random:0.1")]))
+    assert recipes_by_regime("m") == [
+        "small (images of at most 16 px (digits-like)): the method's defaults (tuned on digits)",
+        "natural-32 (RGB images of 24-64 px (CIFAR-like)): preset p",  # one recipe for both kinds: one line
+        "other (any other shape): the method's defaults, not tuned for it",
+    ]
+    monkeypatch.setattr(presets_mod, "PRESETS", _FakePresets([_fake_preset("p", "cifar10", "random:0.1"),
+                                                              _fake_preset("q", "cifar10", "class:1")]))
+    assert recipes_by_regime("m")[1] == ("natural-32 (RGB images of 24-64 px (CIFAR-like)): preset p for random "
+                                         "forgetting; preset q for class-wise")
+
+
+def test_utility_drop_threshold_causes_and_suggestions(monkeypatch):
+    import unlearnbench.unlearn.presets as presets_mod
+
+    before = {"retain_acc": 90.0, "test_acc": 80.0}
+    assert utility_drop("m", before, {"retain_acc": 80.0, "test_acc": 70.0}) is None  # exactly 10 points: not reported
+    assert utility_drop("m", before, {"retain_acc": 79.9}) is not None  # one key is enough
+    assert utility_drop("m", {"forget_acc": 90.0}, {"forget_acc": 0.0}) is None  # forgetting is not a utility drop
+    monkeypatch.setattr(presets_mod, "PRESETS", _FakePresets([_fake_preset("p", "cifar10", "random:0.1"),
+                                                              _fake_preset("q", "cifar10", "class:1")]))
+    line = utility_drop("m", before, {"retain_acc": 60.0, "test_acc": 65.0}, "given")
+    assert line == ("m cut retain accuracy from 90.0% to 60.0% (30.0 points): likely the learning rate or number of "
+                    "epochs is too aggressive for this model; try a preset (p, q; `ls presets`) or a lower lr "
+                    "(--set lr=...).")
+    line = utility_drop("m", before, {"retain_acc": 85.0, "test_acc": 50.0}, "p")
+    assert line.startswith("m cut test accuracy from 80.0% to 50.0% (30.0 points): likely the recipe p was made for "
+                           "another model or dataset than this one; try a preset (q; `ls presets`)")
+    assert "likely the learning rate" in utility_drop("m", before, {"retain_acc": 0.0}, "defaults", fits=True)
+    assert "tuned on 8x8 digits" in utility_drop("m", before, {"retain_acc": 0.0}, "", fits=False)
+    assert "made for another model" in utility_drop("m", before, {"retain_acc": 0.0}, "p", fits=False)
+    assert utility_drop("nobody", before, {"retain_acc": 0.0}, "given").endswith(
+        "too aggressive for this model; try a lower lr (--set lr=...).")  # no preset to suggest
