@@ -357,6 +357,13 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
     "unlearn/influence.py": {
         **{("seed: int = 0", f"seed: int = {v}"):
            "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+        **{("chunk = max(1, min(64, (1 << 26) // max(1, n_params)))  # bound the (chunk, P) gradient block",
+            f"chunk = max(1, min(64, {e}))  # bound the (chunk, P) gradient block"):
+           "how many per-sample gradients vmap computes at once; each sample's gradient and the recursion's "
+           "order are the same for every chunk size" for e in ("(1 << 26) ** max(1, n_params)", "( 2 << 26) // max(1, n_params)")},
+        **{("batch_size: int = 256", f"batch_size: int = {v}"):
+           "only batches the gradient sums (batch mean x batch size): the same sums up to float rounding"
+           for v in (255, 257)},
     },
     "unlearn/finetune.py": {
         **{("seed: int = 0", f"seed: int = {v}"):
