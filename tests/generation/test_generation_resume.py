@@ -22,8 +22,11 @@ from unlearnbench.cli import app
 runner = CliRunner()
 
 
-def _spy(monkeypatch) -> dict[str, list]:
-    """Count the work a study does: model training, unlearning calls, evaluations."""
+def _spy(monkeypatch, threads: list[int] | None = None) -> dict[str, list]:
+    """Count the work a study does: model training, unlearning calls, evaluations (and the
+    intra-op thread count each ran with, into ``threads``)."""
+    import torch
+
     calls: dict[str, list] = {"train": [], "unlearn": [], "evaluate": []}
     for module, name, bucket in ((unlearnbench.core.jobs, "train_generator", "train"),
                                  (unlearnbench.core.jobs, "train_model", "train"),
@@ -33,6 +36,8 @@ def _spy(monkeypatch) -> dict[str, list]:
 
         def spy(*args, _real=real, _bucket=bucket, _name=name, **kwargs):
             calls[_bucket].append(args[0] if _bucket == "unlearn" else _name)
+            if threads is not None:
+                threads.append(torch.get_num_threads())
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(module, name, spy)
@@ -55,21 +60,31 @@ def _bench(path, experiment, uri, work, out, *extra):
 @pytest.fixture(scope="module")
 def resumed(mlflow_uri, tmp_path_factory):
     """The tiny generation study through the CLI three times: fresh, again, then with one method's
-    config changed; what each run did and logged."""
+    config changed; what each run did and logged. The process runs 2 intra-op threads, the study
+    --threads 1: the jobs must see 1."""
+    import torch
+
     tmp = tmp_path_factory.mktemp("gen-resume")
     path = tmp / "tiny-gen.yaml"
     path.write_text(yaml.safe_dump(TINY_GEN))
     experiment = f"gen-{uuid.uuid4().hex[:8]}"
-    seen: dict = {"tmp": tmp, "path": path, "experiment": experiment}
-    for step, extra in (("first", ()), ("second", ()),
-                        ("changed", ("--set", "methods=" + json.dumps(
-                            [TINY_GEN["methods"][0], {"name": "ddpm_salun", "config": {"steps": 3, "batch_size": 16}}])))):
-        with pytest.MonkeyPatch.context() as mp:
-            calls = _spy(mp)
-            result = _bench(path, experiment, mlflow_uri, tmp / "cache", tmp / "reports", *extra)
-        assert result.exit_code == 0, result.output
-        seen[step] = {"calls": calls, "json": json.loads(result.stdout), "children": _children(mlflow_uri, experiment),
-                      "report": (tmp / "reports" / "tiny-gen" / "report.md").read_text()}
+    seen: dict = {"tmp": tmp, "path": path, "experiment": experiment, "threads": []}
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for step, extra in (("first", ()), ("second", ()),
+                            ("changed", ("--set", "methods=" + json.dumps(
+                                [TINY_GEN["methods"][0], {"name": "ddpm_salun", "config": {"steps": 3, "batch_size": 16}}])))):
+            with pytest.MonkeyPatch.context() as mp:
+                calls = _spy(mp, seen["threads"])
+                result = _bench(path, experiment, mlflow_uri, tmp / "cache", tmp / "reports", "--threads", "1", *extra)
+            assert result.exit_code == 0, result.output
+            seen[step] = {"calls": calls, "json": json.loads(result.stdout),
+                          "children": _children(mlflow_uri, experiment),
+                          "report": (tmp / "reports" / "tiny-gen" / "report.md").read_text()}
+        seen["threads_after"] = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
     return seen
 
 
@@ -81,6 +96,13 @@ def test_the_first_run_trains_unlearns_and_evaluates_every_row(resumed):
     assert (first["json"]["finished"], first["json"]["skipped"], first["json"]["resumed"]) == (4, 0, False)
     assert sorted(r.data.tags["label"] for r in first["children"]) == ["ddpm_finetune", "ddpm_salun", "original", "retrain"]
     assert all(r.info.status == "FINISHED" for r in first["children"])
+
+
+def test_every_job_runs_on_the_studys_threads(resumed):
+    """--threads reaches the generation jobs (training, unlearning, evaluation) though the driver
+    runs another count, which it gets back."""
+    assert len(resumed["threads"]) == 3 + 2 + 4 + 1 + 1 and set(resumed["threads"]) == {1}
+    assert resumed["threads_after"] == 2
 
 
 def test_a_second_run_re_runs_nothing_and_reports_the_same_table(resumed):

@@ -72,7 +72,7 @@ def test_an_unknown_study_task_is_refused_naming_the_known_ones(tmp_path):
         api.load_study(path)
 
 
-def test_an_executor_a_task_does_not_declare_is_refused(monkeypatch):
+def test_an_executor_a_task_does_not_declare_is_refused(monkeypatch, tmp_path):
     """Executors are a task's declared capability: the check reads the registry, not the task name."""
     import dataclasses
 
@@ -85,3 +85,9 @@ def test_an_executor_a_task_does_not_declare_is_refused(monkeypatch):
     with pytest.raises(ConfigError, match="A generation study runs on the local executor, not ray."):
         api.check_study_executor(cfg, "ray")
     api.check_study_executor(cfg, "local")
+    db, cache = tmp_path / "m.db", tmp_path / "cache"
+    result = runner.invoke(app, ["benchmark", "digits-generation", "--executor", "ray", "--tracking-uri",
+                                 f"sqlite:///{db}", "--work-dir", str(cache), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "A generation study runs on the local executor, not ray." in result.output
+    assert not cache.exists() and not db.exists() and not (tmp_path / "r").exists()
