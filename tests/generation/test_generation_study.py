@@ -5,8 +5,11 @@ Retrain with UA, FID (its extractor), intervals, n, run time and sample grids.""
 from __future__ import annotations
 
 import pytest
+import yaml
+from gen_study_helpers import TINY_GEN
 from typer.testing import CliRunner
 
+from unlearnbench import api
 from unlearnbench.cli import app
 from unlearnbench.core.config import load_yaml
 from unlearnbench.core.errors import ConfigError
@@ -50,7 +53,35 @@ def test_digits_generation_benchmark_end_to_end(tmp_path, monkeypatch):
 
 
 def test_benchmark_refuses_options_a_generation_study_does_not_take(tmp_path):
-    result = runner.invoke(app, ["benchmark", "digits-generation", "--executor", "ray", "--tracking-uri",
+    result = runner.invoke(app, ["benchmark", "digits-generation", "--subset", "100", "--tracking-uri",
                                  f"sqlite:///{tmp_path / 'm.db'}", "--work-dir", str(tmp_path / "cache")])
-    assert result.exit_code == 2 and "runs in-process" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "--subset does not apply to a generation study" in result.output
+    assert "Traceback" not in result.output
     assert not (tmp_path / "cache").exists() and not (tmp_path / "m.db").exists()
+
+
+def test_an_unknown_study_task_is_refused_naming_the_known_ones(tmp_path):
+    path = tmp_path / "odd.yaml"
+    path.write_text(yaml.safe_dump({**TINY_GEN, "task": "segmentation"}))
+    result = runner.invoke(app, ["benchmark", str(path), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+                                 "--work-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "Unknown study task 'segmentation'; the known tasks are classification, generation." in result.output
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "m.db").exists()
+    with pytest.raises(ConfigError, match="known tasks are classification, generation"):
+        api.load_study(path)
+
+
+def test_an_executor_a_task_does_not_declare_is_refused(monkeypatch):
+    """Executors are a task's declared capability: the check reads the registry, not the task name."""
+    import dataclasses
+
+    from unlearnbench.study.tasks import STUDY_TASKS
+
+    cfg = api.load_study("digits-generation")
+    entry = STUDY_TASKS.entry("generation")
+    monkeypatch.setitem(STUDY_TASKS._entries, "generation",
+                        dataclasses.replace(entry, obj=dataclasses.replace(entry.obj, executors=("local",))))
+    with pytest.raises(ConfigError, match="A generation study runs on the local executor, not ray."):
+        api.check_study_executor(cfg, "ray")
+    api.check_study_executor(cfg, "local")
