@@ -34,6 +34,8 @@ def test_a_generation_study_is_checked_before_any_work():
         gen_study_from_dict({**base, "forget": ["random:0.1"]})
     with pytest.raises(ConfigError, match="generation model"):
         gen_study_from_dict({**base, "model": "cnn"})
+    with pytest.raises(ConfigError, match="may hold only letters"):  # the name is the report's folder
+        gen_study_from_dict({**base, "name": "../elsewhere"})
     with pytest.raises(ConfigError, match="stepz"):
         gen_study_from_dict({**base, "methods": [{"name": "ddpm_salun", "config": {"stepz": 1}}]})
 

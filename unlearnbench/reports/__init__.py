@@ -9,6 +9,6 @@ from unlearnbench.reports.study import StudyReport, make_study_report, report_fo
 from unlearnbench.reports.summary import SummaryMetric, summarize, summary_metrics
 
 __all__ = [
-    "Change", "ReportOutput", "RunSet", "StudyReport", "SummaryMetric", "build_report", "compare", "load_runs", "make_study_report", "regressions", "report_folder",
-    "summarize", "summary_metrics", "write_report",
+    "Change", "ReportOutput", "RunSet", "StudyReport", "SummaryMetric", "build_report", "compare", "load_runs",
+    "make_study_report", "regressions", "report_folder", "summarize", "summary_metrics", "write_report",
 ]

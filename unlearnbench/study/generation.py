@@ -29,6 +29,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,6 +107,8 @@ class GenStudyConfig:
         from unlearnbench.unlearn import METHODS, build_config
         from unlearnbench.unlearn.base import method_task
 
+        if not re.match(r"^[A-Za-z0-9_.-]+$", self.name) or self.name in (".", ".."):  # it names the report folder
+            raise ConfigError(f"Study name {self.name!r} may hold only letters, digits, '.', '-' and '_'.")
         if model_task(self.model) != "generation":
             raise ConfigError(f"A generation study needs a generation model; {self.model!r} is a classifier.")
         if not self.methods or not self.forget or not self.seeds:
