@@ -244,7 +244,7 @@ def benchmark_argv(draw):
                                                           "forget", "nosuch"]), NUMBERS)
                                .map(lambda kv: f"{kv[0]}={kv[1]}"), max_size=3),
              "--json": P, "--work-dir": P, "--device": DEVICES, "--subset": NUMBERS, "--threads": NUMBERS,
-             "--executor": st.sampled_from(["local", "ray", "x"]), "--cpus-per-job": NUMBERS}
+             "--executor": st.sampled_from(["local", "ray", "x"]), "--cpus-per-job": NUMBERS, "--out": P}
     study = draw(st.sampled_from(["study.yaml", "cfg.yaml", "req.txt", "orig.pt", "nosuch", "adir", "fifo", ""]))
     return ["benchmark", study, "-q", *_opts(draw, table)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ from eval_helpers import binary_logits
 
 from unlearnbench.eval import signals
 from unlearnbench.eval.engine import Evaluator
-from unlearnbench.eval.metrics.mia_svc import svc_attack
+from unlearnbench.eval.metrics.mia_svc import svc_attack, svc_verdicts
 from unlearnbench.eval.roc import attack_stats
 
 
@@ -192,3 +193,36 @@ def test_attack_stats_without_members_or_nonmembers_is_undefined_not_an_error(me
     assert st.fpr == [] and st.tpr == []  # no curve of NaNs for a plot or the report JSON
     if not nonmembers:
         assert set(st.undefined().values()) == {"undefined: there are no non-members"}
+
+
+def test_svc_attack_lowrank_never_calls_libsvm_when_it_converges(monkeypatch):
+    import sklearn.svm
+
+    rng = np.random.default_rng(2)
+    members, nonmembers, target = rng.beta(8, 2, 200), rng.beta(4, 4, 200), rng.beta(6, 3, 50)
+    expected = svc_attack(members, nonmembers, target, solver="libsvm")
+
+    def no_libsvm(*args, **kwargs):
+        raise AssertionError("libsvm was called although the low-rank solver converged")
+
+    monkeypatch.setattr(sklearn.svm, "SVC", no_libsvm)
+    assert svc_attack(members, nonmembers, target) == pytest.approx(expected, abs=2 / len(target))
+    # nothing to judge: no verdicts, and the share of an empty set is not a number
+    assert svc_verdicts(members, nonmembers, np.zeros(0)).shape == (0,)
+    assert math.isnan(svc_attack(members, nonmembers, []))
+
+
+def test_mia_efficacy_without_forgotten_class_test_images_has_no_svc_curve(constructed):
+    """Class-wise, the SVC's ROC scores the forget set against the forgotten classes' test images:
+    without any there is no curve, but MIA-Efficacy (fitted on the retained classes) is still there."""
+    from unlearnbench.core.data import parse_forget_spec
+
+    model, data = constructed(binary_logits([0.99, 0.2]), binary_logits([0.99] * 2 + [0.2] * 2),
+                              binary_logits([0.2, 0.3]))
+    keep = torch.ones(len(data.test), dtype=torch.bool)
+    cw = dataclasses.replace(data, spec=parse_forget_spec("class:1"), forget_classes=(1,),
+                             test_retained=data.test.select(keep, "test_retained"),
+                             test_forgotten=data.test.select(~keep, "test_forgotten"))
+    report = Evaluator(metrics=["mia_efficacy"]).evaluate(model, cw)
+    assert report["mia_efficacy"] == pytest.approx(50.0)  # SVC on {0.99, 0.99 | 0.2, 0.3}: 0.2 is a non-member
+    assert report.counts["mia_efficacy/n_nonmembers"] == 2 and not report.curves

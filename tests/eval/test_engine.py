@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from unlearnbench.core.data import parse_forget_spec
 from unlearnbench.core.errors import ConfigError, UnknownNameError
 from unlearnbench.core.models import create_model
 from unlearnbench.core.train import TrainConfig, fit
@@ -298,3 +299,210 @@ def test_a_diverged_model_is_refused_not_scored(digits_class3, digits_cnn):
         next(model.parameters()).fill_(float("nan"))
     with pytest.raises(NonFiniteOutputs, match=r"NaN or infinite on \d+ of \d+ \w+ samples"):
         Evaluator(metrics=["ua"]).evaluate(model, digits_class3)
+
+
+def _one_hot_logits(preds, labels, c=3):
+    return 5.0 * torch.nn.functional.one_hot(torch.tensor(preds), c).float(), torch.tensor(labels)
+
+
+def test_per_class_accuracy_by_hand(constructed):
+    """Per-class accuracy of the model and of its reference, counted by hand; a class missing from
+    a split gets no row; class names come from the dataset, and classes without a name show their index."""
+    from eval_helpers import LookupModel
+
+    splits = {"forget": ([0, 1, 1], [0, 0, 1]), "retain": ([0, 1, 2, 0], [0, 1, 2, 2]), "test": ([1, 1, 2], [0, 1, 2])}
+    model, data = constructed(*(_one_hot_logits(p, y) for p, y in splits.values()))
+    data = dataclasses.replace(data, info=dataclasses.replace(data.info, class_names=("cat",)))
+    ref_preds = {"forget": [1, 0, 0], "retain": [0, 1, 2, 2], "test": [0, 1, 0]}
+    ref_table = [_one_hot_logits(p, splits[s][1])[0] for s, p in ref_preds.items()]
+    ref = LookupModel(torch.cat([*ref_table, ref_table[-1]])).eval()  # val = test
+    r = Evaluator(metrics=["per_class_acc", "forget_acc", "ua"]).evaluate(model, data, reference=ref)
+    rows = {(row["split"], row["class"]): row for row in r.per_class.to_dict(orient="records")}
+    expected = {  # (split, class): (name, n, acc, reference acc)
+        ("forget", 0): ("cat", 2, 50.0, 50.0), ("forget", 1): ("1", 1, 100.0, 0.0),
+        ("retain", 0): ("cat", 1, 100.0, 100.0), ("retain", 1): ("1", 1, 100.0, 100.0),
+        ("retain", 2): ("2", 2, 50.0, 100.0),
+        ("test", 0): ("cat", 1, 0.0, 100.0), ("test", 1): ("1", 1, 100.0, 100.0), ("test", 2): ("2", 1, 100.0, 0.0),
+    }
+    assert set(rows) == set(expected)  # no row for class 2, absent from the forget set
+    for key, (name, n, acc, ref_acc) in expected.items():
+        assert (rows[key]["name"], rows[key]["n"]) == (name, n)
+        assert rows[key]["acc"] == pytest.approx(acc) and rows[key]["reference_acc"] == pytest.approx(ref_acc)
+    assert r["forget_acc"] == pytest.approx(200 / 3) and r["ua"] == pytest.approx(100 / 3)
+    assert r.counts["n/ua"] == r.counts["n/forget_acc"] == 3
+    assert r.reference_values["ua"] == pytest.approx(200 / 3)
+    # UA's per-image outcomes are the forget accuracy's, inverted (its gap is paired on them)
+    ua, forget = r.outcomes["ua"], r.outcomes["forget_acc"]
+    assert ua.digest == forget.digest and ua.hits.tolist() == [False, True, False] == (~forget.hits).tolist()
+
+
+def test_divergence_against_scipy(constructed):
+    """div/kl = mean KL(p_ref || p_model) and div/js = mean JS(p_ref, p_model) (natural log) per
+    split, against scipy's entropy and Jensen-Shannon distance (squared) example by example."""
+    from eval_helpers import LookupModel
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import entropy
+
+    g = torch.Generator().manual_seed(0)
+    sizes = {"forget": 4, "retain": 5, "test": 6}
+    mine = {s: 2 * torch.randn(n, 3, generator=g) for s, n in sizes.items()}
+    theirs = {s: 2 * torch.randn(n, 3, generator=g) for s, n in sizes.items()}
+    model, data = constructed(*((mine[s], torch.zeros(n, dtype=torch.long)) for s, n in sizes.items()))
+    ref = LookupModel(torch.cat([theirs["forget"], theirs["retain"], theirs["test"], theirs["test"]])).eval()
+    r = Evaluator(metrics=["divergence"]).evaluate(model, data, reference=ref)
+    for split in ("forget", "test"):
+        p = torch.softmax(mine[split].double(), 1).numpy()
+        q = torch.softmax(theirs[split].double(), 1).numpy()
+        kl = np.mean([entropy(qi, pi) for pi, qi in zip(p, q, strict=True)])
+        js = np.mean([jensenshannon(pi, qi) ** 2 for pi, qi in zip(p, q, strict=True)])
+        assert r[f"div/kl/{split}"] == pytest.approx(kl, rel=1e-6)
+        assert r[f"div/js/{split}"] == pytest.approx(js, rel=1e-6)
+        assert 0 < js < math.log(2)
+
+
+@pytest.mark.parametrize("original_as", ["model", "values"])
+def test_aus_of_an_evaluation_by_hand(constructed, original_as):
+    """Random forgetting: A_or = the original's test accuracy (from its model, or from its values),
+    A_t = 50 % test accuracy, A_f = 75 % forget accuracy: AUS = (1 - (1 - 0.5)) / (1 + 0.25) = 0.4."""
+    from eval_helpers import LookupModel
+
+    forget, test = _one_hot_logits([0, 0, 0, 1], [0, 0, 0, 0], 2), _one_hot_logits([0, 1, 1, 0], [0, 1, 0, 1], 2)
+    retain = _one_hot_logits([0, 1], [0, 1], 2)
+    model, data = constructed(forget, retain, test)
+    perfect = LookupModel(torch.cat([forget[0], retain[0], *(_one_hot_logits([0, 1, 0, 1], [0] * 4, 2)[0],) * 2])).eval()
+    original = perfect if original_as == "model" else {"test_acc": 100.0}
+    r = Evaluator(metrics=["aus"]).evaluate(model, data, original=original)
+    assert (r["test_acc"], r["forget_acc"]) == (50.0, 75.0)
+    assert r["aus"] == pytest.approx(0.4)
+    # AUS is derived before the gaps: its gap to a reference report's AUS, asked in either order
+    r = Evaluator(metrics=["gap", "aus"]).evaluate(model, data, original=original, reference={"aus": 0.25})
+    assert r["gap/aus"] == pytest.approx(0.15)
+
+
+def test_average_gap_names_what_is_missing(constructed):
+    full = {"ua": 1.0, "retain_acc": 2.0, "test_acc": 3.0, "mia_efficacy": 4.0}
+    # a reference report without MIA-Efficacy: no average gap (the other gaps are there), not an error
+    model, data = constructed(_one_hot_logits([0], [0], 2), _one_hot_logits([1], [1], 2), _one_hot_logits([0], [0], 2))
+    r = Evaluator(metrics=["avg_gap", "gap"]).evaluate(model, data, reference={k: v for k, v in full.items() if k != "mia_efficacy"})
+    assert "avg_gap" not in r.values and r["gap/ua"] == 1.0 and "mia_efficacy" in r.values
+    # gaps come after the values they compare (UA is derived at stage 1), whatever order they are asked in
+    r = Evaluator(metrics=["gap", "ua"]).evaluate(model, data, reference={"ua": 5.0})
+    assert r["gap/ua"] == 5.0
+    # missing on one side only (here the reference's UA) is still missing
+    with pytest.raises(KeyError, match="average gap needs ua for the model and the reference"):
+        average_gap(full, {k: v for k, v in full.items() if k != "ua"})
+    with pytest.raises(KeyError, match="needs test_retained_acc"):
+        average_gap(full, full, classwise=True)
+
+
+def test_robustness_outcomes_and_the_splits_attacked(constructed, monkeypatch):
+    """Per-point clean and robust outcomes are recorded when the attack returns them with the
+    points' ids (paired gaps), each only when both are there; a one-image split is attacked; an empty
+    split (a forgotten class without test images) is not; clean accuracy is the first attack's."""
+    from unlearnbench.eval.metrics.robustness import robust_splits
+    from unlearnbench.robust.threat import ThreatModel
+
+    calls = []
+
+    def robust_accuracy(model, data, attack, threat, *, n=None, seed=0, batch_size=256):
+        calls.append((data.name, attack))
+        clean, robust = torch.ones(len(data), dtype=torch.bool), torch.zeros(len(data), dtype=torch.bool)
+        parts = {"forget": dict(clean=clean, robust=robust, idx=data.idx),  # everything per point
+                 "retain": dict(clean=None, robust=robust, idx=data.idx),  # robust outcomes only
+                 "test": dict(clean=clean, robust=None, idx=data.idx)}  # clean outcomes only
+        part = parts.get(data.name, parts["forget"])
+        return types.SimpleNamespace(clean_acc=90.0 if attack == "pgd" else 80.0, robust_acc=40.0, n=len(data),
+                                     stages={}, seconds=0.0, **part)
+
+    ev_mod = types.ModuleType("unlearnbench.robust.evaluate")
+    ev_mod.robust_accuracy = robust_accuracy
+    monkeypatch.setitem(sys.modules, "unlearnbench.robust.evaluate", ev_mod)
+    model, data = constructed(_one_hot_logits([0], [0], 2), _one_hot_logits([0, 1], [0, 1], 2),
+                              _one_hot_logits([0, 1, 1], [0, 1, 1], 2))
+    ev = Evaluator(metrics=["test_acc"], robustness=["pgd", "fgsm"], threat=ThreatModel("Linf", 0.1), robust_n=10)
+    r = ev.evaluate(model, data)
+    assert calls == [(s, a) for s in ("forget", "retain", "test") for a in ("pgd", "fgsm")]
+    assert r["clean/forget"] == 90.0 and r.counts["n/clean/forget"] == r.counts["n/robust/forget/fgsm"] == 1
+    assert r.outcomes["clean/forget"].hits.tolist() == [True] and r.outcomes["robust/forget/pgd"].hits.tolist() == [False]
+    assert "clean/retain" not in r.outcomes and "robust/retain/fgsm" in r.outcomes
+    assert "clean/test" in r.outcomes and not any(k.startswith("robust/test/") for k in r.outcomes)
+    # class-wise: the forgotten class has no test images here, so only the retained ones are attacked
+    empty = data.test.select(torch.zeros(len(data.test), dtype=torch.bool), "test_forgotten")
+    cw = dataclasses.replace(data, spec=parse_forget_spec("class:2"), forget_classes=(2,),
+                             test_retained=data.test.select(torch.ones(len(data.test), dtype=torch.bool), "test_retained"),
+                             test_forgotten=empty)
+    assert robust_splits(types.SimpleNamespace(has=lambda need: True)) == ("forget", "retain", "test_retained",
+                                                                           "test_forgotten")
+    calls.clear()
+    r = Evaluator(metrics=["forget_acc"], robustness=["pgd"], threat=ThreatModel("Linf", 0.1), robust_n=10).evaluate(model, cw)
+    assert [c[0] for c in calls] == ["forget", "retain", "test_retained"]
+    assert "robust/test_forgotten/pgd" not in r.values and r["robust/test_retained/pgd"] == 40.0
+
+
+def test_eval_context_and_prediction_cache(constructed, monkeypatch):
+    """The cache predicts each (model, split) once, adopts only the given model's predictions from
+    another cache, times what it predicts and nothing else; the context finds pools by kind and
+    says which inputs it has."""
+    import time
+
+    from eval_helpers import LookupModel
+
+    from unlearnbench.eval.metrics.base import EvalContext, PredictionCache
+
+    calls = []
+    real = Predictions.of.__func__
+
+    def counting(cls, model, data, batch_size=1024, amp=False):
+        calls.append((id(model), data.name))
+        time.sleep(0.01)
+        return real(cls, model, data, batch_size, amp)
+
+    monkeypatch.setattr(Predictions, "of", classmethod(counting))
+    model, data = constructed(_one_hot_logits([0, 1], [0, 0], 2), _one_hot_logits([1], [1], 2), _one_hot_logits([0], [0], 2))
+    other = LookupModel(model.table.clone()).eval()
+    cache = PredictionCache()
+    t0 = time.perf_counter()
+    first = cache.get(model, data, "forget")
+    assert cache.get(model, data, "forget") is first and calls == [(id(model), "forget")]
+    assert 0.01 <= cache.seconds <= time.perf_counter() - t0
+    assert cache.get(model, data, "test_retained") is None  # random forgetting: no class-wise split
+    no_val = dataclasses.replace(data, val=data.val.select(torch.zeros(len(data.val), dtype=torch.bool), "val"))
+    n = len(calls)
+    assert cache.get(model, no_val, "val") is None and len(calls) == n  # an empty split is not predicted
+    with pytest.raises(ValueError, match="unknown split"):
+        cache.get(model, data, "train")
+    cache.get(other, data, "forget")
+    fresh = PredictionCache()
+    fresh.adopt(cache, model)
+    before = len(calls)
+    assert fresh.get(model, data, "forget") is first and len(calls) == before  # adopted, not predicted again
+    fresh.get(other, data, "forget")
+    assert len(calls) == before + 1  # the other model's predictions were not adopted
+    assert fresh.seconds >= 0.01
+
+    lira, ulira = types.SimpleNamespace(kind="lira"), types.SimpleNamespace(kind="ulira")
+    ctx = EvalContext(model=model, data=data, options=EvalConfig(), cache=cache, pools=(ulira, lira))
+    assert ctx.pool("lira") is lira and ctx.pool("ulira") is ulira and ctx.pool("other") is None
+    assert ctx.ta_split == "test" and not ctx.classwise
+    assert not any(ctx.has(n) for n in ("reference", "reference_model", "original", "rte", "robustness", "classwise"))
+    assert ctx.has("lira_pool") and ctx.has("ulira_pool")
+    ctx = EvalContext(model=model, data=data, options=EvalConfig(), cache=cache, reference_values={"ua": 1.0},
+                      original_values={"test_acc": 1.0}, rte_seconds=0.0)
+    assert ctx.has("reference") and ctx.has("original") and ctx.has("rte") and not ctx.has("reference_model")
+    assert not ctx.has("lira_pool") and not ctx.has("ulira_pool")
+    ctx = EvalContext(model=model, data=data, options=EvalConfig(), cache=cache, reference_model=other, original_model=other)
+    assert ctx.has("reference") and ctx.has("reference_model") and ctx.has("original")
+    assert ctx.preds("forget", "reference") is cache.get(other, data, "forget") and ctx.preds("forget", "original") is not None
+    # the report's prediction time is what the cache measured: a part of the total
+    r = Evaluator(metrics=["forget_acc"]).evaluate(model, data)
+    assert 0.01 <= r.timings["predictions"] <= r.timings["total"]
+
+
+def test_rte_is_the_given_run_time_with_no_gap(constructed):
+    """RTE is the seconds handed in; it has no gap to the reference (the retrain's run time is a
+    cost, not a target), even when the reference's report carries one."""
+    model, data = constructed(_one_hot_logits([0], [0], 2), _one_hot_logits([1], [1], 2), _one_hot_logits([0], [0], 2))
+    r = Evaluator(metrics=["rte", "gap", "forget_acc"]).evaluate(
+        model, data, rte_seconds=2.5, reference={"rte_seconds": 100.0, "forget_acc": 50.0})
+    assert r["rte_seconds"] == 2.5 and r.directions["rte_seconds"] == "lower"
+    assert r["gap/forget_acc"] == 50.0 and "gap/rte_seconds" not in r.values

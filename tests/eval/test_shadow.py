@@ -115,3 +115,43 @@ def test_pool_errors(tmp_path):
     with pytest.raises(UserError, match="--forget"):
         train_pool(tmp_path / "u", dataset="digits", model="mlp", n=2, config=TrainConfig(epochs=1, device="cpu"),
                    ulira_method="finetune")
+
+
+def test_lira_metric_by_construction(constructed):
+    """A LiRA pool built by construction: every example's OUT shadows give phi about 0 and its IN
+    shadows about -10. The target gives phi 5 to members (forget, retain) and -5 to test images.
+    Offline LiRA (how far above the OUT Gaussian) ranks every member first: AUC 1; online LiRA
+    (IN against OUT likelihood) finds phi 5 far less IN-like than -5: AUC 0. Class-wise without
+    forgotten-class test images, the forget pair has no non-members and is left out."""
+    import dataclasses
+    from pathlib import Path
+
+    import torch
+    from eval_helpers import binary_logits
+
+    from unlearnbench.core.data import parse_forget_spec
+
+    def logits(phi):
+        return binary_logits(torch.sigmoid(torch.tensor(phi, dtype=torch.float64)).tolist())
+
+    model, data = constructed(logits([5.0, 5.0]), logits([5.0, 5.0]), logits([-5.0, -5.0]))
+    train_idx = np.r_[data.forget.idx.numpy(), data.retain.idx.numpy()]
+    masks = balanced_masks(8, 6, seed=0)
+    phi = np.where(masks, -10.0, 0.0)
+    for i in range(6):
+        for side in (masks[:, i], ~masks[:, i]):
+            phi[side, i] += np.resize([1.0, -1.0], side.sum())
+    manifest = {"kind": "lira", "dataset": data.info.name, "split_seed": 0, "val_fraction": 0.1,
+                "shadows": [{"index": j} for j in range(8)],
+                "population": {"train_idx": train_idx.tolist(), "test_idx": data.test.idx.numpy().tolist()}}
+    pool = ShadowPool(Path("."), manifest, masks=masks, phi=phi)
+    r = Evaluator(metrics=["lira"], shadow_pool=pool).evaluate(model, data)
+    for pair in ("forget_test", "retain_test"):
+        assert r[f"mia/lira_offline/{pair}/auc"] == 1.0 and r[f"mia/lira_online/{pair}/auc"] == 0.0
+        assert r.counts[f"mia/lira_online/{pair}/n_members"] == r.counts[f"mia/lira_offline/{pair}/n_nonmembers"] == 2
+    keep = torch.ones(len(data.test), dtype=torch.bool)
+    cw = dataclasses.replace(data, spec=parse_forget_spec("class:1"), forget_classes=(1,),
+                             test_retained=data.test.select(keep, "test_retained"),
+                             test_forgotten=data.test.select(~keep, "test_forgotten"))
+    r = Evaluator(metrics=["lira"], shadow_pool=pool).evaluate(model, cw)
+    assert r["mia/lira_offline/retain_test/auc"] == 1.0 and not any("forget_test" in k for k in r.values)

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from eval_helpers import SHADOW_CFG
 
+from unlearnbench.core.data import prepare
 from unlearnbench.core.errors import ConfigError
 from unlearnbench.core.train import TrainConfig
-from unlearnbench.eval.shadow import ShadowPool, mean_interval, ulira_masks, ulira_targets
+from unlearnbench.eval.shadow import ShadowPool, mean_interval, shadow_seed, ulira_masks, ulira_targets
 from unlearnbench.eval.shadow_train import train_pool
 
 
@@ -72,6 +74,9 @@ def test_ulira_pool_errors(tmp_path):
     with pytest.raises(ConfigError, match="target pairs"):
         train_pool(tmp_path / "b", dataset="digits", model="mlp", n=4, config=cfg, ulira_method="finetune",
                    forget="random:0.1", targets=3)
+    with pytest.raises(ConfigError, match=r"--n 10 pairs needs 2 to 8 target pairs \(--targets\), got 9"):
+        train_pool(tmp_path / "b", dataset="digits", model="mlp", n=10, config=cfg, ulira_method="finetune",
+                   forget="random:0.1", targets=9)
     with pytest.raises(ConfigError, match="only apply to U-LiRA"):
         train_pool(tmp_path / "c", dataset="digits", model="mlp", n=4, config=cfg, targets=2)
 
@@ -217,3 +222,174 @@ def test_shadow_bootstrap_is_the_central_percentile_interval_of_its_draws(level)
     assert got["acc_fit"] == pytest.approx(tuple(np.nanpercentile(acc, q)), abs=1e-12)
     assert got["auc_fit"] == pytest.approx(tuple(np.nanpercentile(auc, q)), abs=1e-12)
     assert got["auc_fit"][0] < got["auc_fit"][1]
+
+
+@pytest.mark.parametrize("method", ["finetune", "retrain"])
+def test_a_pair_job_by_hand(method, monkeypatch):
+    """One U-LiRA pair with training and unlearning replaced by stubs: the original trains on the
+    whole training split (the null control ``retrain`` trains none), the method and the retrain
+    forget exactly the pair's half of the candidates and keep the rest of the training split, the
+    method gets the pool's method config (the retrain recipe too, when it is retrain), and
+    ``seconds`` is original + unlearning + retraining with ``unlearn_seconds`` the unlearning alone."""
+    from types import SimpleNamespace
+
+    import unlearnbench.eval.shadow_train as st
+    import unlearnbench.unlearn as unlearn
+
+    fits, ran = [], []
+
+    def fake_fit(model, train, val, info, cfg, description=""):
+        fits.append((len(train), cfg.seed))
+        return SimpleNamespace(seconds=1.5)
+
+    def fake_run(name, model, data, config, *, seed, device):
+        ran.append((name, set(data.forget.idx.tolist()), set(data.retain.idx.tolist()), dict(config), seed))
+        return SimpleNamespace(model=model, seconds=(2.25, 4.0)[len(ran) - 1])  # the method's, then retrain's
+
+    monkeypatch.setattr(st, "fit", fake_fit)
+    monkeypatch.setattr(unlearn, "run", fake_run)
+    train_config = {"epochs": 3, "lr": 0.07, "device": "cpu"}
+    spec = {"dataset": "digits", "model": "mlp", "split_seed": 0, "val_fraction": 0.1, "data_root": None,
+            "train_config": train_config, "index": 0, "seed": 1, "forget": "random:0.05",
+            "method": method, "method_config": {"epochs": 2}, "unlearn_seed": 2, "retrain_seed": 3}
+    splits, data = prepare("digits", "random:0.05", split_seed=0)
+    in_f = np.arange(len(data.forget)) % 2 == 0
+    spec["forget_mask"] = in_f.tolist()
+    out = st.ulira_shadow_job(spec)
+    forgotten = set(data.forget.idx[torch.from_numpy(in_f)].tolist())
+    kept = set(splits.train.idx.tolist()) - forgotten
+    recipe = {"epochs": 3, "lr": 0.07}  # the retrain method's keys of the pool's training config
+    assert fits == ([] if method == "retrain" else [(len(splits.train), 1)])
+    assert [r[0] for r in ran] == [method, "retrain"] and [r[4] for r in ran] == [2, 3]
+    assert all(r[1] == forgotten and r[2] == kept for r in ran)
+    assert {k: ran[0][3][k] for k in ran[0][3] if k in recipe} == (
+        {**recipe, "epochs": 2} if method == "retrain" else {"epochs": 2})
+    assert {k: ran[1][3].get(k) for k in recipe} == recipe
+    assert out["forget_mask"].tolist() == in_f.tolist() and out["phi_unlearned"].shape == (len(data.forget),)
+    t_orig = 0.0 if method == "retrain" else 1.5
+    assert out["unlearn_seconds"] == 2.25
+    assert out["seconds"] == pytest.approx(t_orig + 2.25 + 4.0)
+
+
+def _ulira_metric_setup(constructed, reference_phi=None):
+    """Constructed data (4 forget candidates) and a U-LiRA pool whose per-example Gaussians are
+    N(1, sd) for unlearned and N(-1, sd) for retrained models (mirror images: the log likelihood
+    ratio is exactly 0 at phi = 0, and about 2 phi / sd^2 near it)."""
+    import torch
+    from eval_helpers import LookupModel, binary_logits
+
+    def logits(phi):
+        return binary_logits(torch.sigmoid(torch.tensor(phi, dtype=torch.float64)).tolist())
+
+    phi_model = [0.25, -0.25, 0.0, 3.0]  # LLR about 0.5, -0.5, exactly 0, 6: called unlearned 1, 0, 0, 1
+    model, data = constructed(logits(phi_model), logits([1.0] * 3), logits([1.0] * 2))
+    n, targets = 8, 4
+    masks = ulira_masks(n, targets, 4, seed=0)
+    u = np.ones((n, 4))
+    for i in range(4):
+        u[masks[:, i], i] += np.resize([1.0, -1.0], masks[:, i].sum())
+    manifest = {"kind": "ulira", "dataset": data.info.name, "targets": targets, "forget": "random:0.1",
+                "split_seed": 0, "val_fraction": 0.1, "shadows": [{"index": j} for j in range(n)],
+                "population": {"train_idx": np.r_[data.forget.idx.numpy(), data.retain.idx.numpy()].tolist(),
+                               "test_idx": data.test.idx.numpy().tolist(), "forget_idx": data.forget.idx.numpy().tolist()},
+                "holdout": {"ulira": {"acc_fit_lo": 0.1, "acc_fit_hi": 0.9, "auc_fit_lo": 0.2, "auc_fit_hi": 0.8,
+                                      "n_boot": 200}}}
+    pool = ShadowPool(Path("."), manifest, phi_unlearned=u, phi_retrained=-u, forget_masks=masks)
+    ref = None
+    if reference_phi is not None:
+        ref_model, _ = constructed(logits(reference_phi), logits([1.0] * 3), logits([1.0] * 2))
+        ref = LookupModel(ref_model.table).eval()
+    return model, data, pool, ref
+
+
+def test_ulira_metric_by_construction(constructed):
+    """ulira: the share of forget examples with a positive log likelihood ratio (a tie at 0 is
+    'retrained'), for the model and its reference; the protocol's values with the pool's recorded
+    two-stage interval, which belongs to the default variance mode only."""
+    from unlearnbench.eval.engine import Evaluator
+
+    model, data, pool, ref = _ulira_metric_setup(constructed, reference_phi=[3.0, 3.0, 3.0, -3.0])
+    r = Evaluator(metrics=["ulira"], shadow_pool=pool).evaluate(model, data, reference=ref)
+    assert r["mia/ulira/forget/called_unlearned"] == 0.5 and r.counts["mia/ulira/forget/n_examples"] == 4
+    assert r["mia/ulira/reference/called_unlearned"] == 0.75 and r.counts["mia/ulira/reference/n_examples"] == 4
+    expected = pool.targets().values()
+    assert {k: r[f"mia/ulira/targets/{k}"] for k in expected} == pytest.approx(expected, nan_ok=True)
+    assert all(r.counts[f"mia/ulira/targets/{k}"] == v for k, v in pool.targets().counts().items())
+    assert (r["mia/ulira/targets/auc_fit_lo"], r["mia/ulira/targets/acc_fit_hi"]) == (0.2, 0.9)
+    assert r.counts["mia/ulira/targets/n_boot"] == 200
+    for variance in ("global", "per_example"):  # the recorded bootstrap was drawn with "auto"
+        other = Evaluator(metrics=["ulira"], shadow_pool=pool, lira_variance=variance).evaluate(model, data)
+        assert not any("_fit_" in k for k in other.values) and "mia/ulira/targets/n_boot" not in other.counts
+    # a reference given as values (another run's report) with U-LiRA numbers: they describe the pool, no gap
+    r = Evaluator(metrics=["ulira", "gap"], shadow_pool=pool).evaluate(
+        model, data, reference={"mia/ulira/forget/called_unlearned": 0.25, "ua": 1.0})
+    assert not any(k.startswith("gap/mia/ulira") for k in r.values)
+
+
+def test_two_model_ulira_metric_by_construction(constructed):
+    """two_model_ulira: the model's forget examples (members) against the reference's (non-members),
+    scored by the same log likelihood ratio."""
+    from unlearnbench.eval.engine import Evaluator
+
+    model, data, pool, ref = _ulira_metric_setup(constructed, reference_phi=[-3.0, -2.0, -1.0, -0.5])
+    r = Evaluator(metrics=["two_model_ulira"], shadow_pool=pool).evaluate(model, data, reference=ref)
+    assert r["mia/two_model_ulira/forget/auc"] == 1.0  # every model score above every reference score
+    assert r.counts["mia/two_model_ulira/forget/n_members"] == r.counts["mia/two_model_ulira/forget/n_nonmembers"] == 4
+    r = Evaluator(metrics=["two_model_ulira"], shadow_pool=pool).evaluate(ref, data, reference=model)
+    assert r["mia/two_model_ulira/forget/auc"] == 0.0
+
+
+def test_pool_driver_by_hand(tmp_path, monkeypatch):
+    """The driver with stub pair jobs (no training): it records the pool's settings (method config
+    included), one entry per pair with the job's seconds, the hold-out check's values and counts;
+    a re-run with the same settings trains nothing, with other settings it names them."""
+    import unlearnbench.eval.shadow_train as st
+    from unlearnbench.core.errors import UserError
+    from unlearnbench.core.models import create_model
+
+    state = create_model("mlp", 10, 1, 8, (0.5,), (0.5,)).state_dict()
+    calls = []
+
+    def fake_job(spec):
+        calls.append(spec["index"])
+        mask = np.asarray(spec["forget_mask"], dtype=bool)
+        rng = np.random.default_rng(spec["index"])
+        return {"state_dict": state, "retrained_state_dict": state, "forget_mask": mask,
+                "phi_unlearned": rng.normal(size=len(mask)) + mask, "phi_retrained": rng.normal(size=len(mask)),
+                "seconds": 10.0 + spec["index"], "unlearn_seconds": 1.0, "forget_acc": 50.0, "retrained_forget_acc": 40.0}
+
+    monkeypatch.setattr(st, "ulira_shadow_job", fake_job)
+    kw = dict(dataset="digits", model="mlp", n=4, config=TrainConfig(epochs=1, device="cpu"), forget="random:0.05",
+              ulira_method="finetune", method_config={"epochs": 2})  # the default pool seed is 0
+    pool = train_pool(tmp_path / "p", **kw)
+    m = pool.manifest
+    assert m["seed"] == 0 and [s["seed"] for s in m["shadows"]] == [shadow_seed(0, j) for j in range(4)]
+    assert sorted(calls) == [0, 1, 2, 3] and m["method_config"] == {"epochs": 2} and m["targets"] == 2
+    assert [s["seconds"] for s in m["shadows"]] == [10.0, 11.0, 12.0, 13.0]
+    assert [s["index"] for s in m["shadows"]] == [0, 1, 2, 3]
+    hold = m["holdout"]["ulira"]
+    assert {"acc", "auc", "acc_fit_lo", "auc_fit_hi", "n_boot", "n_targets", "n_members", "n_nonmembers"} <= set(hold)
+    assert train_pool(tmp_path / "p", **kw).n == 4 and len(calls) == 4  # finished: nothing trained again
+    with pytest.raises(UserError, match=r"different settings \(method_config\)"):
+        train_pool(tmp_path / "p", **{**kw, "method_config": {"epochs": 3}})
+
+
+def test_pool_driver_refuses_a_corrupt_manifest(tmp_path):
+    """One sentence, the decoder's reason cut at 80 characters, before any training."""
+    cfg = TrainConfig(epochs=1, device="cpu")
+    from unlearnbench.core.errors import UserError
+
+    deep = "[" * 100_000
+    try:
+        json.loads(deep)
+    except RecursionError as exc:
+        reason = str(exc)
+    assert len(reason) > 80
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "manifest.json").write_text(deep)
+    with pytest.raises(UserError) as info:
+        train_pool(tmp_path / "p", dataset="digits", model="mlp", n=2, config=cfg)
+    assert f"is corrupt ({reason[:80]}); use another --out folder." in str(info.value)
+    (tmp_path / "p" / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="is not an unlearnbench shadow-pool manifest"):
+        train_pool(tmp_path / "p", dataset="digits", model="mlp", n=2, config=cfg)

@@ -12,6 +12,7 @@ import torch.nn as nn
 from hypothesis import given
 from hypothesis import strategies as st
 
+from unlearnbench.core.errors import ModelError
 from unlearnbench.eval import intervals as iv
 from unlearnbench.eval.generation import (
     GenEvalConfig,
@@ -146,3 +147,78 @@ def test_evaluate_generation_refuses_swapped_models(tiny_ddpm, digits_class3, di
         evaluate_generation(tiny_ddpm, digits_class3, tiny_ddpm)
     with pytest.raises(ConfigError, match="extractor"):
         GenEvalConfig(extractor="vgg")
+
+
+def _feature_ctx(fake, real, kept=None, kept_labels=None, **config):
+    """A generation context whose FID features are given (no extractor runs)."""
+    kept = torch.zeros(0, 1, 8, 8) if kept is None else kept
+    kept_labels = torch.zeros(0, dtype=torch.long) if kept_labels is None else kept_labels
+    ctx = GenEvalContext(model=None, data=None, classifier=Brightness(), classifier_name="brightness",
+                         config=GenEvalConfig(**config), forget_classes=(3,), forget_samples=torch.zeros(0, 1, 8, 8),
+                         forget_labels=torch.zeros(0, dtype=torch.long), kept_samples=kept, kept_labels=kept_labels,
+                         real_kept=torch.zeros(0, 1, 8, 8), device=torch.device("cpu"))
+    ctx._features.update(fake=fake, real=real)
+    return ctx
+
+
+def test_fid_precision_recall_and_retained_accuracy_metrics():
+    """The metrics report the closed forms above on their features, as percentages where they are
+    shares, each with its n and a Wilson interval; retained accuracy counts the samples drawn as
+    the class asked for (the brightness classifier: dark = 3, bright = 5)."""
+    from unlearnbench.eval.metrics.generation import gen_acc_retained, gen_fid, gen_precision_recall
+
+    rng = np.random.default_rng(0)
+    fake, real = rng.normal(0.3, 1, (30, 4)), rng.normal(0, 1, (40, 4))
+    kept = torch.cat([torch.zeros(3, 1, 8, 8), torch.ones(5, 1, 8, 8)])
+    ctx = _feature_ctx(fake, real, kept, torch.tensor([3, 3, 5, 5, 5, 5, 5, 3]), knn=3, bootstrap=20, seed=1)
+    out = gen_fid(ctx)
+    assert out.values["gen/fid"] == pytest.approx(fid_from_features(fake, real))
+    assert (out.values["gen/fid_lo"], out.values["gen/fid_hi"]) == pytest.approx(bootstrap_fid(fake, real, 20, 1))
+    assert out.counts == {"n/gen/fid_generated": 30, "n/gen/fid_real": 40}
+    p, r = precision_recall(real, fake, 3)
+    out = gen_precision_recall(ctx)
+    assert (out.values["gen/precision"], out.values["gen/recall"]) == pytest.approx((100 * p, 100 * r))
+    assert out.counts == {"n/gen/precision": 30, "n/gen/recall": 40}
+    for key, v, n in (("gen/precision", p, 30), ("gen/recall", r, 40)):
+        assert (out.values[f"{key}_lo"], out.values[f"{key}_hi"]) == pytest.approx(tuple(100 * w for w in iv.wilson(v, n)))
+    out = gen_acc_retained(ctx)
+    assert out.values["gen/acc_retained"] == pytest.approx(100 * 6 / 8) and out.counts == {"n/gen/acc_retained": 8}
+    lo, hi = iv.wilson(6 / 8, 8)
+    assert (out.values["gen/acc_retained_lo"], out.values["gen/acc_retained_hi"]) == pytest.approx((100 * lo, 100 * hi))
+
+
+def test_inception_features_of_grey_images(tmp_path, monkeypatch):
+    """Inception-v3 pool features with the user's weights: grey images repeated to three channels,
+    resized to 299 x 299 (bilinear, corners not aligned), ImageNet-normalised; the classifier head
+    is dropped. A small stand-in with Inception's ``fc`` takes the network's place (the real one
+    costs seconds per image on a CPU); it records what it is fed."""
+    import torch.nn.functional as F
+    import torchvision
+
+    from unlearnbench.eval.metrics.generation import inception_features
+
+    class StandIn(nn.Module):
+        def __init__(self, **kwargs):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(3))
+            self.fc = nn.Linear(3, 1000)
+
+        def forward(self, x):
+            self.seen = x
+            return self.fc(x.mean((2, 3)) * self.scale)
+
+    made = []
+    monkeypatch.setattr(torchvision.models, "inception_v3", lambda **kw: made.append(StandIn(**kw)) or made[-1])
+    weights = StandIn().state_dict()
+    weights["scale"] = torch.tensor([1.0, 2.0, 3.0])
+    torch.save(weights, tmp_path / "inception.pt")
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    got = inception_features(str(tmp_path / "inception.pt"), torch.device("cpu"))(x)
+    rgb = F.interpolate(x.repeat(1, 3, 1, 1), size=(299, 299), mode="bilinear", align_corners=False)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    want = (rgb - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    assert torch.allclose(made[0].seen, want, atol=1e-6)
+    assert torch.allclose(got, want.mean((2, 3)) * torch.tensor([1.0, 2.0, 3.0]), atol=1e-6)  # the weights, no head
+    torch.save({"other": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(ModelError, match="does not hold torchvision Inception-v3 weights"):
+        inception_features(str(tmp_path / "bad.pt"), torch.device("cpu"))

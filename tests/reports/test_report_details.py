@@ -73,3 +73,15 @@ def test_fp32_recipe_stays_fp32_on_a_bf16_cpu():
     study = {"name": "s", "dataset": "cifar10", "recipe": "fast-cifar", "train": {"cpu_bf16": False}}
     line = recipe_line(protocol(study, [], hardware=[{"device": "cpu:x86_64", "cpu_bf16": True}]))
     assert line.endswith("ran on cpu:x86_64 in fp32.") or "ran on cpu:x86_64 in fp32." in line
+
+
+def test_the_retrain_recipe_line_states_the_precision_used_too():
+    """With a separate Retrain recipe, its settings also drop the recipe's precision rule when the
+    hardware is known, and say what the Retrain references computed in there."""
+    from unlearnbench.reports.expected import protocol, recipe_line
+
+    study = {"name": "s", "dataset": "cifar10", "recipe": "fast-cifar", "retrain_recipe": "paper-retrain"}
+    line = recipe_line(protocol(study, [], hardware=[{"device": "cuda:NVIDIA H100", "cpu_bf16": False}]))
+    assert "fp32)" not in line and "autocast on CUDA" not in line and "CUDA and bf16 CPUs" not in line
+    assert "`paper-retrain` (" in line and ", ran on cuda:NVIDIA H100 in fp32" in line  # paper-retrain: amp off
+    assert "; ran on cuda:NVIDIA H100 in bf16 autocast." in line  # fast-cifar: amp on CUDA

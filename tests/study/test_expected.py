@@ -119,6 +119,13 @@ def test_table1_shape_on_digits_renders_measured_vs_paper(mlflow_uri, tmp_path):
     result = bench(path, experiment, mlflow_uri, tmp_path / "work", quiet=False)
     assert result.exit_code == 0, result.output
     assert "measured vs paper, forget random:0.1" in result.output and "paper-digits" in result.output
+    # the CLI's table reads the runs without their artifacts: the recipe line still states the device
+    # and precision the runs used (from their tags), not the recipe's rule
+    flat = " ".join(result.output.split())
+    assert "ran on cpu:" in flat and ("in fp32" in flat or "in bf16 autocast" in flat), result.output
+    line = flat[flat.index("trained with recipe"):]
+    line = line[:line.index("ran on")]
+    assert "autocast" not in line and "fp32" not in line, line  # the recipe's rule is not printed as if it was used
     out = tmp_path / "reports"
     rep = runner.invoke(app, ["report", "--experiment", experiment, "--tracking-uri", mlflow_uri, "--out", str(out),
                               "-q"], env={"COLUMNS": "200"})
@@ -126,6 +133,7 @@ def test_table1_shape_on_digits_renders_measured_vs_paper(mlflow_uri, tmp_path):
     summary = json.loads(next(out.glob("*/summary.json")).read_text())
     paper = summary["paper"]
     assert paper["recipe"]["name"] == "paper-digits" and paper["differences"]
+    assert paper["recipe"]["ran_on"].startswith("cpu:") and paper["recipe"]["ran_on"].endswith(("in fp32", "in bf16 autocast"))
     comp = next(c for c in paper["comparisons"] if c["forget"] == "random:0.1")
     rows = {(r["forget"], r["label"]): r for r in summary["rows"]}
     salun_ua = next(c for r in comp["rows"] if r["label"] == "salun" for c in r["cells"] if c["column"] == "UA")

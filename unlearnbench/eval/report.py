@@ -168,9 +168,13 @@ class Report:
         return self.values[key]
 
     def tags(self) -> dict[str, str]:
-        """MLflow tags: kind, method, dataset, model, forget, seed, git_sha."""
+        """MLflow tags: kind, method, dataset, model, forget, seed, git_sha; and where it ran (device,
+        cpu_bf16), so a report read without its artifacts can still say what precision was used."""
         tags = {k: str(self.meta.get(k, "")) for k in TAG_KEYS}
         tags["git_sha"] = str(self.provenance.get("git_sha", "unknown"))
+        if self.provenance.get("device"):
+            tags["device"] = str(self.provenance["device"])
+            tags["cpu_bf16"] = str(bool(self.provenance.get("cpu_bf16", False))).lower()
         return tags
 
     def n(self, key: str) -> int | None:

@@ -46,14 +46,13 @@ def section(runset, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def _hardware(runset) -> list[dict[str, Any]]:
     """Where the runs actually ran: each distinct (device, bf16-capable CPU) of their report.json
-    provenance."""
-    seen = {}
-    for report in (runset.artifacts or {}).values():
-        prov = report.get("provenance") or {}
-        if prov.get("device"):
-            key = (str(prov["device"]), bool(prov.get("cpu_bf16", False)))
-            seen[key] = {"device": key[0], "cpu_bf16": key[1]}
-    return [seen[k] for k in sorted(seen)]
+    provenance, or, for runs read without artifacts (the CLI's table), of their tags."""
+    pairs = [((report.get("provenance") or {}).get("device"), (report.get("provenance") or {}).get("cpu_bf16", False))
+             for report in (runset.artifacts or {}).values()]
+    if not runset.artifacts and "device" in runset.runs:
+        pairs = list(zip(runset.runs["device"], runset.runs["cpu_bf16"], strict=True))
+    keys = sorted({(str(d), bool(b)) for d, b in pairs if d})
+    return [{"device": d, "cpu_bf16": b} for d, b in keys]
 
 
 def protocol(study: dict[str, Any], rows: list[dict[str, Any]],
@@ -66,17 +65,19 @@ def protocol(study: dict[str, Any], rows: list[dict[str, Any]],
 
     name = study.get("recipe") or default_recipe(str(study.get("dataset", "")))
     recipe = {"name": name, "settings": "", "caveat": ""}
+    def ran_on(r, overrides: dict[str, Any]) -> str:
+        """Each device the runs used, with the precision recipe ``r`` computes in there."""
+        try:
+            cfg = r.config(**overrides)
+        except (ConfigError, TypeError):
+            cfg = r.config()
+        return "; ".join(f"{h['device']} in {precision_used(cfg, h['device'], h['cpu_bf16'])}" for h in hardware)
+
     try:
         r = RECIPES.get(name)
-        overrides = dict(study.get("train") or {})
         recipe.update(settings=describe(r, precision=not hardware), caveat=r.caveat)
         if hardware:
-            try:
-                cfg = r.config(**overrides)
-            except (ConfigError, TypeError):
-                cfg = r.config()
-            recipe["ran_on"] = "; ".join(
-                f"{h['device']} in {precision_used(cfg, h['device'], h['cpu_bf16'])}" for h in hardware)
+            recipe["ran_on"] = ran_on(r, dict(study.get("train") or {}))
     except UnknownNameError:
         pass
     if study.get("train"):
@@ -85,7 +86,10 @@ def protocol(study: dict[str, Any], rows: list[dict[str, Any]],
         rname = study["retrain_recipe"]
         recipe["retrain"] = {"name": rname, "settings": ""}
         try:
-            recipe["retrain"]["settings"] = describe(RECIPES.get(rname))
+            ret = RECIPES.get(rname)
+            recipe["retrain"]["settings"] = describe(ret, precision=not hardware)
+            if hardware:
+                recipe["retrain"]["ran_on"] = ran_on(ret, dict(study.get("train") or {}))
         except UnknownNameError:
             pass
     return {
@@ -130,6 +134,7 @@ def recipe_line(paper: dict[str, Any]) -> str:
     text += f" ({r['settings']})" if r.get("settings") else ""
     if ret:
         text += f"; Retrain references with recipe `{ret['name']}`" + (f" ({ret['settings']})" if ret.get("settings") else "")
+        text += f", ran on {ret['ran_on']}" if ret.get("ran_on") else ""
     text += f", study overrides: {r['overrides']}" if r.get("overrides") else ""
     text += f"; ran on {r['ran_on']}" if r.get("ran_on") else ""
     text += "."

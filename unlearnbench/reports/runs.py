@@ -32,7 +32,7 @@ EVALUATED_KINDS = ("retrain", "original", "unlearn")
 # The columns every run row has besides its metrics.
 ID_COLUMNS = (
     "run_id", "run_name", "status", "kind", "method", "variant", "label", "forget", "seed",
-    "dataset", "model", "run_key", "start_time", "git_sha", "code", "error",
+    "dataset", "model", "run_key", "start_time", "git_sha", "code", "error", "device", "cpu_bf16",
 )
 
 
@@ -126,6 +126,8 @@ def _row(run) -> dict[str, Any]:
         "git_sha": tags.get("git_sha", ""),
         "code": code_version(tags),
         "error": tags.get("error", ""),
+        "device": tags.get("device", ""),
+        "cpu_bf16": tags.get("cpu_bf16", "") == "true",
     }
     for key, value in run.data.metrics.items():
         if value is not None and math.isfinite(value):
