@@ -629,3 +629,14 @@ def test_scar_self_stops_once_few_proxies_remain_and_refuses_random_forgetting(m
     assert len(steps) == 3 * 2  # no stop rule by default
     with pytest.raises(ConfigError, match="class-wise"):
         ss.scar_self(model, dataclasses.replace(digits_random, extras=data.extras), build_config("scar_self", base))
+
+
+def test_scar_balanced_ood_weights_count_below_three_as_five_and_forget_accuracy_is_not_rounded():
+    from unlearnbench.unlearn.scar import balanced_ood_weights
+
+    w = balanced_ood_weights(torch.tensor([0, 0, 1, 1, 1, 2]), 3)  # counts 2 (< 3: as 5), 3 (kept), 1 (as 5)
+    torch.testing.assert_close(w, torch.tensor([1 / 5] * 2 + [1 / 3] * 3 + [1 / 5]))
+    y = torch.tensor([1, 1, 0])  # the constant model predicts 1: 2 of 3 right
+    _, overall = forget_accuracy_by_class(_Constant(), TensorSet(torch.zeros(3, 1, 2, 2, dtype=torch.uint8), y,
+                                                                 torch.arange(3)), 3)
+    assert overall == pytest.approx(200 / 3)
