@@ -333,6 +333,12 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("amp: bool = True,", "amp: bool = False,"):
             "an unused default: all ten run_epochs callers pass amp=config.amp",
     },
+    "unlearn/salun.py": {
+        **{("gen = torch.Generator().manual_seed(config.seed + 1)  # independent of the RL stream",
+            f"gen = torch.Generator().manual_seed(config.seed {op})  # independent of the RL stream"):
+           "any fixed non-zero offset gives the mask a seeded stream of its own, apart from RL's (seed + 0); which "
+           "offset is a convention" for op in ("+ 2", "- 1")},
+    },
     "unlearn/scar.py": {
         **{('log.info("scar: early stop in epoch %d (forget accuracy %.2f%% < %.2f%%)", epoch + 1, acc, stop_at)',
             f'log.info("scar: early stop in epoch %d (forget accuracy %.2f%% < %.2f%%)", epoch {op}, acc, stop_at)'):
