@@ -339,6 +339,12 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
            "any fixed non-zero offset gives the mask a seeded stream of its own, apart from RL's (seed + 0); which "
            "offset is a convention" for op in ("+ 2", "- 1")},
     },
+    "unlearn/prune.py": {
+        ("passed = [m for m in config.milestones if m - shift <= 1e-12]",
+         "passed = [m for m in config.milestones if m - shift < 1e-12]"):
+            "differs only when m - shift is exactly 1e-12, the tolerance's own edge: a milestone at the rewind point "
+            "gives 0 or a rounding error of about 1e-16 (both below either way), any other one is far off",
+    },
     "unlearn/scar.py": {
         **{('log.info("scar: early stop in epoch %d (forget accuracy %.2f%% < %.2f%%)", epoch + 1, acc, stop_at)',
             f'log.info("scar: early stop in epoch %d (forget accuracy %.2f%% < %.2f%%)", epoch {op}, acc, stop_at)'):
