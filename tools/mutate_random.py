@@ -345,6 +345,18 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "differs only when m - shift is exactly 1e-12, the tolerance's own edge: a milestone at the rewind point "
             "gives 0 or a rounding error of about 1e-16 (both below either way), any other one is far off",
     },
+    "unlearn/omp.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/scar_self.py": {
+        ("teacher = copy.deepcopy(model).eval().requires_grad_(False)",
+         "teacher = copy.deepcopy(model).eval().requires_grad_(True)"):
+            "the teacher is only called under torch.no_grad() (its logits, predictions and class statistics) and is "
+            "not in the optimizer: no graph, no step",
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
     "unlearn/scar.py": {
         **{('log.info("scar: early stop in epoch %d (forget accuracy %.2f%% < %.2f%%)", epoch + 1, acc, stop_at)',
             f'log.info("scar: early stop in epoch %d (forget accuracy %.2f%% < %.2f%%)", epoch {op}, acc, stop_at)'):
