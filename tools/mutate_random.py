@@ -310,6 +310,15 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          '@register_metric("avg_gap", direction="lower", gap=False, needs=("reference",), stage= 2,'):
             "avg_gap reads only stage 0-1 values and is not gap-able: beside gap at stage 2 it computes the same",
     },
+    "eval/metrics/mia_threshold.py": {
+        **{(f'"{a}": ("{a}", -1.0),', f'"{a}": ("{a}", - 2.0),'):
+           "doubling every score is exact in floating point and keeps every comparison: the AUC, DeLong's variance, "
+           "the cross-fitted thresholds' verdicts, the TPRs and the ROC points (FPR, TPR only) are the same"
+           for a in ("loss", "entropy", "m_entropy")},
+        ('"confidence": ("confidence", 1.0),', '"confidence": ("confidence", 2.0),'):
+           "doubling every score is exact in floating point and keeps every comparison: the AUC, DeLong's variance, "
+           "the cross-fitted thresholds' verdicts, the TPRs and the ROC points (FPR, TPR only) are the same",
+    },
     "eval/metrics/robustness.py": {
         ("if tset is None or len(tset) == 0:", "if tset is None or len(tset) <= 0:"): "a set's length is never negative",
     },

@@ -437,6 +437,14 @@ def test_robustness_outcomes_and_the_splits_attacked(constructed, monkeypatch):
     r = Evaluator(metrics=["forget_acc"], robustness=["pgd"], threat=ThreatModel("Linf", 0.1), robust_n=10).evaluate(model, cw)
     assert [c[0] for c in calls] == ["forget", "retain", "test_retained"]
     assert "robust/test_forgotten/pgd" not in r.values and r["robust/test_retained/pgd"] == 40.0
+    # and when every test image is of the forgotten class, the empty retained part is skipped, not the rest
+    calls.clear()
+    none = torch.zeros(len(data.test), dtype=torch.bool)
+    only_forgotten = dataclasses.replace(cw, test_retained=data.test.select(none, "test_retained"),
+                                         test_forgotten=data.test.select(~none, "test_forgotten"))
+    ev = Evaluator(metrics=["forget_acc"], robustness=["pgd"], threat=ThreatModel("Linf", 0.1), robust_n=10)
+    r = ev.evaluate(model, only_forgotten)
+    assert [c[0] for c in calls] == ["forget", "retain", "test_forgotten"] and r["robust/test_forgotten/pgd"] == 40.0
 
 
 def test_eval_context_and_prediction_cache(constructed, monkeypatch):
