@@ -229,6 +229,12 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
     "robust/evaluate.py": {
         ("attack, int((robust != (clean & adv_ok)).sum()))", "attack, int((robust == (clean & adv_ok)).sum()))"):
             "the count in a log.info line only",
+        # sampled before annotations were filtered out, applied to the current file by occurrence
+        ("n: int | None = None,", "n: int & None = None,"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
+        ("def save_adversarial(path: str | Path, result: RobustResult, extra: dict | None = None) -> Path:",
+         "def save_adversarial(path: str ^ Path, result: RobustResult, extra: dict | None = None) -> Path:"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
     },
     "eval/intervals.py": {
         ("z: float = Z95) -> Interval | None:", "z: float = Z95) -> Interval & None:"):
@@ -518,7 +524,7 @@ def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
     args = MODULES[module]
     with sqlite3.connect(db_path) as con:
         rows = con.execute("SELECT job_id, diff FROM work_results WHERE upper(test_outcome) = 'SURVIVED'").fetchall()
-        specs = {job: (op, json.loads(op_args or "{}"), occ) for job, op, op_args, occ in con.execute(
+        specs = {job: (op, _json_args(op_args), occ) for job, op, op_args, occ in con.execute(
             "SELECT job_id, operator_name, operator_args, occurrence FROM mutation_specs").fetchall()}
     rows = [(job, diff) for job, diff in rows if _key(diff) not in EQUIVALENT.get(module, {})]
     print(f"{module}: {len(rows)} survivors to check again", flush=True)
@@ -554,6 +560,12 @@ def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
                 con.execute("UPDATE work_results SET test_outcome = 'KILLED', output = ? WHERE job_id = ?",
                             (f"{status} on re-check: {tail}", job))
         print(f"  {status:8s} {old} → {new}", flush=True)
+
+
+def _json_args(text: str | None) -> dict:
+    """An operator's arguments as the work db stores them (JSON, sometimes a JSON-encoded JSON string)."""
+    value = json.loads(text or "{}")
+    return json.loads(value) if isinstance(value, str) else (value or {})
 
 
 def _mutant_from_spec(path: Path, operator: str, operator_args: dict, occurrence: int, diff: str) -> str | None:
