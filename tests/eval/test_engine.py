@@ -154,6 +154,10 @@ def test_eval_config_validation():
         EvalConfig(eps=-1)
     with pytest.raises(ConfigError, match="empty"):
         EvalConfig(metrics=())
+    with pytest.raises(ConfigError, match="lira_variance must be one of auto, per_example, global, not 'Auto'"):
+        Evaluator(lira_variance="Auto")
+    with pytest.raises(ConfigError, match="svc_solver must be one of lowrank, libsvm, sklearn, not 'smo'"):
+        EvalConfig(svc_solver="smo")
 
 
 def test_memorising_model_leaks_on_retain_not_on_non_members(digits_random):
