@@ -133,7 +133,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "eval/metrics/base.py": ("tests/eval/test_mia_record.py", "tests/eval/test_attacks.py", "tests/eval/test_paired.py",
                              "tests/eval/test_engine.py", "-k",
                              "test_mia_record or test_attacks or test_paired or eval_context or divergence or papers_gaps "
-                             "or per_class or aus_of or rte_is or robustness_outcomes"),
+                             "or per_class or aus_of or rte_is or robustness_outcomes or registered_directly"),
     # the U-LiRA metrics on a pool built by construction (known answers); the CLI test on a trained
     # pool (14 s of training) only re-checks the plumbing
     "eval/metrics/ulira.py": ("tests/eval/test_ulira.py", "-k", "ulira_metric"),
