@@ -207,7 +207,7 @@ DOCUMENTED_DEFAULTS = {
                   batch_size=64),
     "bad_teacher": dict(optimizer="adam", lr=1e-3, epochs=5, batch_size=64, retain_fraction=0.3),
     "ssd": dict(alpha=100.0, dampening=1.0, batch_size=64),
-    "boundary_shrink": dict(bound=0.15, lr=2e-3),
+    "boundary_shrink": dict(bound=0.15, lr=2e-3, epochs=10, batch_size=64, momentum=0.9, weight_decay=5e-4),
     "influence": dict(alpha=0.5, hessian_samples=1000),
     "finetune": dict(lr=0.01, epochs=10, momentum=0.9, weight_decay=5e-4),
     "grad_ascent": dict(lr=1e-3, epochs=20, stop_forget_acc=15.0, momentum=0.9, weight_decay=5e-4),

@@ -429,6 +429,35 @@ def test_fgsm_neighbour_label_on_a_hand_linear_model():
     assert fgsm_neighbour_labels(model, x, y, 0.002).tolist() == [0, 1]
 
 
+def test_boundary_shrink_fgsm_point_is_on_the_8_bit_grid():
+    """The FGSM neighbour is judged as an image: clip(x + bound·sign ∇ₓ) rounded to the 1/255 grid."""
+    from unlearnbench.unlearn.boundary_shrink import fgsm_neighbour_labels
+
+    class Recording(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.seen = nn.Linear(2, 3), []
+
+        def forward(self, x):
+            self.seen.append(x.detach().clone())
+            return self.lin(x.flatten(1))
+
+    torch.manual_seed(0)
+    model = Recording()
+    with torch.no_grad():
+        model.lin.weight[:, 1] = 0.0  # pixel 1 has no gradient: sign 0, it stays where it is
+    x = torch.tensor([[17.0, 200.0], [128.0, 3.0], [250.0, 90.0]]).view(3, 1, 1, 2) / 255
+    y = torch.tensor([0, 1, 2])
+    bound = 0.1234  # 31.47 grey levels: off the grid before rounding
+    fgsm_neighbour_labels(model, x, y, bound)
+    xr = x.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(F.cross_entropy(model.lin(xr.flatten(1)), y), xr)
+    levels = ((x + bound * grad.sign()).clamp(0, 1) * 255).round()
+    assert torch.equal(model.seen[-1], levels / 255)
+    assert not torch.equal(levels / 255, (x + bound * grad.sign()).clamp(0, 1))
+    assert torch.equal(model.seen[-1][..., 1], x[..., 1])
+
+
 def test_boundary_shrink_trains_on_the_fgsm_neighbour_labels(monkeypatch, digits_cnn, digits_class3):
     import unlearnbench.unlearn.boundary_shrink as bs
 
@@ -449,6 +478,62 @@ def test_boundary_shrink_trains_on_the_fgsm_neighbour_labels(monkeypatch, digits
         expected = F.cross_entropy(student(x), y_adv).item()
     got = phase.loss(student, x, y, 0).item()
     assert got == pytest.approx(expected, rel=1e-5)
+
+
+# ============================================================================ Influence (IU)
+
+
+def test_influence_update_equals_a_plain_per_sample_loop():
+    """IU on a linear softmax model, against the reference's arithmetic written out with one autograd
+    call per sample: v = Σ_f g / N − (n_f / (N n_r)) Σ_r g, the rank-one WoodFisher recursion over
+    the first ``hessian_samples`` retain samples (o = g₀; k −= (k·g / (N₀ + o·g)) o; o −= (o·g /
+    (N₀ + o·g)) o) and θ ← θ + α k. Batches of 2 over 3 forget and 5 retain samples, so a last
+    batch of one row checks that batch means are weighted by their size."""
+    from types import SimpleNamespace
+
+    from unlearnbench.unlearn.influence import InfluenceConfig, influence
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 3))
+    forget = _two_pixel_set([(200, 10), (180, 40), (255, 0)], [0, 0, 1])
+    retain = _two_pixel_set([(10, 200), (90, 30), (0, 0), (30, 250), (120, 120)], [2, 1, 2, 1, 0], start=3)
+    theta = [p.detach().clone() for p in model.parameters()]
+
+    def grads(ts):
+        out = []
+        for i in range(len(ts)):
+            model.zero_grad()
+            F.cross_entropy(model(ts.x[i : i + 1].float() / 255), ts.y[i : i + 1]).backward()
+            out.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        return torch.stack(out)
+
+    g_f, g_r = grads(forget), grads(retain)
+    n_f, n_r, alpha, fisher_n = 3, 5, 0.7, 0.05
+    v = g_f.sum(0) / 8 - g_r.sum(0) * n_f / (8 * n_r)
+    k, o = v.clone(), g_r[0].clone()
+    for g in g_r[1:4]:  # hessian_samples = 4: samples 1..3 update k and o
+        tmp = float(o @ g)
+        k = k - (float(k @ g) / (fisher_n + tmp)) * o
+        o = o - (tmp / (fisher_n + tmp)) * o
+    assert float(k.norm()) > 1.5 * float(v.norm())  # the recursion matters here, not just v
+    expected = torch.cat([t.flatten() for t in theta]) + alpha * k
+
+    model.zero_grad(set_to_none=True)
+    cfg = InfluenceConfig(alpha=alpha, hessian_samples=4, fisher_n=fisher_n, batch_size=2)
+    pruned = copy.deepcopy(model)
+    influence(model, SimpleNamespace(forget=forget, retain=retain, extras={}), cfg)
+    got = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+    # with a pruning mask the masked weights keep their value, the others take the same step
+    from unlearnbench.unlearn.base import PRUNE_MASK_KEY
+
+    keep = torch.tensor([[True, False], [False, True], [True, True]])
+    influence(pruned, SimpleNamespace(forget=forget, retain=retain, extras={PRUNE_MASK_KEY: {"1.weight": keep}}), cfg)
+    w = pruned[1].weight.detach()
+    torch.testing.assert_close(w[keep], expected[:6].view(3, 2)[keep], rtol=1e-4, atol=1e-5)
+    assert torch.equal(w[~keep], theta[0][~keep])
+    torch.testing.assert_close(pruned[1].bias.detach(), expected[6:], rtol=1e-4, atol=1e-5)
 
 
 # ============================================================================ RL order
@@ -578,3 +663,18 @@ def test_l1_sparse_and_prune_defaults_are_the_documented_ones():
     cfg = build_config("prune", {})
     assert (cfg.sparsity, cfg.rewind, cfg.epochs, cfg.lr, cfg.batch_size) == (0.95, False, 10, 0.02, 64)
     assert (cfg.momentum, cfg.weight_decay, cfg.augment, cfg.adv_eps, cfg.adv_steps) == (0.9, 5e-4, True, None, 10)
+
+
+def test_salun_config_takes_its_range_edges_and_rejects_what_lies_outside():
+    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.unlearn import build_config
+
+    for key, ok, bad in (("mask_ratio", (1e-3, 1.0), (0.0, 1.01)), ("mask_batch_size", (1,), (0,)),
+                         ("mask_lr", (0.0,), (-1e-3,))):
+        for v in ok:
+            assert getattr(build_config("salun", {key: v}), key) == v
+        for v in bad:
+            with pytest.raises(ConfigError, match=key):
+                build_config("salun", {key: v})
+    with pytest.raises(ConfigError, match="lr must be positive"):
+        build_config("salun", {"lr": 0.0})  # the shared training checks run too
