@@ -536,6 +536,30 @@ def test_influence_update_equals_a_plain_per_sample_loop():
     torch.testing.assert_close(pruned[1].bias.detach(), expected[6:], rtol=1e-4, atol=1e-5)
 
 
+# ============================================================================ Gradient ascent (GA)
+
+
+@pytest.mark.parametrize(("stop", "forget_accs", "epochs_run"), [
+    (15.0, [40.0, 15.0, 3.0], 2),  # at the threshold counts as reached ("falls to 15 %")
+    (15.0, [40.0, 15.1, 3.0], 3),
+    (14.9, [15.0, 15.0, 15.0, 15.0], 4),
+    (None, [0.0, 0.0, 0.0], 3),  # no stop rule: the forget accuracy is never even measured
+])
+def test_grad_ascent_stops_after_the_first_epoch_at_or_below_the_target(monkeypatch, digits_cnn, digits_class3, stop,
+                                                                          forget_accs, epochs_run):
+    import unlearnbench.unlearn.grad_ascent as ga
+
+    measured, steps = [], []
+    monkeypatch.setattr(ga, "accuracy", lambda m, d: measured.append(len(d)) or forget_accs[len(measured) - 1])
+    real_ce = ga.F.cross_entropy
+    monkeypatch.setattr(ga.F, "cross_entropy", lambda *a, **k: steps.append(1) or real_ce(*a, **k))
+    cfg = build_config("grad_ascent", {"epochs": len(forget_accs) if stop is not None else 3, "stop_forget_acc": stop,
+                                       "batch_size": 1024, "augment": False, "amp": False})
+    ga.grad_ascent(copy.deepcopy(digits_cnn), digits_class3, cfg)
+    assert len(steps) == epochs_run  # one batch per epoch
+    assert measured == ([len(digits_class3.forget)] * epochs_run if stop is not None else [])
+
+
 # ============================================================================ RL order
 
 
