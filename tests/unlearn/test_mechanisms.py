@@ -560,6 +560,49 @@ def test_grad_ascent_stops_after_the_first_epoch_at_or_below_the_target(monkeypa
     assert measured == ([len(digits_class3.forget)] * epochs_run if stop is not None else [])
 
 
+# ============================================================================ Retrain
+
+
+@pytest.mark.parametrize("schedule", ["multistep", "cosine"])
+def test_retrain_steps_its_schedule_over_the_whole_run_with_its_smoothing_and_nesterov(monkeypatch, digits_cnn,
+                                                                                      digits_class3, schedule):
+    """The lr multiplier per optimizer step, by hand: ceil(n_retain / batch) steps per epoch (the last
+    batch is kept), warm-up over the first int(warmup · total) steps, then ×gamma at each
+    int(milestone · total) or a half cosine; the loss is CE with the label smoothing; SGD nesterov."""
+    import unlearnbench.unlearn.retrain as rt
+
+    loops, optimizers = [], []
+    real_opt = rt.make_optimizer
+    monkeypatch.setattr(rt, "make_optimizer", lambda m, *a, **k: optimizers.append(k) or real_opt(m, *a, **k))
+    monkeypatch.setattr(rt, "run_epochs", lambda model, phases, **k: loops.append((list(phases), k)) or [])
+    cfg = build_config("retrain", {"epochs": 4, "batch_size": 100, "schedule": schedule, "milestones": (0.3, 0.6),
+                                   "gamma": 0.2, "warmup": 0.2, "label_smoothing": 0.25, "nesterov": True})
+    rt.retrain(copy.deepcopy(digits_cnn), digits_class3, cfg)
+    (phase,), kw = loops[0]
+    n = len(digits_class3.retain)
+    assert n % 100 != 0  # a partial last batch: it counts as a step
+    total = 4 * (n // 100 + 1)
+    warm = int(0.2 * total)
+    for step in range(total):
+        if step < warm:
+            want = (step + 1) / warm
+        elif schedule == "multistep":
+            want = 0.2 ** ((step >= int(0.3 * total)) + (step >= int(0.6 * total)))
+        else:
+            want = 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
+        assert kw["schedule"](step) == pytest.approx(want), step
+    assert optimizers[0]["nesterov"] is True
+    torch.manual_seed(0)
+    logits, y = torch.randn(5, 10), torch.tensor([0, 3, 3, 9, 1])
+
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return logits
+
+    assert phase.loss(Fixed(), torch.zeros(5), y, 0).item() == pytest.approx(
+        F.cross_entropy(logits, y, label_smoothing=0.25).item())
+
+
 # ============================================================================ RL order
 
 
