@@ -83,10 +83,18 @@ def sandbox(world, monkeypatch):
     """A function that gives a fresh copy of ``world`` (links and FIFO re-made) per example."""
     import importlib
 
+    import unlearnbench.api
+
+    # unlearnbench.api re-exports save_checkpoint lazily and caches what it first resolves: resolved
+    # while the sentinel is in place (monkeypatch's own getattr does it), the cache would keep the
+    # sentinel for every later test of the session, so whether the API could save a checkpoint
+    # depended on test order. Resolve the real one first, then replace the API's name as well.
+    assert unlearnbench.api.save_checkpoint.__module__ == "unlearnbench.core.checkpoint"
     for module, name in SENTINELS:
         mod, _, cls = module.rpartition(".") if module.endswith("Evaluator") else (module, "", "")
         target = getattr(importlib.import_module(mod), cls) if cls else importlib.import_module(module)
         monkeypatch.setattr(target, name, _reached)
+    monkeypatch.setattr(unlearnbench.api, "save_checkpoint", _reached)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     made: list[str] = []
 
@@ -244,7 +252,7 @@ def benchmark_argv(draw):
                                                           "forget", "nosuch"]), NUMBERS)
                                .map(lambda kv: f"{kv[0]}={kv[1]}"), max_size=3),
              "--json": P, "--work-dir": P, "--device": DEVICES, "--subset": NUMBERS, "--threads": NUMBERS,
-             "--executor": st.sampled_from(["local", "ray", "x"]), "--cpus-per-job": NUMBERS}
+             "--executor": st.sampled_from(["local", "ray", "x"]), "--cpus-per-job": NUMBERS, "--out": P}
     study = draw(st.sampled_from(["study.yaml", "cfg.yaml", "req.txt", "orig.pt", "nosuch", "adir", "fifo", ""]))
     return ["benchmark", study, "-q", *_opts(draw, table)]
 

@@ -132,10 +132,10 @@ def test_training_checkpoint_roundtrip(tmp_path):
                                                    strict=True))
 
 
-def test_tiny_ddpm_runs_on_one_cpu_thread_and_restores_the_callers_count(digits_splits, digits_class3):
-    """ddpm_tiny's 8x8 kernels are too short to split across threads (2 threads cost ~10x the CPU time
-    of 1 on the loaded 2-core machine), so training, sampling and unlearning cap it at 1 intra-op
-    thread on the CPU, whatever the caller set, and give the caller's count back afterwards."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_generation_runs_on_the_callers_threads(digits_splits, digits_class3, threads):
+    """Training, sampling and unlearning a DDPM use the intra-op thread count the caller set (the
+    CLI's --threads, a study job's pinned count), as classifiers do, and leave it as it was."""
     from unlearnbench.core.diffusion import DiffusionTrainConfig, fit_diffusion
     from unlearnbench.unlearn import run as run_method
 
@@ -145,22 +145,14 @@ def test_tiny_ddpm_runs_on_one_cpu_thread_and_restores_the_callers_count(digits_
     model = create_model("ddpm_tiny", info.num_classes, info.in_channels, info.image_size)
     model.unet.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     try:
         fit_diffusion(model, digits_splits.train, info, DiffusionTrainConfig(steps=2, batch_size=8, warmup=1,
                                                                              ema=False, device="cpu"))
-        assert torch.get_num_threads() == 2
         sample(model, [0, 1], steps=2)
-        assert torch.get_num_threads() == 2
         run_method("ddpm_finetune", model, digits_class3, {"steps": 2, "batch_size": 8}, seed=0, device="cpu")
-        assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == threads
         # 2 training steps, 2 DDIM steps (guidance batches the conditional and null passes), 2 unlearning steps
-        assert len(seen) == 2 + 2 + 2 and set(seen) == {1}
-        cifar = create_model("ddpm_cifar10", 10, 3, 32)  # no cap: a large network uses the caller's threads
-        assert cifar.arch.cpu_threads is None
-        from unlearnbench.core.diffusion import cpu_threads
-
-        with cpu_threads(cifar, "cpu"):
-            assert torch.get_num_threads() == 2
+        assert len(seen) == 2 + 2 + 2 and set(seen) == {threads}
     finally:
         torch.set_num_threads(before)

@@ -82,3 +82,32 @@ def test_the_docs_python_example_runs():
     assert blocks
     for block in blocks:
         exec(compile(block, "docs/generation.md", "exec"), {})
+
+
+def test_train_and_sample_honour_threads(ddpm_ckpt, tmp_path, monkeypatch):
+    """`train --model ddpm_tiny --threads N` and `sample --threads N` run the network on N intra-op
+    threads (each call's count differs from the one before, so a cap or an ignored option fails)."""
+    import torch
+
+    from unlearnbench.core.diffusion import ConditionalDDPM
+
+    seen: list[int] = []
+    forward = ConditionalDDPM.forward
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConditionalDDPM, "forward", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _ok(runner.invoke(app, ["train", "--model", "ddpm_tiny", "--set", "steps=2", "--batch-size", "16",
+                                "--threads", "2", "--no-track", "-q", "--out", str(tmp_path / "d.pt")]))
+        assert len(seen) == 2 and set(seen) == {2}
+        seen.clear()
+        _ok(runner.invoke(app, ["sample", str(ddpm_ckpt), "--classes", "0", "--n", "2", "--steps", "2", "--threads",
+                                "1", "-q", "--out", str(tmp_path / "s.png")]))
+        assert seen and set(seen) == {1}
+    finally:
+        torch.set_num_threads(before)

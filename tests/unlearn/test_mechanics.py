@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -686,12 +687,29 @@ def test_class_gaussians_against_numpy():
         mu, p = by_hand(feats[labels == k].astype(np.float32).astype(np.float64), 2.0, 0.5)
         np.testing.assert_allclose(g.means[i].numpy(), mu, rtol=1e-5)
         np.testing.assert_allclose(g.precisions[i].numpy(), p, rtol=1e-4, atol=1e-4)
+    default, three = (fit(torch.tensor(feats), torch.tensor(labels), [7, 2], **kw) for kw in ({}, {"gamma1": 3.0, "gamma2": 3.0}))
+    assert torch.equal(default.precisions, three.precisions)  # the release's defaults: γ₁ = γ₂ = 3
     assert fit(torch.tensor(feats), torch.tensor(labels), [2, 7], min_samples=14).classes.tolist() == [2, 7]
     assert fit(torch.tensor(feats), torch.tensor(labels), [2, 7], min_samples=15).classes.tolist() == [2]
     with pytest.raises(ConfigError, match="No class has 3 or more samples"):
         fit(torch.tensor(feats), torch.tensor(labels), [5], min_samples=3)
     with pytest.warns(UserWarning, match="negative features"):
         fit(torch.tensor(feats) - 0.5, torch.tensor(labels), [7, 2])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # non-negative features (post-ReLU, Tukey): no warning
+        fit(torch.tensor(feats), torch.tensor(labels), [7, 2])
+
+
+def test_mahalanobis_ignores_the_feature_scale_in_both_implementations():
+    """d uses ẑ = z/‖z‖: scaling the features (also far below norm 1) changes no distance."""
+    gauss, _, _ = _gaussians()
+    z = tukey(torch.rand(5, 12, generator=torch.Generator().manual_seed(2)), 0.5)
+    for impl in (mahalanobis, mahalanobis_loop):
+        base = impl(z, gauss)
+        for c in (1e-3, 0.5, 40.0):
+            torch.testing.assert_close(impl(z * c, gauss), base, rtol=1e-4, atol=1e-5)
 
 
 def test_tukey_with_power_one_leaves_features_as_they_are():
@@ -712,6 +730,10 @@ def test_ood_adapt_images_uses_luminance_weights_and_keeps_what_already_fits():
         adapt_images(four, 3, 2)
     same = torch.randint(0, 256, (3, 3, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     assert torch.equal(adapt_images(same, 3, 5), same)  # right shape already: unchanged, no resampling
+    grey_in = same[:, :1]
+    assert torch.equal(adapt_images(grey_in, 3, 5), grey_in.repeat(1, 3, 1, 1))  # grey → RGB: the same image 3 times
+    wide = adapt_images(torch.full((1, 1, 4, 6), 9, dtype=torch.uint8), 1, 6)
+    assert wide.shape == (1, 1, 6, 6)  # only the width fits: still resized to a square
     up = adapt_images(torch.full((1, 1, 2, 2), 77, dtype=torch.uint8), 3, 6)
     assert up.shape == (1, 3, 6, 6) and bool((up == 77).all())  # a flat image stays flat when resized
 
@@ -724,3 +746,187 @@ def test_ood_synthetic_families_share_the_images_equally(digits_class3):
     with pytest.raises(ConfigError, match="ood_size must be at least 1"):
         ood_set("synthetic", digits_class3.info, 0)
     assert torch.equal(ood_set("synthetic", digits_class3.info, 7, seed=4).x, synthetic_images(7, 1, 8, seed=4).x)
+
+
+@pytest.mark.parametrize("generation", ["current", "2023"])
+def test_salun_hands_its_mask_settings_to_the_mask_and_the_mask_to_random_labelling(generation, monkeypatch,
+                                                                                   digits_class3):
+    """SalUn's wiring, with the mask generation and the RL loop replaced by spies: which mask
+    function runs, with which ratio, batch size, lr, augmentation and generator, and that RL gets
+    exactly that mask and the config."""
+    import unlearnbench.unlearn.salun as salun_mod
+    from unlearnbench.unlearn import build_config
+
+    calls = {}
+    mask = {"w": torch.ones(1, dtype=torch.bool)}
+
+    def spy(name):
+        def fake(model, forget, ratio, **kw):
+            calls[name] = dict(forget=forget, ratio=ratio, gen_state=kw.pop("generator").get_state(), **kw)
+            return mask
+        return fake
+
+    monkeypatch.setattr(salun_mod, "saliency_mask", spy("current"))
+    monkeypatch.setattr(salun_mod, "saliency_mask_2023", spy("2023"))
+    monkeypatch.setattr(salun_mod, "relabel_and_train",
+                        lambda model, data, config, m, desc: calls.update(rl=(data, config, m, desc)) or model)
+    model = nn.Linear(1, 1)
+    for augment in (True, False):
+        calls.clear()
+        cfg = build_config("salun", {"mask_generation": generation, "mask_ratio": 0.3, "mask_batch_size": 17,
+                                     "mask_lr": 0.07, "augment": augment}, seed=5)
+        assert salun_mod.salun(model, digits_class3, cfg) is model
+        (name,) = set(calls) - {"rl"}
+        got = calls[name]
+        assert name == generation and got["forget"] is digits_class3.forget and got["ratio"] == 0.3
+        assert got["batch_size"] == 17 and got["augment"] is (digits_class3.info if augment else None)
+        assert got.get("lr", 0.07) == 0.07 and ("lr" in got) == (generation == "2023")
+        assert calls["rl"] == (digits_class3, cfg, mask, "salun")
+        # the mask's batches follow the config seed, on a stream of their own (not RL's, seeded with it)
+        assert not torch.equal(got["gen_state"], torch.Generator().manual_seed(5).get_state())
+        other = build_config("salun", {"mask_generation": generation}, seed=6)
+        salun_mod.salun(model, digits_class3, other)
+        assert not torch.equal(calls[name]["gen_state"], got["gen_state"])
+
+
+def _spy_run_epochs(module, monkeypatch):
+    seen = {}
+
+    def fake(model, phases, **kw):
+        seen.update(model=model, phases=phases, **kw)
+        return []
+
+    monkeypatch.setattr(module, "run_epochs", fake)
+    return seen
+
+
+def test_l1_sparse_wiring_norm_and_config_edges(monkeypatch, digits_class3):
+    """What l1_sparse hands the epoch loop: the retain phase (batch size, augmentation, the
+    adversarial transform), SGD with the config's lr/momentum/weight decay, the prune mask, amp,
+    and a penalty term α_e·‖θ‖₁ (every trainable parameter, by hand)."""
+    import dataclasses as dc
+
+    import unlearnbench.unlearn.l1_sparse as l1
+    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.unlearn import build_config
+    from unlearnbench.unlearn.base import PRUNE_MASK_KEY, RETAIN_TRANSFORM_KEY
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    model[1].bias.requires_grad_(False)
+    by_hand = sum(float(p.abs().sum()) for n, p in model.named_parameters() if n != "1.bias")
+    assert float(l1.l1_norm(model)) == pytest.approx(by_hand)
+    seen = _spy_run_epochs(l1, monkeypatch)
+    mask, transform = {"0.weight": torch.ones(2, 3, dtype=torch.bool)}, (lambda m, x, y: x)
+    data = dc.replace(digits_class3, extras={PRUNE_MASK_KEY: mask, RETAIN_TRANSFORM_KEY: transform})
+    for augment in (True, False):
+        cfg = build_config("l1_sparse", {"epochs": 4, "alpha": 0.5, "no_l1_epochs": 1, "lr": 0.03, "momentum": 0.5,
+                                         "weight_decay": 0.01, "batch_size": 7, "augment": augment, "amp": False}, seed=2)
+        assert l1.l1_sparse(model, data, cfg) is model
+        (ph,) = seen["phases"]
+        assert ph.data is data.retain and ph.batch_size == 7 and ph.transform is transform
+        assert ph.augment is (data.info if augment else None)
+        assert (seen["epochs"], seen["mask"], seen["amp"]) == (4, mask, False)
+        (g,) = seen["optimizer"].param_groups
+        assert (g["lr"], g["momentum"], g["weight_decay"]) == (0.03, 0.5, 0.01)
+        assert torch.equal(seen["generator"].get_state(), torch.Generator().manual_seed(2).get_state())
+        (term,) = seen["extra_terms"]
+        assert [float(term(model, e)) for e in range(4)] == pytest.approx(
+            [0.5 * (1 - e / 3) * by_hand for e in range(3)] + [0.0])
+    for ok in ({"alpha": 0.0}, {"no_l1_epochs": 0}, {"epochs": 3, "no_l1_epochs": 3}):
+        build_config("l1_sparse", ok)
+    for bad, msg in (({"alpha": -1e-9}, "alpha"), ({"no_l1_epochs": -1}, "no_l1_epochs"),
+                     ({"epochs": 3, "no_l1_epochs": 4}, "no_l1_epochs")):
+        with pytest.raises(ConfigError, match=msg):
+            build_config("l1_sparse", bad)
+
+
+@pytest.mark.parametrize("rewind", [False, True])
+def test_prune_method_wiring(rewind, monkeypatch, digits_class3):
+    """The 'prune' method: OMP of the conv weights at the config's sparsity, optionally a seeded
+    re-initialisation with the mask applied, then the retain phase with the OMP mask combined with
+    an outer prune mask; epochs 0 prunes only and reads no data."""
+    import dataclasses as dc
+
+    import unlearnbench.unlearn.omp as omp_mod
+    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.unlearn import build_config
+    from unlearnbench.unlearn.base import PRUNE_MASK_KEY, RETAIN_TRANSFORM_KEY, reinitialize
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 2), nn.Flatten(), nn.LazyLinear(3))
+    model(torch.zeros(1, 1, 8, 8))
+    dense = copy.deepcopy(model)
+    seen = _spy_run_epochs(omp_mod, monkeypatch)
+    outer = {"2.weight": torch.zeros_like(model[2].weight, dtype=torch.bool)}
+    transform = lambda m, x, y: x  # noqa: E731
+    data = dc.replace(digits_class3, extras={PRUNE_MASK_KEY: outer, RETAIN_TRANSFORM_KEY: transform})
+    cfg = build_config("prune", {"sparsity": 0.5, "rewind": rewind, "epochs": 3, "lr": 0.04, "momentum": 0.8,
+                                 "weight_decay": 0.02, "batch_size": 9, "augment": False, "amp": False}, seed=4)
+    out = omp_mod.prune(model, data, cfg)
+    want = magnitude_masks(dense, 0.5)
+    assert set(seen["mask"]) == {"0.weight", "2.weight"} and torch.equal(seen["mask"]["0.weight"], want["0.weight"])
+    assert torch.equal(seen["mask"]["2.weight"], outer["2.weight"])
+    assert seen["model"] is out and int((out[0].weight == 0).sum()) == 4
+    survivors = want["0.weight"]
+    start = reinitialize(dense, 4)[0].weight if rewind else dense[0].weight
+    assert torch.equal(out[0].weight[survivors], start[survivors])
+    (ph,) = seen["phases"]
+    assert ph.data is data.retain and ph.batch_size == 9 and ph.augment is None and ph.transform is transform
+    (g,) = seen["optimizer"].param_groups
+    assert (g["lr"], g["momentum"], g["weight_decay"], seen["epochs"], seen["amp"]) == (0.04, 0.8, 0.02, 3, False)
+    assert torch.equal(seen["generator"].get_state(), torch.Generator().manual_seed(4).get_state())
+    seen.clear()
+    only = omp_mod.prune(copy.deepcopy(dense), data, build_config("prune", {"epochs": 0, "sparsity": 0.5}))
+    assert not seen and int((only[0].weight == 0).sum()) == 4  # prune only: no training
+    assert build_config("prune", {"epochs": 0}).reads() == () and build_config("prune", {}).reads() == ("retain",)
+    assert build_config("prune", {"sparsity": 0.0}).sparsity == 0.0
+    for bad in (1.0, -0.01):
+        with pytest.raises(ConfigError, match="sparsity"):
+            build_config("prune", {"sparsity": bad})
+    with pytest.raises(ConfigError, match="epochs"):
+        build_config("prune", {"epochs": -1})
+
+
+def test_ood_synthetic_families_have_their_documented_structure():
+    """Each family, over 100 images of 32 px: gratings of 1 to 1 + size/4 cycles (mean 0.5-crossings
+    per row or column 2·E[f]·E|cos θ| = 2·5·2/π ≈ 6.4); checkerboards of two colours, symmetric
+    under transposition (the same period along both axes); 1-3 shapes present with probability
+    0.8 on a background (about 1 + 3·0.8 colours, fewer where shapes overlap or miss); pen
+    strokes: thin curves (a small share of pixels, not the corner of every image), light on a
+    dark background or dark on a light one, rarely none at all (0.3³)."""
+    s = synthetic_images(500, 3, 32, seed=0)
+    x = s.x.float() / 255
+    g = x[s.y == 1][:, 0]
+    w = (g - g.amin((1, 2), keepdim=True)) / (g.amax((1, 2), keepdim=True) - g.amin((1, 2), keepdim=True)).clamp_min(1e-6)
+    b = w > 0.5
+    crossings = ((b[:, :, 1:] != b[:, :, :-1]).float().sum(2).mean(1) + (b[:, 1:] != b[:, :-1]).float().sum(1).mean(1)) / 2
+    assert 5.0 < crossings.mean().item() < 8.0
+
+    def colours(img):
+        return len(torch.unique(img.flatten(1), dim=1).T)
+
+    for img in s.x[s.y == 2]:
+        assert torch.equal(img, img.transpose(1, 2)) and colours(img) <= 2
+    assert 2.8 < sum(colours(i) for i in s.x[s.y == 3]) / 100 < 3.9
+    for img in s.x[s.y == 3]:  # a shape is at most 2·0.4 of the width: only the background fills a row
+        code = (img[0].long() * 256 + img[1].long()) * 256 + img[2].long()
+        full = {int(row[0]) for row in code if bool((row == row[0]).all())}
+        wide = set()
+        for row in code:
+            change = torch.nonzero(row[1:] != row[:-1]).flatten().tolist()
+            bounds = [0, *(i + 1 for i in change), len(row)]
+            wide |= {int(row[a]) for a, b in itertools.pairwise(bounds) if b - a >= 27}
+        assert len(full | wide) <= 1
+    strokes = s.x[s.y == 4]
+    flat = coverage = corner = 0
+    for img in strokes:
+        bg = torch.stack([c.flatten().mode().values for c in img])[:, None, None]
+        inked = (img != bg).any(0)
+        flat += int(not inked.any())
+        coverage += inked.float().mean().item() / len(strokes)
+        corner += int(inked[0, 0])
+        light_on_dark = bool((img >= bg).all()) and bool((bg <= 0.3 * 255 + 1).all())
+        dark_on_light = bool((img <= bg).all()) and bool((bg >= 0.7 * 255 - 1).all())
+        assert light_on_dark or dark_on_light
+    assert flat <= 15 and coverage < 0.3 and corner <= 20

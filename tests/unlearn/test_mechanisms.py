@@ -730,3 +730,18 @@ def test_l1_sparse_and_prune_defaults_are_the_documented_ones():
     cfg = build_config("prune", {})
     assert (cfg.sparsity, cfg.rewind, cfg.epochs, cfg.lr, cfg.batch_size) == (0.95, False, 10, 0.02, 64)
     assert (cfg.momentum, cfg.weight_decay, cfg.augment, cfg.adv_eps, cfg.adv_steps) == (0.9, 5e-4, True, None, 10)
+
+
+def test_salun_config_takes_its_range_edges_and_rejects_what_lies_outside():
+    from unlearnbench.core.errors import ConfigError
+    from unlearnbench.unlearn import build_config
+
+    for key, ok, bad in (("mask_ratio", (1e-3, 1.0), (0.0, 1.01)), ("mask_batch_size", (1,), (0,)),
+                         ("mask_lr", (0.0,), (-1e-3,))):
+        for v in ok:
+            assert getattr(build_config("salun", {key: v}), key) == v
+        for v in bad:
+            with pytest.raises(ConfigError, match=key):
+                build_config("salun", {key: v})
+    with pytest.raises(ConfigError, match="lr must be positive"):
+        build_config("salun", {"lr": 0.0})  # the shared training checks run too

@@ -400,6 +400,8 @@ def test_a_preset_file_is_read_field_by_field_and_every_bad_field_is_refused(tmp
         "my-preset", "l1_sparse", "cifar10", "random:0.1", "one line", "resnet18")
     assert p.prune == 1.0 and isinstance(p.prune, float) and p.config == {"alpha": 0.0001}
     assert p.release == "o-w.n/re_po.x@abcdef0 (2024-02-03)" and p.quirks == ("q one", "q two")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.config = {}  # a loaded preset cannot be changed in place
     bare = load_preset(write("bare", "method: finetune\ndataset: synthetic\nforget: class:1\n"))
     assert (bare.summary, bare.model, bare.prune, bare.config, bare.release, bare.quirks) == ("", None, None, {}, "", ())
     assert load_preset(write("forty", full.replace("abcdef0", "a" * 40))).release.startswith("o-w.n/re_po.x@" + "a" * 40)
@@ -518,3 +520,112 @@ def test_scar_ood_stream_cycles_and_draws_by_weight():
     for _ in range(3):
         b = weighted.next()
         assert len(b) == 5 and set(b[:, 0, 0, 0].mul(255).round().long().tolist()) <= {2, 4}  # len(data) draws
+
+
+# ============================================================================ SCAR self-forget, step by step
+
+
+def _self_forget_setup(digits_class3):
+    """A small digits net whose teacher calls about half of 64 synthetic OOD images class 3 (the
+    forgotten class), and the data with those OOD images and a 200-image retain set."""
+    from unlearnbench.unlearn.ood import synthetic_images
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 10)).eval()
+    ood = synthetic_images(64, 1, 8, seed=0)
+    with torch.no_grad():
+        logits = model(ood.x.float() / 255)
+        margin = torch.cat([logits[:, :3], logits[:, 4:]], 1).max(1).values - logits[:, 3]
+        model[4].bias[3] += margin.median() + 1e-4
+    data = dataclasses.replace(digits_class3, retain=digits_class3.retain.select(torch.arange(200)),
+                               extras={"ood": ood})
+    return model, data, ood
+
+
+def test_scar_self_loss_of_every_step_by_hand(monkeypatch, digits_class3):
+    """With the optimizer step replaced by a recorder (the model stays the teacher), each step's
+    loss is λ₁·mean d_M(z, q) over the batch's proxy images (teacher says class 3; q their nearest
+    wrong class Gaussian) + λ₂·KL to the selective teacher on the other rows — batches in the
+    order of the seeded shuffled loader, epochs × batches steps, BatchNorm frozen as configured."""
+    import unlearnbench.unlearn.scar_self as ss
+    from unlearnbench.core.data import Loader
+    from unlearnbench.unlearn.classstats import mahalanobis, nearest_wrong_class, tukey
+    from unlearnbench.unlearn.losses import kl_from_logits
+    from unlearnbench.unlearn.scar import class_statistics, kept_classes, selective_teacher
+
+    model, data, ood = _self_forget_setup(digits_class3)
+    losses, bn_modes = [], []
+
+    class Recorder:
+        def __init__(self, m, opt, mask=None):
+            self.steps = 0
+            assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 2e-3
+            assert opt.param_groups[0]["weight_decay"] == 0.01
+
+        def step(self, loss):
+            losses.append(float(loss.detach()))
+            bn_modes.append(model[2].training)
+
+    monkeypatch.setattr(ss, "Stepper", Recorder)
+    cfg = build_config("scar_self", {"epochs": 2, "batch_size": 16, "lambda_1": 3.0, "lambda_2": 7.0, "lr": 2e-3,
+                                     "weight_decay": 0.01, "augment": False, "freeze_bn": True}, seed=9)
+    teacher = copy.deepcopy(model).eval()
+    gauss = class_statistics(cfg, data, teacher, kept_classes(data))
+    ss.scar_self(model, data, cfg)
+    gen = torch.Generator().manual_seed(9)
+    loader = Loader(ood, 16, shuffle=True, augment=None, generator=gen)
+    want, proxies_seen = [], 0
+    for _ in range(2):
+        for xs, _ in loader:
+            with torch.no_grad():
+                t = teacher(xs)
+                proxy = t.argmax(1) == 3
+                proxies_seen += int(proxy.sum())
+                loss = torch.zeros(())
+                if proxy.any():
+                    d = mahalanobis(tukey(_features(teacher, xs[proxy]), 0.5), gauss)
+                    q = nearest_wrong_class(d, gauss, t[proxy].argmax(1))
+                    loss = loss + 3.0 * d.gather(1, q[:, None]).mean()
+                keep, tk = selective_teacher(t, (3,))
+                if len(tk):
+                    loss = loss + 7.0 * kl_from_logits(teacher(xs[keep]), tk)
+            want.append(float(loss))
+    assert 0 < proxies_seen < 2 * 64  # both terms are exercised
+    assert losses == pytest.approx(want, rel=1e-4, abs=1e-6) and len(losses) == 2 * 4
+    assert bn_modes == [False] * 8 and not model.training
+
+
+def _features(model, x):
+    from unlearnbench.core.models import penultimate_features
+
+    return penultimate_features(model, x)
+
+
+def test_scar_self_stops_once_few_proxies_remain_and_refuses_random_forgetting(monkeypatch, digits_class3, digits_random):
+    import unlearnbench.unlearn.scar_self as ss
+    from unlearnbench.core.errors import ConfigError
+
+    model, data, _ = _self_forget_setup(digits_class3)
+    steps = []
+
+    class Forgetter:  # each step makes the model call nothing class 3 any more
+        def __init__(self, m, opt, mask=None):
+            self.m = m
+
+        def step(self, loss):
+            steps.append(1)
+            with torch.no_grad():
+                self.m[4].bias[3] = -1e4
+
+    monkeypatch.setattr(ss, "Stepper", Forgetter)
+    base = {"epochs": 3, "batch_size": 32, "augment": False}
+    ss.scar_self(copy.deepcopy(model), data, build_config("scar_self", {**base, "stop_proxy_acc": 50.0, "min_epochs": 2}))
+    assert len(steps) == 2 * 2  # stops after epoch 2 (min_epochs), not after epoch 1
+    steps.clear()
+    ss.scar_self(copy.deepcopy(model), data, build_config("scar_self", {**base, "stop_proxy_acc": 0.0, "min_epochs": 1}))
+    assert len(steps) == 3 * 2  # 0 % left is not below 0 %: no stop
+    steps.clear()
+    ss.scar_self(copy.deepcopy(model), data, build_config("scar_self", base))
+    assert len(steps) == 3 * 2  # no stop rule by default
+    with pytest.raises(ConfigError, match="class-wise"):
+        ss.scar_self(model, dataclasses.replace(digits_random, extras=data.extras), build_config("scar_self", base))

@@ -193,6 +193,7 @@ def test_recipe_describe_and_the_lines_by_regime(monkeypatch):
     assert MethodRecipe("m", "other", "defaults", fits=False).describe() == \
         "other (any other shape): the method's defaults (tuned on digits), not tuned for it"
     assert MethodRecipe("m", "natural-32", "p").describe() == "natural-32 (RGB images of 24-64 px (CIFAR-like)): preset p"
+    assert MethodRecipe("m", "natural-32", "a-c10").describe().endswith("): preset a-c10")  # sorts before "defaults"
     import unlearnbench.unlearn.presets as presets_mod
 
     monkeypatch.setattr(presets_mod, "PRESETS", _FakePresets([_fake_preset("p", "cifar10", "random:0.1")]))
@@ -224,6 +225,7 @@ def test_utility_drop_threshold_causes_and_suggestions(monkeypatch):
     assert line.startswith("m cut test accuracy from 80.0% to 50.0% (30.0 points): likely the recipe p was made for "
                            "another model or dataset than this one; try a preset (q; `ls presets`)")
     assert "likely the learning rate" in utility_drop("m", before, {"retain_acc": 0.0}, "defaults", fits=True)
+    assert "likely the learning rate" in utility_drop("m", before, {"retain_acc": 0.0})  # fits unless told otherwise
     assert "tuned on 8x8 digits" in utility_drop("m", before, {"retain_acc": 0.0}, "", fits=False)
     assert "made for another model" in utility_drop("m", before, {"retain_acc": 0.0}, "p", fits=False)
     assert utility_drop("nobody", before, {"retain_acc": 0.0}, "given").endswith(

@@ -31,7 +31,8 @@ _WHERE = {
     **dict.fromkeys(("check_model", "evaluate", "robust_accuracy", "attack", "log_report", "evaluate_checkpoint",
                      "evaluate_model", "check_attack", "load_attack_target", "attack_checkpoint"), "evaluation"),
     **dict.fromkeys(("check_unlearn", "run_unlearn", "unlearn_checkpoint"), "unlearning"),
-    **dict.fromkeys(("load_study", "run_study", "build_report", "summary_tables", "expected_tables"), "studies"),
+    **dict.fromkeys(("load_study", "study_file", "run_study", "study_report_folder", "check_study_executor", "build_report",
+                     "summary_tables", "expected_tables"), "studies"),
     **dict.fromkeys(("list_registries", "describe_entry", "doctor_checks", "ui_command", "shadow_pool"),
                     "environment"),
 }

@@ -11,6 +11,7 @@ import typer
 from unlearnbench.commands._common import (
     DeviceOpt,
     QuietOpt,
+    ThreadsOpt,
     app,
     check_outputs,
     console,
@@ -81,9 +82,10 @@ def sample(
     seed: int = typer.Option(0, "--seed", help="Seed of the noise: the same seed gives the same images."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
+    threads: int | None = ThreadsOpt,
 ) -> None:
     """Draw class-conditional samples from a generation checkpoint and write them as a PNG grid."""
-    setup_output(quiet)
+    setup_output(quiet, threads=threads)
     from unlearnbench.api import ConfigError, ModelError, load_checkpoint
     from unlearnbench.core.config import from_dict
     from unlearnbench.core.diffusion import SampleConfig, grid, is_generator, save_png

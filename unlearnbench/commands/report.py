@@ -23,17 +23,23 @@ _SHORT = {"mia_efficacy": "MIA", "avg_gap": "Gap", "rte_seconds": "RTE s"}
 
 def print_summary(summary: dict) -> None:
     """The papers' table per forget spec (mean ± std over seeds), as rich tables on stdout."""
-    from rich import box
-
     from unlearnbench import api
 
-    for t in api.summary_tables(summary):
+    print_tables(api.summary_tables(summary), api.expected_tables(summary))
+
+
+def print_tables(tables: list[dict], extras: list | tuple = ()) -> None:
+    """Tables in ``api.summary_tables``' format (a study's, any task), then ``extras`` (rich
+    renderables: the recipe and the paper's numbers beside ours)."""
+    from rich import box
+
+    for t in tables:
         # A terminal is narrow: robust accuracy on the test split only (the report has every split).
         keep = [i for i, c in enumerate(t["columns"])
                 if not c["key"].startswith("robust/") or c["key"].split("/")[1] in ("test", "test_retained")]
         same = t["seeds"] is not None
-        title = (f"forget {t['forget']}: mean ± std over {t['seeds'] if same else 'the'} seed(s), "
-                 "[95 % interval] below; * = differs from retrain beyond the noise")
+        title = t.get("title") or (f"forget {t['forget']}: mean ± std over {t['seeds'] if same else 'the'} seed(s), "
+                                   "[95 % interval] below; * = differs from retrain beyond the noise")
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         table.add_column("method", style="bold", no_wrap=True)
         for i in keep:
@@ -54,7 +60,7 @@ def print_summary(summary: dict) -> None:
                      for c in (r["cells"][i] for i in keep)]
             table.add_row(r["label"], *cells, *([] if same else [str(r["seeds"])]), style=style)
         console.print(table)
-    for renderable in api.expected_tables(summary):  # the recipe and the paper's numbers beside ours
+    for renderable in extras:
         console.print(renderable)
 
 

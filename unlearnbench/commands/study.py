@@ -47,66 +47,43 @@ def _overrides(sets: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _merge(data: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(data)
-    for k, v in over.items():
-        merged[k] = {**merged[k], **v} if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
-    return merged
-
-
 def load(study: str, sets: list[str] | None, **cli: Any):
-    from unlearnbench.core.config import load_yaml
-    from unlearnbench.study import EXAMPLES_DIR, study_from_dict
+    """The study (a file or a shipped name) of whichever task its ``task:`` names, with ``--set``
+    and the options' overrides (None: not given), checked in full; and its file."""
+    from unlearnbench import api
 
-    path = Path(study)
-    if not path.is_file() and (EXAMPLES_DIR / f"{study}.yaml").is_file():
-        path = EXAMPLES_DIR / f"{study}.yaml"
-    if not path.is_file():
-        from unlearnbench.api import ConfigError
-        from unlearnbench.study import examples
-
-        raise ConfigError(f"Study {study!r} is neither a file nor a shipped example; examples: {', '.join(examples())}.")
-    data = _merge(load_yaml(path), _overrides(sets))
-    if isinstance(data, dict) and data.get("task") == "generation":  # the study file declares its task
-        from unlearnbench.study.generation import gen_study_from_dict
-
-        gen_cli = {k: cli.get(k) for k in ("experiment", "device")}
-        unsupported = [k for k in ("subset", "per_class") if cli.get(k) is not None]
-        if unsupported:
-            from unlearnbench.api import ConfigError
-
-            raise ConfigError(f"--{unsupported[0].replace('_', '-')} does not apply to a generation study.")
-        return gen_study_from_dict(data, **gen_cli), path
-    return study_from_dict(data, **cli), path
+    path = api.study_file(study)
+    return api.load_study(path, changes=_overrides(sets), **cli), path
 
 
 def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None, cpus: float, gpus: float,
                       threads: int | None = None, tracking_uri: str | None, work_dir: Path, data_root: Path | None,
-                      download: bool, new: bool, quiet: bool, json_out: Path | None = None):
-    """Run the study and print its table (always: ``--quiet`` silences progress, not results).
-    ``json_out``: also write the outcome and the table as JSON there (``-``: stdout, alone)."""
+                      download: bool, new: bool, quiet: bool, json_out: Path | None = None, reports: Path = Path("reports")):
+    """Run the study (any task) and print its tables (always: ``--quiet`` silences progress, not
+    results). ``json_out``: also write the outcome and the tables as JSON there (``-``: stdout, alone)."""
     from unlearnbench.api import run_study
-    from unlearnbench.commands.report import print_summary
+    from unlearnbench.commands.report import print_tables
     from unlearnbench.core.data import DataSource
     from unlearnbench.core.executor import ExecutorConfig
-    from unlearnbench.reports.render import build_summary
-    from unlearnbench.reports.runs import load_runs
 
     ex = ExecutorConfig(kind=executor, ray_address=ray_address, num_cpus=cpus, num_gpus=gpus, threads=threads)
     source = DataSource.from_env(data_root, download)
     result = run_study(cfg, tracking_uri=tracking_uri, executor=ex, work_dir=work_dir, source=source, new=new,
-                       study_file=path, on_event=(None if quiet else lambda text: err_console.print(text, highlight=False)))
-    runs = load_runs(result.experiment, result.tracking_uri, parent_run_id=result.parent_run_id, with_artifacts=False)
-    summary = build_summary(runs, "")
+                       study_file=path, reports=reports,
+                       on_event=(None if quiet else lambda text: err_console.print(text, highlight=False)))
+    report = result.report
     to_stdout = json_out is not None and str(json_out) == "-"
     out = err_console if to_stdout else console
     if not to_stdout:
-        print_summary(summary)
+        print_tables(report.tables, report.extras)
     out.print(
         f"Study {result.study} ({result.study_id}): {result.finished} run(s) finished now, "
         f"{result.skipped} already done, {len(result.failures)} failed; experiment {result.experiment!r}, "
         f"parent run {result.parent_run_id} in {result.tracking_uri}.", highlight=False, soft_wrap=True,
     )
+    if report.files:
+        out.print(f"Report: {report.files[0]}" + "".join(f" (and {f})" for f in report.files[1:]),
+                  highlight=False, soft_wrap=True)
     from rich.markup import escape
 
     for key, error in result.failures:  # labels such as "finetune [prune=0.95]" are not markup
@@ -115,7 +92,7 @@ def run_and_summarize(cfg, path: Path, *, executor: str, ray_address: str | None
         data = {"study": result.study, "study_id": result.study_id, "experiment": result.experiment,
                 "tracking_uri": result.tracking_uri, "parent_run_id": result.parent_run_id, "total": result.total,
                 "finished": result.finished, "skipped": result.skipped, "resumed": result.resumed,
-                "failures": [{"run_key": k, "error": e} for k, e in result.failures], "summary": summary}
+                "failures": [{"run_key": k, "error": e} for k, e in result.failures], **report.data}
         if to_stdout:
             print_json(data)
         else:
@@ -133,54 +110,6 @@ def exit_if_failed(result) -> None:
             f"{len(result.failures)} of {result.total} run(s) failed (listed above); re-run the same command to retry them.",
             highlight=False, soft_wrap=True,
         )
-        raise typer.Exit(1)
-
-
-def run_generation(cfg, *, tracking_uri: str | None, work_dir: Path, data_root: Path | None, download: bool,
-                   quiet: bool, json_out: Path | None, out_dir: Path = Path("reports")) -> None:
-    """A generation study (``task: generation``): run it, write and log its report, print its table."""
-    from rich.table import Table
-
-    from unlearnbench.core.data import DataSource
-    from unlearnbench.reports.generation import HEAD, _cells, _rows, log_report, write_gen_report
-    from unlearnbench.study.generation import run_gen_study
-
-    check_outputs(("--reports", out_dir / cfg.name, True))
-    source = DataSource.from_env(data_root, download)
-    result = run_gen_study(cfg, tracking_uri=tracking_uri, work_dir=work_dir, source=source,
-                           on_event=(None if quiet else lambda text: err_console.print(text, highlight=False)))
-    md, page = write_gen_report(result, cfg, out_dir / cfg.name)
-    log_report(result, md, page)
-    to_stdout = json_out is not None and str(json_out) == "-"
-    out = err_console if to_stdout else console
-    tables = {}
-    for spec in cfg.forget:
-        table = Table(title=f"{cfg.name}: forget {spec} (FID features: {result.rows[0].report.meta['extractor'] if result.rows else '-'})",
-                      title_justify="left")
-        for h in HEAD:
-            table.add_column(h)
-        lines = _rows(result, spec)
-        for line in lines:
-            table.add_row(*_cells(line))
-        tables[spec] = [dict(zip(HEAD, _cells(line), strict=True)) for line in lines]
-        if not to_stdout:
-            console.print(table)
-    out.print(f"Study {result.study}: {len(result.rows)} of {result.total} run(s) evaluated, {len(result.failures)} failed, "
-              f"{result.seconds:.0f} s; experiment {result.experiment!r}, parent run {result.parent_run_id}.\n"
-              f"Report: {page} (and {md})", highlight=False, soft_wrap=True)
-    for key, error in result.failures:
-        out.print(f"failed {key}: {error}", highlight=False, soft_wrap=True, markup=False)
-    if json_out is not None:
-        data = {"study": result.study, "task": "generation", "experiment": result.experiment,
-                "parent_run_id": result.parent_run_id, "classifier": result.classifier, "tables": tables,
-                "failures": [{"run_key": k, "error": e} for k, e in result.failures], "report": str(page)}
-        if to_stdout:
-            print_json(data)
-        else:
-            from unlearnbench.reports.render import write_text_atomic
-
-            write_text_atomic(json_out, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
-    if result.failures:
         raise typer.Exit(1)
 
 
@@ -208,32 +137,33 @@ def benchmark(
     quiet: bool = QuietOpt,
     system_metrics: bool = SystemMetricsOpt,
     json_out: Path | None = typer.Option(None, "--json", help="Also write the outcome and table as JSON to this file; - prints only the JSON, on stdout."),
+    out: Path = typer.Option(Path("reports"), "--out", "-o",
+                             help="Folder of the report files a study writes (generation studies: OUT/<study>/report.html)."),
 ) -> None:
-    """Run a study: methods × forget specs × seeds against the retrained reference, logged to
-    MLflow (a parent run, one child run per method, spec and seed). Re-running resumes it."""
+    """Run a study (classification or generation, as its file's task: says): methods × forget
+    specs × seeds against the retrained reference, logged to MLflow (a parent run, one child run
+    per method, spec and seed). Re-running resumes it: finished runs are not run again."""
     setup_output(quiet)
     from unlearnbench.api import ConfigError
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"Unknown executor {executor!r}; use local or ray.")
     cfg, path = load(study, set_, experiment=experiment, device=device, subset=subset, per_class=per_class)
+    from unlearnbench import api
+
+    api.check_study_executor(cfg, executor)
     json_file = None if json_out is None or str(json_out) == "-" else json_out
-    check_outputs(("--json", json_file, False), ("--work-dir", work_dir, True), inputs=(path,), store=tracking_uri)
-    if getattr(cfg, "task", "classification") == "generation":  # the study file declares its task
-        if executor != "local" or new:
-            raise ConfigError("A generation study runs in-process and re-evaluates on every run (its trained models "
-                              "are cached); drop --executor ray / --new.")
-        run_generation(cfg, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root, download=download,
-                       quiet=quiet, json_out=json_out)
-        return
+    check_outputs(("--json", json_file, False), ("--work-dir", work_dir, True),
+                  ("--out", api.study_report_folder(cfg, out), True), inputs=(path,), store=tracking_uri)
     from unlearnbench.eval import tracking
 
     tracking.enable_system_metrics(system_metrics)  # sampled on the study's parent run
     result = run_and_summarize(cfg, path, executor=executor, ray_address=ray_address, cpus=cpus_per_job,
                                gpus=gpus_per_job, threads=threads, tracking_uri=tracking_uri, work_dir=work_dir, data_root=data_root,
-                               download=download, new=new, quiet=quiet, json_out=json_out)
-    hint = f"Report: unlearnbench report --experiment {cfg.experiment_name}"
-    (err_console if json_out is not None and str(json_out) == "-" else console).print(hint, highlight=False)
+                               download=download, new=new, quiet=quiet, json_out=json_out, reports=out)
+    if not result.report.files:  # a study that wrote no report of its own: where to make one
+        hint = f"Report: unlearnbench report --experiment {cfg.experiment_name}"
+        (err_console if json_out is not None and str(json_out) == "-" else console).print(hint, highlight=False)
     exit_if_failed(result)
 
 

@@ -23,8 +23,6 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +32,7 @@ import torch.nn as nn
 from unlearnbench.core.config import check, configclass
 from unlearnbench.core.data import DatasetInfo, TensorSet
 from unlearnbench.core.errors import ConfigError, ModelError
-from unlearnbench.core.runtime import pinned_threads, resolve_device
+from unlearnbench.core.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +56,11 @@ class UNetArch:
     attention: tuple[int, ...] = ()
     norm_groups: int = 32
     dropout: float = 0.0
-    # The most intra-op threads worth giving it on a CPU (None: as many as the process has). A tiny
-    # UNet's kernels (8x8 maps) are too short to split: profiled on the shared 2-core machine (load
-    # ~4.6), one ddpm_tiny training step of 128 digits cost 0.11 CPU-s on 1 thread and 1.22 CPU-s
-    # (2.3 s wall) on 2, the threads spinning at every barrier while the other waits for a core.
-    cpu_threads: int | None = None
 
 
 ARCHS: dict[str, UNetArch] = {
     # ~0.65M parameters: trains on digits (8x8) or Fashion-MNIST (28x28) on 2 CPU cores in minutes.
-    "ddpm_tiny": UNetArch(channels=(32, 64), layers_per_block=1, norm_groups=8, cpu_threads=1),
+    "ddpm_tiny": UNetArch(channels=(32, 64), layers_per_block=1, norm_groups=8),
     # The reference's CIFAR-10 network (cifar10_train.yml: ch 128, ch_mult [1, 2, 2, 2], 2 res blocks,
     # attention at 16x16, dropout 0.1), ~36M parameters; for GPUs.
     "ddpm_cifar10": UNetArch(channels=(128, 256, 256, 256), layers_per_block=2, attention=(1,), norm_groups=32,
@@ -134,21 +127,6 @@ class ConditionalDDPM(nn.Module):
 
 def is_generator(model: nn.Module) -> bool:
     return isinstance(model, ConditionalDDPM)
-
-
-@contextmanager
-def cpu_threads(model: ConditionalDDPM, device: torch.device | str | None = None) -> Iterator[None]:
-    """Run the block with at most ``model.arch.cpu_threads`` intra-op threads when it runs on the CPU
-    (see ``UNetArch.cpu_threads``); elsewhere, or without a cap, the thread count is untouched."""
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    cap = model.arch.cpu_threads
-    if dev.type != "cpu" or cap is None or torch.get_num_threads() <= cap:
-        yield
-        return
-    log.info("%s on the CPU: %d intra-op thread(s) instead of %d (its kernels are too small to split)",
-             type(model).__name__, cap, torch.get_num_threads())
-    with pinned_threads(cap):
-        yield
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -276,30 +254,29 @@ def fit_diffusion(model: ConditionalDDPM, train: TensorSet, info: DatasetInfo, c
     t0 = time.perf_counter()
     running = 0.0
     log_every = max(1, config.steps // 20)
-    with cpu_threads(model, device):
-        with progress(description, total=config.steps, unit="steps") as bar:
-            for step in range(config.steps):
-                for g in opt.param_groups:
-                    g["lr"] = config.lr * min(1.0, (step + 1) / config.warmup) if config.warmup else config.lr
-                x, y = next(it)
-                if hflip:
-                    x = flip(x, gen)
-                loss = diffusion_loss(model, x, y, gen, cond_drop_prob=config.cond_drop_prob)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                opt.step()
-                if ema is not None:
-                    ema.update(model)
-                running += float(loss.detach())
-                if (step + 1) % log_every == 0 or step + 1 == config.steps:
-                    k = (step % log_every) + 1
-                    history.append({"step": step + 1, "train_loss": running / k})
-                    bar.advance(1)
-                    bar.report(f"loss {running / k:.4f}", images=k * config.batch_size)  # a line per 5 % in logs
-                    running = 0.0
-                else:
-                    bar.advance(1)
+    with progress(description, total=config.steps, unit="steps") as bar:
+        for step in range(config.steps):
+            for g in opt.param_groups:
+                g["lr"] = config.lr * min(1.0, (step + 1) / config.warmup) if config.warmup else config.lr
+            x, y = next(it)
+            if hflip:
+                x = flip(x, gen)
+            loss = diffusion_loss(model, x, y, gen, cond_drop_prob=config.cond_drop_prob)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            if ema is not None:
+                ema.update(model)
+            running += float(loss.detach())
+            if (step + 1) % log_every == 0 or step + 1 == config.steps:
+                k = (step % log_every) + 1
+                history.append({"step": step + 1, "train_loss": running / k})
+                bar.advance(1)
+                bar.report(f"loss {running / k:.4f}", images=k * config.batch_size)  # a line per 5 % in logs
+                running = 0.0
+            else:
+                bar.advance(1)
     seconds = time.perf_counter() - t0
     out = ema.shadow if ema is not None else model
     if ema is not None:
@@ -355,19 +332,18 @@ def sample(model: ConditionalDDPM, labels: torch.Tensor | list[int], config: Sam
     noise = torch.randn((len(labels), *shape), generator=gen)  # drawn up front: independent of batch size
     out = []
     try:
-        with cpu_threads(model, device):
-            for i in range(0, len(labels), config.batch_size):
-                sched = d.DDIMScheduler(num_train_timesteps=model.timesteps, beta_schedule="linear",
-                                        beta_start=model.beta_start, beta_end=model.beta_end, clip_sample=False,
-                                        set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
-                sched.set_timesteps(config.steps)
-                x = noise[i:i + config.batch_size].to(device)
-                c = labels[i:i + config.batch_size].to(device)
-                for t in sched.timesteps:
-                    tt = torch.full((x.shape[0],), int(t), device=device, dtype=torch.long)
-                    eps = model.guided(x, tt, c, config.guidance)
-                    x = sched.step(eps, t, x, eta=config.eta, generator=gen).prev_sample
-                out.append(((x.clamp(-1, 1) + 1) / 2).cpu())
+        for i in range(0, len(labels), config.batch_size):
+            sched = d.DDIMScheduler(num_train_timesteps=model.timesteps, beta_schedule="linear",
+                                    beta_start=model.beta_start, beta_end=model.beta_end, clip_sample=False,
+                                    set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+            sched.set_timesteps(config.steps)
+            x = noise[i:i + config.batch_size].to(device)
+            c = labels[i:i + config.batch_size].to(device)
+            for t in sched.timesteps:
+                tt = torch.full((x.shape[0],), int(t), device=device, dtype=torch.long)
+                eps = model.guided(x, tt, c, config.guidance)
+                x = sched.step(eps, t, x, eta=config.eta, generator=gen).prev_sample
+            out.append(((x.clamp(-1, 1) + 1) / 2).cpu())
     finally:
         model.train(was)
     return torch.cat(out) if out else torch.zeros((0, *shape))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearnbench.core.io import atomic_write
+from unlearnbench.reports.study import StudyReport, study_report
 
 COLUMNS = (
     ("UA % (forgotten class)", "gen/ua", 1),
@@ -158,3 +159,66 @@ def log_report(result, md: Path, page: Path) -> None:
     client = MlflowClient(tracking_uri=result.tracking_uri)
     for path in (md, page):
         client.log_artifact(result.parent_run_id, str(path), "report")
+
+
+def gen_tables(result, cfg) -> list[dict[str, Any]]:
+    """The report's table per forget spec in ``summary_tables``' format (text cells: the mean, its
+    95 % interval on its own, the n behind the UA and FID columns), titled with the FID extractor."""
+    import math
+
+    tables = []
+    for spec in cfg.forget:
+        lines = _rows(result, spec)
+        columns = [{"key": key, "label": label} for label, key, _ in COLUMNS] + [{"key": "rte_seconds",
+                                                                               "label": "run time s"}]
+        n_ua = sorted({str(line["n_ua"]) for line in lines})
+        n_fid = sorted({f"{line['n_fid'][0]} / {line['n_fid'][1]}" for line in lines})
+        points = ["–".join(n_ua) if key == "gen/ua" else "–".join(n_fid) if key == "gen/fid" else ""
+                  for _, key, _ in COLUMNS] + [""]
+        rows = []
+        for line in lines:
+            cells = []
+            for _, key, digits in COLUMNS:
+                mean, ci = line.get(key) or (float("nan"), None)
+                ok = math.isfinite(mean)
+                cells.append({"value": f"{mean:.{digits}f}" if ok else "–", "beyond_noise": False,
+                              "ci": f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ok and ci else ""})
+            cells.append({"value": "–" if line["rte"] is None else f"{line['rte']:.1f}", "beyond_noise": False, "ci": ""})
+            rows.append({"label": line["label"], "method": line["kind"] if line["kind"] != "unlearn" else line["label"],
+                         "seeds": line["seeds"], "cells": cells})
+        seeds = {line["seeds"] for line in lines}
+        tables.append({"forget": spec, "seeds": next(iter(seeds)) if len(seeds) == 1 else None, "columns": columns,
+                       "points": points, "rows": rows,
+                       "title": f"{cfg.name}: forget {spec}, mean over seeds, [95 % interval] below; "
+                                f"FID features: {_extractor(result)}"})
+    return tables
+
+
+def _expected_renderables(cfg) -> list[Any]:
+    from rich.table import Table
+
+    out: list[Any] = []
+    for spec in cfg.forget:
+        exp = _expected_rows(cfg, spec)
+        if exp is None:
+            continue
+        citation, table = exp
+        t = Table(title=f"Paper, forget {spec} ({citation})", title_justify="left")
+        for h in table[0]:
+            t.add_column(h)
+        for r in table[1:]:
+            t.add_row(*r)
+        out.append(t)
+    return out
+
+
+@study_report("generation", writes_folder=True)
+def generation_report(cfg, result, out: Path) -> StudyReport:
+    """Write the report into ``out/<study>`` (Markdown + HTML), log it to the parent run, and
+    return its tables."""
+    md, page = write_gen_report(result, cfg, Path(out) / cfg.name)
+    log_report(result, md, page)
+    data = {"task": "generation", "classifier": result.classifier, "report": str(page),
+            "tables": {spec: [dict(zip(HEAD, _cells(line), strict=True)) for line in _rows(result, spec)]
+                       for spec in cfg.forget}}
+    return StudyReport(tables=gen_tables(result, cfg), extras=_expected_renderables(cfg), files=(page, md), data=data)

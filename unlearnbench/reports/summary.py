@@ -397,3 +397,23 @@ def points_text(rows: list[dict[str, Any]], key: str) -> str:
     if not ns:
         return ""
     return str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+
+
+def summary_tables(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The papers' table per forget spec as text cells ready to print (see ``api.summary_tables``)."""
+    tables = []
+    for spec in dict.fromkeys(r["forget"] for r in summary["rows"]):
+        rows = [r for r in summary["rows"] if r["forget"] == spec]
+        metrics = summary_metrics(sorted({k for r in rows for k in r["values"]}))
+        seeds = {len(r["seeds"]) for r in rows}
+        tables.append({
+            "forget": spec,
+            "seeds": next(iter(seeds)) if len(seeds) == 1 else None,
+            "columns": [{"key": m.key, "label": m.label} for m in metrics],
+            "points": [points_text(rows, m.key) for m in metrics],
+            "rows": [{"label": r["label"], "method": r["method"], "seeds": len(r["seeds"]),
+                      "cells": [{"value": fmt(r["values"].get(m.key)), "beyond_noise": beyond_noise(r, m.key),
+                                 "ci": fmt_ci(r["values"].get(m.key))} for m in metrics]}
+                     for r in rows],
+        })
+    return tables

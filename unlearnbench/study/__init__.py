@@ -2,9 +2,10 @@
 settings), evaluated against the retrained reference and logged to MLflow as one parent run with a
 nested child run per (method, spec, seed). This layer sits above ``eval``, which never imports it.
 
-Modules: ``config`` (the YAML, checked), ``plan`` (the jobs), ``jobs`` (what a worker runs), ``generation``
-(studies of conditional DDPMs, ``task: generation``),
-``record`` (MLflow), ``run`` (the driver), ``expected`` (the paper's numbers), ``studies/`` (shipped).
+Modules: ``tasks`` (the study tasks' registry: a study file's ``task:`` picks how it is read and
+run), ``config`` (the YAML, checked), ``plan`` (the jobs), ``jobs`` (what a worker runs), ``record``
+(MLflow), ``run`` (the classification driver), ``generation`` and ``gen_jobs`` (studies of
+conditional DDPMs, ``task: generation``), ``expected`` (the paper's numbers), ``studies/`` (shipped).
 
 How a study runs (``run_study``):
 
@@ -32,15 +33,17 @@ from unlearnbench.study.config import (
     MethodSpec,
     StudyConfig,
     examples,
-    load_study,
     recipe_name,
     study_from_dict,
     study_id,
     train_config,
 )
+from unlearnbench.study.generation import GenStudyConfig  # (importing it registers the generation task)
 from unlearnbench.study.plan import EvalJob, TrainJob, model_dir, plan_jobs, rewind_path
-from unlearnbench.study.run import StudyResult, preflight, run_study
+from unlearnbench.study.run import StudyResult, preflight
+from unlearnbench.study.tasks import STUDY_TASKS, load_study, run_study, study_from_data, task_of
 
-__all__ = ["EXAMPLES_DIR", "EvalJob", "MethodSpec", "StudyConfig", "StudyResult", "TrainJob", "examples", "load_study",
+__all__ = ["EXAMPLES_DIR", "STUDY_TASKS", "EvalJob", "GenStudyConfig", "MethodSpec", "StudyConfig", "StudyResult",
+           "TrainJob", "examples", "load_study", "study_from_data", "task_of",
            "model_dir", "plan_jobs", "preflight", "recipe_name", "rewind_path", "run_study", "study_from_dict",
            "study_id", "train_config"]

@@ -1,7 +1,7 @@
 """A study's configuration: the YAML file, checked in full before anything trains.
 
-``load_study`` (a file or a shipped study by name, see ``examples()``) and ``study_from_dict`` build
-a frozen ``StudyConfig``; unknown keys, unknown methods/models/datasets/recipes/attacks and bad
+``study_from_dict`` builds a frozen ``StudyConfig`` (``study.tasks.load_study`` reads a file or a
+shipped study by name, see ``examples()``, of any task); unknown keys, unknown methods/models/datasets/recipes/attacks and bad
 method or training configs fail here in one sentence. ``study_id`` is the hash that keys resuming.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
-from unlearnbench.core.config import configclass, from_dict, load_yaml, to_dict
+from unlearnbench.core.config import configclass, from_dict, to_dict
 from unlearnbench.core.data import DataSource, parse_forget_spec
 from unlearnbench.core.errors import ConfigError, UserError
 from unlearnbench.eval.engine import EvalConfig
@@ -272,21 +272,6 @@ def _check_original(cfg: StudyConfig) -> None:
     for key, want in (("dataset", cfg.dataset), ("model", cfg.model), ("split_seed", cfg.split_seed)):
         if meta[key] != want:
             raise ConfigError(f"original {cfg.original} has {key} {meta[key]!r} but the study uses {want!r}; make them match.")
-
-
-def load_study(path_or_name: str | Path, **overrides: Any) -> StudyConfig:
-    """A study from a YAML file, or a shipped example by name (see ``examples()``)."""
-    path = Path(path_or_name)
-    if not path.is_file():
-        shipped = EXAMPLES_DIR / f"{path_or_name}.yaml"
-        if shipped.is_file():
-            path = shipped
-        else:
-            raise ConfigError(
-                f"Study {str(path_or_name)!r} is neither a file nor a shipped example; "
-                f"examples: {', '.join(examples())}."
-            )
-    return study_from_dict(load_yaml(path), **overrides)
 
 
 def examples() -> list[str]:

@@ -11,32 +11,49 @@ A study file with ``task: generation`` (``unlearnbench benchmark digits-generati
    classifier, FID against the real test images of the remembered classes (extractor named),
    precision / recall, and sample grids (forgotten vs remembered classes).
 
-Each model is a child MLflow run under one parent run (metrics, params, grids as PNG artifacts);
-``reports.generation.write_gen_report`` then writes the report (Markdown + HTML with the grids
-inlined) and logs it to the parent run.
+Steps 1-2 and 3-4 are jobs (``study.gen_jobs``) on ``core.executor``, in-process or Ray tasks, every
+job pinned to the executor's thread count. Each model is a child MLflow run under one parent run
+(metrics, params, grids as PNG artifacts, ``report.json`` with the grids at their own size), logged
+by this driver only. Resuming: the parent run is keyed by the study's name and data
+(``gen_study_id``), each child run by its job's content (``GenEvalJob.key``); running the study
+again skips every row with a FINISHED run of the same key and reads it back from its
+``report.json``, so a changed method config re-runs that row only (its earlier run goes to
+MLflow's trash). The task registers itself (``study.tasks``); ``api.run_study`` then has
+``reports.generation`` write the report (Markdown + HTML with the grids inlined) and log it to the
+parent run.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
+import dataclasses
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
-from unlearnbench.core.config import configclass, flatten, from_dict, to_dict
+from unlearnbench.core.config import configclass, from_dict, to_dict
 from unlearnbench.core.data import DataSource, parse_forget_spec
 from unlearnbench.core.errors import ConfigError
-from unlearnbench.eval.generation import GenEvalConfig, GenReport, evaluate_generation
+from unlearnbench.core.executor import ExecutorConfig
+from unlearnbench.eval.generation import GenEvalConfig, GenReport
 from unlearnbench.eval.intervals import t_interval
+from unlearnbench.study.gen_jobs import (
+    GenEvalJob,
+    GenTrainJob,
+    content_key,
+    gen_eval_job,
+    gen_train_job,
+    plan_gen_jobs,
+    png_base64,  # noqa: F401  (re-exported: the reports inline grids with it)
+    png_tensor,
+)
+from unlearnbench.study.run import StudyResult
+from unlearnbench.study.tasks import register_task
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +107,8 @@ class GenStudyConfig:
         from unlearnbench.unlearn import METHODS, build_config
         from unlearnbench.unlearn.base import method_task
 
+        if not re.match(r"^[A-Za-z0-9_.-]+$", self.name) or self.name in (".", ".."):  # it names the report folder
+            raise ConfigError(f"Study name {self.name!r} may hold only letters, digits, '.', '-' and '_'.")
         if model_task(self.model) != "generation":
             raise ConfigError(f"A generation study needs a generation model; {self.model!r} is a classifier.")
         if not self.methods or not self.forget or not self.seeds:
@@ -142,139 +161,177 @@ class GenRow:
 
 
 @dataclass
-class GenStudyResult:
-    study: str
-    experiment: str
-    tracking_uri: str
-    parent_run_id: str
-    rows: list[GenRow]
-    classifier: str
-    report_md: Path | None = None
-    report_html: Path | None = None
+class GenStudyResult(StudyResult):
+    rows: list[GenRow] = field(default_factory=list)  # every row of the study, finished now or before
+    classifier: str = ""
     seconds: float = 0.0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    total: int = 0
 
 
-def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def gen_study_id(cfg: GenStudyConfig) -> str:
+    """The parent run a generation study resumes: its name and data. Its child runs are keyed by
+    their content (``GenEvalJob.key``), so a changed method or evaluation config re-runs only the
+    rows it changes, within the same parent run."""
+    return content_key({"task": "generation", "name": cfg.name, "dataset": cfg.dataset, "split_seed": cfg.split_seed,
+                        "val_fraction": cfg.val_fraction})
 
 
-def _cached(path: Path, make: Callable[[], Any]):
-    """Load ``path`` if it exists, else build the outcome with ``make`` and save it there."""
-    from unlearnbench.core.checkpoint import load_checkpoint, save_checkpoint
+@register_task("generation", config_type=GenStudyConfig, from_dict=gen_study_from_dict,
+               summary="class-wise unlearning of a conditional DDPM against its Retrain")
+def run_gen_study(cfg: GenStudyConfig, *, tracking_uri: str | None = None, executor: ExecutorConfig | None = None,
+                  work_dir: str | Path = "runs/cache", source: DataSource | None = None, new: bool = False,
+                  study_file: str | Path | None = None,
+                  on_event: Callable[[str], None] | None = None) -> GenStudyResult:
+    """Run or resume a generation study (see the module docstring); the same keyword arguments as
+    the classification driver (``study.run.run_study``). A resumed study re-runs only the rows
+    without a FINISHED run of the same content key; its result holds every row."""
+    import mlflow
+    from mlflow import MlflowClient
 
-    if path.is_file():
-        return load_checkpoint(path)
-    outcome = make()
-    save_checkpoint(path, outcome.model, outcome.meta)
-    return load_checkpoint(path)
-
-
-def run_gen_study(cfg: GenStudyConfig, *, tracking_uri: str | None = None, work_dir: Path = Path("runs/cache"),
-                  source: DataSource | None = None, on_event: Callable[[str], None] | None = None) -> GenStudyResult:
-    from unlearnbench import unlearn as U
-    from unlearnbench.core.checkpoint import load_checkpoint
-    from unlearnbench.core.data import prepare
-    from unlearnbench.core.diffusion import DiffusionTrainConfig
-    from unlearnbench.core.jobs import train_generator, train_model
-    from unlearnbench.core.runtime import resolve_device
-    from unlearnbench.core.train import TrainConfig
+    from unlearnbench.core import provenance
     from unlearnbench.eval import tracking
+    from unlearnbench.study.record import child_runs, find_parent
+    from unlearnbench.study.run import check_executor, preflight
 
     say = on_event or (lambda text: log.info("%s", text))
     t_start = time.perf_counter()
-    device = resolve_device(cfg.device)
+    executor = executor or ExecutorConfig()
+    check_executor(executor)
+    source = source or DataSource.from_env()
+    data_key = preflight(cfg, source)  # missing files, a class out of range: one sentence, nothing logged
+    trains, evals = plan_gen_jobs(cfg, Path(work_dir).resolve(), source, data_key)
     uri = tracking.setup(tracking_uri, cfg.experiment_name)
-    split = {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "val_fraction": cfg.val_fraction,
-             "source": str(source.subset if source else None)}
-    root = Path(work_dir) / "generation" / f"{cfg.dataset}-split{cfg.split_seed}"
-
-    # 1. the evaluating classifier
-    if cfg.classifier.endswith(".pt"):
-        clf_ckpt = load_checkpoint(cfg.classifier)
-    else:
-        tcfg = from_dict(TrainConfig, {**cfg.classifier_train, "device": cfg.device})
-        clf_path = root / f"classifier-{cfg.classifier}-{_key([split, to_dict(tcfg)])}.pt"
-        say(f"classifier {cfg.classifier}: {'cached' if clf_path.is_file() else 'training'} ({clf_path})")
-        clf_ckpt = _cached(clf_path, lambda: train_model(cfg.dataset, cfg.classifier, tcfg, split_seed=cfg.split_seed,
-                                                         val_fraction=cfg.val_fraction, source=source))
-    classifier = clf_ckpt.build(device)
-    clf_name = f"{clf_ckpt.meta['model']} ({clf_ckpt.path}, test acc {clf_ckpt.meta.get('metrics', {}).get('test_acc', float('nan')):.1f}%)"
-
-    rows: list[GenRow] = []
-    failures: list[tuple[str, str]] = []
-    total = len(cfg.seeds) * (1 + len(cfg.forget) * (1 + len(cfg.methods)))
-    parent_tags = {"kind": "study", "task": "generation", "dataset": cfg.dataset, "model": cfg.model,
-                   "study": cfg.name}
-    with tracking.run(f"{cfg.name} (generation study)", params={"study": json.dumps(to_dict(cfg), default=str)[:6000]},
-                      tags=parent_tags) as parent:
-        import mlflow
-
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(cfg.experiment_name)
+    sid = gen_study_id(cfg)
+    parent = None if new else find_parent(client, exp.experiment_id, sid)
+    done: dict[str, Any] = {}
+    stale: dict[str, list[str]] = {}  # slot -> runs a new run of that slot replaces
+    if parent is not None:
+        for child in child_runs(client, exp.experiment_id, parent.info.run_id):
+            key, slot = child.data.tags.get("run_key"), child.data.tags.get("slot")
+            if key and child.info.status == "FINISHED" and key not in done:
+                done[key] = child
+            if slot:
+                stale.setdefault(slot, []).append(child.info.run_id)
+            if child.info.status == "RUNNING":  # a driver killed outright left it open
+                client.set_terminated(child.info.run_id, "KILLED")
+    keys = {j.key for j in evals}
+    done = {k: r for k, r in done.items() if k in keys}
+    kept = {r.info.run_id for r in done.values()}
+    stale = {s: [r for r in ids if r not in kept] for s, ids in stale.items()}
+    pending = [j for j in evals if j.key not in done]
+    result = GenStudyResult(cfg.name, sid, cfg.experiment_name, uri, "", len(evals), len(evals) - len(pending), 0,
+                            resumed=parent is not None)
+    if parent is not None:
+        say(f"Resuming generation study run {parent.info.run_id}: {result.skipped} of {len(evals)} runs already finished.")
+    if parent is None:
+        tags = {"kind": "study", "task": "generation", "study": cfg.name, "study_id": sid, "dataset": cfg.dataset,
+                "model": cfg.model, "git_sha": provenance.git_sha(), "data_sha256": data_key[:12],
+                "threads": str(executor.threads_per_job)}
         if cfg.description:
-            mlflow.set_tag("mlflow.note.content", cfg.description)
-        for seed in cfg.seeds:
-            tcfg = from_dict(DiffusionTrainConfig, {**cfg.train, "seed": seed, "device": cfg.device})
-            gen_key = _key([split, cfg.model, to_dict(tcfg)])
-            orig_path = root / f"{cfg.model}-{gen_key}" / f"seed{seed}" / "original.pt"
-            say(f"original {cfg.model} seed {seed}: {'cached' if orig_path.is_file() else 'training'}")
-            orig_ckpt = _cached(orig_path, lambda tcfg=tcfg: train_generator(
-                cfg.dataset, cfg.model, tcfg, split_seed=cfg.split_seed, val_fraction=cfg.val_fraction, source=source))
-            original = orig_ckpt.build(device)
-            for spec in cfg.forget:
-                _, data = prepare(cfg.dataset, spec, split_seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-                                  source=source, device=device)
-                ecfg = from_dict(GenEvalConfig, {**to_dict(cfg.evaluation), "seed": seed})
-                tag = spec.replace(":", "")
-                re_path = root / f"{cfg.model}-{gen_key}" / f"seed{seed}" / f"retrain-{tag}.pt"
-                say(f"retrain without {spec}, seed {seed}: {'cached' if re_path.is_file() else 'training'}")
-                re_ckpt = _cached(re_path, lambda tcfg=tcfg, spec=spec: train_generator(
-                    cfg.dataset, cfg.model, tcfg, exclude=spec, split_seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-                    source=source))
-                jobs = [("retrain", "retrain", None), ("original", "original", None)]
-                jobs += [("unlearn", m.display, m) for m in cfg.methods]
-                for kind, label, m in jobs:
-                    say(f"{label} on {spec}, seed {seed}")
-                    try:
-                        params: dict[str, Any] = {}
-                        if kind == "retrain":
-                            model, rte = re_ckpt.build(device), float(re_ckpt.meta["metrics"]["train_seconds"])
-                        elif kind == "original":
-                            model, rte = original, None
-                        else:
-                            res = U.run(m.name, original, data, dict(m.config), seed=seed, device=str(device))
-                            model, rte = res.model, res.seconds
-                            params = {**flatten(res.config, "config."), "method": m.name}
-                        report = evaluate_generation(model, data, classifier, ecfg, classifier_name=clf_name, device=device)
-                    except Exception as exc:  # one failing method must not lose the others
-                        from unlearnbench.core.errors import UserError
-
-                        if isinstance(exc, UserError):
-                            raise
-                        log.exception("%s failed", label)
-                        failures.append((f"{label} {spec} seed{seed}", f"{type(exc).__name__}: {exc}"))
-                        continue
-                    row = GenRow(kind, label, spec, seed, report, rte)
-                    row.run_id = _log_row(row, params, cfg, parent.info.run_id, clf_name)
-                    rows.append(row)
-        result = GenStudyResult(cfg.name, cfg.experiment_name, uri, parent.info.run_id, rows, clf_name,
-                                seconds=time.perf_counter() - t_start, failures=failures, total=total)
-        tracking.log_metrics({"study_seconds": result.seconds})
+            tags["mlflow.note.content"] = cfg.description
+        mlflow.start_run(run_name=f"{cfg.name} (generation study)", tags=tracking.standard_tags(tags),
+                         log_system_metrics=False)
+    else:
+        mlflow.start_run(run_id=parent.info.run_id, log_system_metrics=False)
+    result.parent_run_id = mlflow.active_run().info.run_id
+    status = "FAILED"
+    try:
+        if parent is None:
+            mlflow.log_param("study", json.dumps(to_dict(cfg), default=str)[:6000])
+            if study_file is not None and Path(study_file).is_file():
+                mlflow.log_artifact(str(study_file))
+        fresh = _run_pending(cfg, pending, trains, executor, result, client, stale, say)
+        result.rows = [fresh[j.key] if j.key in fresh else _logged_row(client, done[j.key])
+                       for j in evals if j.key in fresh or j.key in done]
+        result.classifier = result.rows[0].report.meta.get("classifier", "") if result.rows else ""
+        result.seconds = time.perf_counter() - t_start
+        if pending:
+            tracking.log_metrics({"study_seconds": result.seconds})
+        status = "FINISHED" if not result.failures else "FAILED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        mlflow.set_tag("failed_runs", str(len(result.failures)))
+        mlflow.end_run(status)
     return result
 
 
-def _log_row(row: GenRow, params: dict, cfg: GenStudyConfig, parent_id: str, clf_name: str) -> str:
+def _run_pending(cfg: GenStudyConfig, pending: list[GenEvalJob], trains: list[GenTrainJob], executor: ExecutorConfig,
+                 result: GenStudyResult, client, stale: dict[str, list[str]], say) -> dict[str, GenRow]:
+    from unlearnbench.core.checkpoint import load_checkpoint
+    from unlearnbench.core.executor import run_jobs
+
+    if not pending:
+        say("Nothing to run: every run of this study has finished.")
+        return {}
+    needed = {p for j in pending for p in (j.classifier_path, j.original_path, j.retrain_path)}
+    todo = [t for t in trains if t.path in needed]
+    outcomes = run_jobs(gen_train_job, [(t,) for t in todo], executor, description="train classifier, originals, Retrains")
+    broken = {t.path: f"training the {t.kind} failed: {o.error}" for t, o in zip(todo, outcomes, strict=True) if not o.ok}
+    say(f"Models ready: {len(todo) - len(broken)} ({sum(1 for o in outcomes if o.ok and o.value['cached'])} "
+        f"from the cache), {len(broken)} failed.")
+    clf_path = pending[0].classifier_path
+    clf_name = ""
+    if clf_path not in broken:
+        meta = load_checkpoint(clf_path).meta
+        acc = meta.get("metrics", {}).get("test_acc", float("nan"))
+        clf_name = f"{meta['model']} ({clf_path}, test acc {acc:.1f}%)"
+    jobs: list[GenEvalJob] = []
+    for job in pending:
+        err = broken.get(job.classifier_path) or broken.get(job.original_path) or broken.get(job.retrain_path)
+        if err:
+            _log_failure(job, err, "", cfg, result, client, stale)
+        else:
+            jobs.append(dataclasses.replace(job, classifier_name=clf_name))
+    fresh: dict[str, GenRow] = {}
+
+    def on_result(i: int, outcome) -> None:
+        job = jobs[i]
+        value = outcome.value if outcome.ok else {"error": outcome.error}
+        if "error" in value:
+            _log_failure(job, value["error"], value.get("traceback", ""), cfg, result, client, stale)
+            return
+        rep = value["report"]
+        grids = {k: png_tensor(v) for k, v in value["grids"].items()}
+        row = GenRow(job.kind, job.label, job.spec, job.seed,
+                     GenReport(rep["values"], rep["counts"], rep["meta"], grids, rep["seconds"]), value["rte"])
+        row.run_id = _log_row(row, job, value, cfg, client, stale)
+        fresh[job.key] = row
+        result.finished += 1
+
+    run_jobs(gen_eval_job, [(j,) for j in jobs], executor, description="unlearn and evaluate", on_result=on_result)
+    return fresh
+
+
+def _tags(job: GenEvalJob, cfg: GenStudyConfig) -> dict[str, Any]:
+    return {"kind": job.kind, "task": "generation", "method": job.method or job.kind, "label": job.label,
+            "dataset": cfg.dataset, "model": cfg.model, "forget": job.spec, "seed": job.seed, "run_key": job.key,
+            "slot": job.slot, "study_id": gen_study_id(cfg), "study": cfg.name}
+
+
+def _replace_stale(job: GenEvalJob, client, stale: dict[str, list[str]], keep: str) -> None:
+    """Earlier runs of this row (another config, a failed try) go to MLflow's trash: the parent
+    run shows each row once, as the study now defines it."""
+    for run_id in stale.pop(job.slot, []):
+        if run_id != keep:
+            client.delete_run(run_id)
+
+
+def _log_row(row: GenRow, job: GenEvalJob, value: dict[str, Any], cfg: GenStudyConfig, client,
+             stale: dict[str, list[str]]) -> str:
     import tempfile
 
     from unlearnbench.core.diffusion import save_png
     from unlearnbench.eval import tracking
 
-    tags = {"kind": row.kind, "task": "generation", "method": row.label, "dataset": cfg.dataset, "model": cfg.model,
-            "forget": row.forget, "seed": row.seed}
     name = tracking.readable_run_name(row.kind, method=row.label if row.kind == "unlearn" else "", dataset=cfg.dataset,
                                       model=cfg.model, forget=row.forget, seed=row.seed)
-    with tracking.run(name, params={**params, "classifier": clf_name[:250], "extractor": row.report.meta["extractor"][:250]},
-                      tags=tags, parent_run_id=parent_id) as active:
+    params = {**value["params"], "classifier": job.classifier_name[:250],
+              "extractor": row.report.meta["extractor"][:250]}
+    with tracking.run(name, params=params, tags=_tags(job, cfg), parent_run_id=mlflow_parent(),
+                      start_ms=value.get("started_ms")) as active:
         tracking.log_metrics({**row.report.values, **{k: float(v) for k, v in row.report.counts.items()},
                               **({"rte_seconds": row.rte} if row.rte is not None else {}),
                               "eval_seconds": row.report.seconds})
@@ -285,10 +342,46 @@ def _log_row(row: GenRow, params: dict, cfg: GenStudyConfig, parent_id: str, clf
                 tracking.log_artifact(p, "samples")
             p = Path(tmp) / "report.json"
             p.write_text(json.dumps({**row.report.to_dict(), "kind": row.kind, "label": row.label, "forget": row.forget,
-                                     "seed": row.seed, "rte_seconds": row.rte}, indent=2, default=str))
+                                     "seed": row.seed, "rte_seconds": row.rte, "run_key": job.key,
+                                     "grids_png": value["grids"]}, indent=2, default=str))
             tracking.log_artifact(p)
-        return active.info.run_id
+        run_id = active.info.run_id
+    _replace_stale(job, client, stale, run_id)
+    return run_id
 
+
+def _log_failure(job: GenEvalJob, error: str, trace: str, cfg: GenStudyConfig, result: GenStudyResult, client,
+                 stale: dict[str, list[str]]) -> None:
+    import mlflow
+
+    from unlearnbench.eval import tracking
+
+    with tracking.run(tracking.readable_run_name(job.kind, method=job.label, forget=job.spec, seed=job.seed),
+                      tags={**_tags(job, cfg), "error": error[:4000]}, parent_run_id=mlflow_parent()) as active:
+        mlflow.log_text(f"{error}\n\n{trace}".strip() + "\n", "error.txt")
+        run_id = active.info.run_id
+    client.set_terminated(run_id, "FAILED")
+    _replace_stale(job, client, stale, run_id)
+    result.failures.append((f"{job.label} {job.spec} seed{job.seed}", error))
+    log.warning("Run %s failed: %s", job.slot, error)
+
+
+def mlflow_parent() -> str:
+    import mlflow
+
+    return mlflow.active_run().info.run_id
+
+
+def _logged_row(client, run) -> GenRow:
+    """A row finished by an earlier invocation, read back from its run's report.json."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = json.loads(Path(client.download_artifacts(run.info.run_id, "report.json", tmp)).read_text())
+    report = GenReport(data["values"], data["counts"], data["meta"],
+                       {k: png_tensor(v) for k, v in data.get("grids_png", {}).items()}, data["seconds"])
+    return GenRow(data["kind"], data["label"], data["forget"], int(data["seed"]), report, data.get("rte_seconds"),
+                  run.info.run_id)
 
 # ----------------------------------------------------------------------------- summaries
 
@@ -324,18 +417,6 @@ def summarize(rows: list[GenRow], forget: str) -> list[dict[str, Any]]:
         line["grids"] = rs[0].report.grids
         out.append(line)
     return out
-
-
-def png_base64(image: torch.Tensor, scale: int = 4) -> str:
-    """A (C, H, W) [0, 1] image as base64 PNG (for HTML reports that inline their images)."""
-    from PIL import Image
-
-    img = image.repeat_interleave(scale, -1).repeat_interleave(scale, -2) if scale > 1 else image
-    arr = (img.clamp(0, 1) * 255).round().to(torch.uint8)
-    arr = arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def fmt(value: tuple[float, tuple[float, float] | None] | None, digits: int = 1) -> str:

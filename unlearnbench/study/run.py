@@ -18,10 +18,11 @@ from unlearnbench.core.config import flatten, to_dict
 from unlearnbench.core.data import DataSource
 from unlearnbench.core.errors import UserError
 from unlearnbench.core.executor import ExecutorConfig, JobOutcome, run_jobs
-from unlearnbench.study.config import StudyConfig, study_id
+from unlearnbench.study.config import StudyConfig, study_from_dict, study_id
 from unlearnbench.study.jobs import eval_job, train_job
 from unlearnbench.study.plan import EvalJob, plan_jobs, variant_of
 from unlearnbench.study.record import child_runs, describe_study, find_parent, log_failure, log_outcome, open_child
+from unlearnbench.study.tasks import register_task
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,15 @@ class StudyResult:
     finished: int  # finished by this invocation
     failures: list[tuple[str, str]] = field(default_factory=list)  # (run key, error)
     resumed: bool = False
+    report: Any = None  # what the reports layer made of it (``api.run_study``: ``reports.study``)
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
 
+@register_task("classification", config_type=StudyConfig, from_dict=study_from_dict,
+               summary="unlearning methods on classifiers against the retrained reference")
 def run_study(
     cfg: StudyConfig,
     *,

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from unlearnbench.core.config import check
 from unlearnbench.core.data import TensorSet
-from unlearnbench.core.diffusion import ConditionalDDPM, batches, cpu_threads, diffusion_loss, flip
+from unlearnbench.core.diffusion import ConditionalDDPM, batches, diffusion_loss, flip
 from unlearnbench.core.progress import task as progress
 from unlearnbench.unlearn.base import Mask
 
@@ -49,7 +49,7 @@ def unlearn_loop(
     r_it = batches(retain, config.batch_size, gen) if retain is not None and alpha > 0 else None
     f_it = batches(forget, config.batch_size, gen) if forget is not None and forget_loss is not None else None
     model.train()
-    with cpu_threads(model), progress(description, total=config.steps, unit="steps") as bar:
+    with progress(description, total=config.steps, unit="steps") as bar:
         for step in range(config.steps):
             loss = torch.zeros((), device=next(model.parameters()).device)
             if r_it is not None:
