@@ -193,7 +193,7 @@ MODULES: dict[str, tuple[str, ...]] = {
                          "-k", "grad_ascent and not ddpm"),
     "unlearn/retrain.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
                          "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py", "tests/unlearn/test_prune_first.py",
-                         "-k", "retrain and not ddpm"),
+                         "tests/core/test_keep_best.py", "-k", "retrain and not ddpm"),
 }
 
 # Modules split after their sample was drawn: module -> the modules that took some of its code.
