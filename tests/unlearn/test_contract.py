@@ -8,6 +8,7 @@ exactly the ones it declares, retain-free settings never read the retain set, an
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -194,9 +195,11 @@ def test_method_configs_accept_their_limits_and_refuse_beyond(method, key, accep
 
 @pytest.mark.parametrize("method", [m for m in METHOD_NAMES
                                     if "augment" in {f.name for f in dataclasses.fields(METHODS.info(m)["config"])}])
-def test_training_methods_augment_by_default(method):
-    """docs/unlearn.md: ``augment`` defaults to on (the references train with their augmentation)."""
-    assert build_config(method).augment is True
+def test_training_methods_augment_and_use_amp_by_default(method):
+    """docs/unlearn.md: ``augment`` defaults to on (the references train with their augmentation);
+    README: the loop uses bf16 autocast on CUDA (``amp``, a no-op on CPUs)."""
+    cfg = build_config(method)
+    assert cfg.augment is True and cfg.amp is True
 
 
 # The defaults each method's module docstring states (its paper's reference values where it says
@@ -204,12 +207,12 @@ def test_training_methods_augment_by_default(method):
 DOCUMENTED_DEFAULTS = {
     "scrub": dict(epochs=5, msteps=3, lr=0.01, optimizer="sgd", momentum=0.9, weight_decay=5e-4, gamma=0.99,
                   alpha=0.001, temperature=4.0, lr_decay_epochs=(3, 5, 9), lr_decay_rate=0.1, forget_batch_size=64,
-                  batch_size=64),
+                  batch_size=64, adv_steps=10),
     "bad_teacher": dict(optimizer="adam", lr=1e-3, epochs=5, batch_size=64, retain_fraction=0.3),
     "ssd": dict(alpha=100.0, dampening=1.0, batch_size=64),
     "boundary_shrink": dict(bound=0.15, lr=2e-3, epochs=10, batch_size=64, momentum=0.9, weight_decay=5e-4),
     "influence": dict(alpha=0.5, hessian_samples=1000),
-    "finetune": dict(lr=0.01, epochs=10, momentum=0.9, weight_decay=5e-4),
+    "finetune": dict(lr=0.01, epochs=10, momentum=0.9, weight_decay=5e-4, batch_size=64, adv_steps=10),
     "grad_ascent": dict(lr=1e-3, epochs=20, stop_forget_acc=15.0, momentum=0.9, weight_decay=5e-4),
 }
 
@@ -230,3 +233,37 @@ def test_retrain_defaults_are_the_digits_training_recipe():
     shared = sorted(set(cfg) & set(recipe) - {"seed"})
     assert len(shared) >= 14
     assert {k: cfg[k] for k in shared} == {k: recipe[k] for k in shared}
+    assert cfg["adv_steps"] == 10  # docs/unlearn.md, as every retain-training method
+
+
+TRAINING_METHODS = ["finetune", "grad_ascent", "boundary_shrink", "bad_teacher", "scrub", "retrain"]
+
+
+@pytest.mark.parametrize("augment", [True, False])
+@pytest.mark.parametrize("method", TRAINING_METHODS)
+def test_training_methods_hand_their_config_to_the_loop(monkeypatch, digits_cnn, digits_class3, method, augment):
+    """What the config says reaches the optimizer and the epoch loop: lr, momentum, weight decay,
+    epochs, batch size, amp, and augmentation on every phase exactly when ``augment`` is on."""
+    import importlib
+
+    mod = importlib.import_module(f"unlearnbench.unlearn.{method}")
+    loops, optimizers = [], []
+    real_opt = mod.make_optimizer
+    monkeypatch.setattr(mod, "make_optimizer", lambda m, *a, **k: optimizers.append((a, k)) or real_opt(m, *a, **k))
+    monkeypatch.setattr(mod, "run_epochs", lambda model, phases, **k: loops.append((list(phases), k)) or [])
+    fields = {f.name for f in dataclasses.fields(METHODS.info(method)["config"])}
+    values = dict(epochs=3, lr=0.0123, batch_size=17, weight_decay=1e-3, augment=augment, amp=not augment)
+    if "momentum" in fields:
+        values["momentum"] = 0.55
+    cfg = build_config(method, values)
+    METHODS.get(method)(copy.deepcopy(digits_cnn), digits_class3, cfg)
+    (phases, kw), = loops
+    assert kw["epochs"] == 3 and kw["amp"] is (not augment)
+    assert phases and all(p.augment == (digits_class3.info if augment else None) for p in phases)
+    sizes = {p.batch_size for p in phases}
+    assert 17 in sizes and sizes <= {17, getattr(cfg, "forget_batch_size", 17)}
+    (args, opt_kw), = optimizers
+    assert opt_kw["lr"] == 0.0123 and opt_kw["weight_decay"] == 1e-3
+    assert opt_kw.get("momentum", 0.9) == (0.55 if "momentum" in fields else 0.9)
+    if "optimizer" in fields:
+        assert args == (cfg.optimizer,)

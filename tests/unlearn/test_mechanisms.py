@@ -536,6 +536,73 @@ def test_influence_update_equals_a_plain_per_sample_loop():
     torch.testing.assert_close(pruned[1].bias.detach(), expected[6:], rtol=1e-4, atol=1e-5)
 
 
+# ============================================================================ Gradient ascent (GA)
+
+
+@pytest.mark.parametrize(("stop", "forget_accs", "epochs_run"), [
+    (15.0, [40.0, 15.0, 3.0], 2),  # at the threshold counts as reached ("falls to 15 %")
+    (15.0, [40.0, 15.1, 3.0], 3),
+    (14.9, [15.0, 15.0, 15.0, 15.0], 4),
+    (None, [0.0, 0.0, 0.0], 3),  # no stop rule: the forget accuracy is never even measured
+])
+def test_grad_ascent_stops_after_the_first_epoch_at_or_below_the_target(monkeypatch, digits_cnn, digits_class3, stop,
+                                                                          forget_accs, epochs_run):
+    import unlearnbench.unlearn.grad_ascent as ga
+
+    measured, steps = [], []
+    monkeypatch.setattr(ga, "accuracy", lambda m, d: measured.append(len(d)) or forget_accs[len(measured) - 1])
+    real_ce = ga.F.cross_entropy
+    monkeypatch.setattr(ga.F, "cross_entropy", lambda *a, **k: steps.append(1) or real_ce(*a, **k))
+    cfg = build_config("grad_ascent", {"epochs": len(forget_accs) if stop is not None else 3, "stop_forget_acc": stop,
+                                       "batch_size": 1024, "augment": False, "amp": False})
+    ga.grad_ascent(copy.deepcopy(digits_cnn), digits_class3, cfg)
+    assert len(steps) == epochs_run  # one batch per epoch
+    assert measured == ([len(digits_class3.forget)] * epochs_run if stop is not None else [])
+
+
+# ============================================================================ Retrain
+
+
+@pytest.mark.parametrize("schedule", ["multistep", "cosine"])
+def test_retrain_steps_its_schedule_over_the_whole_run_with_its_smoothing_and_nesterov(monkeypatch, digits_cnn,
+                                                                                      digits_class3, schedule):
+    """The lr multiplier per optimizer step, by hand: ceil(n_retain / batch) steps per epoch (the last
+    batch is kept), warm-up over the first int(warmup · total) steps, then ×gamma at each
+    int(milestone · total) or a half cosine; the loss is CE with the label smoothing; SGD nesterov."""
+    import unlearnbench.unlearn.retrain as rt
+
+    loops, optimizers = [], []
+    real_opt = rt.make_optimizer
+    monkeypatch.setattr(rt, "make_optimizer", lambda m, *a, **k: optimizers.append(k) or real_opt(m, *a, **k))
+    monkeypatch.setattr(rt, "run_epochs", lambda model, phases, **k: loops.append((list(phases), k)) or [])
+    cfg = build_config("retrain", {"epochs": 4, "batch_size": 100, "schedule": schedule, "milestones": (0.3, 0.6),
+                                   "gamma": 0.2, "warmup": 0.2, "label_smoothing": 0.25, "nesterov": True})
+    rt.retrain(copy.deepcopy(digits_cnn), digits_class3, cfg)
+    (phase,), kw = loops[0]
+    n = len(digits_class3.retain)
+    assert n % 100 != 0  # a partial last batch: it counts as a step
+    total = 4 * (n // 100 + 1)
+    warm = int(0.2 * total)
+    for step in range(total):
+        if step < warm:
+            want = (step + 1) / warm
+        elif schedule == "multistep":
+            want = 0.2 ** ((step >= int(0.3 * total)) + (step >= int(0.6 * total)))
+        else:
+            want = 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
+        assert kw["schedule"](step) == pytest.approx(want), step
+    assert optimizers[0]["nesterov"] is True
+    torch.manual_seed(0)
+    logits, y = torch.randn(5, 10), torch.tensor([0, 3, 3, 9, 1])
+
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return logits
+
+    assert phase.loss(Fixed(), torch.zeros(5), y, 0).item() == pytest.approx(
+        F.cross_entropy(logits, y, label_smoothing=0.25).item())
+
+
 # ============================================================================ RL order
 
 

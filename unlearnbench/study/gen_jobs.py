@@ -15,8 +15,6 @@ import base64
 import hashlib
 import io
 import json
-import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import torch
 
 from unlearnbench.core.config import flatten, from_dict, to_dict
 from unlearnbench.core.data import DataSource
+from unlearnbench.study.jobs import timed_result
 
 
 def content_key(obj: Any) -> str:
@@ -123,12 +122,7 @@ class GenEvalJob:
 def gen_eval_job(job: GenEvalJob) -> dict[str, Any]:
     """Unlearn (``unlearn`` rows) and evaluate one model; returns the report, or the error (the
     traceback kept for the FAILED run)."""
-    started = time.time()
-    try:
-        out = _gen_eval_job(job)
-    except Exception as exc:
-        out = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-    return {**out, "started_ms": int(started * 1000), "ended_ms": int(time.time() * 1000)}
+    return timed_result(_gen_eval_job, job)
 
 
 def _gen_eval_job(job: GenEvalJob) -> dict[str, Any]:

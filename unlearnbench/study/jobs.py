@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,20 +104,24 @@ def _train_sparse(job: TrainJob, cfg) -> tuple[Any, dict[str, Any]]:
     return model, meta
 
 
-def eval_job(job: EvalJob) -> dict[str, Any]:
-    """Unlearn (for ``unlearn`` jobs) and evaluate; returns the Report as JSON, or the error.
+def timed_result(work: Callable[[Any], dict[str, Any]], job: Any) -> dict[str, Any]:
+    """``work(job)``'s result, or its error with the traceback, plus the work's wall-clock bounds.
 
-    Errors are caught here (not only by the executor) to keep the traceback for the FAILED run.
-    """
+    Errors are caught here (not only by the executor) to keep the traceback for the FAILED run;
+    the bounds let the job's MLflow run show its true duration wherever it ran."""
     import time
 
     started = time.time()
     try:
-        out = _eval_job(job)
+        out = work(job)
     except Exception as exc:
         out = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-    # Wall-clock bounds of the work, so its MLflow run shows the true duration wherever it ran.
     return {**out, "started_ms": int(started * 1000), "ended_ms": int(time.time() * 1000)}
+
+
+def eval_job(job: EvalJob) -> dict[str, Any]:
+    """Unlearn (for ``unlearn`` jobs) and evaluate; returns the Report as JSON, or the error."""
+    return timed_result(_eval_job, job)
 
 
 def _eval_job(job: EvalJob) -> dict[str, Any]:

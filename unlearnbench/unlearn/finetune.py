@@ -3,7 +3,7 @@
 Paper: https://arxiv.org/abs/2108.11577 (as a baseline in https://arxiv.org/abs/2304.04934).
 Cross-entropy on the retain set with SGD (momentum 0.9, weight decay 5e-4, constant lr), relying
 on catastrophic forgetting. The reference uses lr 0.01 for 10 epochs (README), with the lr
-searched in [1e-4, 1e-1]. Known to be weak for class-wise forgetting: the Sparse paper reports a
+searched in [1e-4, 1e-1]; those are the defaults, with batches of 64. Known to be weak for class-wise forgetting: the Sparse paper reports a
 forget accuracy of 77 % after FT on CIFAR-10 (dense ResNet-18).
 """
 
