@@ -65,7 +65,9 @@ def render_markdown(result, cfg, grid_files: dict[tuple[str, str], dict[str, str
               "seeds when there are several; with one seed, FID's is a basic (reverse-percentile) bootstrap interval "
               f"({cfg.evaluation.bootstrap} resamples of both sets) of the population Fréchet distance: the plug-in FID "
               "is biased upwards by about c/n, so the interval is centred near the bias-corrected FID (2·FID − mean "
-              "bootstrap FID, next column) and need not hold the plug-in value (docs/generation.md). "
+              "bootstrap FID, next column) and need not hold the plug-in value; its measured coverage is 94–100 % on "
+              "Gaussian features with a decaying spectrum, but 85 % where many dimensions count per sample "
+              "(docs/generation.md). "
               "Run time is the unlearning call (Retrain: its training).", ""]
     if cfg.differences:
         lines += ["Known differences from the reference code:", ""] + [f"- {d}" for d in cfg.differences] + [""]
@@ -108,7 +110,8 @@ def render_html(result, cfg) -> str:
              f"<p>UA and class accuracy: classifier {e(result.classifier)}. FID / precision / recall features: "
              f"<b>{e(_extractor(result))}</b> (not Inception). 95 % intervals: Wilson (proportions), basic bootstrap "
              f"({cfg.evaluation.bootstrap} resamples) of the population Fréchet distance for FID, centred near the "
-             "bias-corrected FID, not the upward-biased plug-in one; t over seeds when several.</p>"]
+             "bias-corrected FID, not the upward-biased plug-in one (measured coverage 94–100 %, 85 % with many "
+             "dimensions per sample); t over seeds when several.</p>"]
     if cfg.differences:
         parts.append("<p>Known differences from the reference code:</p><ul>"
                      + "".join(f"<li>{e(d)}</li>" for d in cfg.differences) + "</ul>")
