@@ -85,7 +85,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     # the cascade against pyautoattack's run_standard_evaluation point for point at a small budget (the
     # full-budget and adversarially-trained parity tests take 50 s each; they check the same cascade)
     "robust/aa/engine.py": ("tests/robust/test_autoattack.py", "tests/robust/test_attacks_contract.py", "-k",
-                            "small_budget or chunks_are or (saved_adversarial and autoattack) or "
+                            "small_budget or eot_samples or chunks_are or (saved_adversarial and autoattack) or "
                             "(test_attack_contract and autoattack) or sanity_checks or zero_gradient"),
     # eval/: the differential (statsmodels/scipy/sklearn), property, DeLong and paired tests of h-stats
     # are the strong ones; the slow (deep) cases stay skipped
