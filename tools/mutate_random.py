@@ -228,6 +228,29 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("attack, int((robust != (clean & adv_ok)).sum()))", "attack, int((robust == (clean & adv_ok)).sum()))"):
             "the count in a log.info line only",
     },
+    # mutun2: the AutoAttack engine
+    "robust/aa/engine.py": {
+        ("stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) + 1:]), int(robust.sum()))",
+         "stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) - 1:]), int(robust.sum()))"):
+            "the progress bar's ETA estimate only, no result",
+        ("stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) + 1:]), int(robust.sum()))",
+         "stage_names[int(done)], -1, int(robust.sum()), 0.0, list(stage_names[int(done) + 1:]), int(robust.sum()))"):
+            "the progress bar's ETA estimate only, no result",
+        ("bar.eta_fn = lambda done, elapsed: None if done >= len(stage_names) else eta.remaining(",
+         "bar.eta_fn = lambda done, elapsed: None if done != len(stage_names) else eta.remaining("):
+            "the progress bar's ETA estimate only, no result",
+        **{('bar.report(f"after {name} {100 * counts[name] / n:.1f}% robust (n={n})")', new):
+           "the progress line's text only; the counts returned are counts[name]"
+           for new in ('bar.report(f"after {name} { 101 * counts[name] / n:.1f}% robust (n={n})")',
+                       'bar.report(f"after {name} {100 * counts[name] + n:.1f}% robust (n={n})")')},
+        ('return {"apgd-ce": cfg.apgd_steps * eot, "apgd-dlr": cfg.apgd_steps * eot, "apgd-t": cfg.apgd_steps * n_targets,',
+         'return {"apgd-ce": cfg.apgd_steps * eot, "apgd-dlr": cfg.apgd_steps + eot, "apgd-t": cfg.apgd_steps * n_targets,'):
+            "stage_weights is the ETA's prior cost per stage only (measured rates rescale it), no result",
+        ("if len(sizes) == 1:", "if len(sizes) <= 1:"):
+            "a group always holds at least one chunk (_groups never yields an empty one), so <= 1 is == 1",
+        ("n_classes = int(logits0.shape[-1])", "n_classes = int(logits0.shape[+1])"):
+            "classifier logits are (batch, classes): dimension 1 is the last",
+    },
     "eval/intervals.py": {
         ("z: float = Z95) -> Interval | None:", "z: float = Z95) -> Interval & None:"):
             "an annotation: never evaluated under `from __future__ import annotations`",
