@@ -405,7 +405,8 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         **{("chunk = max(1, min(64, (1 << 26) // max(1, n_params)))  # bound the (chunk, P) gradient block",
             f"chunk = max(1, min(64, {e}))  # bound the (chunk, P) gradient block"):
            "how many per-sample gradients vmap computes at once; each sample's gradient and the recursion's "
-           "order are the same for every chunk size" for e in ("(1 << 26) ** max(1, n_params)", "( 2 << 26) // max(1, n_params)")},
+           "order are the same for every chunk size" for e in ("(1 << 26) ** max(1, n_params)", "( 2 << 26) // max(1, n_params)",
+                                                     "(1 << 27) // max(1, n_params)")},
         **{("batch_size: int = 256", f"batch_size: int = {v}"):
            "only batches the gradient sums (batch mean x batch size): the same sums up to float rounding"
            for v in (255, 257)},
