@@ -562,7 +562,7 @@ def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
     args = MODULES[module]
     with sqlite3.connect(db_path) as con:
         rows = con.execute("SELECT job_id, diff FROM work_results WHERE upper(test_outcome) = 'SURVIVED'").fetchall()
-        specs = {job: (op, json.loads(op_args or "{}"), occ) for job, op, op_args, occ in con.execute(
+        specs = {job: (op, _operator_args(op_args), occ) for job, op, op_args, occ in con.execute(
             "SELECT job_id, operator_name, operator_args, occurrence FROM mutation_specs").fetchall()}
     rows = [(job, diff) for job, diff in rows if _key(diff) not in EQUIVALENT.get(module, {})]
     print(f"{module}: {len(rows)} survivors to check again", flush=True)
@@ -598,6 +598,12 @@ def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
                 con.execute("UPDATE work_results SET test_outcome = 'KILLED', output = ? WHERE job_id = ?",
                             (f"{status} on re-check: {tail}", job))
         print(f"  {status:8s} {old} → {new}", flush=True)
+
+
+def _operator_args(text: str | None) -> dict:
+    """A spec's operator arguments: cosmic-ray stores them JSON-encoded twice (the string '"{}"')."""
+    args = json.loads(text or "{}")
+    return json.loads(args) if isinstance(args, str) else args
 
 
 def _mutant_from_spec(path: Path, operator: str, operator_args: dict, occurrence: int, diff: str) -> str | None:
