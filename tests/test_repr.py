@@ -73,3 +73,6 @@ def test_robust_result_repr_and_wilson():
     assert f"robust   40.00%  [{100 * lo:.2f}, {100 * hi:.2f}]" in text and "n=200" in text
     assert "clean 180 -> apgd-ce 90 (5.0 s) -> apgd-t 80 (7.5 s)" in text and "tensor(" not in text
     assert res._repr_html_().startswith("<pre>")
+    # one stage recorded (a result built by hand): no stage line
+    one = RobustResult(clean_acc=90.0, robust_acc=40.0, n=10, stages={"pgd": 4}, seconds=1.0, attack="pgd")
+    assert "after each stage" not in repr(one) and "n=10" in repr(one)

@@ -206,6 +206,11 @@ M = [
            'return -alpha * (grad.sign() if norm == "Linf" else grad / _flat_norm(grad))',
            "PGD's inner maximisation (adversarial training, --adv-retain) steps down the loss",
            ("tests/robust/test_adversarial.py",)),
+    Mutant("eval-variance-unchecked", U + "eval/engine.py",
+           '("lira_variance", ("auto", "per_example", "global"))', '("lira_variance", ("auto", "per_example", "global", "Auto"))',
+           "an unknown LiRA variance mode accepted by the evaluator's config and refused only after the predictions "
+           "(found by the random run of eval/metrics/ulira.py)",
+           ("tests/eval/test_engine.py", "-k", "config_validation")),
 ]
 
 

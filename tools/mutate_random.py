@@ -133,7 +133,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "eval/metrics/base.py": ("tests/eval/test_mia_record.py", "tests/eval/test_attacks.py", "tests/eval/test_paired.py",
                              "tests/eval/test_engine.py", "-k",
                              "test_mia_record or test_attacks or test_paired or eval_context or divergence or papers_gaps "
-                             "or per_class or aus_of or rte_is or robustness_outcomes"),
+                             "or per_class or aus_of or rte_is or robustness_outcomes or registered_directly"),
     # the U-LiRA metrics on a pool built by construction (known answers); the CLI test on a trained
     # pool (14 s of training) only re-checks the plumbing
     "eval/metrics/ulira.py": ("tests/eval/test_ulira.py", "-k", "ulira_metric"),
@@ -196,6 +196,10 @@ MODULES: dict[str, tuple[str, ...]] = {
                          "tests/core/test_keep_best.py", "-k", "retrain and not ddpm"),
 }
 
+# Modules split after their sample was drawn: module -> the modules that took some of its code.
+# --rerun-survivors looks for a survivor's line there when it is gone from the module.
+MOVED: dict[str, tuple[str, ...]] = {"eval/shadow.py": ("eval/shadow_train.py",)}
+
 # Reviewed survivors that cannot change a result: module -> {(removed line, added line): reason}.
 # Lines are stripped of surrounding whitespace, so the entry survives unrelated edits elsewhere.
 EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
@@ -227,6 +231,12 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
     "robust/evaluate.py": {
         ("attack, int((robust != (clean & adv_ok)).sum()))", "attack, int((robust == (clean & adv_ok)).sum()))"):
             "the count in a log.info line only",
+        # sampled before annotations were filtered out, applied to the current file by occurrence
+        ("n: int | None = None,", "n: int & None = None,"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
+        ("def save_adversarial(path: str | Path, result: RobustResult, extra: dict | None = None) -> Path:",
+         "def save_adversarial(path: str ^ Path, result: RobustResult, extra: dict | None = None) -> Path:"):
+            "an annotation: never evaluated under `from __future__ import annotations`",
     },
     # mutun2: the AutoAttack engine
     "robust/aa/engine.py": {
@@ -281,7 +291,9 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "marks inner points of a tie as its last; the slope rises by each point's weight (> 2 eps) inside a "
             "tie, so the k picked returns that same tied value either way",
     },
-    "eval/shadow_train.py": {
+    # recorded in eval/shadow.py's sample (the code is in eval/shadow_train.py since; its own sample
+    # leaves annotations out)
+    "eval/shadow.py": {
         ("def _job_data(spec: dict[str, Any], device: torch.device) -> tuple[Splits, UnlearnData | None]:",
          "def _job_data(spec: dict[str, Any], device: torch.device) -> tuple[Splits, UnlearnData ^ None]:"):
             "an annotation: never evaluated under `from __future__ import annotations`",
@@ -331,6 +343,50 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          '@register_metric("avg_gap", direction="lower", gap=False, needs=("reference",), stage= 2,'):
             "avg_gap reads only stage 0-1 values and is not gap-able: beside gap at stage 2 it computes the same",
     },
+    "eval/metrics/mia_threshold.py": {
+        **{(f'"{a}": ("{a}", -1.0),', f'"{a}": ("{a}", - 2.0),'):
+           "doubling every score is exact in floating point and keeps every comparison: the AUC, DeLong's variance, "
+           "the cross-fitted thresholds' verdicts, the TPRs and the ROC points (FPR, TPR only) are the same"
+           for a in ("loss", "entropy", "m_entropy")},
+        ('"confidence": ("confidence", 1.0),', '"confidence": ("confidence", 2.0),'):
+           "doubling every score is exact in floating point and keeps every comparison: the AUC, DeLong's variance, "
+           "the cross-fitted thresholds' verdicts, the TPRs and the ROC points (FPR, TPR only) are the same",
+    },
+    "eval/metrics/base.py": {
+        **{("if key[0] == id(model) and entry[0] is model:", f"if key[0] {op} id(model) {conj} entry[0] is model:"):
+           "an entry's key is (id of its own model, split) and the entry keeps that model alive, so key[0] == id(model) "
+           "holds exactly when entry[0] is model"
+           for op, conj in (("==", "or"), ("<=", "and"))},
+        ("self.seconds += time.perf_counter() - t0", "self.seconds += time.perf_counter() % t0"):
+            "t0 <= perf_counter() < 2 t0 (a prediction takes less than the monotonic clock's reading at its start, the "
+            "system's uptime): the remainder is the difference, both exact in floating point",
+    },
+    "eval/metrics/mia_svc.py": {
+        ("if model is None:", "if model is not None:"):
+            "the first of the two identical lines, the log.info when the low-rank solver gives up (the run's "
+            "survivor); the second, the libsvm fallback, is killed by test_svc_attack_lowrank_never_calls_libsvm_when_it_converges",
+        ("if len(retain) < n:", "if len(retain) == n:"): "the condition of a log.warning only",
+    },
+    "eval/metrics/two_model_ulira.py": {
+        ('@register_metric("two_model_ulira", direction="lower", needs=("ulira_pool", "reference_model"), gap=False,',
+         '@register_metric("two_model_ulira", direction="lower", needs=("ulira_pool", "reference_model"), gap=True,'):
+            "it needs a reference model, whose values come from a plan without the metrics needing a pool or a "
+            "reference model: the reference never has these keys, so there is never a gap to take",
+        ("if mine is None or ref is None:", "if mine is None and ref is None:"):
+            "the engine calls it only with a reference model (needs) and the forget set is never empty "
+            "(check_unlearn_data), so neither prediction is None",
+        ("ok = usable(fit, True)[pos]", "ok = usable(fit, False)[pos]"): "in a U-LiRA pool the IN and OUT observations of an example come from the same forget masks (the pair's unlearned and retrained models), so n_in == n_out and n_out > 0 already means n_in > 0",
+    },
+    "eval/metrics/ulira.py": {
+        ('if variance == "auto" and "auc_fit_lo" in hold:  # the pool\'s recorded two-stage bootstrap (shadows + targets)',
+         'if variance <= "auto" and "auc_fit_lo" in hold:  # the pool\'s recorded two-stage bootstrap (shadows + targets)'):
+            "EvalConfig admits only auto / per_example / global (and pool.targets above refuses others): of those "
+            "only 'auto' is <= 'auto'",
+        ("continue", "break"):
+            "the loop's last item is the reference; the model's forget predictions are never None (the forget "
+            "set is never empty), so break and continue end the loop alike",
+        ("ok = usable(fit, True)[pos]", "ok = usable(fit, False)[pos]"): "in a U-LiRA pool the IN and OUT observations of an example come from the same forget masks (the pair's unlearned and retrained models), so n_in == n_out and n_out > 0 already means n_in > 0",
+    },
     "eval/metrics/robustness.py": {
         ("if tset is None or len(tset) == 0:", "if tset is None or len(tset) <= 0:"): "a set's length is never negative",
     },
@@ -355,6 +411,30 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "another draw of it for a given seed (no spec fixes which)",
         ("amp: bool = True,", "amp: bool = False,"):
             "an unused default: all ten run_epochs callers pass amp=config.amp",
+    },
+    "unlearn/salun.py": {
+        **{("gen = torch.Generator().manual_seed(config.seed + 1)  # independent of the RL stream",
+            f"gen = torch.Generator().manual_seed(config.seed {op})  # independent of the RL stream"):
+           "any fixed non-zero offset gives the mask a seeded stream of its own, apart from RL's (seed + 0); which "
+           "offset is a convention" for op in ("+ 2", "- 1")},
+    },
+    "unlearn/prune.py": {
+        ("passed = [m for m in config.milestones if m - shift <= 1e-12]",
+         "passed = [m for m in config.milestones if m - shift < 1e-12]"):
+            "differs only when m - shift is exactly 1e-12, the tolerance's own edge: a milestone at the rewind point "
+            "gives 0 or a rounding error of about 1e-16 (both below either way), any other one is far off",
+    },
+    "unlearn/omp.py": {
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
+    },
+    "unlearn/scar_self.py": {
+        ("teacher = copy.deepcopy(model).eval().requires_grad_(False)",
+         "teacher = copy.deepcopy(model).eval().requires_grad_(True)"):
+            "the teacher is only called under torch.no_grad() (its logits, predictions and class statistics) and is "
+            "not in the optimizer: no graph, no step",
+        **{("seed: int = 0", f"seed: int = {v}"):
+           "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
     },
     "unlearn/scar.py": {
         **{('log.info("scar: early stop in epoch %d (forget accuracy %.2f%% < %.2f%%)", epoch + 1, acc, stop_at)',
@@ -562,7 +642,7 @@ def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
     args = MODULES[module]
     with sqlite3.connect(db_path) as con:
         rows = con.execute("SELECT job_id, diff FROM work_results WHERE upper(test_outcome) = 'SURVIVED'").fetchall()
-        specs = {job: (op, _operator_args(op_args), occ) for job, op, op_args, occ in con.execute(
+        specs = {job: (op, _json_args(op_args), occ) for job, op, op_args, occ in con.execute(
             "SELECT job_id, operator_name, operator_args, occurrence FROM mutation_specs").fetchall()}
     rows = [(job, diff) for job, diff in rows if _key(diff) not in EQUIVALENT.get(module, {})]
     print(f"{module}: {len(rows)} survivors to check again", flush=True)
@@ -574,13 +654,32 @@ def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
         return
     original = path.read_text()
     lines = original.splitlines(keepends=True)
+    baselines: dict[str, str] = {}
     for job, diff in rows:
         old, new = _key(diff)
+        target, target_args, target_original = path, args, original
         hits = [i for i, ln in enumerate(lines) if ln.strip() == old]
         if len(hits) == 1:
-            i = hits[0]
-            indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
-            mutated = "".join(lines[:i] + [indent + new + "\n"] + lines[i + 1:])
+            mutated = _replace_line(lines, hits[0], new)
+        elif not hits and module in MOVED:
+            # The line moved to a module split from this one after the sample: re-check it there,
+            # with that module's tests (their baseline must pass).
+            mutated = None
+            for other in MOVED[module]:
+                other_path = copy / "unlearnbench" / other
+                other_lines = other_path.read_text().splitlines(keepends=True)
+                found = [i for i, ln in enumerate(other_lines) if ln.strip() == old]
+                if len(found) != 1:
+                    continue
+                if other not in baselines:
+                    baselines[other] = _run_tests(copy, MODULES[other], timeout * 3)[0]
+                if baselines[other] == "survived":
+                    target, target_args, target_original = other_path, MODULES[other], "".join(other_lines)
+                    mutated = _replace_line(other_lines, found[0], new)
+                    break
+            if mutated is None:
+                print(f"  stale (moved, not found): {old}", flush=True)
+                continue
         else:
             # Not one changed line (a removed decorator, a line found twice): cosmic-ray's own
             # operator and occurrence, accepted only if they still give the recorded diff.
@@ -589,21 +688,27 @@ def recheck_survivors(module: str, copy: Path, timeout: float) -> None:
                 print(f"  stale ({len(hits)} matches): {old}", flush=True)
                 continue
         try:
-            path.write_text(mutated)
-            status, tail = _run_tests(copy, args, timeout)
+            target.write_text(mutated)
+            status, tail = _run_tests(copy, target_args, timeout)
         finally:
-            path.write_text(original)
+            target.write_text(target_original)
         if status != "survived":
+            where = "" if target == path else f" (in {target.relative_to(copy / 'unlearnbench')})"
             with sqlite3.connect(db_path) as con:
                 con.execute("UPDATE work_results SET test_outcome = 'KILLED', output = ? WHERE job_id = ?",
-                            (f"{status} on re-check: {tail}", job))
+                            (f"{status} on re-check{where}: {tail}", job))
         print(f"  {status:8s} {old} → {new}", flush=True)
 
 
-def _operator_args(text: str | None) -> dict:
-    """A spec's operator arguments: cosmic-ray stores them JSON-encoded twice (the string '"{}"')."""
-    args = json.loads(text or "{}")
-    return json.loads(args) if isinstance(args, str) else args
+def _replace_line(lines: list[str], i: int, new: str) -> str:
+    indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+    return "".join(lines[:i] + [indent + new + "\n"] + lines[i + 1:])
+
+
+def _json_args(text: str | None) -> dict:
+    """An operator's arguments as the work db stores them (JSON, sometimes a JSON-encoded JSON string)."""
+    value = json.loads(text or "{}")
+    return json.loads(value) if isinstance(value, str) else (value or {})
 
 
 def _mutant_from_spec(path: Path, operator: str, operator_args: dict, occurrence: int, diff: str) -> str | None:

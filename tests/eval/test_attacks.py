@@ -223,6 +223,22 @@ def test_mia_efficacy_without_forgotten_class_test_images_has_no_svc_curve(const
     cw = dataclasses.replace(data, spec=parse_forget_spec("class:1"), forget_classes=(1,),
                              test_retained=data.test.select(keep, "test_retained"),
                              test_forgotten=data.test.select(~keep, "test_forgotten"))
-    report = Evaluator(metrics=["mia_efficacy"]).evaluate(model, cw)
+    report = Evaluator(metrics=["mia_efficacy", "mia_threshold"]).evaluate(model, cw)
     assert report["mia_efficacy"] == pytest.approx(50.0)  # SVC on {0.99, 0.99 | 0.2, 0.3}: 0.2 is a non-member
-    assert report.counts["mia_efficacy/n_nonmembers"] == 2 and not report.curves
+    assert report.counts["mia_efficacy/n_nonmembers"] == 2
+    # the threshold attacks: no forget pair either, the retain pair (retain vs retained-class test) is there
+    assert set(report.curves) == {f"mia/{a}/retain_test" for a in ("loss", "confidence", "entropy", "m_entropy")}
+    assert report["mia/confidence/retain_test/auc"] == pytest.approx(0.625)  # (4 ordered + 2 ties at half) / 8
+
+
+@pytest.mark.parametrize("solver", ["lowrank", "libsvm"])
+def test_svc_operating_point_when_members_look_like_non_members(solver):
+    """Shadow members and non-members with the same feature: the SVC's decision is exactly 0
+    everywhere, and 0 is 'non-member' (sklearn predicts class 1 only for a positive decision), for
+    MIA-Efficacy and for the operating point drawn on its ROC alike."""
+    from unlearnbench.eval.metrics.mia_svc import svc_roc
+
+    same = np.full(4, 0.5)
+    assert svc_attack(same, same, np.array([0.5, 0.2]), solver=solver) == 1.0
+    _, (op_fpr, op_tpr) = svc_roc(same, same, np.array([0.5, 0.2]), np.array([0.5, 0.9]), solver=solver)
+    assert (op_fpr, op_tpr) == (0.0, 0.0)

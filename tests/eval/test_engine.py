@@ -154,6 +154,10 @@ def test_eval_config_validation():
         EvalConfig(eps=-1)
     with pytest.raises(ConfigError, match="empty"):
         EvalConfig(metrics=())
+    with pytest.raises(ConfigError, match="lira_variance must be one of auto, per_example, global, not 'Auto'"):
+        Evaluator(lira_variance="Auto")
+    with pytest.raises(ConfigError, match="svc_solver must be one of lowrank, libsvm, sklearn, not 'smo'"):
+        EvalConfig(svc_solver="smo")
 
 
 def test_memorising_model_leaks_on_retain_not_on_non_members(digits_random):
@@ -437,6 +441,14 @@ def test_robustness_outcomes_and_the_splits_attacked(constructed, monkeypatch):
     r = Evaluator(metrics=["forget_acc"], robustness=["pgd"], threat=ThreatModel("Linf", 0.1), robust_n=10).evaluate(model, cw)
     assert [c[0] for c in calls] == ["forget", "retain", "test_retained"]
     assert "robust/test_forgotten/pgd" not in r.values and r["robust/test_retained/pgd"] == 40.0
+    # and when every test image is of the forgotten class, the empty retained part is skipped, not the rest
+    calls.clear()
+    none = torch.zeros(len(data.test), dtype=torch.bool)
+    only_forgotten = dataclasses.replace(cw, test_retained=data.test.select(none, "test_retained"),
+                                         test_forgotten=data.test.select(~none, "test_forgotten"))
+    ev = Evaluator(metrics=["forget_acc"], robustness=["pgd"], threat=ThreatModel("Linf", 0.1), robust_n=10)
+    r = ev.evaluate(model, only_forgotten)
+    assert [c[0] for c in calls] == ["forget", "retain", "test_forgotten"] and r["robust/test_forgotten/pgd"] == 40.0
 
 
 def test_eval_context_and_prediction_cache(constructed, monkeypatch):
@@ -496,6 +508,30 @@ def test_eval_context_and_prediction_cache(constructed, monkeypatch):
     # the report's prediction time is what the cache measured: a part of the total
     r = Evaluator(metrics=["forget_acc"]).evaluate(model, data)
     assert 0.01 <= r.timings["predictions"] <= r.timings["total"]
+    # class-wise, the papers' TA is on the retained classes' test images, when there are any
+    keep = torch.ones(len(data.test), dtype=torch.bool)
+    cw = dataclasses.replace(data, spec=parse_forget_spec("class:1"), forget_classes=(1,),
+                             test_retained=data.test.select(keep, "test_retained"),
+                             test_forgotten=data.test.select(~keep, "test_forgotten"))
+    assert EvalContext(model=model, data=cw, options=EvalConfig(), cache=cache).ta_split == "test_retained"
+    no_split = dataclasses.replace(cw, test_retained=None)
+    assert EvalContext(model=model, data=no_split, options=EvalConfig(), cache=cache).ta_split == "test"
+
+
+def test_a_metric_registered_directly_runs_with_the_predictions(constructed, monkeypatch):
+    """A plug-in registered straight into the registry (no register_metric: no spec) is a default,
+    gap-able, stage-0 metric: it runs after the stage-0 metrics asked before it, before UA."""
+    from unlearnbench.core.registry import Entry
+    from unlearnbench.eval.metrics.base import metric_spec
+
+    def probe(ctx):
+        return {"probe": ctx.values.get("forget_acc", -1.0) + 1000 * ("ua" in ctx.values)}
+
+    monkeypatch.setitem(METRICS._entries, "probe", Entry("probe", probe, {"summary": "test probe"}))
+    model, data = constructed(_one_hot_logits([0, 1], [0, 0], 2), _one_hot_logits([1], [1], 2), _one_hot_logits([0], [0], 2))
+    r = Evaluator(metrics=["forget_acc", "probe", "ua"]).evaluate(model, data, reference={"probe": 40.0})
+    assert r["probe"] == 50.0 and metric_spec("probe").default and metric_spec("probe").gap
+    assert r.directions["probe"] == "reference"
 
 
 def test_rte_is_the_given_run_time_with_no_gap(constructed):

@@ -4,6 +4,7 @@ accuracy / AUC over targets with 95 % intervals; and the two-model diagnostic.""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -359,19 +360,25 @@ def test_pool_driver_by_hand(tmp_path, monkeypatch):
                 "seconds": 10.0 + spec["index"], "unlearn_seconds": 1.0, "forget_acc": 50.0, "retrained_forget_acc": 40.0}
 
     monkeypatch.setattr(st, "ulira_shadow_job", fake_job)
-    kw = dict(dataset="digits", model="mlp", n=4, config=TrainConfig(epochs=1, device="cpu"), forget="random:0.05",
+    kw = dict(dataset="digits", model="mlp", n=5, config=TrainConfig(epochs=1, device="cpu"), forget="random:0.05",
               ulira_method="finetune", method_config={"epochs": 2})  # the default pool seed is 0
     pool = train_pool(tmp_path / "p", **kw)
     m = pool.manifest
-    assert m["seed"] == 0 and [s["seed"] for s in m["shadows"]] == [shadow_seed(0, j) for j in range(4)]
-    assert sorted(calls) == [0, 1, 2, 3] and m["method_config"] == {"epochs": 2} and m["targets"] == 2
-    assert [s["seconds"] for s in m["shadows"]] == [10.0, 11.0, 12.0, 13.0]
-    assert [s["index"] for s in m["shadows"]] == [0, 1, 2, 3]
+    assert m["seed"] == 0 and [s["seed"] for s in m["shadows"]] == [shadow_seed(0, j) for j in range(5)]
+    # targets: n // 2 by default (2 of 5: fewer than the n - 2 allowed)
+    assert sorted(calls) == [0, 1, 2, 3, 4] and m["method_config"] == {"epochs": 2} and m["targets"] == 2
+    assert [s["seconds"] for s in m["shadows"]] == [10.0, 11.0, 12.0, 13.0, 14.0]
+    assert [s["index"] for s in m["shadows"]] == [0, 1, 2, 3, 4]
     hold = m["holdout"]["ulira"]
     assert {"acc", "auc", "acc_fit_lo", "auc_fit_hi", "n_boot", "n_targets", "n_members", "n_nonmembers"} <= set(hold)
-    assert train_pool(tmp_path / "p", **kw).n == 4 and len(calls) == 4  # finished: nothing trained again
+    assert train_pool(tmp_path / "p", **kw).n == 5 and len(calls) == 5  # finished: nothing trained again
     with pytest.raises(UserError, match=r"different settings \(method_config\)"):
         train_pool(tmp_path / "p", **{**kw, "method_config": {"epochs": 3}})
+    # the smallest candidate set U-LiRA can split: two examples (its hold-out bootstrap draws are
+    # often all-NaN there, which numpy warns about)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert train_pool(tmp_path / "two", **{**kw, "n": 4, "forget": "random:2"}).forget_masks.shape == (4, 2)
 
 
 def test_pool_driver_refuses_a_corrupt_manifest(tmp_path):

@@ -12,7 +12,7 @@ import torch.nn as nn
 from hypothesis import given
 from hypothesis import strategies as st
 
-from unlearnbench.core.errors import ModelError
+from unlearnbench.core.errors import ConfigError, ModelError
 from unlearnbench.eval import intervals as iv
 from unlearnbench.eval.generation import (
     GenEvalConfig,
@@ -219,6 +219,24 @@ def test_inception_features_of_grey_images(tmp_path, monkeypatch):
     want = (rgb - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
     assert torch.allclose(made[0].seen, want, atol=1e-6)
     assert torch.allclose(got, want.mean((2, 3)) * torch.tensor([1.0, 2.0, 3.0]), atol=1e-6)  # the weights, no head
+    # the context's features come from the file named by extractor="inception:PATH"
+    ctx = _feature_ctx(None, None, extractor=f"inception:{tmp_path / 'inception.pt'}")
+    ctx._features.clear()
+    ctx.real_kept = x
+    assert np.allclose(ctx.feats("real"), got.detach().double().numpy())
     torch.save({"other": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(ModelError, match="does not hold torchvision Inception-v3 weights"):
         inception_features(str(tmp_path / "bad.pt"), torch.device("cpu"))
+
+
+def test_generation_metrics_registry_config_and_batched_features():
+    from unlearnbench.eval.metrics.generation import features, generation_metrics
+
+    assert set(generation_metrics()) == {"gen_ua", "gen_acc_retained", "gen_fid", "gen_precision_recall"}
+    assert GenEvalConfig(batch_size=1, steps=1, n_forget=1, n_per_class=2).batch_size == 1  # the smallest valid values
+    for bad in ({"batch_size": 0}, {"steps": 0}, {"n_forget": 0}, {"n_per_class": 1}):
+        with pytest.raises(ConfigError):
+            GenEvalConfig(**bad)
+    images = torch.arange(5 * 4, dtype=torch.float32).view(5, 1, 2, 2)
+    feats = features(lambda x: 2 * x, images, torch.device("cpu"), batch_size=2)  # batches of 2, 2 and 1
+    assert feats.shape == (5, 4) and np.array_equal(feats, 2 * images.flatten(1).double().numpy())

@@ -120,3 +120,24 @@ def test_robust_accuracy_divides_by_all_points_clean_mistakes_included(attack, c
     assert res.robust.tolist() == [True, False, True, False, False]
     out = run_attack(attack, model, x.float() / 255, labels, ThreatModel("Linf", 0.1), cfg)
     assert bool((out.x_adv[1, 0, 0, 0] > 0.5).item())  # the breakable point was really broken
+
+
+def test_robust_result_saved_with_its_extras(tmp_path):
+    """Adversarial images come back only when asked for; saved, they carry the verdicts and the
+    caller's extra fields."""
+    from unlearnbench.robust.evaluate import save_adversarial
+
+    x = torch.zeros(3, 1, 4, 4, dtype=torch.uint8)
+    x[:, 0, 0, 0] = torch.tensor([26, 115, 230], dtype=torch.uint8)
+    data = TensorSet(x, torch.tensor([0, 0, 1]), torch.arange(3))
+    model = _OnePixel().eval()
+    plain = robust_accuracy(model, data, "pgd", ThreatModel("Linf", 0.1), config={"steps": 5})
+    assert plain.x_adv is None and plain.y is None
+    with pytest.raises(ValueError, match="no adversarial examples"):
+        save_adversarial(tmp_path / "none.pt", plain)
+    res = robust_accuracy(model, data, "pgd", ThreatModel("Linf", 0.1), config={"steps": 5}, return_adv=True)
+    path = save_adversarial(tmp_path / "adv" / "a.pt", res, extra={"method": "salun", "seed": 3})
+    saved = torch.load(path, weights_only=True)
+    assert saved["method"] == "salun" and saved["seed"] == 3 and saved["attack"] == "pgd" and saved["eps"] == 0.1
+    assert torch.equal(saved["robust"], res.robust) and saved["robust"].tolist() == [True, False, True]
+    assert saved["x_adv"].shape == (3, 1, 4, 4) and torch.equal(saved["y"], torch.tensor([0, 0, 1]))

@@ -893,8 +893,10 @@ def test_ood_synthetic_families_have_their_documented_structure():
     per row or column 2·E[f]·E|cos θ| = 2·5·2/π ≈ 6.4); checkerboards of two colours, symmetric
     under transposition (the same period along both axes); 1-3 shapes present with probability
     0.8 on a background (about 1 + 3·0.8 colours, fewer where shapes overlap or miss); pen
-    strokes: thin curves (a small share of pixels, not the corner of every image), light on a
-    dark background or dark on a light one, rarely none at all (0.3³)."""
+    strokes: thin connected curves (a small share of pixels, not the corner of every image), light
+    on a dark background or dark on a light one, rarely none at all (0.3³)."""
+    from scipy import ndimage
+
     s = synthetic_images(500, 3, 32, seed=0)
     x = s.x.float() / 255
     g = x[s.y == 1][:, 0]
@@ -924,6 +926,8 @@ def test_ood_synthetic_families_have_their_documented_structure():
         bg = torch.stack([c.flatten().mode().values for c in img])[:, None, None]
         inked = (img != bg).any(0)
         flat += int(not inked.any())
+        # each stroke is one connected curve (a quadratic Bézier inside its points' hull): at most 3 pieces
+        assert ndimage.label(inked.numpy(), structure=[[1, 1, 1]] * 3)[1] <= 3
         coverage += inked.float().mean().item() / len(strokes)
         corner += int(inked[0, 0])
         light_on_dark = bool((img >= bg).all()) and bool((bg <= 0.3 * 255 + 1).all())

@@ -690,7 +690,7 @@ def test_scar_defaults_are_the_reference_protocol():
     assert (cfg.stop_margin, cfg.weight_threshold, cfg.stop_forget_acc, cfg.stop_on) == (1.5, 0.8, None, "val")
     assert (cfg.lr, cfg.ood_batch_size, cfg.ood_size, cfg.epochs, cfg.ood) == (1e-3, 128, 2048, 10, "synthetic")
     assert (cfg.stats_source, cfg.nearest_class_quirk, cfg.class_weighting, cfg.ood_balance) == ("retain", False, True, None)
-    assert (cfg.augment, cfg.freeze_bn) == (True, False)
+    assert (cfg.augment, cfg.freeze_bn, cfg.amp) == (True, False, True)
 
 
 def test_scar_self_defaults_are_the_documented_ones():
@@ -702,6 +702,10 @@ def test_scar_self_defaults_are_the_documented_ones():
     assert (cfg.lr, cfg.lambda_1, cfg.lambda_2, cfg.epochs, cfg.ood_size, cfg.batch_size) == (1.5e-3, 5.0, 15.0, 2, 4096, 128)
     assert (cfg.temperature, cfg.freeze_bn, cfg.stop_proxy_acc, cfg.min_epochs, cfg.weight_decay) == (1.0, True, None, 1, 0.0)
     assert (cfg.delta, cfg.gamma1, cfg.gamma2, cfg.stats_source, cfg.ood, cfg.augment) == (0.5, 3.0, 3.0, "retain", "synthetic", True)
+    assert cfg.amp is True
+    # it never reads the forget set; the class statistics' source is read unless it is the OOD set itself
+    assert [build_config("scar_self", {"stats_source": s}).reads() for s in ("retain", "val", "ood")] == [
+        ("ood", "retain"), ("ood", "val"), ("ood",)]
 
 
 def test_salun_defaults_are_the_reference_protocol():
@@ -715,7 +719,7 @@ def test_salun_defaults_are_the_reference_protocol():
     cfg = build_config("salun", {})
     assert (cfg.mask_ratio, cfg.mask_batch_size, cfg.mask_generation, cfg.mask_mode, cfg.mask_lr) == (0.5, 256, "current", "exact", 0.01)
     assert (cfg.momentum, cfg.weight_decay, cfg.epochs, cfg.mixed, cfg.lr, cfg.batch_size) == (0.9, 5e-4, 10, False, 0.05, 64)
-    assert (cfg.augment, cfg.adv_eps, cfg.adv_steps) == (True, None, 10)
+    assert (cfg.augment, cfg.adv_eps, cfg.adv_steps, cfg.amp) == (True, None, 10, True)
 
 
 def test_l1_sparse_and_prune_defaults_are_the_documented_ones():
@@ -727,9 +731,12 @@ def test_l1_sparse_and_prune_defaults_are_the_documented_ones():
     cfg = build_config("l1_sparse", {})
     assert (cfg.alpha_schedule, cfg.no_l1_epochs, cfg.alpha, cfg.momentum, cfg.weight_decay) == ("linear", 0, 1e-3, 0.9, 5e-4)
     assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.augment, cfg.adv_eps, cfg.adv_steps) == (10, 0.05, 64, True, None, 10)
+    assert cfg.amp is True  # bf16 autocast on CUDA only
     cfg = build_config("prune", {})
     assert (cfg.sparsity, cfg.rewind, cfg.epochs, cfg.lr, cfg.batch_size) == (0.95, False, 10, 0.02, 64)
-    assert (cfg.momentum, cfg.weight_decay, cfg.augment, cfg.adv_eps, cfg.adv_steps) == (0.9, 5e-4, True, None, 10)
+    assert (cfg.momentum, cfg.weight_decay, cfg.augment, cfg.adv_eps, cfg.adv_steps, cfg.amp) == (0.9, 5e-4, True, None, 10, True)
+    # it reads the retain set exactly when it fine-tunes
+    assert [build_config("prune", {"epochs": e}).reads() for e in (0, 1, 2)] == [(), ("retain",), ("retain",)]
 
 
 def test_salun_config_takes_its_range_edges_and_rejects_what_lies_outside():

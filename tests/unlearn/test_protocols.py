@@ -608,14 +608,17 @@ def test_scar_self_stops_once_few_proxies_remain_and_refuses_random_forgetting(m
     model, data, _ = _self_forget_setup(digits_class3)
     steps = []
 
-    class Forgetter:  # each step makes the model call nothing class 3 any more
+    late = []
+
+    class Forgetter:  # a step makes the model call nothing class 3 any more (from step late[0] on, if set)
         def __init__(self, m, opt, mask=None):
             self.m = m
 
         def step(self, loss):
             steps.append(1)
-            with torch.no_grad():
-                self.m[4].bias[3] = -1e4
+            if len(steps) >= (late[0] if late else 1):
+                with torch.no_grad():
+                    self.m[4].bias[3] = -1e4
 
     monkeypatch.setattr(ss, "Stepper", Forgetter)
     base = {"epochs": 3, "batch_size": 32, "augment": False}
@@ -627,5 +630,20 @@ def test_scar_self_stops_once_few_proxies_remain_and_refuses_random_forgetting(m
     steps.clear()
     ss.scar_self(copy.deepcopy(model), data, build_config("scar_self", base))
     assert len(steps) == 3 * 2  # no stop rule by default
+    steps.clear()
+    late.append(3)  # the proxies go in epoch 2: checked after every epoch from min_epochs on, not only then
+    ss.scar_self(copy.deepcopy(model), data, build_config("scar_self", {**base, "stop_proxy_acc": 50.0, "min_epochs": 1}))
+    assert len(steps) == 2 * 2
     with pytest.raises(ConfigError, match="class-wise"):
         ss.scar_self(model, dataclasses.replace(digits_random, extras=data.extras), build_config("scar_self", base))
+
+
+def test_scar_balanced_ood_weights_count_below_three_as_five_and_forget_accuracy_is_not_rounded():
+    from unlearnbench.unlearn.scar import balanced_ood_weights
+
+    w = balanced_ood_weights(torch.tensor([0, 0, 1, 1, 1, 2]), 3)  # counts 2 (< 3: as 5), 3 (kept), 1 (as 5)
+    torch.testing.assert_close(w, torch.tensor([1 / 5] * 2 + [1 / 3] * 3 + [1 / 5]))
+    y = torch.tensor([1, 1, 0])  # the constant model predicts 1: 2 of 3 right
+    _, overall = forget_accuracy_by_class(_Constant(), TensorSet(torch.zeros(3, 1, 2, 2, dtype=torch.uint8), y,
+                                                                 torch.arange(3)), 3)
+    assert overall == pytest.approx(200 / 3)

@@ -174,6 +174,12 @@ def test_omp_helpers_on_a_hand_built_model():
     assert m.a.weight.flatten().tolist() == pytest.approx([0.4, 0.0, 0.3, 0.0]) and pruned_nonzero(m, masks) == 0
     assert conv_sparsity(m) == 2 / 5 and m.b[0].bias.item() == pytest.approx(0.01)
     assert conv_sparsity(nn.Linear(2, 2)) == 0.0
+    with torch.no_grad():
+        m.a.weight.copy_(torch.tensor([[[[0.0, 0.0, ], [-0.5, 0.5]]]]))
+    assert conv_sparsity(m) == 2 / 5  # exact zeros only, whatever the sign of the others
+    one = nn.Conv2d(1, 1, 1, bias=False)
+    nn.init.zeros_(one.weight)
+    assert conv_sparsity(one) == 1.0
     # omp with a rewind state: the mask from the current weights, the survivors from the state
     m2, early = _two_conv(), _two_conv()
     with torch.no_grad():

@@ -87,6 +87,10 @@ class EvalConfig:
             raise ConfigError("robust_n must be at least 1 (or unset for every point).")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1.")
+        # Checked here, before any prediction: the solver and the LiRA fit would only refuse them later.
+        for key, valid in (("svc_solver", ("lowrank", "libsvm", "sklearn")), ("lira_variance", ("auto", "per_example", "global"))):
+            if getattr(self, key) not in valid:
+                raise ConfigError(f"{key} must be one of {', '.join(valid)}, not {getattr(self, key)!r}.")
 
 
 class Evaluator:
