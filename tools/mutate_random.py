@@ -85,7 +85,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     # the cascade against pyautoattack's run_standard_evaluation point for point at a small budget (the
     # full-budget and adversarially-trained parity tests take 50 s each; they check the same cascade)
     "robust/aa/engine.py": ("tests/robust/test_autoattack.py", "tests/robust/test_attacks_contract.py", "-k",
-                            "small_budget or chunks_are or (saved_adversarial and autoattack) or "
+                            "small_budget or eot_samples or chunks_are or (saved_adversarial and autoattack) or "
                             "(test_attack_contract and autoattack) or sanity_checks or zero_gradient"),
     # eval/: the differential (statsmodels/scipy/sklearn), property, DeLong and paired tests of h-stats
     # are the strong ones; the slow (deep) cases stay skipped
@@ -237,6 +237,29 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         ("def save_adversarial(path: str | Path, result: RobustResult, extra: dict | None = None) -> Path:",
          "def save_adversarial(path: str ^ Path, result: RobustResult, extra: dict | None = None) -> Path:"):
             "an annotation: never evaluated under `from __future__ import annotations`",
+    },
+    # mutun2: the AutoAttack engine
+    "robust/aa/engine.py": {
+        ("stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) + 1:]), int(robust.sum()))",
+         "stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) - 1:]), int(robust.sum()))"):
+            "the progress bar's ETA estimate only, no result",
+        ("stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) + 1:]), int(robust.sum()))",
+         "stage_names[int(done)], -1, int(robust.sum()), 0.0, list(stage_names[int(done) + 1:]), int(robust.sum()))"):
+            "the progress bar's ETA estimate only, no result",
+        ("bar.eta_fn = lambda done, elapsed: None if done >= len(stage_names) else eta.remaining(",
+         "bar.eta_fn = lambda done, elapsed: None if done != len(stage_names) else eta.remaining("):
+            "the progress bar's ETA estimate only, no result",
+        **{('bar.report(f"after {name} {100 * counts[name] / n:.1f}% robust (n={n})")', new):
+           "the progress line's text only; the counts returned are counts[name]"
+           for new in ('bar.report(f"after {name} { 101 * counts[name] / n:.1f}% robust (n={n})")',
+                       'bar.report(f"after {name} {100 * counts[name] + n:.1f}% robust (n={n})")')},
+        ('return {"apgd-ce": cfg.apgd_steps * eot, "apgd-dlr": cfg.apgd_steps * eot, "apgd-t": cfg.apgd_steps * n_targets,',
+         'return {"apgd-ce": cfg.apgd_steps * eot, "apgd-dlr": cfg.apgd_steps + eot, "apgd-t": cfg.apgd_steps * n_targets,'):
+            "stage_weights is the ETA's prior cost per stage only (measured rates rescale it), no result",
+        ("if len(sizes) == 1:", "if len(sizes) <= 1:"):
+            "a group always holds at least one chunk (_groups never yields an empty one), so <= 1 is == 1",
+        ("n_classes = int(logits0.shape[-1])", "n_classes = int(logits0.shape[+1])"):
+            "classifier logits are (batch, classes): dimension 1 is the last",
     },
     "eval/intervals.py": {
         ("z: float = Z95) -> Interval | None:", "z: float = Z95) -> Interval & None:"):
@@ -462,7 +485,8 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         **{("chunk = max(1, min(64, (1 << 26) // max(1, n_params)))  # bound the (chunk, P) gradient block",
             f"chunk = max(1, min(64, {e}))  # bound the (chunk, P) gradient block"):
            "how many per-sample gradients vmap computes at once; each sample's gradient and the recursion's "
-           "order are the same for every chunk size" for e in ("(1 << 26) ** max(1, n_params)", "( 2 << 26) // max(1, n_params)")},
+           "order are the same for every chunk size" for e in ("(1 << 26) ** max(1, n_params)", "( 2 << 26) // max(1, n_params)",
+                                                     "(1 << 27) // max(1, n_params)")},
         **{("batch_size: int = 256", f"batch_size: int = {v}"):
            "only batches the gradient sums (batch mean x batch size): the same sums up to float rounding"
            for v in (255, 257)},

@@ -276,3 +276,30 @@ def test_engine_matches_the_pyautoattack_cascade_point_for_point_at_a_small_budg
     # differently (1e-7), and the engine fits rows outside the threat model by rounding only
     torch.testing.assert_close(out.x_adv, x_ref, atol=1e-6, rtol=0)
     assert torch.equal(out.x_adv[~ref_clean], x[~ref_clean]) and torch.equal(out.x_adv[ref_robust], x[ref_robust])
+
+
+@pytest.mark.parametrize("version", ["standard", "rand"])
+def test_only_the_rand_version_averages_eot_samples(cnn, digits_points, monkeypatch, version):
+    """``rand`` (for randomised models) averages ``eot_iter`` gradient samples per APGD step; standard
+    AutoAttack takes one. On a deterministic model both give the same images, so the parity tests
+    cannot see it: read it off the stages the engine builds."""
+    from unlearnbench.robust.aa import engine
+    from unlearnbench.robust.threat import AutoAttackConfig
+
+    built = []
+    real = engine._build_stage
+    monkeypatch.setattr(engine, "_build_stage", lambda *a: built.append(real(*a)) or built[-1])
+    x, y = digits_points[0][:4], digits_points[1][:4]
+    cfg = AutoAttackConfig(version=version, apgd_steps=2, fab_steps=2, square_queries=2, n_target_classes=2,
+                           eot_iter=3, checks=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        engine.run_autoattack(cnn, x, y, ThreatModel("Linf", 1e-3), cfg)
+    # the cascade's attacks in order (in the parity tests FAB-T and Square break no point, so a
+    # stage built as the wrong attack would go unseen there)
+    kinds = {"standard": [APGD, APGDT, FABT, Square], "rand": [APGD, APGD]}[version]
+    assert [type(s) for s in built] == kinds
+    assert version == "standard" or [s.loss for s in built] == ["ce", "dlr"]
+    apgd = [s for s in built if isinstance(s, (APGD, APGDT))]
+    assert len(apgd) == 2
+    assert [s.eot_iter for s in apgd] == ([3, 3] if version == "rand" else [1, 1])

@@ -177,8 +177,8 @@ CONFIG_LIMITS = [
     ("influence", "fisher_n", [1e-3], [0.0, -1.0]),
     ("influence", "batch_size", [1], [0]),
     ("grad_ascent", "stop_forget_acc", [None, 0.0, 100.0], [-0.5, 100.5]),
-    ("retrain", "warmup", [0.0, 0.99], [-0.01, 1.0]),
-    ("retrain", "label_smoothing", [0.0, 0.99], [-0.01, 1.0]),
+    ("retrain", "warmup", [0.0, 0.99], [-0.01, 1.0, 1.5]),
+    ("retrain", "label_smoothing", [0.0, 0.99], [-0.01, 1.0, 1.5]),
     ("retrain", "milestones", [(0.01, 0.99), ()], [(0.0,), (1.0,), (0.5, 1.0)]),
 ]
 
