@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from fid_coverage import Setting
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ from unlearnbench.eval import intervals as iv
 from unlearnbench.eval.generation import (
     GenEvalConfig,
     GenEvalContext,
+    batched_fid,
     bootstrap_fid,
     evaluate_generation,
     fid_from_features,
@@ -53,18 +55,73 @@ def test_frechet_distance_of_diagonal_gaussians_is_the_closed_form():
     assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-9)
 
 
-def test_fid_bootstrap_interval_brackets_the_estimate():
+def test_batched_fid_is_the_fid_of_each_stacked_pair():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(4, 30, 5)), rng.normal(0.4, 2.0, size=(4, 25, 5))
+    expected = [fid_from_features(x, y) for x, y in zip(a, b, strict=True)]
+    assert batched_fid(a, b) == pytest.approx(expected, rel=1e-10)
+    assert batched_fid(a[0], b[0]) == pytest.approx(expected[0], rel=1e-10)  # no batch axis
+
+
+def _scipy_fid_bootstrap(a, b, resamples, seed, method):
+    """scipy.stats.bootstrap run directly, with a scalar statistic on the original FID code path."""
+    from scipy.stats import bootstrap
+
+    res = bootstrap((np.arange(len(a)), np.arange(len(b))), lambda i, j: fid_from_features(a[i], b[j]),
+                    n_resamples=resamples, vectorized=False, paired=False, method=method,
+                    rng=np.random.default_rng(seed))
+    return res
+
+
+def test_fid_interval_is_scipys_basic_bootstrap_of_both_sets():
+    """The interval is scipy's two-sample basic bootstrap (the same resamples: one batch, same
+    seed), i.e. the percentile interval reflected about the estimate, and the bias-corrected FID
+    is 2·FID − the mean bootstrap FID."""
     rng = np.random.default_rng(1)
-    a, b = rng.normal(size=(300, 4)), rng.normal(loc=0.5, size=(300, 4))
+    a, b = rng.normal(size=(60, 3)), rng.normal(loc=0.8, size=(50, 3))  # FID ≈ 1.9, far from 0: no clipping
     fid = fid_from_features(a, b)
-    lo, hi = bootstrap_fid(a, b, 200, seed=0)
-    # resampling repeats points, so the bootstrap FIDs sit above the estimate's bias-free value;
-    # the percentile interval brackets the estimate itself
-    assert lo < fid < hi
+    boot = bootstrap_fid(a, b, 200, seed=0)
+    ref = _scipy_fid_bootstrap(a, b, 200, 0, "basic")
+    assert (boot.lo, boot.hi) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), rel=1e-9)
+    assert boot.bias_corrected == pytest.approx(2 * fid - ref.bootstrap_distribution.mean(), rel=1e-9)
+    q_lo, q_hi = np.percentile(ref.bootstrap_distribution, [2.5, 97.5])
+    assert (boot.lo, boot.hi) == pytest.approx((2 * fid - q_hi, 2 * fid - q_lo), rel=1e-9)  # by hand
+    assert bootstrap_fid(a, b, 200, seed=0, method="percentile")[:2] == pytest.approx((q_lo, q_hi), rel=1e-9)
+    assert boot.lo < boot.bias_corrected < boot.hi
     big = bootstrap_fid(np.concatenate([a, a + 1e-3]), np.concatenate([b, b + 1e-3]), 200, seed=0)
-    assert big[1] - big[0] < hi - lo  # twice the points, a narrower interval
-    assert bootstrap_fid(a, b, 200, seed=0) == (lo, hi)  # seeded
-    assert bootstrap_fid(a, b, 0, seed=0) is None
+    assert big.hi - big.lo < boot.hi - boot.lo  # twice the points, a narrower interval
+    assert bootstrap_fid(a, b, 200, seed=0) == boot  # seeded
+    assert bootstrap_fid(a, b, 0, seed=0) is None and bootstrap_fid(a, b, 1, seed=0) is None
+
+
+def test_fid_interval_corrects_the_upward_bias_on_gaussian_features():
+    """Gaussian features with a closed-form population distance (the "digits-like" setting of the
+    coverage simulation, one seeded draw): the plug-in FID lies above the population value, the
+    bootstrap FIDs lie higher again, so the percentile interval misses it; the basic interval
+    and the bias-corrected FID land on it."""
+    setting = Setting("digits-like", 32, 450, 400, 0.5, 1.3)
+    mu1, c1, mu2, c2 = setting.params()
+    truth = frechet_distance(mu1, c1, mu2, c2)
+    rng = np.random.default_rng(0)
+    a, b = rng.multivariate_normal(mu1, c1, 450), rng.multivariate_normal(mu2, c2, 400)
+    fid = fid_from_features(a, b)
+    boot = bootstrap_fid(a, b, 200, seed=0)
+    pct = bootstrap_fid(a, b, 200, seed=0, method="percentile")
+    assert truth < fid and truth < pct.lo  # the bias: the estimate and its resamples lie above the truth
+    assert boot.lo <= truth <= boot.hi
+    assert abs(boot.bias_corrected - truth) < fid - truth
+
+
+def test_fid_interval_lower_end_and_bias_corrected_value_are_clipped_at_zero():
+    """Two samples of one distribution: the population distance is 0 and the plug-in FID is all
+    bias; the reflected lower end would be negative, and a Fréchet distance cannot be."""
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
+    boot = bootstrap_fid(a, b, 200, seed=0)
+    raw = _scipy_fid_bootstrap(a, b, 200, 0, "basic")
+    assert raw.confidence_interval.low < 0 and boot.lo == 0.0
+    assert boot.hi == pytest.approx(raw.confidence_interval.high, rel=1e-9)
+    assert boot.bias_corrected >= 0.0
 
 
 def _brute_pr(real, fake, k):
@@ -173,7 +230,8 @@ def test_fid_precision_recall_and_retained_accuracy_metrics():
     ctx = _feature_ctx(fake, real, kept, torch.tensor([3, 3, 5, 5, 5, 5, 5, 3]), knn=3, bootstrap=20, seed=1)
     out = gen_fid(ctx)
     assert out.values["gen/fid"] == pytest.approx(fid_from_features(fake, real))
-    assert (out.values["gen/fid_lo"], out.values["gen/fid_hi"]) == pytest.approx(bootstrap_fid(fake, real, 20, 1))
+    boot = bootstrap_fid(fake, real, 20, 1)
+    assert (out.values["gen/fid_lo"], out.values["gen/fid_hi"], out.values["gen/fid_bc"]) == pytest.approx(tuple(boot))
     assert out.counts == {"n/gen/fid_generated": 30, "n/gen/fid_real": 40}
     p, r = precision_recall(real, fake, 3)
     out = gen_precision_recall(ctx)

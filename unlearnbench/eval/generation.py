@@ -15,8 +15,10 @@ from unlearnbench.core.data import UnlearnData
 from unlearnbench.core.errors import ConfigError, ModelError
 from unlearnbench.eval.metrics.base import METRICS
 from unlearnbench.eval.metrics.generation import (  # noqa: F401  (re-exported: the generation metrics' API)
+    FidBootstrap,
     GenEvalConfig,
     GenEvalContext,
+    batched_fid,
     bootstrap_fid,
     fid_from_features,
     frechet_distance,

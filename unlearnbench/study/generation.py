@@ -388,7 +388,7 @@ def _logged_row(client, run) -> GenRow:
 
 def summarize(rows: list[GenRow], forget: str) -> list[dict[str, Any]]:
     """One line per model label for ``forget``: means over seeds (a t interval with ≥ 2 seeds; with
-    one seed the per-run interval: Wilson for UA, bootstrap for FID)."""
+    one seed the per-run interval: Wilson for UA, basic bootstrap for FID)."""
     order: list[str] = []
     for r in rows:
         if r.forget == forget and r.label not in order:
@@ -397,7 +397,7 @@ def summarize(rows: list[GenRow], forget: str) -> list[dict[str, Any]]:
     for label in order:
         rs = [r for r in rows if r.forget == forget and r.label == label]
         line: dict[str, Any] = {"label": label, "kind": rs[0].kind, "seeds": len(rs)}
-        for key in ("gen/ua", "gen/fid", "gen/precision", "gen/recall", "gen/acc_retained", "gen/entropy",
+        for key in ("gen/ua", "gen/fid", "gen/fid_bc", "gen/precision", "gen/recall", "gen/acc_retained", "gen/entropy",
                     "gen/forgotten_prob"):
             vals = [r.report.values[key] for r in rs if key in r.report.values]
             if not vals:
