@@ -93,7 +93,9 @@ def coverage(setting: Setting, reps: int, resamples: int = 200, seed: int = 0) -
     for m in METHODS:
         iv = np.array([r[m] for r in rows])
         out[f"cover/{m}"] = float(np.mean((iv[:, 0] <= truth) & (truth <= iv[:, 1])))
-        out[f"width/{m}"] = float(np.nanmean(iv[:, 1] - iv[:, 0]))
+        widths = iv[:, 1] - iv[:, 0]
+        finite = widths[np.isfinite(widths)]  # BCa's bounds are NaN where it degenerates
+        out[f"width/{m}"] = float(finite.mean()) if len(finite) else float("nan")
         fids = np.array([r["fid"] for r in rows])
         out[f"holds_fid/{m}"] = float(np.mean((iv[:, 0] <= fids) & (fids <= iv[:, 1])))
     return out
