@@ -85,7 +85,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     # the cascade against pyautoattack's run_standard_evaluation point for point at a small budget (the
     # full-budget and adversarially-trained parity tests take 50 s each; they check the same cascade)
     "robust/aa/engine.py": ("tests/robust/test_autoattack.py", "tests/robust/test_attacks_contract.py", "-k",
-                            "small_budget or eot_samples or chunks_are or (saved_adversarial and autoattack) or "
+                            "small_budget or eot_samples or groups_pack or chunks_are or (saved_adversarial and autoattack) or "
                             "(test_attack_contract and autoattack) or sanity_checks or zero_gradient"),
     # eval/: the differential (statsmodels/scipy/sklearn), property, DeLong and paired tests of h-stats
     # are the strong ones; the slow (deep) cases stay skipped
@@ -252,7 +252,20 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         **{('bar.report(f"after {name} {100 * counts[name] / n:.1f}% robust (n={n})")', new):
            "the progress line's text only; the counts returned are counts[name]"
            for new in ('bar.report(f"after {name} { 101 * counts[name] / n:.1f}% robust (n={n})")',
-                       'bar.report(f"after {name} {100 * counts[name] + n:.1f}% robust (n={n})")')},
+                       'bar.report(f"after {name} {100 * counts[name] + n:.1f}% robust (n={n})")',
+                       'bar.report(f"after {name} {100 * counts[name] - n:.1f}% robust (n={n})")')},
+        ("stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) + 1:]), int(robust.sum()))",
+         "stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) % 1:]), int(robust.sum()))"):
+            "the progress bar's ETA estimate only, no result",
+        ("later, total = list(stage_names[k + 1:]), int(idx.numel())",
+         "later, total = list(stage_names[k + 0:]), int(idx.numel())"):
+            "the stages after this one, for the per-point progress ETA only, no result",
+        **{(old, new): "stage_weights is the ETA's prior cost per stage only (measured rates rescale it), no result"
+           for old, new in [
+               ('"fab-t": 2 * cfg.fab_steps * n_targets, "square": cfg.square_queries / 3}',
+                '"fab-t": 2 * cfg.fab_steps // n_targets, "square": cfg.square_queries / 3}'),
+               ('return {"apgd-ce": cfg.apgd_steps * eot, "apgd-dlr": cfg.apgd_steps * eot, "apgd-t": cfg.apgd_steps * n_targets,',
+                'return {"apgd-ce": cfg.apgd_steps + eot, "apgd-dlr": cfg.apgd_steps * eot, "apgd-t": cfg.apgd_steps * n_targets,')]},
         ('return {"apgd-ce": cfg.apgd_steps * eot, "apgd-dlr": cfg.apgd_steps * eot, "apgd-t": cfg.apgd_steps * n_targets,',
          'return {"apgd-ce": cfg.apgd_steps * eot, "apgd-dlr": cfg.apgd_steps + eot, "apgd-t": cfg.apgd_steps * n_targets,'):
             "stage_weights is the ETA's prior cost per stage only (measured rates rescale it), no result",

@@ -303,3 +303,20 @@ def test_only_the_rand_version_averages_eot_samples(cnn, digits_points, monkeypa
     apgd = [s for s in built if isinstance(s, (APGD, APGDT))]
     assert len(apgd) == 2
     assert [s.eot_iter for s in apgd] == ([3, 3] if version == "rand" else [1, 1])
+
+
+@pytest.mark.parametrize(("n", "chunk", "max_batch", "groups"), [
+    (100, 10, 30, [[10, 10, 10], [10, 10, 10], [10, 10, 10], [10]]),  # a group may fill max_batch exactly
+    (95, 10, 35, [[10, 10, 10], [10, 10, 10], [10, 10, 10, 5]]),  # the short last chunk still fits
+    (25, 10, 10, [[10], [10], [5]]),
+    (7, 10, 40, [[7]]),
+])
+def test_groups_pack_whole_chunks_up_to_max_batch(n, chunk, max_batch, groups):
+    """Robust points split into the reference's chunks in order, then as many whole chunks per
+    group as fit in max_batch (the memory bound), never a chunk split across groups."""
+    from unlearnbench.robust.aa.engine import _groups
+
+    idx = torch.arange(n) * 3  # robust indices need not be contiguous
+    out = _groups(idx, chunk, max_batch)
+    assert [sizes for _, sizes in out] == groups
+    assert torch.equal(torch.cat([g for g, _ in out]), idx)
