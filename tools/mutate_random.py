@@ -56,6 +56,11 @@ MARKER = "## Random mutation run"
 STUDY_EXPECTED_TESTS = ("tests/study/test_expected.py", "tests/eval/test_stats_differential.py", "-k",
                         "not table1_shape_on_digits and (test_expected or paper_comparison)")
 
+# the method files (mutun2's part): each method's mechanism, behaviour, contract, seed and protocol
+# tests, selected by -k with its registry name
+METHOD_TESTS = ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py")
+
 # module (under unlearnbench/) -> pytest arguments of its fast, relevant tests.
 MODULES: dict[str, tuple[str, ...]] = {
     # the CLI train + MLflow test (25 s) only re-checks what the unit tests check; left out for speed
@@ -169,31 +174,16 @@ MODULES: dict[str, tuple[str, ...]] = {
                               "and not reaches_the_targets and not targets_each_forget_sample and not by_class_accuracy"),
     "unlearn/ood.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_seeds.py",
                        "tests/unlearn/test_protocols.py", "-k", "ood and not scar_balances"),
-    # mutun2: each method's mechanism, behaviour, contract, seed and protocol tests (-k its registry name)
-    "unlearn/scrub.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "scrub"),
-    "unlearn/bad_teacher.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "bad_teacher"),
-    "unlearn/ssd.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "ssd"),
-    "unlearn/boundary_shrink.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "boundary_shrink"),
-    "unlearn/influence.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "influence"),
-    "unlearn/finetune.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "finetune and not ddpm"),
-    "unlearn/grad_ascent.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "grad_ascent and not ddpm"),
-    "unlearn/retrain.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py", "tests/unlearn/test_prune_first.py",
-                         "tests/core/test_keep_best.py", "-k", "retrain and not ddpm"),
+    # the other method files: METHOD_TESTS, -k its registry name
+    "unlearn/scrub.py": (*METHOD_TESTS, "-k", "scrub"),
+    "unlearn/bad_teacher.py": (*METHOD_TESTS, "-k", "bad_teacher"),
+    "unlearn/ssd.py": (*METHOD_TESTS, "-k", "ssd"),
+    "unlearn/boundary_shrink.py": (*METHOD_TESTS, "-k", "boundary_shrink"),
+    "unlearn/influence.py": (*METHOD_TESTS, "-k", "influence"),
+    "unlearn/finetune.py": (*METHOD_TESTS, "-k", "finetune and not ddpm"),
+    "unlearn/grad_ascent.py": (*METHOD_TESTS, "-k", "grad_ascent and not ddpm"),
+    "unlearn/retrain.py": (*METHOD_TESTS, "tests/unlearn/test_prune_first.py", "tests/core/test_keep_best.py",
+                           "-k", "retrain and not ddpm"),
 }
 
 # Modules split after their sample was drawn: module -> the modules that took some of its code.
