@@ -56,7 +56,7 @@ MARKER = "## Random mutation run"
 STUDY_EXPECTED_TESTS = ("tests/study/test_expected.py", "tests/eval/test_stats_differential.py", "-k",
                         "not table1_shape_on_digits and (test_expected or paper_comparison)")
 
-# the method files (mutun2's part): each method's mechanism, behaviour, contract, seed and protocol
+# the method files: each method's mechanism, behaviour, contract, seed and protocol
 # tests, selected by -k with its registry name
 METHOD_TESTS = ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
                 "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py")
@@ -228,7 +228,7 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          "def save_adversarial(path: str ^ Path, result: RobustResult, extra: dict | None = None) -> Path:"):
             "an annotation: never evaluated under `from __future__ import annotations`",
     },
-    # mutun2: the AutoAttack engine
+    # the AutoAttack engine
     "robust/aa/engine.py": {
         ("stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) + 1:]), int(robust.sum()))",
          "stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) - 1:]), int(robust.sum()))"):
@@ -462,7 +462,6 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         **{("for c, size in ((1, 8), (3, 32)):  # small, natural-32", f"for c, size in ((1, {v}), (3, 32)):  # small, natural-32"):
            "any size up to 16 px is the small regime: 7 or 9 px pick the same recipe as 8" for v in (7, 9)},
     },
-    # mutun2:
     "unlearn/scrub.py": {
         **{("seed: int = 0", f"seed: int = {v}"):
            "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
