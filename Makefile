@@ -55,9 +55,9 @@ lint: $(STAMP)
 mutate: $(STAMP)
 	$(PY) tools/mutate.py $(MUTATE_ARGS)
 
-# Random mutation testing with cosmic-ray over the modules that decide numbers (about an hour on
-# 2 cores; not in CI). Resumable (.mutation/); writes the per-module scores to docs/mutation.md.
-# MUTATE_ARGS="--only core/recipes.py --per-module 40" runs one module.
+# Random mutation testing with cosmic-ray over the modules that decide numbers (45 modules x 25
+# sampled mutants, about three hours on one core from scratch; not in CI). Resumable (.mutation/); writes the per-module scores to docs/mutation.md.
+# MUTATE_ARGS="--only core/recipes.py" runs one module.
 mutate-random: $(STAMP)
 	$(PY) -m pip install -q "cosmic-ray==8.7.0"  # the tool docs/mutation.md was measured with
 	nice $(PY) tools/mutate_random.py $(MUTATE_ARGS)

@@ -1,4 +1,4 @@
-"""Random mutation testing with cosmic-ray (``make mutate-random``; not in CI; about an hour on 2 cores).
+"""Random mutation testing with cosmic-ray (``make mutate-random``; not in CI; about three hours on one core from scratch).
 
 cosmic-ray (https://github.com/sixty-north/cosmic-ray) generates the mutants and keeps the books:
 its operators enumerate every mutation site of a module (numbers, arithmetic, comparisons,
@@ -27,7 +27,7 @@ run" section of docs/mutation.md (per module: generated, sampled, killed, surviv
 score with its 95 % interval, and each surviving mutant's diff).
 
     python tools/mutate_random.py                        # every module in MODULES
-    python tools/mutate_random.py --only core/recipes.py --per-module 40
+    python tools/mutate_random.py --only core/recipes.py --per-module 25
     python tools/mutate_random.py --report               # rewrite the doc section from the dbs
 """
 
@@ -55,6 +55,11 @@ MARKER = "## Random mutation run"
 # study/expected.py: everything but the digits study run (40 s; it renders what compare() computes)
 STUDY_EXPECTED_TESTS = ("tests/study/test_expected.py", "tests/eval/test_stats_differential.py", "-k",
                         "not table1_shape_on_digits and (test_expected or paper_comparison)")
+
+# the method files: each method's mechanism, behaviour, contract, seed and protocol
+# tests, selected by -k with its registry name
+METHOD_TESTS = ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
+                "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py")
 
 # module (under unlearnbench/) -> pytest arguments of its fast, relevant tests.
 MODULES: dict[str, tuple[str, ...]] = {
@@ -169,31 +174,16 @@ MODULES: dict[str, tuple[str, ...]] = {
                               "and not reaches_the_targets and not targets_each_forget_sample and not by_class_accuracy"),
     "unlearn/ood.py": ("tests/unlearn/test_mechanics.py", "tests/unlearn/test_seeds.py",
                        "tests/unlearn/test_protocols.py", "-k", "ood and not scar_balances"),
-    # mutun2: each method's mechanism, behaviour, contract, seed and protocol tests (-k its registry name)
-    "unlearn/scrub.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "scrub"),
-    "unlearn/bad_teacher.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "bad_teacher"),
-    "unlearn/ssd.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "ssd"),
-    "unlearn/boundary_shrink.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "boundary_shrink"),
-    "unlearn/influence.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "influence"),
-    "unlearn/finetune.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "finetune and not ddpm"),
-    "unlearn/grad_ascent.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py",
-                         "-k", "grad_ascent and not ddpm"),
-    "unlearn/retrain.py": ("tests/unlearn/test_mechanisms.py", "tests/unlearn/test_behaviour.py", "tests/unlearn/test_contract.py",
-                         "tests/unlearn/test_seeds.py", "tests/unlearn/test_protocols.py", "tests/unlearn/test_prune_first.py",
-                         "tests/core/test_keep_best.py", "-k", "retrain and not ddpm"),
+    # the other method files: METHOD_TESTS, -k its registry name
+    "unlearn/scrub.py": (*METHOD_TESTS, "-k", "scrub"),
+    "unlearn/bad_teacher.py": (*METHOD_TESTS, "-k", "bad_teacher"),
+    "unlearn/ssd.py": (*METHOD_TESTS, "-k", "ssd"),
+    "unlearn/boundary_shrink.py": (*METHOD_TESTS, "-k", "boundary_shrink"),
+    "unlearn/influence.py": (*METHOD_TESTS, "-k", "influence"),
+    "unlearn/finetune.py": (*METHOD_TESTS, "-k", "finetune and not ddpm"),
+    "unlearn/grad_ascent.py": (*METHOD_TESTS, "-k", "grad_ascent and not ddpm"),
+    "unlearn/retrain.py": (*METHOD_TESTS, "tests/unlearn/test_prune_first.py", "tests/core/test_keep_best.py",
+                           "-k", "retrain and not ddpm"),
 }
 
 # Modules split after their sample was drawn: module -> the modules that took some of its code.
@@ -238,7 +228,7 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
          "def save_adversarial(path: str ^ Path, result: RobustResult, extra: dict | None = None) -> Path:"):
             "an annotation: never evaluated under `from __future__ import annotations`",
     },
-    # mutun2: the AutoAttack engine
+    # the AutoAttack engine
     "robust/aa/engine.py": {
         ("stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) + 1:]), int(robust.sum()))",
          "stage_names[int(done)], 0, int(robust.sum()), 0.0, list(stage_names[int(done) - 1:]), int(robust.sum()))"):
@@ -472,7 +462,6 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         **{("for c, size in ((1, 8), (3, 32)):  # small, natural-32", f"for c, size in ((1, {v}), (3, 32)):  # small, natural-32"):
            "any size up to 16 px is the small regime: 7 or 9 px pick the same recipe as 8" for v in (7, 9)},
     },
-    # mutun2:
     "unlearn/scrub.py": {
         **{("seed: int = 0", f"seed: int = {v}"):
            "never used: unlearn.build_config always sets the config's seed from run(seed=...)" for v in (-1, 1)},
@@ -902,7 +891,7 @@ def _dist_version(name: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", help="comma-separated modules (as in MODULES, e.g. core/recipes.py)")
-    ap.add_argument("--per-module", type=int, default=40, help="mutants sampled per module")
+    ap.add_argument("--per-module", type=int, default=25, help="mutants sampled per module (docs/mutation.md: 25)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant (at least 4x the baseline)")
     ap.add_argument("--report", action="store_true", help="only rewrite the doc section from the dbs")
