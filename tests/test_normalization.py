@@ -12,7 +12,7 @@ import torch.nn as nn
 
 import unlearnbench as ub
 from unlearnbench.core.errors import DataError
-from unlearnbench.core.models import Normalized, with_normalization
+from unlearnbench.core.foreign import Normalized, with_normalization
 from unlearnbench.core.normcheck import mismatch_hint
 
 MEAN, STD = 0.5, 0.05

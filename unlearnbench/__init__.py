@@ -26,7 +26,7 @@ _LAZY = {
     "attack": ("unlearnbench.api", "attack"),
     "load_model": ("unlearnbench.api", "load_model"),
     "log_report": ("unlearnbench.api", "log_report"),
-    "with_normalization": ("unlearnbench.core.models", "with_normalization"),
+    "with_normalization": ("unlearnbench.core.foreign", "with_normalization"),
     # generation (conditional DDPMs, docs/generation.md)
     "sample": ("unlearnbench.core.diffusion", "sample"),
     "train_generator": ("unlearnbench.core.jobs", "train_generator"),

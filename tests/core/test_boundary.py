@@ -190,7 +190,8 @@ def test_models_without_weight_values_or_with_nan_weights_are_refused():
     import torch
 
     from unlearnbench.core.errors import ModelError
-    from unlearnbench.core.models import check_model_fits, create_model
+    from unlearnbench.core.foreign import check_model_fits
+    from unlearnbench.core.models import create_model
 
     with torch.device("meta"):
         meta = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))

@@ -16,7 +16,7 @@ import torch.nn as nn
 from unlearnbench.core.data import TensorSet, UnlearnData
 from unlearnbench.core.data.user import as_tensor_set, check_unlearn_data
 from unlearnbench.core.errors import DataError, ModelError
-from unlearnbench.core.models import check_model_fits, normalized_for
+from unlearnbench.core.foreign import check_model_fits, normalized_for
 from unlearnbench.eval.report import Report
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import torch.nn as nn
 
 from unlearnbench.core.errors import ConfigError
-from unlearnbench.core.models import create_model, is_foreign
+from unlearnbench.core.foreign import is_foreign
+from unlearnbench.core.models import create_model
 
 
 def load_model(

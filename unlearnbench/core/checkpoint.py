@@ -18,8 +18,9 @@ import torch
 import torch.nn as nn
 
 from unlearnbench.core.errors import CheckpointError
+from unlearnbench.core.foreign import Normalized, is_foreign
 from unlearnbench.core.io import atomic_write
-from unlearnbench.core.models import MODELS, Normalized, create_model, is_foreign
+from unlearnbench.core.models import MODELS, create_model
 
 FORMAT = "unlearnbench-checkpoint-v1"
 REQUIRED = ("model", "dataset", "num_classes", "in_channels", "image_size", "split_seed")
@@ -221,7 +222,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 def _check_finite(state: dict[str, torch.Tensor], where: str) -> None:
     """Every command that loads weights refuses NaN/inf ones: they would be evaluated, attacked and
     reported (0 % robust accuracy of nothing) as if they were a model."""
-    from unlearnbench.core.models import nonfinite_tensors
+    from unlearnbench.core.foreign import nonfinite_tensors
 
     bad = nonfinite_tensors(state.items())
     if bad:

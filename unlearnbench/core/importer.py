@@ -21,8 +21,9 @@ from unlearnbench.core import provenance
 from unlearnbench.core.checkpoint import load_foreign_weights, read_state_dict
 from unlearnbench.core.data import DATASETS, DataSource, Splits, prepare
 from unlearnbench.core.errors import ConfigError
+from unlearnbench.core.foreign import is_foreign
 from unlearnbench.core.jobs import checkpoint_meta
-from unlearnbench.core.models import check_model_spec, create_model, is_foreign
+from unlearnbench.core.models import check_model_spec, create_model
 from unlearnbench.core.runtime import resolve_device
 from unlearnbench.core.train import accuracy
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from unlearnbench.core.data import TensorSet
-from unlearnbench.core.models import Normalized, with_normalization
+from unlearnbench.core.foreign import Normalized, with_normalization
 from unlearnbench.core.train import accuracy
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

@@ -35,7 +35,7 @@ TASKS: Registry[Task] = Registry("tasks")
 
 def _check_classifier(model: nn.Module, c: int, h: int, w: int, k: int, what: str) -> None:
     from unlearnbench.core.diffusion import is_generator
-    from unlearnbench.core.models import check_model_fits
+    from unlearnbench.core.foreign import check_model_fits
 
     if is_generator(model):
         raise ModelError(f"{what} is a generation model (a conditional DDPM); this method unlearns classifiers "

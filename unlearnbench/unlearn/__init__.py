@@ -147,7 +147,7 @@ def run(
     task = TASKS.get(str(entry.info.get("task", "classification")))
     data = _check_inputs(model, data, task.name)
     if task.classifier:
-        from unlearnbench.core.models import normalized_for
+        from unlearnbench.core.foreign import normalized_for
 
         model = normalized_for(model, data.info)  # the data's mean/std (if given) become the first layer
     cfg = build_config(method, {**base, **_as_values(method, config)}, seed)
