@@ -7,24 +7,26 @@ Paper: Fan et al., SalUn, ICLR 2024, https://arxiv.org/abs/2310.12508 (its gener
 
 from __future__ import annotations
 
-from unlearnbench.core.config import configclass
+from unlearnbench.core.config import configclass, to_dict
 from unlearnbench.core.data import UnlearnData
 from unlearnbench.core.diffusion import ConditionalDDPM, DiffusionTrainConfig, fit_diffusion
 from unlearnbench.unlearn.base import ConfigType, register_method
 from unlearnbench.unlearn.diffusion.common import check_loop
 
+_T = DiffusionTrainConfig  # the Retrain trains as the original does unless told otherwise
+
 
 @configclass
 class DiffusionRetrainConfig(metaclass=ConfigType):
-    steps: int = 1500
-    batch_size: int = 128
-    lr: float = 2e-3
-    grad_clip: float = 1.0
-    ema: bool = True
-    ema_rate: float = 0.995
-    cond_drop_prob: float = 0.1
-    warmup: int = 100
-    seed: int = 0
+    steps: int = _T.steps
+    batch_size: int = _T.batch_size
+    lr: float = _T.lr
+    grad_clip: float = _T.grad_clip
+    ema: bool = _T.ema
+    ema_rate: float = _T.ema_rate
+    cond_drop_prob: float = _T.cond_drop_prob
+    warmup: int = _T.warmup
+    seed: int = _T.seed
 
     def __post_init__(self) -> None:
         check_loop(self)
@@ -38,8 +40,5 @@ class DiffusionRetrainConfig(metaclass=ConfigType):
 def ddpm_retrain(model: ConditionalDDPM, data: UnlearnData, config: DiffusionRetrainConfig) -> ConditionalDDPM:
     device = next(model.parameters()).device
     fresh = model.fresh(config.seed)  # same architecture and schedule, new weights; ``model`` is not read
-    train_cfg = DiffusionTrainConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                                     grad_clip=config.grad_clip, ema=config.ema, ema_rate=config.ema_rate,
-                                     cond_drop_prob=config.cond_drop_prob, warmup=config.warmup, seed=config.seed,
-                                     device=str(device))
+    train_cfg = DiffusionTrainConfig(**to_dict(config), device=str(device))
     return fit_diffusion(fresh.to(device), data.retain, data.info, train_cfg, description="ddpm_retrain").model
