@@ -80,18 +80,36 @@ def train_model(
     The original model and the retrained reference go through this same function with the same
     ``split_seed``, so they differ only in the excluded samples.
     """
+    device, splits, data, model, train_set = _setup(dataset, model_name, config, exclude, split_seed, val_fraction,
+                                                    source, normalize=True)
+    result = fit(model, train_set, splits.val, splits.info, config, loss_fn=loss_fn, epoch_end=epoch_end,
+                 description=f"train {model_name} on {dataset}")
+    metrics = train_metrics(model, splits, train_set, result, data)
+    meta = _meta(model_name, splits, data, exclude, val_fraction, kind, config, metrics, device)
+    return TrainOutcome(model, meta, result.history, splits, data)
+
+
+def _setup(dataset: str, model_name: str, config: Any, exclude: str | None, split_seed: int, val_fraction: float,
+           source: DataSource | None, normalize: bool):
+    """What every training job starts from: device, split, forget set, a freshly seeded model and
+    the set it trains on (the retain set for a retrained reference)."""
     device = resolve_device(config.device)
     splits, data = prepare(dataset, exclude, split_seed=split_seed, val_fraction=val_fraction, source=source, device=device)
     info = splits.info
     seed_everything(config.seed)  # the init depends on the training seed, not on global state
-    model = create_model(model_name, info.num_classes, info.in_channels, info.image_size, info.mean, info.std)
+    stats = (info.mean, info.std) if normalize else ()
+    model = create_model(model_name, info.num_classes, info.in_channels, info.image_size, *stats)
     train_set = data.retain if data is not None else splits.train
-    result = fit(model, train_set, splits.val, info, config, loss_fn=loss_fn, epoch_end=epoch_end,
-                 description=f"train {model_name} on {dataset}")
-    metrics = train_metrics(model, splits, train_set, result, data)
-    meta = checkpoint_meta(
+    return device, splits, data, model, train_set
+
+
+def _meta(model_name: str, splits: Splits, data: UnlearnData | None, exclude: str | None, val_fraction: float,
+          kind: str | None, config: Any, metrics: dict, device, **extra: Any) -> dict:
+    """The checkpoint metadata of a trained original or retrained reference."""
+    return checkpoint_meta(
         model_name, splits, exclude=exclude, val_fraction=val_fraction,
         extra={
+            **extra,
             "kind": kind or ("retrain" if exclude else "original"),
             "train_config": to_dict(config),
             "metrics": metrics,
@@ -100,7 +118,6 @@ def train_model(
             **({"forget_set": forget_set_record(data)} if data is not None else {}),
         },
     )
-    return TrainOutcome(model, meta, result.history, splits, data)
 
 
 def check_compatible(ckpt: Checkpoint, splits: Splits) -> None:
@@ -136,23 +153,9 @@ def train_generator(
     (fingerprint, provenance, forget-set record) plus ``task: generation``."""
     from unlearnbench.core.diffusion import fit_diffusion
 
-    device = resolve_device(config.device)
-    splits, data = prepare(dataset, exclude, split_seed=split_seed, val_fraction=val_fraction, source=source, device=device)
-    info = splits.info
-    seed_everything(config.seed)
-    model = create_model(model_name, info.num_classes, info.in_channels, info.image_size)
-    train_set = data.retain if data is not None else splits.train
-    fit = fit_diffusion(model, train_set, info, config, description=f"train {model_name} on {dataset}")
+    device, splits, data, model, train_set = _setup(dataset, model_name, config, exclude, split_seed, val_fraction,
+                                                    source, normalize=False)
+    fit = fit_diffusion(model, train_set, splits.info, config, description=f"train {model_name} on {dataset}")
     metrics = {"train_seconds": fit.seconds, "final_loss": fit.history[-1]["train_loss"] if fit.history else float("nan")}
-    meta = checkpoint_meta(
-        model_name, splits, exclude=exclude, val_fraction=val_fraction,
-        extra={
-            "task": "generation",
-            "kind": kind or ("retrain" if exclude else "original"),
-            "train_config": to_dict(config),
-            "metrics": metrics,
-            "provenance": provenance.collect(device, config.seed),
-            **({"forget_set": forget_set_record(data)} if data is not None else {}),
-        },
-    )
+    meta = _meta(model_name, splits, data, exclude, val_fraction, kind, config, metrics, device, task="generation")
     return TrainOutcome(fit.model, meta, fit.history, splits, data)
